@@ -1,0 +1,33 @@
+# The two commands: `make run` and `make test`. Everything runs against the project's own
+# dev stack (scripts/stack.sh): Redis on 6390, MariaDB primary 3316 and replica 3317.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+TEST_ENV := SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/1 \
+	SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/seatrush_test \
+	SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/seatrush_test
+
+.PHONY: run test stack stack-down bench check
+
+run: stack
+	cargo build --release
+	./target/release/seatrush demo-data
+	./target/release/seatrush
+
+stack:
+	@scripts/stack.sh up
+
+stack-down:
+	@scripts/stack.sh down
+
+# Tests get their own database and Redis db, emptied first so every run starts clean.
+test: stack
+	@scripts/reset-test-data.sh
+	$(TEST_ENV) cargo test --all-targets -- --test-threads=4
+
+check:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+bench: stack
+	bench/run.sh

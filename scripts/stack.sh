@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The dev stack: Redis (6390, AOF) and a MariaDB primary (3316) with a GTID replica (3317),
+# all on loopback, with their data under .dev/. `up` is idempotent; `down` stops only the
+# processes whose pid files live under .dev/.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dev="$root/.dev"
+REDIS_PORT=6390
+PRIMARY_PORT=3316
+REPLICA_PORT=3317
+DB_USER=seatrush
+DB_PASS=seatrush
+REPL_USER=repl
+REPL_PASS=repl
+
+log() { printf 'stack: %s\n' "$*"; }
+
+ensure_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v mariadbd >/dev/null || missing+=(mariadb-server)
+  command -v mariadb >/dev/null || missing+=(mariadb-client)
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for <what> <command...>: polls the command for up to 60 s.
+wait_for() {
+  local what=$1; shift
+  local deadline=$((SECONDS + 60))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then log "$what did not come up; see $dev/*.log"; exit 1; fi
+    sleep 0.2
+  done
+}
+
+redis_up() {
+  mkdir -p "$dev/redis"
+  if alive "$dev/redis/redis.pid"; then return; fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" \
+    --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
+    --maxmemory-policy noeviction --daemonize yes \
+    --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log"
+  wait_for "redis" redis-cli -p "$REDIS_PORT" ping
+  log "redis on 127.0.0.1:$REDIS_PORT"
+}
+
+# mariadb_sql <name> <sql>: runs SQL as root over the instance's socket.
+mariadb_sql() { mariadb --no-defaults --socket="$dev/$1.sock" -uroot -e "$2"; }
+
+mariadb_up() { # <name> <port> <server-id>
+  local name=$1 port=$2 id=$3 data="$dev/$1"
+  local fresh=0
+  if alive "$dev/$name.pid"; then return 1; fi
+  if [ ! -d "$data/mysql" ]; then
+    mkdir -p "$data"
+    mariadb-install-db --no-defaults --datadir="$data" --user="$(id -un)" \
+      --auth-root-authentication-method=normal --skip-test-db >"$dev/$name-install.log" 2>&1
+    fresh=1
+  fi
+  local extra=()
+  [ "$name" = replica ] && extra+=(--read-only=1)
+  nohup mariadbd --no-defaults --datadir="$data" --user="$(id -un)" \
+    --port="$port" --bind-address=127.0.0.1 --socket="$dev/$name.sock" \
+    --pid-file="$dev/$name.pid" --log-error="$dev/$name.log" \
+    --server-id="$id" --log-bin=mysql-bin --binlog-format=ROW --gtid-strict-mode=1 \
+    --log-slave-updates=1 --skip-name-resolve --innodb-buffer-pool-size=256M \
+    --max-connections=500 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+    "${extra[@]}" >/dev/null 2>&1 &
+  wait_for "mariadb $name" mariadb_sql "$name" "SELECT 1"
+  log "mariadb $name on 127.0.0.1:$port"
+  [ "$fresh" -eq 1 ]
+}
+
+replication_up() {
+  local running
+  running=$(mariadb --no-defaults --socket="$dev/replica.sock" -uroot -N -e \
+    "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='SLAVES_RUNNING'" 2>/dev/null || echo 0)
+  [ "$running" = "1" ] && return
+  mariadb_sql replica "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$PRIMARY_PORT,
+    MASTER_USER='$REPL_USER', MASTER_PASSWORD='$REPL_PASS', MASTER_USE_GTID=slave_pos,
+    MASTER_CONNECT_RETRY=1; START SLAVE;"
+  log "replica follows the primary (GTID)"
+}
+
+up() {
+  ensure_packages
+  mkdir -p "$dev"
+  redis_up
+  local primary_fresh=0
+  mariadb_up primary "$PRIMARY_PORT" 1 && primary_fresh=1
+  mariadb_up replica "$REPLICA_PORT" 2 || true
+  if [ "$primary_fresh" -eq 1 ]; then
+    # Created on the primary, so they reach the replica through replication.
+    mariadb_sql primary "
+      CREATE USER '$REPL_USER'@'127.0.0.1' IDENTIFIED BY '$REPL_PASS';
+      GRANT REPLICATION SLAVE ON *.* TO '$REPL_USER'@'127.0.0.1';"
+  fi
+  replication_up
+  mariadb_sql primary "
+    CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+    GRANT ALL PRIVILEGES ON \`seatrush%\`.* TO '$DB_USER'@'127.0.0.1';
+    GRANT SLAVE MONITOR ON *.* TO '$DB_USER'@'127.0.0.1';
+    CREATE DATABASE IF NOT EXISTS seatrush;"
+}
+
+stop_pid() { # <pidfile> <name>
+  local pidfile=$1
+  alive "$pidfile" || return 0
+  local pid; pid=$(cat "$pidfile")
+  kill "$pid"
+  local deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS > deadline)); then kill -9 "$pid"; fi
+    sleep 0.2
+  done
+  log "stopped $2"
+}
+
+down() {
+  stop_pid "$dev/replica.pid" "mariadb replica"
+  stop_pid "$dev/primary.pid" "mariadb primary"
+  stop_pid "$dev/redis/redis.pid" "redis"
+}
+
+status() {
+  alive "$dev/redis/redis.pid" && log "redis up" || log "redis down"
+  alive "$dev/primary.pid" && log "primary up" || log "primary down"
+  alive "$dev/replica.pid" && log "replica up" || log "replica down"
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

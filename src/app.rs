@@ -1,0 +1,137 @@
+//! The application: its connections and shared state ([`App`]), how it is built from a
+//! [`Config`], and its background loops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::task::JoinHandle;
+
+use crate::catalogue::schedules;
+use crate::catalogue::users::UserDirectory;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::health::{self, Health};
+use crate::mysql::{Db, migrate};
+use crate::outbox::{Backlog, OutboxFlusher};
+use crate::queue::admission;
+use crate::redis::{RedisConn, Scripts};
+use crate::shutdown::Shutdown;
+use crate::telemetry;
+
+/// How often the user directory picks up users created elsewhere.
+const USER_REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// Longest the flusher keeps draining after a shutdown signal.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+pub struct App {
+    pub config: Config,
+    /// Shared multiplexed connection; clone it per use (clones share the socket).
+    pub redis: RedisConn,
+    pub db: Db,
+    pub scripts: Scripts,
+    /// Answers "does this user exist?" without a query on the hot path.
+    pub users: UserDirectory,
+    /// Dependency states for `/health`, refreshed in the background.
+    pub health: Health,
+    /// Outbox size, kept by the flusher.
+    pub backlog: Arc<Backlog>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reach Redis at {url}: {source}")]
+    Redis {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("MySQL configuration: {0}")]
+    MysqlConfig(mysql_async::Error),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+    #[error("start-up step {step} failed: {source}")]
+    Step {
+        step: &'static str,
+        source: ApiError,
+    },
+}
+
+fn step<E: Into<ApiError>>(step: &'static str) -> impl FnOnce(E) -> StartError {
+    move |e| StartError::Step {
+        step,
+        source: e.into(),
+    }
+}
+
+impl App {
+    /// Connects, migrates, loads the scripts and makes sure Redis knows every schedule.
+    pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
+        let metrics = telemetry::metrics_handle();
+        let mut redis = crate::redis::connect(&config.redis_url)
+            .await
+            .map_err(|source| StartError::Redis {
+                url: config.redis_url.clone(),
+                source,
+            })?;
+        let db = Db::new(&config.mysql_primary_url, &config.mysql_replica_url)
+            .map_err(StartError::MysqlConfig)?;
+        migrate::run(&db.primary).await?;
+        let scripts = Scripts::new();
+        scripts
+            .load_all(&mut redis)
+            .await
+            .map_err(step("loading scripts"))?;
+        let registered = schedules::sync_to_redis(&db, &mut redis)
+            .await
+            .map_err(step("registering schedules in Redis"))?;
+        if registered > 0 {
+            tracing::info!(registered, "schedules registered in Redis from MySQL");
+        }
+        let users = UserDirectory::default();
+        users
+            .refresh(&db)
+            .await
+            .map_err(step("loading the user directory"))?;
+        let app = Arc::new(Self {
+            config,
+            redis,
+            db,
+            scripts,
+            users,
+            health: Health::default(),
+            backlog: Arc::default(),
+            metrics,
+        });
+        app.health.probe(&app).await;
+        Ok(app)
+    }
+
+    /// Starts the admission loop, the flusher, the health probe and the directory refresh.
+    /// The handles finish after `shutdown` fires (the flusher after draining).
+    pub fn spawn_background(self: &Arc<Self>, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
+        let flusher = OutboxFlusher::new(self.db.clone(), self.redis.clone(), self.backlog.clone());
+        vec![
+            tokio::spawn(admission::run(
+                self.clone(),
+                self.config.admission_interval,
+                shutdown.clone(),
+            )),
+            tokio::spawn(flusher.run(self.config.flush_interval, shutdown.clone(), SHUTDOWN_DRAIN)),
+            tokio::spawn(health::probe_loop(self.clone(), shutdown.clone())),
+            tokio::spawn(refresh_users(self.clone(), shutdown.clone())),
+        ]
+    }
+}
+
+async fn refresh_users(app: Arc<App>, shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        tokio::select! {
+            _ = tokio::time::sleep(USER_REFRESH_EVERY) => {}
+            _ = shutdown.triggered() => break,
+        }
+        if let Err(e) = app.users.refresh(&app.db).await {
+            tracing::debug!(error = %e, "user directory refresh failed");
+        }
+    }
+}

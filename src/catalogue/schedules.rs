@@ -1,0 +1,168 @@
+//! Venues, concerts and schedules: created on the primary, and each schedule made known to
+//! Redis (its queue settings and booking window) so the hot path never asks MySQL about it.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use mysql_async::prelude::*;
+
+use crate::error::ApiError;
+use crate::mysql::{Db, timed};
+use crate::queue::settings::{BookingWindow, QueueSettings};
+use crate::redis::RedisConn;
+use crate::redis::keys::ScheduleKeys;
+
+/// Rows per multi-row INSERT of seats.
+const SEAT_INSERT_CHUNK: usize = 1000;
+
+pub async fn create_venue(db: &Db, name: &str) -> Result<u64, mysql_async::Error> {
+    insert_named(db, "INSERT INTO venues (name) VALUES (?)", name).await
+}
+
+pub async fn create_concert(db: &Db, title: &str) -> Result<u64, mysql_async::Error> {
+    insert_named(db, "INSERT INTO concerts (title) VALUES (?)", title).await
+}
+
+async fn insert_named(db: &Db, sql: &str, value: &str) -> Result<u64, mysql_async::Error> {
+    let mut conn = timed(db.primary.get_conn()).await?;
+    timed(conn.exec_drop(sql, (value,))).await?;
+    Ok(conn.last_insert_id().expect("an insert yields an id"))
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSchedule {
+    pub concert_id: u64,
+    pub venue_id: u64,
+    pub performance_date: NaiveDate,
+    pub performance_time: NaiveTime,
+    pub booking_open_at: DateTime<Utc>,
+    pub booking_close_at: DateTime<Utc>,
+    /// (seatNumber, price), seat numbers distinct.
+    pub seats: Vec<(u64, u64)>,
+}
+
+/// Creates the schedule and its seats in one transaction, then registers it in Redis.
+/// Returns the schedule id and the seat ids in seat-number order.
+pub async fn create_schedule(
+    db: &Db,
+    redis: &mut RedisConn,
+    new: &NewSchedule,
+) -> Result<(u64, Vec<u64>), ApiError> {
+    let mut conn = timed(db.primary.get_conn()).await?;
+    let mut tx = timed(conn.start_transaction(Default::default())).await?;
+    let concert: Option<u64> =
+        timed(tx.exec_first("SELECT id FROM concerts WHERE id = ?", (new.concert_id,))).await?;
+    if concert.is_none() {
+        return Err(ApiError::ConcertNotFound);
+    }
+    let venue: Option<u64> =
+        timed(tx.exec_first("SELECT id FROM venues WHERE id = ?", (new.venue_id,))).await?;
+    if venue.is_none() {
+        return Err(ApiError::invalid("venueId", "no venue has this id"));
+    }
+    timed(tx.exec_drop(
+        "INSERT INTO concert_schedules (concert_id, venue_id, performance_date, performance_time,
+           booking_open_at, booking_close_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            new.concert_id,
+            new.venue_id,
+            new.performance_date.format("%Y-%m-%d").to_string(),
+            new.performance_time.format("%H:%M:%S").to_string(),
+            crate::mysql::datetime_ms(new.booking_open_at.timestamp_millis()),
+            crate::mysql::datetime_ms(new.booking_close_at.timestamp_millis()),
+        ),
+    ))
+    .await?;
+    let schedule_id = tx.last_insert_id().expect("an insert yields an id");
+    for chunk in new.seats.chunks(SEAT_INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO seats (schedule_id, seat_number, price) VALUES {}",
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let params: Vec<mysql_async::Value> = chunk
+            .iter()
+            .flat_map(|&(number, price)| [schedule_id.into(), number.into(), price.into()])
+            .collect();
+        timed(tx.exec_drop(sql, params)).await?;
+    }
+    let seat_ids: Vec<u64> = timed(tx.exec(
+        "SELECT id FROM seats WHERE schedule_id = ? ORDER BY seat_number",
+        (schedule_id,),
+    ))
+    .await?;
+    timed(tx.commit()).await?;
+
+    let window = BookingWindow {
+        open_ms: new.booking_open_at.timestamp_millis(),
+        close_ms: new.booking_close_at.timestamp_millis(),
+    };
+    QueueSettings::default()
+        .register(redis, schedule_id, window)
+        .await?;
+    Ok((schedule_id, seat_ids))
+}
+
+/// Stores updated settings on the primary (the record) and in Redis (what the scripts read).
+pub async fn update_queue_settings(
+    db: &Db,
+    redis: &mut RedisConn,
+    schedule_id: u64,
+    settings: &QueueSettings,
+) -> Result<(), ApiError> {
+    let mut conn = timed(db.primary.get_conn()).await?;
+    timed(conn.exec_drop(
+        "UPDATE concert_schedules SET max_active_users = ?, max_waiting_users = ?,
+           admission_per_second = ?, active_ttl_seconds = ?, hold_ttl_seconds = ?,
+           max_seats_per_user = ?, queue_paused = ? WHERE id = ?",
+        (
+            settings.max_active_users,
+            settings.max_waiting_users,
+            settings.admission_per_second,
+            settings.active_ttl_seconds,
+            settings.hold_ttl_seconds,
+            settings.max_seats_per_user,
+            settings.paused,
+            schedule_id,
+        ),
+    ))
+    .await?;
+    settings.store(redis, schedule_id).await?;
+    Ok(())
+}
+
+type ScheduleRow = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
+
+/// Registers in Redis every schedule MySQL has and Redis lacks (a new Redis, or a schedule
+/// whose registration failed after its commit). Returns how many were registered.
+pub async fn sync_to_redis(db: &Db, redis: &mut RedisConn) -> Result<usize, ApiError> {
+    let mut conn = timed(db.primary.get_conn()).await?;
+    let rows: Vec<ScheduleRow> = timed(conn.query(
+        "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,
+           max_waiting_users, admission_per_second, active_ttl_seconds, hold_ttl_seconds,
+           max_seats_per_user, queue_paused FROM concert_schedules",
+    ))
+    .await?;
+    let mut registered = 0;
+    for (id, open_ms, close_ms, active, waiting, rate, active_ttl, hold_ttl, seats, paused) in rows
+    {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(ScheduleKeys::new(id).cfg)
+            .query_async(redis)
+            .await?;
+        if exists {
+            continue;
+        }
+        let settings = QueueSettings {
+            max_active_users: active,
+            max_waiting_users: waiting,
+            admission_per_second: rate,
+            active_ttl_seconds: active_ttl,
+            hold_ttl_seconds: hold_ttl,
+            max_seats_per_user: seats,
+            paused,
+        };
+        let window = BookingWindow { open_ms, close_ms };
+        settings.register(redis, id, window).await?;
+        registered += 1;
+    }
+    Ok(registered)
+}

@@ -1,0 +1,114 @@
+//! Typed settings from `SEATRUSH_*` environment variables; every one has a default that points
+//! at the dev stack, and `seatrush --help` prints them all from [`VARIABLES`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The admin key the dev stack uses; refused when `SEATRUSH_ENV=production`.
+pub const DEV_ADMIN_KEY: &str = "dev-admin-key";
+
+/// (name, default, meaning) of every variable, in `--help` order.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "SEATRUSH_HTTP_ADDR",
+        "127.0.0.1:8080",
+        "address the HTTP server listens on",
+    ),
+    (
+        "SEATRUSH_REDIS_URL",
+        "redis://127.0.0.1:6390/0",
+        "Redis holding the hot state",
+    ),
+    (
+        "SEATRUSH_MYSQL_PRIMARY_URL",
+        "mysql://seatrush:seatrush@127.0.0.1:3316/seatrush",
+        "MySQL/MariaDB primary (writes, migrations)",
+    ),
+    (
+        "SEATRUSH_MYSQL_REPLICA_URL",
+        "mysql://seatrush:seatrush@127.0.0.1:3317/seatrush",
+        "MySQL/MariaDB replica (catalogue reads)",
+    ),
+    (
+        "SEATRUSH_ADMIN_KEY",
+        DEV_ADMIN_KEY,
+        "X-Admin-Key accepted by the admin API",
+    ),
+    (
+        "SEATRUSH_ENV",
+        "development",
+        "`production` refuses the dev admin key",
+    ),
+    (
+        "SEATRUSH_LOG",
+        "info",
+        "log filter (tracing env-filter syntax)",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub redis_url: String,
+    pub mysql_primary_url: String,
+    pub mysql_replica_url: String,
+    pub admin_key: String,
+    /// How often each instance runs the admission tick (SPEC: about every 100 ms).
+    pub admission_interval: Duration,
+    /// How often the flusher polls the outbox streams when they were empty.
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not a valid socket address: {1}")]
+    BadAddr(&'static str, String),
+    #[error("SEATRUSH_ADMIN_KEY must be set to a non-default value when SEATRUSH_ENV=production")]
+    DevKeyInProduction,
+}
+
+fn var(name: &'static str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        let (_, default, _) = VARIABLES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .expect("every variable read is listed in VARIABLES");
+        (*default).to_string()
+    })
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let addr = var("SEATRUSH_HTTP_ADDR");
+        let http_addr = addr
+            .parse()
+            .map_err(|_| ConfigError::BadAddr("SEATRUSH_HTTP_ADDR", addr))?;
+        let admin_key = var("SEATRUSH_ADMIN_KEY");
+        if var("SEATRUSH_ENV") == "production" && admin_key == DEV_ADMIN_KEY {
+            return Err(ConfigError::DevKeyInProduction);
+        }
+        Ok(Self {
+            http_addr,
+            redis_url: var("SEATRUSH_REDIS_URL"),
+            mysql_primary_url: var("SEATRUSH_MYSQL_PRIMARY_URL"),
+            mysql_replica_url: var("SEATRUSH_MYSQL_REPLICA_URL"),
+            admin_key,
+            admission_interval: Duration::from_millis(100),
+            flush_interval: Duration::from_millis(50),
+        })
+    }
+
+    /// The `--help` text.
+    pub fn help() -> String {
+        let mut out = String::from(
+            "seatrush: flash-sale ticket booking server\n\n\
+             usage:\n  seatrush                migrate the database and serve\n  \
+             seatrush demo-data      migrate and load demo data into an empty database\n  \
+             seatrush --help         this text\n\nenvironment (default):\n",
+        );
+        for (name, default, meaning) in VARIABLES {
+            out.push_str(&format!("  {name:<28} {meaning} ({default})\n"));
+        }
+        out
+    }
+}

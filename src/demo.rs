@@ -1,0 +1,50 @@
+//! Demo data for `make run`: a few users, one venue, one concert with two schedules whose
+//! booking is open now. Loaded only into an empty database, through the same code the admin
+//! API uses.
+
+use chrono::{Duration, NaiveTime, Utc};
+use mysql_async::prelude::*;
+
+use crate::app::App;
+use crate::catalogue::schedules::{self, NewSchedule};
+use crate::catalogue::users;
+use crate::error::ApiError;
+use crate::mysql::timed;
+
+const USERS: &[&str] = &[
+    "Kim Minji",
+    "Lee Junho",
+    "Park Seoyeon",
+    "Choi Dohyun",
+    "Jung Hana",
+];
+const SEATS_PER_SCHEDULE: u64 = 50;
+const PRICE_KRW: u64 = 110_000;
+
+/// Loads the demo data if there are no users yet; returns whether it did.
+pub async fn load_if_empty(app: &App) -> Result<bool, ApiError> {
+    let mut conn = timed(app.db.primary.get_conn()).await?;
+    let users_now: Option<u64> = timed(conn.query_first("SELECT COUNT(*) FROM users")).await?;
+    if users_now.unwrap_or(0) > 0 {
+        return Ok(false);
+    }
+    for name in USERS {
+        users::create_user(&app.db, name).await?;
+    }
+    let venue_id = schedules::create_venue(&app.db, "Olympic Hall, Seoul").await?;
+    let concert_id = schedules::create_concert(&app.db, "Winter Flash Live 2026").await?;
+    let now = Utc::now();
+    for days_ahead in [30, 31] {
+        let new = NewSchedule {
+            concert_id,
+            venue_id,
+            performance_date: (now + Duration::days(days_ahead)).date_naive(),
+            performance_time: NaiveTime::from_hms_opt(19, 0, 0).expect("19:00:00 is a time"),
+            booking_open_at: now,
+            booking_close_at: now + Duration::days(days_ahead - 1),
+            seats: (1..=SEATS_PER_SCHEDULE).map(|n| (n, PRICE_KRW)).collect(),
+        };
+        schedules::create_schedule(&app.db, &mut app.redis.clone(), &new).await?;
+    }
+    Ok(true)
+}

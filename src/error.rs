@@ -1,0 +1,94 @@
+//! Every outcome a client can see that is not a success, and the one place that maps each to
+//! its HTTP status and error code.
+
+use hyper::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidRequest { field: String, message: String },
+    #[error("Queue-Token header is missing")]
+    QueueTokenMissing,
+    #[error("queue token is unknown or expired")]
+    QueueTokenInvalid,
+    #[error("admin key is missing or wrong")]
+    AdminKeyInvalid,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("concert not found")]
+    ConcertNotFound,
+    #[error("schedule not found")]
+    ScheduleNotFound,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("the user already holds a live token for this schedule")]
+    TokenAlreadyIssued,
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("booking for this schedule has closed")]
+    BookingClosed,
+    #[error("the waiting queue is full")]
+    QueueFull,
+    #[error("internal error")]
+    Internal(String),
+    #[error("a dependency is unavailable; retry shortly")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Status and code, as listed in SPEC §3.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidRequest { .. } => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            QueueTokenMissing => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_MISSING"),
+            QueueTokenInvalid => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_INVALID"),
+            AdminKeyInvalid => (StatusCode::UNAUTHORIZED, "ADMIN_KEY_INVALID"),
+            UserNotFound => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
+            ConcertNotFound => (StatusCode::NOT_FOUND, "CONCERT_NOT_FOUND"),
+            ScheduleNotFound => (StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
+            NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            TokenAlreadyIssued => (StatusCode::CONFLICT, "TOKEN_ALREADY_ISSUED"),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            BookingClosed => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_CLOSED"),
+            QueueFull => (StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        }
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_timeout()
+            || e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            ApiError::Unavailable(format!("redis: {e}"))
+        } else {
+            ApiError::Internal(format!("redis: {e}"))
+        }
+    }
+}
+
+impl From<mysql_async::Error> for ApiError {
+    fn from(e: mysql_async::Error) -> Self {
+        match e {
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+                ApiError::Unavailable(format!("mysql: {e}"))
+            }
+            other => ApiError::Internal(format!("mysql: {other}")),
+        }
+    }
+}

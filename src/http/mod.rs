@@ -1,0 +1,172 @@
+//! The HTTP layer: a bare hyper 1.x server with graceful shutdown, the router, and the request
+//! and response conventions of SPEC §2. A request goes route → parse → one handler → envelope.
+
+pub mod request;
+pub mod response;
+pub mod router;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::shutdown::Shutdown;
+use response::Body;
+use router::Route;
+
+/// Longest a request may take end to end before it is answered `503`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest in-flight requests get to finish after a shutdown signal.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// Serves on `listener` until `shutdown` fires, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.triggered() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| handle(app.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let matched = router::resolve(req.method(), req.uri().path());
+    let method = method_label(req.method());
+    let result = match matched.route {
+        Ok(route) => {
+            match tokio::time::timeout(REQUEST_TIMEOUT, dispatch(&app, route, req)).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::Unavailable("request timed out".into())),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let rsp = result.unwrap_or_else(|e| {
+        match &e {
+            ApiError::Internal(detail) => {
+                tracing::error!(route = matched.template, detail, "internal error")
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(route = matched.template, detail, "dependency unavailable")
+            }
+            _ => {}
+        }
+        response::error(&e)
+    });
+    let status = status_label(rsp.status().as_u16());
+    metrics::counter!("seatrush_http_requests_total", "route" => matched.template, "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("seatrush_http_request_duration_seconds", "route" => matched.template, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    Ok(rsp)
+}
+
+async fn dispatch(
+    app: &App,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (parts, body) = req.into_parts();
+    if route.is_admin() {
+        crate::admin::authorize(app, &parts.headers)?;
+    }
+    let read_body = || request::read_body(&parts.headers, body);
+    match route {
+        Route::Health => {
+            let backlog = app
+                .backlog
+                .entries
+                .load(std::sync::atomic::Ordering::Relaxed);
+            Ok(response::bare_json(&app.health.report(backlog)))
+        }
+        Route::Metrics => Ok(response::text(
+            "text/plain; version=0.0.4",
+            app.metrics.render(),
+        )),
+        Route::IssueToken => crate::queue::issue_token(app, read_body().await?).await,
+        Route::MyToken => crate::queue::my_token(app, &parts.headers).await,
+        Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
+        Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
+        Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,
+        Route::AdminCreateSchedule { concert_id } => {
+            crate::admin::create_schedule(app, concert_id, read_body().await?).await
+        }
+        Route::AdminGetQueue { schedule_id } => crate::admin::queue_state(app, schedule_id).await,
+        Route::AdminPutQueue { schedule_id } => {
+            crate::admin::update_queue(app, schedule_id, read_body().await?).await
+        }
+    }
+}
+
+fn method_label(method: &hyper::Method) -> &'static str {
+    match *method {
+        hyper::Method::GET => "GET",
+        hyper::Method::POST => "POST",
+        hyper::Method::PUT => "PUT",
+        hyper::Method::DELETE => "DELETE",
+        hyper::Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// Status as a static label (the metrics macros then allocate nothing for it).
+fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        201 => "201",
+        400 => "400",
+        401 => "401",
+        402 => "402",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}

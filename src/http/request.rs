@@ -1,0 +1,246 @@
+//! Request input at the edge: the capped body, and strict JSON field parsing into domain
+//! values. A bad value is `400 INVALID_REQUEST` naming the field; unknown fields are ignored.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, HeaderMap};
+use simd_json::{OwnedValue, StaticNode};
+
+use crate::error::ApiError;
+
+/// SPEC §2: bodies over 64 KiB are refused.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Ids are positive JSON integers that fit MySQL's signed BIGINT range.
+const MAX_ID: u64 = i64::MAX as u64;
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] whether announced or streamed.
+pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, ApiError> {
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(_) => Err(ApiError::invalid(
+            "body",
+            "the request body could not be read",
+        )),
+    }
+}
+
+/// A parsed JSON object body.
+pub struct JsonObject(Box<simd_json::owned::Object>);
+
+impl JsonObject {
+    pub fn parse(mut body: Vec<u8>) -> Result<Self, ApiError> {
+        match simd_json::to_owned_value(&mut body) {
+            Ok(OwnedValue::Object(obj)) => Ok(Self(obj)),
+            Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
+            Err(_) => Err(ApiError::invalid("body", "the body is not valid JSON")),
+        }
+    }
+
+    fn get(&self, field: &str) -> Option<&OwnedValue> {
+        self.0
+            .get(field)
+            .filter(|v| !matches!(v, OwnedValue::Static(StaticNode::Null)))
+    }
+
+    fn required(&self, field: &str) -> Result<&OwnedValue, ApiError> {
+        self.get(field)
+            .ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))
+    }
+
+    /// A positive integer id.
+    pub fn id(&self, field: &str) -> Result<u64, ApiError> {
+        positive_int(self.required(field)?, field, MAX_ID)
+    }
+
+    /// An optional positive integer no larger than `max`.
+    pub fn opt_positive(&self, field: &str, max: u64) -> Result<Option<u64>, ApiError> {
+        self.get(field)
+            .map(|v| positive_int(v, field, max))
+            .transpose()
+    }
+
+    pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(OwnedValue::Static(StaticNode::Bool(b))) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::invalid(
+                field,
+                format!("{field} must be a boolean"),
+            )),
+        }
+    }
+
+    /// A non-blank string of at most `max_chars` characters, trimmed.
+    pub fn text(&self, field: &str, max_chars: usize) -> Result<String, ApiError> {
+        let s = self.string(field)?.trim();
+        if s.is_empty() || s.chars().count() > max_chars {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must be 1 to {max_chars} characters"),
+            ));
+        }
+        Ok(s.to_string())
+    }
+
+    fn string(&self, field: &str) -> Result<&str, ApiError> {
+        match self.required(field)? {
+            OwnedValue::String(s) => Ok(s),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("{field} must be a string"),
+            )),
+        }
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn date(&self, field: &str) -> Result<NaiveDate, ApiError> {
+        NaiveDate::parse_from_str(self.string(field)?, "%Y-%m-%d")
+            .map_err(|_| ApiError::invalid(field, format!("{field} must be a date YYYY-MM-DD")))
+    }
+
+    /// `HH:mm:ss`.
+    pub fn time_of_day(&self, field: &str) -> Result<NaiveTime, ApiError> {
+        NaiveTime::parse_from_str(self.string(field)?, "%H:%M:%S")
+            .map_err(|_| ApiError::invalid(field, format!("{field} must be a time HH:mm:ss")))
+    }
+
+    /// An ISO 8601 instant with an offset, e.g. `2026-12-24T19:00:00.000Z`.
+    pub fn instant(&self, field: &str) -> Result<DateTime<Utc>, ApiError> {
+        DateTime::parse_from_rfc3339(self.string(field)?)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::invalid(field, format!("{field} must be an ISO 8601 date-time")))
+    }
+
+    /// An optional array of objects, each handed to `item` with its indexed field name.
+    pub fn opt_array(&self, field: &str) -> Result<Option<&[OwnedValue]>, ApiError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(OwnedValue::Array(items)) => Ok(Some(items.as_slice())),
+            Some(_) => Err(ApiError::invalid(
+                field,
+                format!("{field} must be an array"),
+            )),
+        }
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// Wraps an array element that must itself be an object.
+    pub fn element(value: &OwnedValue, field: &str) -> Result<JsonObject, ApiError> {
+        match value {
+            OwnedValue::Object(obj) => Ok(JsonObject(obj.clone())),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("{field} must be an object"),
+            )),
+        }
+    }
+}
+
+/// Only JSON integers count: strings, floats (even `3.0`), zero and negatives are refused.
+fn positive_int(value: &OwnedValue, field: &str, max: u64) -> Result<u64, ApiError> {
+    let n = match value {
+        OwnedValue::Static(StaticNode::U64(n)) => Some(*n),
+        OwnedValue::Static(StaticNode::I64(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 && n <= max => Ok(n),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{field} must be an integer from 1 to {max}"),
+        )),
+    }
+}
+
+/// A path segment that must be a positive integer id.
+pub fn path_id(segment: &str, field: &str) -> Result<u64, ApiError> {
+    match segment.parse::<u64>() {
+        Ok(n) if n > 0 && n <= MAX_ID && !segment.starts_with('+') => Ok(n),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{field} must be a positive integer"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(json: &str) -> JsonObject {
+        JsonObject::parse(json.as_bytes().to_vec()).unwrap()
+    }
+
+    fn field_of(err: ApiError) -> String {
+        match err {
+            ApiError::InvalidRequest { field, .. } => field,
+            other => panic!("expected INVALID_REQUEST, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_must_be_positive_json_integers() {
+        assert_eq!(obj(r#"{"userId": 7}"#).id("userId").unwrap(), 7);
+        for bad in [
+            r#""7""#,
+            "7.0",
+            "-1",
+            "0",
+            "true",
+            "null",
+            "9223372036854775808",
+        ] {
+            let body = format!(r#"{{"userId": {bad}}}"#);
+            assert_eq!(
+                field_of(obj(&body).id("userId").unwrap_err()),
+                "userId",
+                "{bad}"
+            );
+        }
+        assert_eq!(field_of(obj("{}").id("userId").unwrap_err()), "userId");
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_name_the_body() {
+        for bad in ["", "[1]", "{", "12", r#""x""#] {
+            let err = JsonObject::parse(bad.as_bytes().to_vec()).err().unwrap();
+            assert_eq!(field_of(err), "body", "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_ids_refuse_signs_zero_and_words() {
+        assert_eq!(path_id("42", "scheduleId").unwrap(), 42);
+        for bad in ["0", "-3", "+3", "abc", "", "1.5", "99999999999999999999"] {
+            assert_eq!(
+                field_of(path_id(bad, "scheduleId").unwrap_err()),
+                "scheduleId"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_and_times_are_strict() {
+        let o = obj(
+            r#"{"d": "2026-12-24", "t": "19:00:00", "i": "2026-12-24T19:00:00.000Z", "bad": "24/12/2026"}"#,
+        );
+        assert_eq!(o.date("d").unwrap().to_string(), "2026-12-24");
+        assert_eq!(o.time_of_day("t").unwrap().to_string(), "19:00:00");
+        assert_eq!(o.instant("i").unwrap().timestamp(), 1_798_138_800);
+        assert_eq!(field_of(o.date("bad").unwrap_err()), "bad");
+        assert_eq!(field_of(o.instant("d").unwrap_err()), "d");
+    }
+}

@@ -1,0 +1,99 @@
+//! The response envelope: `{"success":true,"data":…}` or
+//! `{"success":false,"error":{"code","message","details"}}`, and the bare JSON / text bodies of
+//! the operations endpoints.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+pub type Body = Full<Bytes>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Response<Body> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(CONTENT_TYPE, content_type);
+    rsp
+}
+
+/// A success in the envelope.
+pub fn ok<T: Serialize>(status: StatusCode, data: &T) -> Response<Body> {
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(br#"{"success":true,"data":"#);
+    simd_json::to_writer(&mut body, data).expect("response types always serialize");
+    body.push(b'}');
+    with_body(status, JSON, body)
+}
+
+/// Bare JSON, for `/health`.
+pub fn bare_json<T: Serialize>(data: &T) -> Response<Body> {
+    let body = simd_json::to_vec(data).expect("response types always serialize");
+    with_body(StatusCode::OK, JSON, body)
+}
+
+pub fn text(content_type: &'static str, body: String) -> Response<Body> {
+    with_body(
+        StatusCode::OK,
+        HeaderValue::from_static(content_type),
+        body.into_bytes(),
+    )
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    success: bool,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'static str,
+    message: String,
+    details: Details<'a>,
+}
+
+#[derive(Serialize, Default)]
+struct Details<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
+
+/// An error in the envelope. Internal details are logged, never sent.
+pub fn error(err: &ApiError) -> Response<Body> {
+    let (status, code) = err.status_and_code();
+    let details = match err {
+        ApiError::InvalidRequest { field, .. } => Details {
+            field: Some(field.as_str()),
+        },
+        _ => Details::default(),
+    };
+    let envelope = ErrorEnvelope {
+        success: false,
+        error: ErrorBody {
+            code,
+            message: err.to_string(),
+            details,
+        },
+    };
+    let body = simd_json::to_vec(&envelope).expect("error envelope always serializes");
+    let mut rsp = with_body(status, JSON, body);
+    match err {
+        ApiError::MethodNotAllowed { allow } => {
+            rsp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        ApiError::Unavailable(_) => {
+            rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
+        _ => {}
+    }
+    rsp
+}

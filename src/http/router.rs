@@ -1,0 +1,139 @@
+//! Maps (method, path) to a [`Route`]. Paths are matched by segments; a path that exists with
+//! another method is `405` with `Allow`, anything else `404`. Ids in paths are parsed here, so
+//! handlers only see valid values.
+
+use hyper::Method;
+
+use crate::error::ApiError;
+use crate::http::request::path_id;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Metrics,
+    IssueToken,
+    MyToken,
+    AdminCreateUser,
+    AdminCreateVenue,
+    AdminCreateConcert,
+    AdminCreateSchedule { concert_id: u64 },
+    AdminGetQueue { schedule_id: u64 },
+    AdminPutQueue { schedule_id: u64 },
+}
+
+impl Route {
+    /// Admin routes need `X-Admin-Key` before anything else is looked at.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Route::AdminCreateUser
+                | Route::AdminCreateVenue
+                | Route::AdminCreateConcert
+                | Route::AdminCreateSchedule { .. }
+                | Route::AdminGetQueue { .. }
+                | Route::AdminPutQueue { .. }
+        )
+    }
+}
+
+/// A path matched against the table: its template (the metrics label) and the outcome.
+pub struct Matched {
+    pub template: &'static str,
+    pub route: Result<Route, ApiError>,
+}
+
+/// Template label for requests that matched nothing, so raw paths never become labels.
+pub const UNMATCHED: &str = "unmatched";
+
+pub fn resolve(method: &Method, path: &str) -> Matched {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    let put = method == Method::PUT;
+    let (template, route) = match segments.as_slice() {
+        ["health"] => ("/health", one(get, "GET", Route::Health)),
+        ["metrics"] => ("/metrics", one(get, "GET", Route::Metrics)),
+        ["api", "v1", "queue", "tokens"] => {
+            ("/api/v1/queue/tokens", one(post, "POST", Route::IssueToken))
+        }
+        ["api", "v1", "queue", "tokens", "me"] => {
+            ("/api/v1/queue/tokens/me", one(get, "GET", Route::MyToken))
+        }
+        ["api", "v1", "admin", "users"] => (
+            "/api/v1/admin/users",
+            one(post, "POST", Route::AdminCreateUser),
+        ),
+        ["api", "v1", "admin", "venues"] => (
+            "/api/v1/admin/venues",
+            one(post, "POST", Route::AdminCreateVenue),
+        ),
+        ["api", "v1", "admin", "concerts"] => (
+            "/api/v1/admin/concerts",
+            one(post, "POST", Route::AdminCreateConcert),
+        ),
+        ["api", "v1", "admin", "concerts", id, "schedules"] => (
+            "/api/v1/admin/concerts/{concertId}/schedules",
+            allow(post, "POST").and_then(|()| {
+                Ok(Route::AdminCreateSchedule {
+                    concert_id: path_id(id, "concertId")?,
+                })
+            }),
+        ),
+        ["api", "v1", "admin", "schedules", id, "queue"] => (
+            "/api/v1/admin/schedules/{scheduleId}/queue",
+            allow(get || put, "GET, PUT").and_then(|()| {
+                let schedule_id = path_id(id, "scheduleId")?;
+                Ok(if put {
+                    Route::AdminPutQueue { schedule_id }
+                } else {
+                    Route::AdminGetQueue { schedule_id }
+                })
+            }),
+        ),
+        _ => (UNMATCHED, Err(ApiError::NotFound)),
+    };
+    Matched { template, route }
+}
+
+fn allow(method_ok: bool, allow: &'static str) -> Result<(), ApiError> {
+    if method_ok {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
+}
+
+fn one(method_ok: bool, allowed: &'static str, route: Route) -> Result<Route, ApiError> {
+    allow(method_ok, allowed).map(|()| route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_resolve_with_their_ids() {
+        let m = resolve(&Method::PUT, "/api/v1/admin/schedules/12/queue");
+        assert_eq!(m.template, "/api/v1/admin/schedules/{scheduleId}/queue");
+        assert_eq!(m.route.unwrap(), Route::AdminPutQueue { schedule_id: 12 });
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow_and_unknown_path_404() {
+        match resolve(&Method::DELETE, "/api/v1/queue/tokens").route {
+            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, "POST"),
+            other => panic!("{other:?}"),
+        }
+        let m = resolve(&Method::GET, "/api/v1/nope/42");
+        assert_eq!(m.template, UNMATCHED);
+        assert!(matches!(m.route, Err(ApiError::NotFound)));
+    }
+
+    #[test]
+    fn bad_path_ids_name_the_parameter() {
+        match resolve(&Method::POST, "/api/v1/admin/concerts/x1/schedules").route {
+            Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field, "concertId"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! seatrush: a ticket-booking backend for flash sales.
+//!
+//! Every contended decision (queue admission, seat holds, balance debits) is one atomic Redis
+//! Lua script: the hot path. A write-behind flusher commits what happened to the MySQL primary
+//! from per-schedule outbox streams; reads Redis cannot answer go to the replica.
+//!
+//! # Layout
+//!
+//! Capabilities (the seed's architecture):
+//! - [`queue`]: waiting-queue tokens, the Queue-Token check, the admission loop, settings.
+//! - [`catalogue`]: users, venues, concerts, schedules and seats (MySQL is their record).
+//! - [`admin`]: the admin API over the catalogue and queue settings.
+//!
+//! Infrastructure beneath them:
+//! - [`http`]: hyper server, router, request parsing, response envelope.
+//! - [`error`]: every client-visible error and its status/code.
+//! - [`redis`]: the shared connection, key layout, typed Lua script calls (`lua/`).
+//! - [`mysql`]: primary and replica pools, migrations (`migrations/`).
+//! - [`outbox`]: the write-behind flusher from Redis streams to MySQL.
+//! - [`health`], [`telemetry`]: `/health` probes, logs and Prometheus metrics.
+//! - [`app`], [`config`], [`shutdown`], [`time`]: wiring, settings, stopping, time formats.
+//! - [`demo`]: demo data for `make run`.
+
+pub mod admin;
+pub mod app;
+pub mod catalogue;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod mysql;
+pub mod outbox;
+pub mod queue;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;

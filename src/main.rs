@@ -1,0 +1,66 @@
+//! The `seatrush` binary: parse, build, bind, serve until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use seatrush::app::App;
+use seatrush::config::Config;
+use seatrush::{demo, http, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map(String::as_str);
+    if matches!(command, Some("--help" | "-h" | "help")) {
+        print!("{}", Config::help());
+        return ExitCode::SUCCESS;
+    }
+    if !matches!(command, None | Some("demo-data")) || args.len() > 1 {
+        eprint!("unknown arguments {args:?}\n\n{}", Config::help());
+        return ExitCode::from(2);
+    }
+    telemetry::init_logging();
+    match run(command == Some("demo-data")).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env()?;
+    let addr = config.http_addr;
+    let app = App::build(config).await?;
+    if demo_only {
+        if demo::load_if_empty(&app).await? {
+            tracing::info!("demo data loaded");
+        } else {
+            tracing::info!("database already has data; demo data not loaded");
+        }
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "seatrush listening");
+    let (trigger, shutdown) = shutdown::channel();
+    let background = app.spawn_background(&shutdown);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing requests and flushing the outbox");
+        trigger.trigger();
+    });
+    http::serve(listener, app, shutdown).await;
+    for task in background {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

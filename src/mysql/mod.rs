@@ -1,0 +1,69 @@
+//! MySQL / MariaDB: a pool for the primary (writes, migrations, the flusher) and one for the
+//! replica (catalogue reads), both with SPEC §8's 10 s bound on every call.
+
+pub mod migrate;
+
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+
+/// SPEC §8: every MySQL call gives up after ten seconds.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Db {
+    pub primary: Pool,
+    pub replica: Pool,
+}
+
+fn pool(url: &str) -> Result<Pool, mysql_async::Error> {
+    let opts =
+        OptsBuilder::from_opts(Opts::from_url(url)?)
+            .pool_opts(PoolOpts::default().with_constraints(
+                PoolConstraints::new(1, 32).expect("1 <= 32 is a valid pool range"),
+            ))
+            // Every DATETIME is UTC.
+            .init(vec!["SET time_zone = '+00:00'"]);
+    Ok(Pool::new(opts))
+}
+
+impl Db {
+    pub fn new(primary_url: &str, replica_url: &str) -> Result<Self, mysql_async::Error> {
+        Ok(Self {
+            primary: pool(primary_url)?,
+            replica: pool(replica_url)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("mysql call took longer than {TIMEOUT:?}")]
+pub struct Timeout;
+
+/// Runs a MySQL call under [`TIMEOUT`]; a timeout reads as a driver-level failure.
+pub async fn timed<T>(
+    fut: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, mysql_async::Error> {
+    match tokio::time::timeout(TIMEOUT, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, Timeout),
+        ))),
+    }
+}
+
+/// Milliseconds since the epoch as a DATETIME(3) value.
+pub fn datetime_ms(ms: i64) -> mysql_async::Value {
+    use chrono::{Datelike, Timelike};
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    mysql_async::Value::Date(
+        t.year() as u16,
+        t.month() as u8,
+        t.day() as u8,
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+        t.timestamp_subsec_micros(),
+    )
+}

@@ -1,0 +1,332 @@
+//! The write-behind flusher. Each schedule's scripts append events to its outbox stream in the
+//! same atomic step as the change; the flusher reads them with a consumer group, writes each
+//! batch to the primary in one transaction, then acknowledges and deletes them. Entries left
+//! pending by a crashed instance are claimed after [`CLAIM_IDLE_MS`]; an entry MySQL refuses
+//! [`MAX_ATTEMPTS`] times goes to the schedule's dead-letter stream.
+
+pub mod events;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+};
+
+use crate::mysql::{Db, timed};
+use crate::redis::RedisConn;
+use crate::redis::keys::{FLUSH_GROUP, SCHEDULES, ScheduleKeys};
+use events::Event;
+
+/// Entries per read and per MySQL transaction.
+const BATCH: usize = 500;
+/// Pending entries idle this long belong to a consumer presumed dead and are claimed.
+const CLAIM_IDLE_MS: usize = 30_000;
+/// How often pending entries of other consumers are looked for.
+const CLAIM_EVERY: Duration = Duration::from_secs(5);
+/// Refusals by MySQL (not outages) before an entry is dead-lettered.
+const MAX_ATTEMPTS: u32 = 5;
+/// Longest wait between retries while MySQL is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Creates the outbox's consumer group (and the stream) unless it exists.
+pub async fn ensure_group(conn: &mut RedisConn, stream: &str) -> redis::RedisResult<()> {
+    let created: redis::RedisResult<()> =
+        conn.xgroup_create_mkstream(stream, FLUSH_GROUP, "0").await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Outbox size, shared with `/health` and the metrics.
+#[derive(Default)]
+pub struct Backlog {
+    pub entries: AtomicU64,
+}
+
+pub struct OutboxFlusher {
+    db: Db,
+    redis: RedisConn,
+    /// This process's consumer name in the group.
+    consumer: String,
+    /// MySQL refusals per entry id, for dead-lettering.
+    attempts: HashMap<String, u32>,
+    backlog: Arc<Backlog>,
+    last_claim: Instant,
+}
+
+/// What a pass over the streams did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub applied: usize,
+    /// True when MySQL (or Redis) was unreachable: retry later, nothing was lost.
+    pub mysql_down: bool,
+}
+
+impl OutboxFlusher {
+    pub fn new(db: Db, redis: RedisConn, backlog: Arc<Backlog>) -> Self {
+        Self {
+            db,
+            redis,
+            consumer: format!("seatrush-{}", uuid::Uuid::new_v4()),
+            attempts: HashMap::new(),
+            backlog,
+            last_claim: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then drains what is left (bounded by `drain_for`).
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        shutdown: crate::shutdown::Shutdown,
+        drain_for: Duration,
+    ) {
+        let mut backoff = interval;
+        loop {
+            let pass = self.pass().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "outbox pass failed");
+                Pass {
+                    applied: 0,
+                    mysql_down: true,
+                }
+            });
+            backoff = if pass.mysql_down {
+                (backoff * 2).min(MAX_BACKOFF)
+            } else {
+                interval
+            };
+            let busy = pass.applied > 0 && !pass.mysql_down;
+            if shutdown.is_triggered() {
+                break;
+            }
+            if !busy {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.triggered() => {}
+                }
+            }
+        }
+        let deadline = Instant::now() + drain_for;
+        while Instant::now() < deadline {
+            match self.pass().await {
+                Ok(p) if p.applied == 0 && !p.mysql_down => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox drain failed");
+                    tokio::time::sleep(interval).await;
+                }
+            }
+        }
+    }
+
+    /// One pass over every schedule's outbox.
+    pub async fn pass(&mut self) -> redis::RedisResult<Pass> {
+        let schedules: Vec<u64> = self.redis.smembers(SCHEDULES).await?;
+        let claim = self.last_claim.elapsed() >= CLAIM_EVERY;
+        if claim {
+            self.last_claim = Instant::now();
+        }
+        let mut pass = Pass::default();
+        let mut backlog = 0;
+        let mut oldest_ms: Option<u64> = None;
+        for id in schedules {
+            let keys = ScheduleKeys::new(id);
+            if claim {
+                self.claim_abandoned(&keys.outbox).await?;
+            }
+            let (applied, down) = self.flush_stream(&keys).await?;
+            pass.applied += applied;
+            pass.mysql_down |= down;
+            let (len, first): (u64, redis::streams::StreamRangeReply) = redis::pipe()
+                .xlen(&keys.outbox)
+                .xrange_count(&keys.outbox, "-", "+", 1)
+                .query_async(&mut self.redis)
+                .await?;
+            backlog += len;
+            let first_ms = first
+                .ids
+                .first()
+                .and_then(|e| e.id.split('-').next()?.parse().ok());
+            if let Some(ms) = first_ms {
+                oldest_ms = Some(oldest_ms.map_or(ms, |o: u64| o.min(ms)));
+            }
+        }
+        self.backlog.entries.store(backlog, Ordering::Relaxed);
+        metrics::gauge!("seatrush_outbox_backlog").set(backlog as f64);
+        let age = oldest_ms.map_or(0.0, |ms| {
+            (chrono::Utc::now().timestamp_millis() as f64 - ms as f64).max(0.0) / 1000.0
+        });
+        metrics::gauge!("seatrush_outbox_oldest_age_seconds").set(age);
+        Ok(pass)
+    }
+
+    async fn claim_abandoned(&mut self, stream: &str) -> redis::RedisResult<()> {
+        let reply: StreamAutoClaimReply = self
+            .redis
+            .xautoclaim_options(
+                stream,
+                FLUSH_GROUP,
+                &self.consumer,
+                CLAIM_IDLE_MS,
+                "0-0",
+                StreamAutoClaimOptions::default().count(BATCH),
+            )
+            .await?;
+        if !reply.claimed.is_empty() {
+            tracing::info!(
+                stream,
+                entries = reply.claimed.len(),
+                "claimed abandoned outbox entries"
+            );
+            metrics::counter!("seatrush_outbox_claimed_total")
+                .increment(reply.claimed.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Flushes one stream: this consumer's pending entries first (retries, claims), then new
+    /// ones. Returns (entries applied, MySQL unreachable).
+    async fn flush_stream(&mut self, keys: &ScheduleKeys) -> redis::RedisResult<(usize, bool)> {
+        let mut entries = self.read(&keys.outbox, "0").await?;
+        if entries.is_empty() {
+            entries = self.read(&keys.outbox, ">").await?;
+        }
+        if entries.is_empty() {
+            return Ok((0, false));
+        }
+        let started = Instant::now();
+        match self.apply_all(&entries).await {
+            Ok(()) => {
+                self.acknowledge(&keys.outbox, &entries).await?;
+                metrics::histogram!("seatrush_outbox_flush_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("seatrush_outbox_flush_batch_size")
+                    .record(entries.len() as f64);
+                metrics::counter!("seatrush_outbox_flushed_total").increment(entries.len() as u64);
+                Ok((entries.len(), false))
+            }
+            Err(e) if is_outage(&e) => {
+                tracing::warn!(error = %e, "MySQL unreachable; outbox kept for retry");
+                metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "unavailable").increment(1);
+                Ok((0, true))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "batch refused; applying entries one by one");
+                metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "refused")
+                    .increment(1);
+                self.apply_one_by_one(keys, entries).await
+            }
+        }
+    }
+
+    async fn read(&mut self, stream: &str, from: &str) -> redis::RedisResult<Vec<StreamId>> {
+        let opts = StreamReadOptions::default()
+            .group(FLUSH_GROUP, &self.consumer)
+            .count(BATCH);
+        let reply: Option<StreamReadReply> =
+            self.redis.xread_options(&[stream], &[from], &opts).await?;
+        Ok(reply
+            .and_then(|r| r.keys.into_iter().next())
+            .map(|k| k.ids)
+            .unwrap_or_default())
+    }
+
+    async fn acknowledge(&mut self, stream: &str, entries: &[StreamId]) -> redis::RedisResult<()> {
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        for id in &ids {
+            self.attempts.remove(*id);
+        }
+        redis::pipe()
+            .xack(stream, FLUSH_GROUP, &ids)
+            .ignore()
+            .xdel(stream, &ids)
+            .ignore()
+            .query_async::<()>(&mut self.redis)
+            .await
+    }
+
+    /// Decodes and applies a batch in one transaction.
+    async fn apply_all(&self, entries: &[StreamId]) -> Result<(), FlushError> {
+        let events = entries
+            .iter()
+            .map(|e| Event::decode(&e.map))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = timed(self.db.primary.get_conn()).await?;
+        let mut tx = timed(conn.start_transaction(Default::default())).await?;
+        events::apply(&mut tx, &events).await?;
+        timed(tx.commit()).await?;
+        Ok(())
+    }
+
+    /// After a refused batch: each entry alone, so one bad entry cannot hold back the rest.
+    async fn apply_one_by_one(
+        &mut self,
+        keys: &ScheduleKeys,
+        entries: Vec<StreamId>,
+    ) -> redis::RedisResult<(usize, bool)> {
+        let mut applied = 0;
+        for entry in entries {
+            match self.apply_all(std::slice::from_ref(&entry)).await {
+                Ok(()) => {
+                    self.acknowledge(&keys.outbox, std::slice::from_ref(&entry))
+                        .await?;
+                    applied += 1;
+                }
+                Err(e) if is_outage(&e) => return Ok((applied, true)),
+                Err(e) => {
+                    let tries = self.attempts.entry(entry.id.clone()).or_default();
+                    *tries += 1;
+                    if *tries >= MAX_ATTEMPTS || matches!(e, FlushError::Decode(_)) {
+                        self.dead_letter(keys, &entry, &e.to_string()).await?;
+                    }
+                }
+            }
+        }
+        Ok((applied, false))
+    }
+
+    async fn dead_letter(
+        &mut self,
+        keys: &ScheduleKeys,
+        entry: &StreamId,
+        error: &str,
+    ) -> redis::RedisResult<()> {
+        tracing::error!(stream = %keys.outbox, id = %entry.id, error, "outbox entry dead-lettered");
+        let mut fields: Vec<(String, Vec<u8>)> = entry
+            .map
+            .iter()
+            .filter_map(|(k, v)| match v {
+                redis::Value::BulkString(b) => Some((k.clone(), b.clone())),
+                _ => None,
+            })
+            .collect();
+        fields.push(("sourceId".into(), entry.id.clone().into_bytes()));
+        fields.push(("error".into(), error.as_bytes().to_vec()));
+        let _: String = self.redis.xadd(&keys.dead_letters, "*", &fields).await?;
+        metrics::counter!("seatrush_outbox_dead_letters_total").increment(1);
+        self.acknowledge(&keys.outbox, std::slice::from_ref(entry))
+            .await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error(transparent)]
+    Decode(#[from] events::DecodeError),
+    #[error(transparent)]
+    Mysql(#[from] mysql_async::Error),
+}
+
+/// An outage (connection refused, timeout) is retried forever; a refusal by the server
+/// (constraint, bad data) counts towards dead-lettering.
+fn is_outage(e: &FlushError) -> bool {
+    matches!(
+        e,
+        FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+    )
+}

@@ -1,0 +1,44 @@
+//! The admission loop: about every 100 ms, one `admit_batch` script per schedule expires what
+//! is due and admits from the head of the queue. Every instance runs it; the script holds the
+//! limits, so running it on many instances at once admits no more than one would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::app::App;
+use crate::redis::keys::SCHEDULES;
+use crate::shutdown::Shutdown;
+
+pub async fn run(app: Arc<App>, interval: Duration, shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shutdown.is_triggered() {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.triggered() => break,
+        }
+        if let Err(e) = tick(&app).await {
+            tracing::warn!(error = %e, "admission tick failed");
+        }
+    }
+}
+
+/// One admission pass over every schedule.
+pub async fn tick(app: &App) -> redis::RedisResult<()> {
+    let mut redis = app.redis.clone();
+    let schedules: Vec<u64> = redis.smembers(SCHEDULES).await?;
+    for id in schedules {
+        let outcome = app.scripts.admit_batch(&mut redis, id).await?;
+        let schedule = id.to_string();
+        metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule.clone())
+            .increment(outcome.admitted);
+        metrics::counter!("seatrush_queue_expired_total", "schedule" => schedule.clone())
+            .increment(outcome.expired);
+        metrics::gauge!("seatrush_queue_waiting", "schedule" => schedule.clone())
+            .set(outcome.waiting as f64);
+        metrics::gauge!("seatrush_queue_active", "schedule" => schedule).set(outcome.active as f64);
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Every Redis key seatrush uses. Per-schedule state shares the hash tag `{s:<id>}`, so each
+//! script's keys live in one cluster slot.
+
+use uuid::Uuid;
+
+/// Ids of every schedule the admission loop and flusher serve.
+pub const SCHEDULES: &str = "seatrush:schedules";
+/// Consumer group of the outbox flushers.
+pub const FLUSH_GROUP: &str = "flusher";
+
+/// The keys of one schedule's queue and its outbox.
+#[derive(Debug, Clone)]
+pub struct ScheduleKeys {
+    /// HASH: queue settings and booking window (absent: the schedule is unknown).
+    pub cfg: String,
+    /// STRING: arrival sequence.
+    pub seq: String,
+    /// ZSET token -> seq: WAITING tokens in arrival order.
+    pub waiting: String,
+    /// ZSET token -> expiresAt ms: ACTIVE tokens.
+    pub active: String,
+    /// HASH token -> record (see lua/lib/queue.lua).
+    pub tokens: String,
+    /// HASH userId -> the user's live token.
+    pub users: String,
+    /// HASH: admission counters, measured rate, seat counters.
+    pub stats: String,
+    /// ZSET token -> endedAt ms, for removing old records.
+    pub ended: String,
+    /// STREAM: events for the write-behind flusher.
+    pub outbox: String,
+    /// STREAM: outbox entries that could not be applied.
+    pub dead_letters: String,
+}
+
+impl ScheduleKeys {
+    pub fn new(schedule_id: u64) -> Self {
+        let key = |name: &str| format!("{{s:{schedule_id}}}:{name}");
+        Self {
+            cfg: key("cfg"),
+            seq: key("seq"),
+            waiting: key("waiting"),
+            active: key("active"),
+            tokens: key("tokens"),
+            users: key("users"),
+            stats: key("stats"),
+            ended: key("ended"),
+            outbox: key("outbox"),
+            dead_letters: key("outbox:dead"),
+        }
+    }
+}
+
+/// Token -> "scheduleId:userId", so a bare Queue-Token finds its schedule.
+pub fn token_index(token: &Uuid) -> String {
+    format!("qt:{{{token}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_keys_share_one_hash_tag() {
+        let k = ScheduleKeys::new(42);
+        for key in [&k.cfg, &k.waiting, &k.outbox, &k.dead_letters] {
+            assert!(key.starts_with("{s:42}:"), "{key}");
+        }
+    }
+}

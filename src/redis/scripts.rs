@@ -1,0 +1,257 @@
+//! The Lua scripts of `lua/`, compiled into the binary, loaded at start-up and called by SHA
+//! (redis-rs reloads on NOSCRIPT). Each has a typed call returning a typed reply, so handlers
+//! never see raw Redis values.
+
+use redis::{RedisResult, Script, Value};
+use uuid::Uuid;
+
+use super::RedisConn;
+use super::keys::{ScheduleKeys, token_index};
+
+const QUEUE_LIB: &str = include_str!("../../lua/lib/queue.lua");
+
+/// Prepends the helper library a script declares with `-- uses: lib/queue.lua`.
+fn with_lib(source: &'static str) -> Script {
+    if source.starts_with("-- uses: lib/queue.lua") {
+        Script::new(&format!("{QUEUE_LIB}\n{source}"))
+    } else {
+        Script::new(source)
+    }
+}
+
+pub struct Scripts {
+    issue_token: Script,
+    token_status: Script,
+    admit_batch: Script,
+}
+
+/// How long the token index outlives the longest a token can live (a day of waiting).
+const TOKEN_INDEX_TTL_MS: u64 = 25 * 3600 * 1000;
+/// Ended token records are kept an hour for status reads and reconciliation, then dropped.
+const ENDED_KEEP_MS: u64 = 3600 * 1000;
+/// Most tokens one admission tick expires (the rest wait for the next tick).
+const EXPIRE_PER_TICK: u64 = 1000;
+
+/// A token's state as the scripts report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    pub status: String,
+    pub position: u64,
+    pub wait_minutes: u64,
+    pub issued_at_ms: i64,
+    pub activated_at_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+pub enum IssueOutcome {
+    Issued(TokenState),
+    /// A refusal code from the script (`SCHEDULE_NOT_FOUND`, `BOOKING_CLOSED`, …).
+    Refused(String),
+}
+
+#[derive(Debug)]
+pub enum StatusOutcome {
+    Live { user_id: u64, state: TokenState },
+    Invalid,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AdmitOutcome {
+    pub admitted: u64,
+    pub expired: u64,
+    pub waiting: u64,
+    pub active: u64,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            issue_token: with_lib(include_str!("../../lua/issue_token.lua")),
+            token_status: with_lib(include_str!("../../lua/token_status.lua")),
+            admit_batch: with_lib(include_str!("../../lua/admit_batch.lua")),
+        }
+    }
+
+    /// Loads every script so the first request already finds it cached.
+    pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
+        for script in [&self.issue_token, &self.token_status, &self.admit_batch] {
+            script.prepare_invoke().load_async(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Issues `token` and records it in the token index, in one round trip.
+    pub async fn issue_token(
+        &self,
+        conn: &mut RedisConn,
+        token: &Uuid,
+        user_id: u64,
+        schedule_id: u64,
+    ) -> RedisResult<IssueOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.issue_token.prepare_invoke();
+        call.key(&k.cfg)
+            .key(&k.seq)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.tokens)
+            .key(&k.users)
+            .key(&k.stats)
+            .key(&k.ended)
+            .key(&k.outbox)
+            .arg(token.to_string())
+            .arg(user_id)
+            .arg(schedule_id);
+        let mut pipe = redis::pipe();
+        pipe.pset_ex(
+            token_index(token),
+            format!("{schedule_id}:{user_id}"),
+            TOKEN_INDEX_TTL_MS,
+        )
+        .ignore()
+        .invoke_script(&call);
+        let result: RedisResult<(Value,)> = pipe.query_async(conn).await;
+        let (reply,) = match result {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                call.load_async(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            other => other?,
+        };
+        let reply = Reply::new(reply)?;
+        if reply.code()? != "OK" {
+            return Ok(IssueOutcome::Refused(reply.code()?.to_string()));
+        }
+        Ok(IssueOutcome::Issued(TokenState {
+            status: reply.string(1)?,
+            position: reply.uint(2)?,
+            wait_minutes: reply.uint(3)?,
+            issued_at_ms: reply.opt_int(5)?.unwrap_or_default(),
+            activated_at_ms: reply.opt_int(6)?,
+            expires_at_ms: reply.opt_int(7)?,
+        }))
+    }
+
+    pub async fn token_status(
+        &self,
+        conn: &mut RedisConn,
+        token: &Uuid,
+        schedule_id: u64,
+    ) -> RedisResult<StatusOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = self
+            .token_status
+            .key(&k.cfg)
+            .key(&k.waiting)
+            .key(&k.tokens)
+            .key(&k.stats)
+            .arg(token.to_string())
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        if reply.code()? != "OK" {
+            return Ok(StatusOutcome::Invalid);
+        }
+        Ok(StatusOutcome::Live {
+            user_id: reply.uint(1)?,
+            state: TokenState {
+                status: reply.string(2)?,
+                position: reply.uint(3)?,
+                wait_minutes: reply.uint(4)?,
+                issued_at_ms: reply.opt_int(5)?.unwrap_or_default(),
+                activated_at_ms: reply.opt_int(6)?,
+                expires_at_ms: reply.opt_int(7)?,
+            },
+        })
+    }
+
+    pub async fn admit_batch(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+    ) -> RedisResult<AdmitOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: (u64, u64, u64, u64) = self
+            .admit_batch
+            .key(&k.cfg)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.tokens)
+            .key(&k.users)
+            .key(&k.stats)
+            .key(&k.ended)
+            .key(&k.outbox)
+            .arg(schedule_id)
+            .arg(EXPIRE_PER_TICK)
+            .arg(ENDED_KEEP_MS)
+            .invoke_async(conn)
+            .await?;
+        Ok(AdmitOutcome {
+            admitted: reply.0,
+            expired: reply.1,
+            waiting: reply.2,
+            active: reply.3,
+        })
+    }
+}
+
+/// A script's array reply: element 0 is the code, the rest positional values.
+struct Reply(Vec<Value>);
+
+fn bad_reply(what: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected script reply",
+        what.to_string(),
+    ))
+}
+
+impl Reply {
+    fn new(value: Value) -> RedisResult<Self> {
+        match value {
+            Value::Array(items) => Ok(Self(items)),
+            other => Err(bad_reply(&format!("{other:?}"))),
+        }
+    }
+
+    fn string(&self, i: usize) -> RedisResult<String> {
+        match self.0.get(i) {
+            Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+            Some(Value::SimpleString(s)) => Ok(s.clone()),
+            Some(Value::Int(n)) => Ok(n.to_string()),
+            other => Err(bad_reply(&format!("element {i}: {other:?}"))),
+        }
+    }
+
+    fn code(&self) -> RedisResult<String> {
+        self.string(0)
+    }
+
+    /// An integer given as a Lua number or a numeric string; empty string is `None`.
+    fn opt_int(&self, i: usize) -> RedisResult<Option<i64>> {
+        if let Some(Value::Int(n)) = self.0.get(i) {
+            return Ok(Some(*n));
+        }
+        let s = self.string(i)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse()
+            .map(Some)
+            .map_err(|_| bad_reply(&format!("element {i}: {s}")))
+    }
+
+    fn uint(&self, i: usize) -> RedisResult<u64> {
+        match self.opt_int(i)? {
+            Some(n) if n >= 0 => Ok(n as u64),
+            other => Err(bad_reply(&format!("element {i}: {other:?}"))),
+        }
+    }
+}
