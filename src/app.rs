@@ -110,7 +110,12 @@ impl App {
     /// Starts the admission loop, the flusher, the health probe and the directory refresh.
     /// The handles finish after `shutdown` fires (the flusher after draining).
     pub fn spawn_background(self: &Arc<Self>, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
-        let flusher = OutboxFlusher::new(self.db.clone(), self.redis.clone(), self.backlog.clone());
+        let flusher = OutboxFlusher::new(
+            self.db.clone(),
+            self.redis.clone(),
+            self.backlog.clone(),
+            self.config.outbox_claim_idle,
+        );
         vec![
             tokio::spawn(admission::run(
                 self.clone(),

@@ -57,6 +57,8 @@ pub struct Config {
     pub admission_interval: Duration,
     /// How often the flusher polls the outbox streams when they were empty.
     pub flush_interval: Duration,
+    /// Outbox entries pending this long with a consumer are presumed abandoned and claimed.
+    pub outbox_claim_idle: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,7 @@ impl Config {
             admin_key,
             admission_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
+            outbox_claim_idle: Duration::from_secs(30),
         })
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mysql_async::prelude::*;
 
 use crate::error::ApiError;
-use crate::mysql::{Db, timed};
+use crate::mysql::{Db, placeholders, timed};
 use crate::queue::settings::{BookingWindow, QueueSettings};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
@@ -75,7 +75,7 @@ pub async fn create_schedule(
     for chunk in new.seats.chunks(SEAT_INSERT_CHUNK) {
         let sql = format!(
             "INSERT INTO seats (schedule_id, seat_number, price) VALUES {}",
-            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            placeholders(chunk.len(), "(?, ?, ?)")
         );
         let params: Vec<mysql_async::Value> = chunk
             .iter()

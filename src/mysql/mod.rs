@@ -53,6 +53,12 @@ pub async fn timed<T>(
     }
 }
 
+/// `n` copies of `one` (e.g. `"(?, ?)"`), comma-separated: the placeholders of a multi-row
+/// statement. Values always travel as parameters, never inside the SQL text.
+pub fn placeholders(n: usize, one: &str) -> String {
+    vec![one; n].join(", ")
+}
+
 /// Milliseconds since the epoch as a DATETIME(3) value.
 pub fn datetime_ms(ms: i64) -> mysql_async::Value {
     use chrono::{Datelike, Timelike};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use mysql_async::prelude::*;
 use redis::Value;
 
-use crate::mysql::{datetime_ms, timed};
+use crate::mysql::{datetime_ms, placeholders, timed};
 
 /// One decoded outbox entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +82,15 @@ fn opt_datetime(ms: Option<i64>) -> mysql_async::Value {
     ms.map_or(mysql_async::Value::NULL, datetime_ms)
 }
 
+const TOKEN_COLUMNS: &str =
+    "token, user_id, schedule_id, status, seq, issued_at, activated_at, expires_at, ended_at";
+
 /// Applies events inside the caller's transaction.
 pub async fn apply(
     tx: &mut mysql_async::Transaction<'_>,
     events: &[Event],
 ) -> Result<(), mysql_async::Error> {
-    // The latest state of each token, in order of first appearance: a token's predecessor for
-    // the same user is always ended earlier in the stream, so the one-live-token key holds.
+    // The latest state of each token, in order of first appearance.
     let mut order: Vec<&str> = Vec::new();
     let mut latest: HashMap<&str, &TokenRow> = HashMap::new();
     for Event::Token(row) in events {
@@ -99,19 +101,48 @@ pub async fn apply(
     if order.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO queue_tokens (token, user_id, schedule_id, status, seq, issued_at,
-           activated_at, expires_at, ended_at) VALUES {}
-         ON DUPLICATE KEY UPDATE
-           activated_at = IF(token = VALUES(token), COALESCE(VALUES(activated_at), activated_at), activated_at),
-           expires_at = IF(token = VALUES(token), COALESCE(VALUES(expires_at), expires_at), expires_at),
-           ended_at = IF(token = VALUES(token), COALESCE(VALUES(ended_at), ended_at), ended_at),
-           status = IF(token = VALUES(token) AND VALUES(status) + 0 > status + 0, VALUES(status), status)",
-        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; order.len()].join(", ")
-    );
-    let mut params: Vec<mysql_async::Value> = Vec::with_capacity(order.len() * 9);
-    for token in order {
-        let row = latest[token];
+    // Rows MySQL has are updated, the others inserted with a plain INSERT: an upsert would
+    // also fire on the other unique keys and could fold one token into another silently.
+    let existing: Vec<String> = timed(tx.exec(
+        format!(
+            "SELECT token FROM queue_tokens WHERE token IN ({}) FOR UPDATE",
+            placeholders(order.len(), "?")
+        ),
+        order.clone(),
+    ))
+    .await?;
+    let (known, new): (Vec<&TokenRow>, Vec<&TokenRow>) = order
+        .iter()
+        .map(|t| latest[t])
+        .partition(|row| existing.contains(&row.token));
+    // Updates first: they end old tokens before a user's next token is inserted.
+    if !known.is_empty() {
+        let sql = format!(
+            "INSERT INTO queue_tokens ({TOKEN_COLUMNS}) VALUES {}
+             ON DUPLICATE KEY UPDATE
+               activated_at = COALESCE(VALUES(activated_at), activated_at),
+               expires_at = COALESCE(VALUES(expires_at), expires_at),
+               ended_at = COALESCE(VALUES(ended_at), ended_at),
+               status = IF(VALUES(status) + 0 > status + 0, VALUES(status), status)",
+            placeholders(known.len(), TOKEN_ROW)
+        );
+        timed(tx.exec_drop(sql, token_params(&known))).await?;
+    }
+    if !new.is_empty() {
+        let sql = format!(
+            "INSERT INTO queue_tokens ({TOKEN_COLUMNS}) VALUES {}",
+            placeholders(new.len(), TOKEN_ROW)
+        );
+        timed(tx.exec_drop(sql, token_params(&new))).await?;
+    }
+    Ok(())
+}
+
+const TOKEN_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn token_params(rows: &[&TokenRow]) -> Vec<mysql_async::Value> {
+    let mut params = Vec::with_capacity(rows.len() * 9);
+    for row in rows {
         params.extend([
             row.token.as_str().into(),
             row.user_id.into(),
@@ -124,7 +155,7 @@ pub async fn apply(
             opt_datetime(row.ended_at_ms),
         ]);
     }
-    timed(tx.exec_drop(sql, params)).await
+    params
 }
 
 #[cfg(test)]

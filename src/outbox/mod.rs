@@ -1,7 +1,7 @@
 //! The write-behind flusher. Each schedule's scripts append events to its outbox stream in the
 //! same atomic step as the change; the flusher reads them with a consumer group, writes each
 //! batch to the primary in one transaction, then acknowledges and deletes them. Entries left
-//! pending by a crashed instance are claimed after [`CLAIM_IDLE_MS`]; an entry MySQL refuses
+//! pending by a crashed instance are claimed once idle for `claim_idle`; an entry MySQL refuses
 //! [`MAX_ATTEMPTS`] times goes to the schedule's dead-letter stream.
 
 pub mod events;
@@ -23,10 +23,6 @@ use events::Event;
 
 /// Entries per read and per MySQL transaction.
 const BATCH: usize = 500;
-/// Pending entries idle this long belong to a consumer presumed dead and are claimed.
-const CLAIM_IDLE_MS: usize = 30_000;
-/// How often pending entries of other consumers are looked for.
-const CLAIM_EVERY: Duration = Duration::from_secs(5);
 /// Refusals by MySQL (not outages) before an entry is dead-lettered.
 const MAX_ATTEMPTS: u32 = 5;
 /// Longest wait between retries while MySQL is unreachable.
@@ -56,6 +52,8 @@ pub struct OutboxFlusher {
     /// MySQL refusals per entry id, for dead-lettering.
     attempts: HashMap<String, u32>,
     backlog: Arc<Backlog>,
+    /// Pending entries idle this long belong to a consumer presumed dead and are claimed.
+    claim_idle: Duration,
     last_claim: Instant,
 }
 
@@ -68,13 +66,14 @@ pub struct Pass {
 }
 
 impl OutboxFlusher {
-    pub fn new(db: Db, redis: RedisConn, backlog: Arc<Backlog>) -> Self {
+    pub fn new(db: Db, redis: RedisConn, backlog: Arc<Backlog>, claim_idle: Duration) -> Self {
         Self {
             db,
             redis,
             consumer: format!("seatrush-{}", uuid::Uuid::new_v4()),
             attempts: HashMap::new(),
             backlog,
+            claim_idle,
             last_claim: Instant::now(),
         }
     }
@@ -127,7 +126,8 @@ impl OutboxFlusher {
     /// One pass over every schedule's outbox.
     pub async fn pass(&mut self) -> redis::RedisResult<Pass> {
         let schedules: Vec<u64> = self.redis.smembers(SCHEDULES).await?;
-        let claim = self.last_claim.elapsed() >= CLAIM_EVERY;
+        // Looking for abandoned entries a few times per idle period is often enough.
+        let claim = self.last_claim.elapsed() >= self.claim_idle / 6;
         if claim {
             self.last_claim = Instant::now();
         }
@@ -135,13 +135,10 @@ impl OutboxFlusher {
         let mut backlog = 0;
         let mut oldest_ms: Option<u64> = None;
         for id in schedules {
+            let done = self.flush_schedule(id, claim).await?;
+            pass.applied += done.applied;
+            pass.mysql_down |= done.mysql_down;
             let keys = ScheduleKeys::new(id);
-            if claim {
-                self.claim_abandoned(&keys.outbox).await?;
-            }
-            let (applied, down) = self.flush_stream(&keys).await?;
-            pass.applied += applied;
-            pass.mysql_down |= down;
             let (len, first): (u64, redis::streams::StreamRangeReply) = redis::pipe()
                 .xlen(&keys.outbox)
                 .xrange_count(&keys.outbox, "-", "+", 1)
@@ -165,6 +162,23 @@ impl OutboxFlusher {
         Ok(pass)
     }
 
+    /// Flushes one schedule's outbox, first claiming abandoned entries when `claim` is set.
+    pub async fn flush_schedule(
+        &mut self,
+        schedule_id: u64,
+        claim: bool,
+    ) -> redis::RedisResult<Pass> {
+        let keys = ScheduleKeys::new(schedule_id);
+        if claim {
+            self.claim_abandoned(&keys.outbox).await?;
+        }
+        let (applied, mysql_down) = self.flush_stream(&keys).await?;
+        Ok(Pass {
+            applied,
+            mysql_down,
+        })
+    }
+
     async fn claim_abandoned(&mut self, stream: &str) -> redis::RedisResult<()> {
         let reply: StreamAutoClaimReply = self
             .redis
@@ -172,7 +186,7 @@ impl OutboxFlusher {
                 stream,
                 FLUSH_GROUP,
                 &self.consumer,
-                CLAIM_IDLE_MS,
+                self.claim_idle.as_millis() as u64,
                 "0-0",
                 StreamAutoClaimOptions::default().count(BATCH),
             )

@@ -41,7 +41,13 @@ pub async fn issue_token(app: &App, body: Vec<u8>) -> Result<hyper::Response<Bod
         .issue_token(&mut app.redis.clone(), &token, user_id, schedule_id)
         .await?;
     let state = match outcome {
-        IssueOutcome::Issued(state) => state,
+        IssueOutcome::Issued(state) => {
+            if state.status == "ACTIVE" {
+                metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule_id.to_string())
+                    .increment(1);
+            }
+            state
+        }
         IssueOutcome::Refused(code) => {
             return Err(match code.as_str() {
                 "SCHEDULE_NOT_FOUND" => ApiError::ScheduleNotFound,

@@ -1,0 +1,291 @@
+//! The admin API (SPEC §3 admin table) on the real server: keys, creation, validation, and
+//! queue settings with every error code.
+
+mod common;
+
+use common::{OPEN_NOW, TestApp};
+use hyper::Method;
+use simd_json::prelude::*;
+
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/admin/users"),
+    ("POST", "/api/v1/admin/venues"),
+    ("POST", "/api/v1/admin/concerts"),
+    ("POST", "/api/v1/admin/concerts/1/schedules"),
+    ("GET", "/api/v1/admin/schedules/1/queue"),
+    ("PUT", "/api/v1/admin/schedules/1/queue"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_refuses_a_missing_or_wrong_key() {
+    let app = TestApp::spawn().await;
+    for (method, path) in ROUTES {
+        let method: Method = method.parse().unwrap();
+        for headers in [
+            vec![],
+            vec![("x-admin-key", "dev-admin-kez")],
+            vec![("x-admin-key", "")],
+        ] {
+            app.request(
+                method.clone(),
+                path,
+                &headers,
+                Some(br#"{"name":"x"}"#.to_vec()),
+            )
+            .await
+            .assert_error(401, "ADMIN_KEY_INVALID");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_venues_and_concerts_are_created_with_ids() {
+    let app = TestApp::spawn().await;
+    for (path, body, id) in [
+        ("/api/v1/admin/users", r#"{"name":"Kim"}"#, "userId"),
+        ("/api/v1/admin/venues", r#"{"name":"Hall"}"#, "venueId"),
+        ("/api/v1/admin/concerts", r#"{"title":"Show"}"#, "concertId"),
+    ] {
+        let first = app.admin(Method::POST, path, Some(body)).await;
+        let second = app.admin(Method::POST, path, Some(body)).await;
+        assert_eq!(first.status.as_u16(), 201, "{:?}", first.body);
+        assert!(second.u64(id) > first.u64(id), "{path}: ids increase");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_titles_are_validated() {
+    let app = TestApp::spawn().await;
+    for (path, body, field) in [
+        ("/api/v1/admin/users", r#"{}"#, "name"),
+        ("/api/v1/admin/users", r#"{"name":"   "}"#, "name"),
+        ("/api/v1/admin/users", r#"{"name":7}"#, "name"),
+        ("/api/v1/admin/venues", r#"{"name":null}"#, "name"),
+        (
+            "/api/v1/admin/concerts",
+            r#"{"name":"wrong field"}"#,
+            "title",
+        ),
+    ] {
+        let rsp = app.admin(Method::POST, path, Some(body)).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{path} {body}");
+    }
+}
+
+fn schedule_body(venue: u64, extra: &str) -> String {
+    format!(
+        r#"{{"venueId":{venue},"performanceDate":"2026-12-24","performanceTime":"19:00:00",
+            "bookingOpenAt":"2026-12-01T10:00:00.000Z","bookingCloseAt":"2026-12-20T10:00:00.000Z"{extra}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_created_with_their_seats() {
+    let app = TestApp::spawn().await;
+    let venue = app
+        .admin(
+            Method::POST,
+            "/api/v1/admin/venues",
+            Some(r#"{"name":"H"}"#),
+        )
+        .await
+        .u64("venueId");
+    let concert = app
+        .admin(
+            Method::POST,
+            "/api/v1/admin/concerts",
+            Some(r#"{"title":"C"}"#),
+        )
+        .await
+        .u64("concertId");
+    let path = format!("/api/v1/admin/concerts/{concert}/schedules");
+
+    let rsp = app
+        .admin(
+            Method::POST,
+            &path,
+            Some(&schedule_body(venue, r#","seatCount":30,"price":88000"#)),
+        )
+        .await;
+    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    let seat_ids = rsp.data()["seatIds"].as_array().unwrap();
+    assert_eq!(seat_ids.len(), 30);
+
+    let listed = r#","seats":[{"seatNumber":101,"price":150000},{"seatNumber":7,"price":99000}]"#;
+    let rsp = app
+        .admin(Method::POST, &path, Some(&schedule_body(venue, listed)))
+        .await;
+    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    assert_eq!(rsp.data()["seatIds"].as_array().unwrap().len(), 2);
+
+    // The new schedule is live in Redis at once: its queue answers with the defaults.
+    let state = app.queue_state(rsp.u64("scheduleId")).await;
+    assert_eq!(state.u64("maxActiveUsers"), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_creation_errors_name_what_is_wrong() {
+    let app = TestApp::spawn().await;
+    let venue = app
+        .admin(
+            Method::POST,
+            "/api/v1/admin/venues",
+            Some(r#"{"name":"H"}"#),
+        )
+        .await
+        .u64("venueId");
+    let concert = app
+        .admin(
+            Method::POST,
+            "/api/v1/admin/concerts",
+            Some(r#"{"title":"C"}"#),
+        )
+        .await
+        .u64("concertId");
+    let path = format!("/api/v1/admin/concerts/{concert}/schedules");
+    let seats = r#","seatCount":3,"price":1000"#;
+
+    app.admin(
+        Method::POST,
+        "/api/v1/admin/concerts/999999999/schedules",
+        Some(&schedule_body(venue, seats)),
+    )
+    .await
+    .assert_error(404, "CONCERT_NOT_FOUND");
+    for (path, body, field) in [
+        (
+            "/api/v1/admin/concerts/abc/schedules".to_string(),
+            schedule_body(venue, seats),
+            "concertId",
+        ),
+        (
+            "/api/v1/admin/concerts/0/schedules".to_string(),
+            schedule_body(venue, seats),
+            "concertId",
+        ),
+        (path.clone(), schedule_body(999_999_999, seats), "venueId"),
+        (path.clone(), schedule_body(venue, ""), "seatCount"),
+        (
+            path.clone(),
+            schedule_body(venue, r#","seatCount":3"#),
+            "price",
+        ),
+        (
+            path.clone(),
+            schedule_body(venue, r#","seatCount":3,"price":-5"#),
+            "price",
+        ),
+        (
+            path.clone(),
+            schedule_body(venue, r#","seatCount":100001,"price":5"#),
+            "seatCount",
+        ),
+        (
+            path.clone(),
+            schedule_body(
+                venue,
+                r#","seats":[{"seatNumber":1,"price":5},{"seatNumber":"2","price":5}]"#,
+            ),
+            "seats[1].seatNumber",
+        ),
+        (
+            path.clone(),
+            schedule_body(venue, seats).replace("2026-12-24", "24.12.2026"),
+            "performanceDate",
+        ),
+        (
+            path.clone(),
+            schedule_body(venue, seats).replace("19:00:00", "7pm"),
+            "performanceTime",
+        ),
+        (
+            path.clone(),
+            schedule_body(venue, seats).replace("2026-12-01T10:00:00.000Z", "2026-12-01"),
+            "bookingOpenAt",
+        ),
+        (
+            path.clone(),
+            schedule_body(venue, seats).replace("2026-12-20T10", "2026-11-20T10"),
+            "bookingCloseAt",
+        ),
+    ] {
+        let rsp = app.admin(Method::POST, &path, Some(&body)).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{path} {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_settings_are_read_and_updated() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let state = app.queue_state(schedule).await;
+    assert_eq!(state.status.as_u16(), 200);
+    for (name, default) in [
+        ("maxActiveUsers", 1000),
+        ("maxWaitingUsers", 100_000),
+        ("admissionPerSecond", 200),
+        ("activeTtlSeconds", 300),
+        ("holdTtlSeconds", 300),
+        ("maxSeatsPerUser", 4),
+        ("waiting", 0),
+        ("active", 0),
+        ("admittedTotal", 0),
+        ("heldSeats", 0),
+        ("soldSeats", 0),
+    ] {
+        assert_eq!(state.u64(name), default, "{name}");
+    }
+    assert_eq!(state.data()["paused"].as_bool(), Some(false));
+
+    let rsp = app
+        .set_queue(
+            schedule,
+            r#"{"maxActiveUsers": 3, "paused": true, "holdTtlSeconds": 60}"#,
+        )
+        .await;
+    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    assert_eq!(rsp.u64("maxActiveUsers"), 3);
+    assert_eq!(
+        rsp.u64("admissionPerSecond"),
+        200,
+        "untouched settings stay"
+    );
+    let state = app.queue_state(schedule).await;
+    assert_eq!(state.u64("holdTtlSeconds"), 60);
+    assert_eq!(state.data()["paused"].as_bool(), Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_settings_errors() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.queue_state(999_999_999)
+        .await
+        .assert_error(404, "SCHEDULE_NOT_FOUND");
+    app.set_queue(999_999_999, r#"{"paused": true}"#)
+        .await
+        .assert_error(404, "SCHEDULE_NOT_FOUND");
+    let rsp = app
+        .admin(Method::GET, "/api/v1/admin/schedules/x/queue", None)
+        .await;
+    rsp.assert_error(400, "INVALID_REQUEST");
+    assert_eq!(rsp.field(), "scheduleId");
+    for (body, field) in [
+        (r#"{"maxActiveUsers": 0}"#, "maxActiveUsers"),
+        (r#"{"maxWaitingUsers": -1}"#, "maxWaitingUsers"),
+        (r#"{"admissionPerSecond": "10"}"#, "admissionPerSecond"),
+        (r#"{"activeTtlSeconds": 1.5}"#, "activeTtlSeconds"),
+        (r#"{"maxSeatsPerUser": 3000000000}"#, "maxSeatsPerUser"),
+        (r#"{"paused": 1}"#, "paused"),
+        (r#"{}"#, "body"),
+        ("[]", "body"),
+    ] {
+        let rsp = app.set_queue(schedule, body).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{body}");
+    }
+    // Nothing was half-applied by the refused updates.
+    assert_eq!(app.queue_state(schedule).await.u64("maxActiveUsers"), 1000);
+}

@@ -1,0 +1,368 @@
+//! Integration-test harness: a real seatrush (port 0) against the dev stack's Redis and
+//! MariaDB, using the test database and Redis db that `make test` empties first. Tests
+//! create their own users and schedules, so they can run in parallel.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use seatrush::app::App;
+use seatrush::config::Config;
+use seatrush::shutdown::{self, ShutdownTrigger};
+use simd_json::OwnedValue;
+use simd_json::prelude::*;
+use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
+
+pub const ADMIN_KEY: &str = "dev-admin-key";
+
+/// Defaults for running `cargo test` directly: the test database and Redis db 1.
+const TEST_DEFAULTS: &[(&str, &str)] = &[
+    ("SEATRUSH_REDIS_URL", "redis://127.0.0.1:6390/1"),
+    (
+        "SEATRUSH_MYSQL_PRIMARY_URL",
+        "mysql://seatrush:seatrush@127.0.0.1:3316/seatrush_test",
+    ),
+    (
+        "SEATRUSH_MYSQL_REPLICA_URL",
+        "mysql://seatrush:seatrush@127.0.0.1:3317/seatrush_test",
+    ),
+];
+
+fn test_config() -> Config {
+    let mut config = Config::from_env().expect("test configuration");
+    let pick = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            TEST_DEFAULTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+                .to_string()
+        })
+    };
+    config.redis_url = pick("SEATRUSH_REDIS_URL");
+    config.mysql_primary_url = pick("SEATRUSH_MYSQL_PRIMARY_URL");
+    config.mysql_replica_url = pick("SEATRUSH_MYSQL_REPLICA_URL");
+    config.admin_key = ADMIN_KEY.into();
+    config
+}
+
+/// Creates the test database if a plain `cargo test` runs before `make test` ever did.
+async fn ensure_database(config: &Config) {
+    static ONCE: OnceCell<()> = OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let url = &config.mysql_primary_url;
+        let (server, db) = url.rsplit_once('/').expect("url has a database");
+        let pool = mysql_async::Pool::new(format!("{server}/").as_str());
+        let mut conn = pool
+            .get_conn()
+            .await
+            .expect("dev stack MariaDB is up (make stack)");
+        use mysql_async::prelude::Queryable;
+        conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
+            .await
+            .unwrap();
+        drop(conn);
+        pool.disconnect().await.unwrap();
+    })
+    .await;
+}
+
+/// Cheap to clone, so tests can hand a copy to each of many parallel tasks.
+#[derive(Clone)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    _stop: Arc<ShutdownTrigger>,
+}
+
+pub struct Rsp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: OwnedValue,
+}
+
+static NULL: OwnedValue = OwnedValue::Static(simd_json::StaticNode::Null);
+
+/// `value` at the `/`-separated `path`, or null (indexing an OwnedValue panics on a miss).
+fn at<'a>(value: &'a OwnedValue, path: &str) -> &'a OwnedValue {
+    path.split('/')
+        .try_fold(value, |v, key| v.get(key))
+        .unwrap_or(&NULL)
+}
+
+impl Rsp {
+    pub fn data(&self) -> &OwnedValue {
+        at(&self.body, "data")
+    }
+    pub fn code(&self) -> &str {
+        at(&self.body, "error/code").as_str().unwrap_or("")
+    }
+    pub fn field(&self) -> &str {
+        at(&self.body, "error/details/field").as_str().unwrap_or("")
+    }
+    /// Asserts an error response's status, code and the envelope around it.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{:?}", self.body);
+        assert_eq!(
+            at(&self.body, "success").as_bool(),
+            Some(false),
+            "{:?}",
+            self.body
+        );
+        assert_eq!(self.code(), code, "{:?}", self.body);
+        let message = at(&self.body, "error/message").as_str();
+        assert!(message.is_some_and(|m| !m.is_empty()), "{:?}", self.body);
+    }
+    pub fn u64(&self, key: &str) -> u64 {
+        at(self.data(), key)
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {:?}", self.body))
+    }
+    pub fn str(&self, key: &str) -> String {
+        at(self.data(), key)
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} in {:?}", self.body))
+            .to_string()
+    }
+}
+
+/// A new schedule's booking window relative to now.
+pub struct Window {
+    pub open_in_secs: i64,
+    pub close_in_secs: i64,
+}
+
+pub const OPEN_NOW: Window = Window {
+    open_in_secs: -60,
+    close_in_secs: 3600,
+};
+
+impl TestApp {
+    /// Starts an app with its background loops (admission, flusher, health).
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_config()).await
+    }
+
+    pub async fn spawn_with(config: Config) -> Self {
+        ensure_database(&config).await;
+        let app = App::build(config)
+            .await
+            .expect("app builds against the dev stack");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, stop) = shutdown::channel();
+        app.spawn_background(&stop);
+        tokio::spawn(seatrush::http::serve(listener, app.clone(), stop));
+        Self {
+            addr,
+            app,
+            _stop: Arc::new(trigger),
+        }
+    }
+
+    pub fn config() -> Config {
+        test_config()
+    }
+
+    /// An app with no server and no background loops, on Redis db 2 where no other test's
+    /// loops run: for driving the flusher step by step.
+    pub async fn quiet() -> Arc<App> {
+        let mut config = test_config();
+        config.redis_url = config.redis_url.replace("6390/1", "6390/2");
+        assert!(config.redis_url.ends_with("/2"), "{}", config.redis_url);
+        ensure_database(&config).await;
+        App::build(config)
+            .await
+            .expect("app builds against the dev stack")
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Rsp {
+        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "test");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let rsp = sender.send_request(req).await.unwrap();
+        let status = rsp.status();
+        let headers = rsp.headers().clone();
+        let mut bytes = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = if bytes.is_empty() {
+            OwnedValue::null()
+        } else {
+            simd_json::to_owned_value(&mut bytes).unwrap_or_else(|_| OwnedValue::null())
+        };
+        Rsp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Rsp {
+        self.request(Method::GET, path, headers, None).await
+    }
+
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], json: &str) -> Rsp {
+        self.request(Method::POST, path, headers, Some(json.as_bytes().to_vec()))
+            .await
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, json: Option<&str>) -> Rsp {
+        self.request(
+            method,
+            path,
+            &[("x-admin-key", ADMIN_KEY)],
+            json.map(|j| j.as_bytes().to_vec()),
+        )
+        .await
+    }
+
+    pub async fn create_user(&self) -> u64 {
+        let rsp = self
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(r#"{"name":"Test User"}"#),
+            )
+            .await;
+        assert_eq!(rsp.status, StatusCode::CREATED, "{:?}", rsp.body);
+        rsp.u64("userId")
+    }
+
+    pub async fn create_users(&self, n: usize) -> Vec<u64> {
+        spawn_all((0..n).map(|_| {
+            let app = self.clone();
+            async move { app.create_user().await }
+        }))
+        .await
+    }
+
+    /// A schedule with `seats` seats at 50 000 KRW; returns (concertId, scheduleId).
+    pub async fn create_schedule(&self, window: Window, seats: u64) -> (u64, u64) {
+        let venue = self
+            .admin(
+                Method::POST,
+                "/api/v1/admin/venues",
+                Some(r#"{"name":"Hall"}"#),
+            )
+            .await
+            .u64("venueId");
+        let concert = self
+            .admin(
+                Method::POST,
+                "/api/v1/admin/concerts",
+                Some(r#"{"title":"Show"}"#),
+            )
+            .await
+            .u64("concertId");
+        let now = chrono::Utc::now();
+        let at = |secs: i64| {
+            (now + chrono::Duration::seconds(secs))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let body = format!(
+            r#"{{"venueId":{venue},"performanceDate":"2026-12-24","performanceTime":"19:00:00",
+                "bookingOpenAt":"{}","bookingCloseAt":"{}","seatCount":{seats},"price":50000}}"#,
+            at(window.open_in_secs),
+            at(window.close_in_secs)
+        );
+        let rsp = self
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/concerts/{concert}/schedules"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(rsp.status, StatusCode::CREATED, "{:?}", rsp.body);
+        (concert, rsp.u64("scheduleId"))
+    }
+
+    pub async fn set_queue(&self, schedule: u64, json: &str) -> Rsp {
+        self.admin(
+            Method::PUT,
+            &format!("/api/v1/admin/schedules/{schedule}/queue"),
+            Some(json),
+        )
+        .await
+    }
+
+    pub async fn queue_state(&self, schedule: u64) -> Rsp {
+        self.admin(
+            Method::GET,
+            &format!("/api/v1/admin/schedules/{schedule}/queue"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn issue(&self, user: u64, schedule: u64) -> Rsp {
+        self.post(
+            "/api/v1/queue/tokens",
+            &[],
+            &format!(r#"{{"userId":{user},"scheduleId":{schedule}}}"#),
+        )
+        .await
+    }
+
+    pub async fn me(&self, token: &str) -> Rsp {
+        self.get("/api/v1/queue/tokens/me", &[("queue-token", token)])
+            .await
+    }
+
+    pub fn redis(&self) -> seatrush::redis::RedisConn {
+        self.app.redis.clone()
+    }
+}
+
+/// Runs each future as its own task (in parallel) and collects the outputs in order.
+pub async fn spawn_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

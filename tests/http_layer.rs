@@ -1,0 +1,120 @@
+//! SPEC §2 conventions on the real server: the envelope for every outcome, 404/405/413,
+//! malformed bodies, `/health` and `/metrics`.
+
+mod common;
+
+use common::TestApp;
+use hyper::Method;
+use simd_json::prelude::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_are_404_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/",
+        "/api/v1/nothing",
+        "/api/v1/queue/tokens/me/extra",
+        "/healthz",
+    ] {
+        app.get(path, &[]).await.assert_error(404, "NOT_FOUND");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_are_405_with_an_allow_header() {
+    let app = TestApp::spawn().await;
+    let rsp = app.get("/api/v1/queue/tokens", &[]).await;
+    rsp.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(rsp.headers["allow"], "POST");
+    let rsp = app
+        .request(Method::DELETE, "/api/v1/admin/schedules/1/queue", &[], None)
+        .await;
+    rsp.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(rsp.headers["allow"], "GET, PUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_64_kib_are_413() {
+    let app = TestApp::spawn().await;
+    let big = format!(
+        r#"{{"userId":1,"scheduleId":1,"pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    app.post("/api/v1/queue/tokens", &[], &big)
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
+    // Just under the cap is parsed (and fails later, on the unknown user).
+    let fits = format!(
+        r#"{{"userId":999999999,"scheduleId":1,"pad":"{}"}}"#,
+        "x".repeat(60 * 1024)
+    );
+    app.post("/api/v1/queue/tokens", &[], &fits)
+        .await
+        .assert_error(404, "USER_NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_are_400_naming_the_body() {
+    let app = TestApp::spawn().await;
+    for body in [
+        "",
+        "{",
+        "not json",
+        "[1,2]",
+        "42",
+        r#"{"userId":1,"scheduleId":1"#,
+    ] {
+        let rsp = app.post("/api/v1/queue/tokens", &[], body).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), "body", "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_bare_json_with_component_states() {
+    let app = TestApp::spawn().await;
+    let rsp = app.get("/health", &[]).await;
+    assert_eq!(rsp.status.as_u16(), 200);
+    assert_eq!(rsp.body["status"].as_str(), Some("UP"));
+    for component in ["redis", "mysqlPrimary", "mysqlReplica"] {
+        assert_eq!(
+            rsp.body["components"][component].as_str(),
+            Some("UP"),
+            "{component}"
+        );
+    }
+    assert!(rsp.body["outboxBacklog"].as_u64().is_some());
+    assert!(
+        rsp.body.get("success").is_none(),
+        "operations endpoints are not enveloped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = TestApp::spawn().await;
+    app.get("/api/v1/admin/schedules/777/queue", &[]).await;
+    // The body is Prometheus text, not JSON: fetch it raw.
+    let text = raw_get(&app, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(r#"seatrush_http_requests_total{route="/api/v1/admin/schedules/{scheduleId}/queue",method="GET",status="401"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("seatrush_http_request_duration_seconds_bucket"),
+        "histograms have buckets"
+    );
+    assert!(!text.contains("/777/"), "raw paths never become labels");
+}
+
+async fn raw_get(app: &TestApp, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}

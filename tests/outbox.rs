@@ -1,0 +1,265 @@
+//! The write-behind flusher (SPEC §7) against real Redis and MariaDB: MySQL equals Redis after
+//! the drain, replays change nothing, abandoned entries are claimed, poison is dead-lettered.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{OPEN_NOW, TestApp, eventually};
+use mysql_async::prelude::*;
+use redis::AsyncCommands;
+use seatrush::outbox::events::{self, Event, TokenRow};
+use seatrush::outbox::{OutboxFlusher, ensure_group};
+use seatrush::redis::keys::{FLUSH_GROUP, ScheduleKeys};
+
+type MysqlToken = (
+    String,
+    u64,
+    String,
+    u64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+async fn mysql_tokens(app: &TestApp, schedule: u64) -> HashMap<String, MysqlToken> {
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    let rows: Vec<MysqlToken> = conn
+        .exec(
+            "SELECT token, user_id, status, seq,
+               CAST(UNIX_TIMESTAMP(issued_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(activated_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(ended_at) * 1000 AS SIGNED)
+             FROM queue_tokens WHERE schedule_id = ?",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| (r.0.clone(), r)).collect()
+}
+
+fn ms(field: &str) -> Option<i64> {
+    (!field.is_empty()).then(|| field.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_tokens_in_mysql_equal_redis_after_the_drain() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"maxActiveUsers": 3, "activeTtlSeconds": 1}"#)
+        .await;
+    let users = app.create_users(8).await;
+    for &user in &users {
+        assert_eq!(app.issue(user, schedule).await.status.as_u16(), 200);
+    }
+    // Let tokens be admitted and expire, then freeze the queue in a mixed state.
+    eventually(Duration::from_secs(10), "six admissions", || async {
+        (app.queue_state(schedule).await.u64("admittedTotal") >= 6).then_some(())
+    })
+    .await;
+    app.set_queue(schedule, r#"{"paused": true}"#).await;
+    eventually(
+        Duration::from_secs(10),
+        "the active tokens to expire",
+        || async { (app.queue_state(schedule).await.u64("active") == 0).then_some(()) },
+    )
+    .await;
+    let keys = ScheduleKeys::new(schedule);
+    let mut redis = app.redis();
+    eventually(Duration::from_secs(10), "the outbox to drain", || {
+        let mut redis = redis.clone();
+        let outbox = keys.outbox.clone();
+        async move { (redis.xlen::<_, u64>(&outbox).await.unwrap() == 0).then_some(()) }
+    })
+    .await;
+
+    let in_redis: HashMap<String, String> = redis.hgetall(&keys.tokens).await.unwrap();
+    let in_mysql = mysql_tokens(&app, schedule).await;
+    assert_eq!(in_redis.len(), 8);
+    assert_eq!(in_mysql.len(), 8);
+    let mut statuses = HashMap::new();
+    for (token, record) in &in_redis {
+        let f: Vec<&str> = record.split('|').collect();
+        let row = &in_mysql[token];
+        assert_eq!(row.1.to_string(), f[0], "user of {token}");
+        assert_eq!(row.2, f[1], "status of {token}");
+        assert_eq!(row.3.to_string(), f[2], "seq of {token}");
+        assert_eq!(Some(row.4), ms(f[3]), "issuedAt of {token}");
+        assert_eq!(row.5, ms(f[4]), "activatedAt of {token}");
+        assert_eq!(row.6, ms(f[5]), "expiresAt of {token}");
+        assert_eq!(row.7, ms(f[6]), "endedAt of {token}");
+        *statuses.entry(f[1].to_string()).or_insert(0) += 1;
+    }
+    assert!(
+        statuses["EXPIRED"] >= 6 && statuses["WAITING"] >= 1,
+        "{statuses:?}"
+    );
+}
+
+fn token_row(user: u64, schedule: u64, token: &str, status: &str) -> TokenRow {
+    TokenRow {
+        token: token.into(),
+        user_id: user,
+        schedule_id: schedule,
+        status: status.into(),
+        seq: 1,
+        issued_at_ms: 1_790_000_000_000,
+        activated_at_ms: (status != "WAITING").then_some(1_790_000_001_000),
+        expires_at_ms: (status != "WAITING").then_some(1_790_000_301_000),
+        ended_at_ms: (status == "EXPIRED").then_some(1_790_000_301_000),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_and_reordered_events_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let token = uuid::Uuid::new_v4().to_string();
+    let waiting = Event::Token(token_row(user, schedule, &token, "WAITING"));
+    let active = Event::Token(token_row(user, schedule, &token, "ACTIVE"));
+    let expired = Event::Token(token_row(user, schedule, &token, "EXPIRED"));
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    for batch in [
+        vec![waiting.clone(), active.clone(), expired.clone()],
+        vec![waiting.clone()],
+        vec![active.clone(), waiting.clone()],
+        vec![expired.clone(), expired.clone()],
+    ] {
+        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
+        events::apply(&mut tx, &batch).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let rows = mysql_tokens(&app, schedule).await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[&token];
+    assert_eq!(row.2, "EXPIRED");
+    assert_eq!(
+        (row.5, row.7),
+        (Some(1_790_000_001_000), Some(1_790_000_301_000))
+    );
+}
+
+/// Appends a token event for a real user and schedule; returns the token.
+fn token_entry(user: u64, schedule: u64) -> (String, Vec<(&'static str, String)>) {
+    let token = uuid::Uuid::new_v4().to_string();
+    let fields = vec![
+        ("type", "token".to_string()),
+        ("kind", "issued".into()),
+        ("token", token.clone()),
+        ("schedule", schedule.to_string()),
+        ("user", user.to_string()),
+        ("status", "WAITING".into()),
+        ("seq", unused_seq().to_string()),
+        ("issuedAt", "1790000000000".into()),
+        ("activatedAt", String::new()),
+        ("expiresAt", String::new()),
+        ("endedAt", String::new()),
+    ];
+    (token, fields)
+}
+
+/// A sequence number far above any the test schedule's real tokens reach.
+fn unused_seq() -> u64 {
+    1_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
+}
+
+async fn flusher(quiet: &Arc<seatrush::app::App>, claim_idle: Duration) -> OutboxFlusher {
+    OutboxFlusher::new(
+        quiet.db.clone(),
+        quiet.redis.clone(),
+        Arc::default(),
+        claim_idle,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_left_by_a_crashed_consumer_are_claimed_and_applied() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let quiet = TestApp::quiet().await;
+    let keys = ScheduleKeys::new(schedule);
+    let mut redis = quiet.redis.clone();
+    ensure_group(&mut redis, &keys.outbox).await.unwrap();
+
+    // A consumer reads the entry and dies before acknowledging it.
+    let (token, fields) = token_entry(user, schedule);
+    let _: String = redis.xadd(&keys.outbox, "*", &fields).await.unwrap();
+    let opts = redis::streams::StreamReadOptions::default()
+        .group(FLUSH_GROUP, "crashed")
+        .count(10);
+    let read: redis::streams::StreamReadReply = redis
+        .xread_options(&[&keys.outbox], &[">"], &opts)
+        .await
+        .unwrap();
+    assert_eq!(read.keys[0].ids.len(), 1);
+
+    let mut flusher = flusher(&quiet, Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !mysql_tokens(&app, schedule).await.contains_key(&token) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claimed entry never reached MySQL"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        flusher.flush_schedule(schedule, true).await.unwrap();
+    }
+    let pending: redis::streams::StreamPendingReply =
+        redis.xpending(&keys.outbox, FLUSH_GROUP).await.unwrap();
+    assert_eq!(pending.count(), 0, "nothing is left pending");
+    assert_eq!(
+        redis.xlen::<_, u64>(&keys.outbox).await.unwrap(),
+        0,
+        "acknowledged entries are trimmed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let quiet = TestApp::quiet().await;
+    let keys = ScheduleKeys::new(schedule);
+    let mut redis = quiet.redis.clone();
+    ensure_group(&mut redis, &keys.outbox).await.unwrap();
+
+    let _: String = redis
+        .xadd(&keys.outbox, "*", &[("type", "no-such-event")])
+        .await
+        .unwrap();
+    let (_, refused) = token_entry(999_999_999, schedule); // no such user: MySQL refuses it
+    let _: String = redis.xadd(&keys.outbox, "*", &refused).await.unwrap();
+    let (good, fields) = token_entry(user, schedule);
+    let _: String = redis.xadd(&keys.outbox, "*", &fields).await.unwrap();
+
+    let mut flusher = flusher(&quiet, Duration::from_secs(30)).await;
+    let mut passes = 0;
+    while redis.xlen::<_, u64>(&keys.outbox).await.unwrap() > 0 {
+        let pass = flusher.flush_schedule(schedule, false).await.unwrap();
+        assert!(!pass.mysql_down);
+        passes += 1;
+        assert!(
+            passes <= 10,
+            "the outbox should empty within the retry budget"
+        );
+    }
+    assert!(
+        passes >= 5,
+        "a refused entry is retried before it is dead-lettered ({passes})"
+    );
+    assert!(mysql_tokens(&app, schedule).await.contains_key(&good));
+    let dead: redis::streams::StreamRangeReply =
+        redis.xrange_all(&keys.dead_letters).await.unwrap();
+    assert_eq!(dead.ids.len(), 2);
+    assert!(
+        dead.ids
+            .iter()
+            .all(|e| e.map.contains_key("error") && e.map.contains_key("sourceId"))
+    );
+}

@@ -1,0 +1,323 @@
+//! The waiting queue (SPEC §3 #1, #1b; §4) on the real server and the dev stack: every error
+//! code, admission, expiry, and the races with real parallel requests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{OPEN_NOW, TestApp, Window, eventually, spawn_all};
+use simd_json::prelude::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_active_at_once_when_there_is_room() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let rsp = app.issue(user, schedule).await;
+    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    assert_eq!(rsp.str("status"), "ACTIVE");
+    assert_eq!(rsp.u64("queuePosition"), 0);
+    assert_eq!(rsp.u64("estimatedWaitTimeMinutes"), 0);
+    let token = rsp.str("token");
+    assert_eq!(uuid::Uuid::parse_str(&token).unwrap().get_version_num(), 4);
+
+    let me = app.me(&token).await;
+    assert_eq!(me.status.as_u16(), 200, "{:?}", me.body);
+    assert_eq!(me.u64("userId"), user);
+    assert_eq!(me.u64("scheduleId"), schedule);
+    assert_eq!(me.str("status"), "ACTIVE");
+    let until = chrono::DateTime::parse_from_rfc3339(&me.str("activeUntil")).unwrap();
+    let left = until
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
+    assert!(
+        (290..=300).contains(&left),
+        "active for activeTtlSeconds: {left}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuance_errors() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    app.issue(999_999_999, schedule)
+        .await
+        .assert_error(404, "USER_NOT_FOUND");
+    app.issue(user, 999_999_999)
+        .await
+        .assert_error(404, "SCHEDULE_NOT_FOUND");
+    assert_eq!(app.issue(user, schedule).await.status.as_u16(), 200);
+    app.issue(user, schedule)
+        .await
+        .assert_error(409, "TOKEN_ALREADY_ISSUED");
+
+    let closed = Window {
+        open_in_secs: -7200,
+        close_in_secs: -60,
+    };
+    let (_, past) = app.create_schedule(closed, 5).await;
+    app.issue(user, past)
+        .await
+        .assert_error(422, "BOOKING_CLOSED");
+
+    for (body, field) in [
+        (r#"{"scheduleId":1}"#, "userId"),
+        (r#"{"userId":"1","scheduleId":1}"#, "userId"),
+        (r#"{"userId":1.0,"scheduleId":1}"#, "userId"),
+        (r#"{"userId":-4,"scheduleId":1}"#, "userId"),
+        (r#"{"userId":0,"scheduleId":1}"#, "userId"),
+        (r#"{"userId":1}"#, "scheduleId"),
+        (r#"{"userId":1,"scheduleId":[1]}"#, "scheduleId"),
+    ] {
+        let rsp = app.post("/api/v1/queue/tokens", &[], body).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_429_but_a_holder_hears_409_first() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"paused": true, "maxWaitingUsers": 2}"#)
+        .await;
+    let users = app.create_users(3).await;
+    assert_eq!(app.issue(users[0], schedule).await.str("status"), "WAITING");
+    assert_eq!(app.issue(users[1], schedule).await.u64("queuePosition"), 2);
+    app.issue(users[2], schedule)
+        .await
+        .assert_error(429, "QUEUE_FULL");
+    app.issue(users[0], schedule)
+        .await
+        .assert_error(409, "TOKEN_ALREADY_ISSUED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_status_errors() {
+    let app = TestApp::spawn().await;
+    let rsp = app.get("/api/v1/queue/tokens/me", &[]).await;
+    rsp.assert_error(401, "QUEUE_TOKEN_MISSING");
+    for bad in [
+        "nonsense",
+        "0f8fad5bd9cb469fa16570867728950e",
+        &uuid::Uuid::new_v4().to_string(),
+    ] {
+        app.me(bad).await.assert_error(401, "QUEUE_TOKEN_INVALID");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_tokens_know_their_place_and_are_admitted_in_order() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"paused": true, "maxActiveUsers": 2}"#)
+        .await;
+    let users = app.create_users(3).await;
+    let mut tokens = Vec::new();
+    for (i, &user) in users.iter().enumerate() {
+        let rsp = app.issue(user, schedule).await;
+        assert_eq!(rsp.str("status"), "WAITING");
+        assert_eq!(rsp.u64("queuePosition"), i as u64 + 1);
+        assert!(rsp.u64("estimatedWaitTimeMinutes") >= 1);
+        tokens.push(rsp.str("token"));
+    }
+    let third = app.me(&tokens[2]).await;
+    assert_eq!(
+        (third.str("status").as_str(), third.u64("queuePosition")),
+        ("WAITING", 3)
+    );
+    assert!(third.data()["activeUntil"].is_null());
+
+    app.set_queue(schedule, r#"{"paused": false}"#).await;
+    eventually(Duration::from_secs(5), "two admissions", || async {
+        (app.queue_state(schedule).await.u64("active") == 2).then_some(())
+    })
+    .await;
+    // The first two in arrival order are in; the third is now first in line.
+    for token in &tokens[..2] {
+        assert_eq!(app.me(token).await.str("status"), "ACTIVE");
+    }
+    let third = app.me(&tokens[2]).await;
+    assert_eq!(
+        (third.str("status").as_str(), third.u64("queuePosition")),
+        ("WAITING", 1)
+    );
+    let state = app.queue_state(schedule).await;
+    assert_eq!((state.u64("waiting"), state.u64("admittedTotal")), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_waits_for_booking_to_open() {
+    let app = TestApp::spawn().await;
+    let later = Window {
+        open_in_secs: 3600,
+        close_in_secs: 7200,
+    };
+    let (_, schedule) = app.create_schedule(later, 5).await;
+    let user = app.create_user().await;
+    let rsp = app.issue(user, schedule).await;
+    assert_eq!(
+        (rsp.str("status").as_str(), rsp.u64("queuePosition")),
+        ("WAITING", 1)
+    );
+    // Several admission ticks later it still waits.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(app.me(&rsp.str("token")).await.str("status"), "WAITING");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_invalid_frees_its_slot_and_the_user_may_queue_again() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"activeTtlSeconds": 1, "maxActiveUsers": 1}"#)
+        .await;
+    let users = app.create_users(2).await;
+    let first = app.issue(users[0], schedule).await;
+    assert_eq!(first.str("status"), "ACTIVE");
+    let second = app.issue(users[1], schedule).await;
+    assert_eq!(second.str("status"), "WAITING", "the only slot is taken");
+
+    let token = first.str("token");
+    eventually(Duration::from_secs(5), "expiry", || async {
+        (app.me(&token).await.status.as_u16() == 401).then_some(())
+    })
+    .await;
+    app.me(&token)
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    eventually(
+        Duration::from_secs(5),
+        "the freed slot to go to the next in line",
+        || async { (app.me(&second.str("token")).await.str("status") == "ACTIVE").then_some(()) },
+    )
+    .await;
+    let again = app.issue(users[0], schedule).await;
+    assert_eq!(again.status.as_u16(), 200, "{:?}", again.body);
+    assert_ne!(again.str("token"), token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_parallel_issuances_get_distinct_tokens_at_positions_1_to_300() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"paused": true}"#).await;
+    let users = app.create_users(300).await;
+    let responses = spawn_all(users.iter().map(|&user| {
+        let app = app.clone();
+        async move { app.issue(user, schedule).await }
+    }))
+    .await;
+    let mut tokens = HashSet::new();
+    let mut positions = Vec::new();
+    for rsp in &responses {
+        assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+        assert_eq!(rsp.str("status"), "WAITING");
+        tokens.insert(rsp.str("token"));
+        positions.push(rsp.u64("queuePosition"));
+    }
+    positions.sort_unstable();
+    assert_eq!(tokens.len(), 300);
+    assert_eq!(positions, (1..=300).collect::<Vec<u64>>());
+    assert_eq!(app.queue_state(schedule).await.u64("waiting"), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_requests_of_one_user_get_exactly_one_token() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let responses = spawn_all((0..50).map(|_| {
+        let app = app.clone();
+        async move { app.issue(user, schedule).await }
+    }))
+    .await;
+    let ok = responses
+        .iter()
+        .filter(|r| r.status.as_u16() == 200)
+        .count();
+    let conflicts = responses
+        .iter()
+        .filter(|r| r.code() == "TOKEN_ALREADY_ISSUED")
+        .count();
+    assert_eq!((ok, conflicts), (1, 49));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admission_loops_at_once_never_exceed_the_limits() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn().await;
+    let (_, schedule) = a.create_schedule(OPEN_NOW, 5).await;
+    a.set_queue(
+        schedule,
+        r#"{"paused": true, "maxActiveUsers": 40, "admissionPerSecond": 100000}"#,
+    )
+    .await;
+    let users = a.create_users(120).await;
+    spawn_all(users.iter().map(|&user| {
+        let a = a.clone();
+        async move { assert_eq!(a.issue(user, schedule).await.status.as_u16(), 200) }
+    }))
+    .await;
+    a.set_queue(schedule, r#"{"paused": false}"#).await;
+    // Both instances' background loops run, plus two extra loops hammering ticks in parallel.
+    let hammer = |app: TestApp| {
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                seatrush::queue::admission::tick(&app.app).await.unwrap();
+            }
+        })
+    };
+    let (ha, hb) = (hammer(a.clone()), hammer(b.clone()));
+    let mut samples = 0;
+    while !(ha.is_finished() && hb.is_finished()) {
+        let state = a.queue_state(schedule).await;
+        assert!(
+            state.u64("active") <= 40,
+            "active {} > 40",
+            state.u64("active")
+        );
+        samples += 1;
+    }
+    ha.await.unwrap();
+    hb.await.unwrap();
+    let state = a.queue_state(schedule).await;
+    assert_eq!(
+        (
+            state.u64("active"),
+            state.u64("waiting"),
+            state.u64("admittedTotal")
+        ),
+        (40, 80, 40)
+    );
+    assert!(samples > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admission_rate_holds_across_loops() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn().await;
+    let (_, schedule) = a.create_schedule(OPEN_NOW, 5).await;
+    a.set_queue(schedule, r#"{"paused": true, "admissionPerSecond": 5}"#)
+        .await;
+    let users = a.create_users(40).await;
+    for &user in &users {
+        a.issue(user, schedule).await;
+    }
+    a.set_queue(schedule, r#"{"paused": false}"#).await;
+    let started = std::time::Instant::now();
+    let hammer = |app: TestApp| {
+        tokio::spawn(async move {
+            while started.elapsed() < Duration::from_millis(1500) {
+                seatrush::queue::admission::tick(&app.app).await.unwrap();
+            }
+        })
+    };
+    let (ha, hb) = (hammer(a.clone()), hammer(b.clone()));
+    ha.await.unwrap();
+    hb.await.unwrap();
+    let admitted = a.queue_state(schedule).await.u64("admittedTotal");
+    // 1.5 s of hammering touches at most three wall-clock seconds: at most 3 × 5.
+    assert!((1..=15).contains(&admitted), "admitted {admitted}");
+}
