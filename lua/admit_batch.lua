@@ -6,13 +6,12 @@
 --
 -- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:active, KEYS[4] {s:S}:tokens,
 -- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox
--- ARGV[1] scheduleId, ARGV[2] most tokens to expire per call,
--- ARGV[3] how long ended records are kept (ms)
+-- ARGV[1] most tokens to expire per call, ARGV[2] how long ended records are kept (ms)
 --
 -- Returns {admitted, expired, waiting, active}
 local k = { waiting = KEYS[2], active = KEYS[3], tokens = KEYS[4], users = KEYS[5],
             ended = KEYS[7], outbox = KEYS[8] }
-local schedule, limit, keep_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local limit, keep_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'admissionPerSecond',
   'activeTtlSeconds', 'paused', 'bookingOpenAt')
 if not cfg[1] then return { 0, 0, 0, 0 } end
@@ -22,7 +21,7 @@ local expired = 0
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', k.active, '-inf', now, 'LIMIT', 0, limit)) do
   local raw = redis.call('HGET', k.tokens, token)
   if raw then
-    end_token(k, schedule, token, decode_token(raw), now, 'EXPIRED')
+    end_token(k, token, decode_token(raw), now, 'EXPIRED')
   else
     redis.call('ZREM', k.active, token)
   end
@@ -33,7 +32,7 @@ for _, token in ipairs(redis.call('ZRANGE', k.waiting, 0, limit - 1)) do
   local raw = redis.call('HGET', k.tokens, token)
   local t = raw and decode_token(raw)
   if t and is_live(t, now) then break end
-  if t then end_token(k, schedule, token, t, now, 'EXPIRED') else redis.call('ZREM', k.waiting, token) end
+  if t then end_token(k, token, t, now, 'EXPIRED') else redis.call('ZREM', k.waiting, token) end
   expired = expired + 1
 end
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', k.ended, '-inf', now - keep_ms, 'LIMIT', 0, limit)) do
@@ -45,7 +44,7 @@ local admitted = 0
 local waiting = redis.call('ZCARD', k.waiting)
 if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
   local rate = tonumber(cfg[2])
-  local used = admissions_this_second(KEYS[6], now, true)
+  local used = admissions_this_second(KEYS[1], KEYS[6], now, true)
   local room = tonumber(cfg[1]) - redis.call('ZCARD', k.active)
   local n = math.min(room, math.ceil(rate / 10), rate - used, waiting)
   if n > 0 then
@@ -56,10 +55,11 @@ if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
       local t = decode_token(redis.call('HGET', k.tokens, token))
       t.status, t.aat, t.exp = 'ACTIVE', tostring(now), tostring(now + ttl_ms)
       redis.call('ZADD', k.active, now + ttl_ms, token)
-      save_token(k, schedule, token, t, 'activated')
+      save_token(token, t)
       admitted = admitted + 1
     end
     count_admissions(KEYS[6], admitted)
   end
 end
+publish_tokens(k)
 return { admitted, expired, redis.call('ZCARD', k.waiting), redis.call('ZCARD', k.active) }

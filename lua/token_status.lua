@@ -1,7 +1,7 @@
 -- uses: lib/queue.lua
 -- Reads a token's live state: the Queue-Token check every authorised endpoint builds on.
 --
--- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:tokens, KEYS[4] {s:S}:stats
+-- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:tokens
 -- ARGV[1] token
 --
 -- Returns {'OK', userId, status, position, waitMinutes, issuedAt, activatedAt, expiresAt}
@@ -18,6 +18,6 @@ if t.status == 'WAITING' then
   if not rank then return { 'QUEUE_TOKEN_INVALID' } end
   position = rank + 1
 end
-local rate = tonumber(redis.call('HGET', KEYS[1], 'admissionPerSecond')) or 1
-return { 'OK', t.user, t.status, position, wait_minutes(KEYS[4], position, rate),
+local rates = redis.call('HMGET', KEYS[1], 'measuredRate', 'admissionPerSecond')
+return { 'OK', t.user, t.status, position, wait_minutes(position, rates[1], rates[2]),
          t.iat, t.aat, t.exp }

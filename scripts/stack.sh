@@ -47,7 +47,7 @@ redis_up() {
   if alive "$dev/redis/redis.pid"; then return; fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" \
     --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
-    --maxmemory-policy noeviction --daemonize yes \
+    --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
     --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log"
   wait_for "redis" redis-cli -p "$REDIS_PORT" ping
   log "redis on 127.0.0.1:$REDIS_PORT"

@@ -2,6 +2,7 @@
 //! [`Config`], and its background loops.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -13,8 +14,10 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::health::{self, Health};
 use crate::mysql::{Db, migrate};
-use crate::outbox::{Backlog, OutboxFlusher};
+use crate::outbox::{Backlog, Deferral, OutboxFlusher};
 use crate::queue::admission;
+use crate::redis::coalesce::Coalescer;
+use crate::redis::scripts::IssueOutcome;
 use crate::redis::{RedisConn, Scripts};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
@@ -29,13 +32,17 @@ pub struct App {
     /// Shared multiplexed connection; clone it per use (clones share the socket).
     pub redis: RedisConn,
     pub db: Db,
-    pub scripts: Scripts,
+    pub scripts: Arc<Scripts>,
+    /// Token issuance, coalesced per schedule into batched script calls.
+    pub token_issuer: Coalescer<(uuid::Uuid, u64), IssueOutcome>,
     /// Answers "does this user exist?" without a query on the hot path.
     pub users: UserDirectory,
     /// Dependency states for `/health`, refreshed in the background.
     pub health: Health,
     /// Outbox size, kept by the flusher.
     pub backlog: Arc<Backlog>,
+    /// HTTP requests being served now (the flusher holds back while there are many).
+    pub in_flight: Arc<AtomicUsize>,
     pub metrics: PrometheusHandle,
 }
 
@@ -77,7 +84,7 @@ impl App {
         let db = Db::new(&config.mysql_primary_url, &config.mysql_replica_url)
             .map_err(StartError::MysqlConfig)?;
         migrate::run(&db.primary).await?;
-        let scripts = Scripts::new();
+        let scripts = Arc::new(Scripts::new());
         scripts
             .load_all(&mut redis)
             .await
@@ -93,14 +100,23 @@ impl App {
             .refresh(&db)
             .await
             .map_err(step("loading the user directory"))?;
+        let token_issuer = {
+            let (scripts, redis) = (scripts.clone(), redis.clone());
+            Coalescer::new(Arc::new(move |schedule, batch: Vec<(uuid::Uuid, u64)>| {
+                let (scripts, mut redis) = (scripts.clone(), redis.clone());
+                Box::pin(async move { scripts.issue_tokens(&mut redis, schedule, &batch).await })
+            }))
+        };
         let app = Arc::new(Self {
             config,
             redis,
             db,
             scripts,
+            token_issuer,
             users,
             health: Health::default(),
             backlog: Arc::default(),
+            in_flight: Arc::default(),
             metrics,
         });
         app.health.probe(&app).await;
@@ -122,7 +138,16 @@ impl App {
                 self.config.admission_interval,
                 shutdown.clone(),
             )),
-            tokio::spawn(flusher.run(self.config.flush_interval, shutdown.clone(), SHUTDOWN_DRAIN)),
+            tokio::spawn(flusher.run(
+                self.config.flush_interval,
+                Deferral {
+                    in_flight: self.in_flight.clone(),
+                    busy_at: self.config.flush_busy_at,
+                    max_lag: self.config.flush_max_lag,
+                },
+                shutdown.clone(),
+                SHUTDOWN_DRAIN,
+            )),
             tokio::spawn(health::probe_loop(self.clone(), shutdown.clone())),
             tokio::spawn(refresh_users(self.clone(), shutdown.clone())),
         ]

@@ -59,6 +59,10 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Outbox entries pending this long with a consumer are presumed abandoned and claimed.
     pub outbox_claim_idle: Duration,
+    /// From this many HTTP requests in flight the flusher holds back for the hot path…
+    pub flush_busy_at: usize,
+    /// …as long as the oldest outbox entry is younger than this.
+    pub flush_max_lag: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,8 @@ impl Config {
             admission_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
             outbox_claim_idle: Duration::from_secs(30),
+            flush_busy_at: 16,
+            flush_max_lag: Duration::from_secs(10),
         })
     }
 

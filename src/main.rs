@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+/// Requests allocate many small, short-lived buffers; mimalloc serves them faster than glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use seatrush::app::App;
 use seatrush::config::Config;
 use seatrush::{demo, http, shutdown, telemetry};

@@ -120,9 +120,8 @@ async fn replayed_and_reordered_events_change_nothing() {
     let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
     let user = app.create_user().await;
     let token = uuid::Uuid::new_v4().to_string();
-    let waiting = Event::Token(token_row(user, schedule, &token, "WAITING"));
-    let active = Event::Token(token_row(user, schedule, &token, "ACTIVE"));
-    let expired = Event::Token(token_row(user, schedule, &token, "EXPIRED"));
+    let event = |status| Event::Tokens(vec![token_row(user, schedule, &token, status)]);
+    let (waiting, active, expired) = (event("WAITING"), event("ACTIVE"), event("EXPIRED"));
     let mut conn = app.app.db.primary.get_conn().await.unwrap();
     for batch in [
         vec![waiting.clone(), active.clone(), expired.clone()],
@@ -144,21 +143,13 @@ async fn replayed_and_reordered_events_change_nothing() {
     );
 }
 
-/// Appends a token event for a real user and schedule; returns the token.
-fn token_entry(user: u64, schedule: u64) -> (String, Vec<(&'static str, String)>) {
+/// An outbox entry for a new WAITING token of a real user and schedule; returns the token.
+fn token_entry(user: u64) -> (String, Vec<(String, String)>) {
     let token = uuid::Uuid::new_v4().to_string();
+    let record = format!("{user}|WAITING|{}|1790000000000|||", unused_seq());
     let fields = vec![
-        ("type", "token".to_string()),
-        ("kind", "issued".into()),
-        ("token", token.clone()),
-        ("schedule", schedule.to_string()),
-        ("user", user.to_string()),
-        ("status", "WAITING".into()),
-        ("seq", unused_seq().to_string()),
-        ("issuedAt", "1790000000000".into()),
-        ("activatedAt", String::new()),
-        ("expiresAt", String::new()),
-        ("endedAt", String::new()),
+        ("type".to_string(), "tokens".to_string()),
+        (token.clone(), record),
     ];
     (token, fields)
 }
@@ -188,7 +179,7 @@ async fn entries_left_by_a_crashed_consumer_are_claimed_and_applied() {
     ensure_group(&mut redis, &keys.outbox).await.unwrap();
 
     // A consumer reads the entry and dies before acknowledging it.
-    let (token, fields) = token_entry(user, schedule);
+    let (token, fields) = token_entry(user);
     let _: String = redis.xadd(&keys.outbox, "*", &fields).await.unwrap();
     let opts = redis::streams::StreamReadOptions::default()
         .group(FLUSH_GROUP, "crashed")
@@ -233,9 +224,9 @@ async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
         .xadd(&keys.outbox, "*", &[("type", "no-such-event")])
         .await
         .unwrap();
-    let (_, refused) = token_entry(999_999_999, schedule); // no such user: MySQL refuses it
+    let (_, refused) = token_entry(999_999_999); // no such user: MySQL refuses it
     let _: String = redis.xadd(&keys.outbox, "*", &refused).await.unwrap();
-    let (good, fields) = token_entry(user, schedule);
+    let (good, fields) = token_entry(user);
     let _: String = redis.xadd(&keys.outbox, "*", &fields).await.unwrap();
 
     let mut flusher = flusher(&quiet, Duration::from_secs(30)).await;

@@ -3,7 +3,9 @@
 --
 -- A token's record lives in the schedule's `tokens` hash as
 --   "userId|status|seq|issuedAt|activatedAt|expiresAt|endedAt"   (times in ms, empty when unset)
--- and every change of it is appended, whole, to the schedule's outbox stream.
+-- and every change of it is appended, whole, to the schedule's outbox stream: one entry per
+-- script run, `type tokens` followed by token -> record pairs. The flusher upserts the latest
+-- state, so a replayed or reordered entry cannot move a token backwards.
 
 local DAY_MS = 24 * 3600 * 1000
 
@@ -23,17 +25,28 @@ local function encode_token(t)
   return table.concat({ t.user, t.status, t.seq, t.iat, t.aat, t.exp, t.fin }, '|')
 end
 
--- Stores the record and appends its full state to the outbox: the flusher upserts the latest
--- state, so a replayed or reordered event cannot move a token backwards.
-local function save_token(k, schedule, token, t, kind)
-  redis.call('HSET', k.tokens, token, encode_token(t))
-  redis.call('XADD', k.outbox, '*', 'type', 'token', 'kind', kind, 'token', token,
-    'schedule', schedule, 'user', t.user, 'status', t.status, 'seq', t.seq,
-    'issuedAt', t.iat, 'activatedAt', t.aat, 'expiresAt', t.exp, 'endedAt', t.fin)
+-- Records changed by this run, written by publish_tokens: token -> record, in first-change order.
+local changed, changed_order = {}, {}
+
+local function save_token(token, t)
+  if not changed[token] then changed_order[#changed_order + 1] = token end
+  changed[token] = encode_token(t)
+end
+
+-- Stores every changed record and appends them to the outbox as one entry.
+local function publish_tokens(k)
+  if #changed_order == 0 then return end
+  local pairs_ = {}
+  for _, token in ipairs(changed_order) do
+    pairs_[#pairs_ + 1] = token
+    pairs_[#pairs_ + 1] = changed[token]
+  end
+  redis.call('HSET', k.tokens, unpack(pairs_))
+  redis.call('XADD', k.outbox, '*', 'type', 'tokens', unpack(pairs_))
 end
 
 -- Ends a live token (EXPIRED): frees its queue or active slot and the user's live marker.
-local function end_token(k, schedule, token, t, now, status)
+local function end_token(k, token, t, now, status)
   redis.call('ZREM', k.active, token)
   redis.call('ZREM', k.waiting, token)
   if redis.call('HGET', k.users, t.user) == token then
@@ -42,7 +55,7 @@ local function end_token(k, schedule, token, t, now, status)
   t.status = status
   t.fin = tostring(now)
   redis.call('ZADD', k.ended, now, token)
-  save_token(k, schedule, token, t, 'ended')
+  save_token(token, t)
 end
 
 -- True while the token is WAITING (younger than a day) or ACTIVE (before its expiry).
@@ -53,21 +66,23 @@ local function is_live(t, now)
 end
 
 -- Admissions so far in the current wall-clock second, shared by every caller. On a new second
--- the finished one is folded into the measured admission rate, if anyone was waiting in it.
-local function admissions_this_second(stats, now, demand)
+-- the finished one is folded into the measured admission rate (cfg field `measuredRate`, read
+-- by wait_minutes) if anyone was waiting in it; `demand` marks the current second so.
+local function admissions_this_second(cfg, stats, now, demand)
   local window = math.floor(now / 1000)
-  local s = redis.call('HMGET', stats, 'window', 'count', 'demand', 'rate')
+  local s = redis.call('HMGET', stats, 'window', 'count', 'demand')
   local count = tonumber(s[2]) or 0
   if tonumber(s[1]) ~= window then
     if s[3] == '1' then
-      local prev = tonumber(s[4])
+      local prev = tonumber(redis.call('HGET', cfg, 'measuredRate'))
       local measured = prev and (0.7 * prev + 0.3 * count) or count
-      redis.call('HSET', stats, 'rate', tostring(measured))
+      redis.call('HSET', cfg, 'measuredRate', tostring(measured))
     end
     count = 0
-    redis.call('HSET', stats, 'window', window, 'count', 0, 'demand', 0)
+    redis.call('HSET', stats, 'window', window, 'count', 0, 'demand', demand and 1 or 0)
+  elseif demand and s[3] ~= '1' then
+    redis.call('HSET', stats, 'demand', 1)
   end
-  if demand then redis.call('HSET', stats, 'demand', 1) end
   return count
 end
 
@@ -78,9 +93,9 @@ end
 
 -- Minutes until a WAITING token at `position` is admitted at the measured rate (or the
 -- configured one before anything was measured); 0 once ACTIVE.
-local function wait_minutes(stats, position, configured_rate)
+local function wait_minutes(position, measured_rate, configured_rate)
   if position == 0 then return 0 end
-  local rate = tonumber(redis.call('HGET', stats, 'rate'))
-  if not rate or rate < 0.01 then rate = configured_rate end
+  local rate = tonumber(measured_rate)
+  if not rate or rate < 0.01 then rate = tonumber(configured_rate) end
   return math.ceil(position / rate / 60)
 end

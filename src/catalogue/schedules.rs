@@ -5,13 +5,10 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mysql_async::prelude::*;
 
 use crate::error::ApiError;
-use crate::mysql::{Db, placeholders, timed};
+use crate::mysql::{Db, placeholders, shaped_chunks, timed};
 use crate::queue::settings::{BookingWindow, QueueSettings};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
-
-/// Rows per multi-row INSERT of seats.
-const SEAT_INSERT_CHUNK: usize = 1000;
 
 pub async fn create_venue(db: &Db, name: &str) -> Result<u64, mysql_async::Error> {
     insert_named(db, "INSERT INTO venues (name) VALUES (?)", name).await
@@ -72,7 +69,7 @@ pub async fn create_schedule(
     ))
     .await?;
     let schedule_id = tx.last_insert_id().expect("an insert yields an id");
-    for chunk in new.seats.chunks(SEAT_INSERT_CHUNK) {
+    for chunk in shaped_chunks(&new.seats) {
         let sql = format!(
             "INSERT INTO seats (schedule_id, seat_number, price) VALUES {}",
             placeholders(chunk.len(), "(?, ?, ?)")

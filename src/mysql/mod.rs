@@ -59,6 +59,23 @@ pub fn placeholders(n: usize, one: &str) -> String {
     vec![one; n].join(", ")
 }
 
+/// Row counts multi-row statements are cut into. Each distinct statement text is prepared
+/// once and then found in the connection's statement cache, so only a few shapes are used.
+const STATEMENT_SHAPES: [usize; 4] = [500, 50, 5, 1];
+
+/// Splits `items` into chunks whose sizes are all in [`STATEMENT_SHAPES`], largest first.
+pub fn shaped_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    for shape in STATEMENT_SHAPES {
+        while items.len() >= shape {
+            let (chunk, rest) = items.split_at(shape);
+            chunks.push(chunk);
+            items = rest;
+        }
+    }
+    chunks
+}
+
 /// Milliseconds since the epoch as a DATETIME(3) value.
 pub fn datetime_ms(ms: i64) -> mysql_async::Value {
     use chrono::{Datelike, Timelike};
@@ -72,4 +89,22 @@ pub fn datetime_ms(ms: i64) -> mysql_async::Value {
         t.second() as u8,
         t.timestamp_subsec_micros(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shaped_chunks_cover_everything_in_few_sizes() {
+        let items: Vec<u32> = (0..1234).collect();
+        let chunks = shaped_chunks(&items);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(
+            sizes,
+            [500, 500, 50, 50, 50, 50, 5, 5, 5, 5, 5, 5, 1, 1, 1, 1]
+        );
+        assert_eq!(chunks.concat(), items);
+        assert!(shaped_chunks::<u32>(&[]).is_empty());
+    }
 }

@@ -3,12 +3,17 @@
 //! batch to the primary in one transaction, then acknowledges and deletes them. Entries left
 //! pending by a crashed instance are claimed once idle for `claim_idle`; an entry MySQL refuses
 //! [`MAX_ATTEMPTS`] times goes to the schedule's dead-letter stream.
+//!
+//! The hot path comes first: while many requests are in flight the flusher holds back, as
+//! long as its oldest entry is younger than [`Deferral::max_lag`], and catches up in large
+//! batches when the burst is over or the lag bound is reached. On a machine MySQL shares with
+//! seatrush this keeps a flash sale's peak for the requests that clients wait on.
 
 pub mod events;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
@@ -42,6 +47,26 @@ pub async fn ensure_group(conn: &mut RedisConn, stream: &str) -> redis::RedisRes
 #[derive(Default)]
 pub struct Backlog {
     pub entries: AtomicU64,
+    /// Age of the oldest entry, in ms.
+    pub oldest_age_ms: AtomicU64,
+}
+
+/// When the flusher holds back for the hot path.
+#[derive(Debug, Clone)]
+pub struct Deferral {
+    /// HTTP requests in flight, counted by the server.
+    pub in_flight: Arc<AtomicUsize>,
+    /// From this many requests in flight the flusher holds back…
+    pub busy_at: usize,
+    /// …unless its oldest entry is older than this.
+    pub max_lag: Duration,
+}
+
+impl Deferral {
+    fn holds_back(&self, backlog: &Backlog) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= self.busy_at
+            && backlog.oldest_age_ms.load(Ordering::Relaxed) < self.max_lag.as_millis() as u64
+    }
 }
 
 pub struct OutboxFlusher {
@@ -82,11 +107,23 @@ impl OutboxFlusher {
     pub async fn run(
         mut self,
         interval: Duration,
+        deferral: Deferral,
         shutdown: crate::shutdown::Shutdown,
         drain_for: Duration,
     ) {
         let mut backoff = interval;
         loop {
+            if deferral.holds_back(&self.backlog) {
+                metrics::counter!("seatrush_outbox_deferred_passes_total").increment(1);
+                if let Err(e) = self.measure_backlog().await {
+                    tracing::warn!(error = %e, "outbox backlog check failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.triggered() => break,
+                }
+                continue;
+            }
             let pass = self.pass().await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "outbox pass failed");
                 Pass {
@@ -132,12 +169,25 @@ impl OutboxFlusher {
             self.last_claim = Instant::now();
         }
         let mut pass = Pass::default();
-        let mut backlog = 0;
-        let mut oldest_ms: Option<u64> = None;
-        for id in schedules {
+        for &id in &schedules {
             let done = self.flush_schedule(id, claim).await?;
             pass.applied += done.applied;
             pass.mysql_down |= done.mysql_down;
+        }
+        self.record_backlog(&schedules).await?;
+        Ok(pass)
+    }
+
+    async fn measure_backlog(&mut self) -> redis::RedisResult<()> {
+        let schedules: Vec<u64> = self.redis.smembers(SCHEDULES).await?;
+        self.record_backlog(&schedules).await
+    }
+
+    /// Records the outbox size and the age of its oldest entry.
+    async fn record_backlog(&mut self, schedules: &[u64]) -> redis::RedisResult<()> {
+        let mut backlog = 0;
+        let mut oldest_ms: Option<u64> = None;
+        for &id in schedules {
             let keys = ScheduleKeys::new(id);
             let (len, first): (u64, redis::streams::StreamRangeReply) = redis::pipe()
                 .xlen(&keys.outbox)
@@ -153,13 +203,14 @@ impl OutboxFlusher {
                 oldest_ms = Some(oldest_ms.map_or(ms, |o: u64| o.min(ms)));
             }
         }
-        self.backlog.entries.store(backlog, Ordering::Relaxed);
-        metrics::gauge!("seatrush_outbox_backlog").set(backlog as f64);
-        let age = oldest_ms.map_or(0.0, |ms| {
-            (chrono::Utc::now().timestamp_millis() as f64 - ms as f64).max(0.0) / 1000.0
+        let age_ms = oldest_ms.map_or(0, |ms| {
+            (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(ms)
         });
-        metrics::gauge!("seatrush_outbox_oldest_age_seconds").set(age);
-        Ok(pass)
+        self.backlog.entries.store(backlog, Ordering::Relaxed);
+        self.backlog.oldest_age_ms.store(age_ms, Ordering::Relaxed);
+        metrics::gauge!("seatrush_outbox_backlog").set(backlog as f64);
+        metrics::gauge!("seatrush_outbox_oldest_age_seconds").set(age_ms as f64 / 1000.0);
+        Ok(())
     }
 
     /// Flushes one schedule's outbox, first claiming abandoned entries when `claim` is set.
@@ -214,7 +265,7 @@ impl OutboxFlusher {
             return Ok((0, false));
         }
         let started = Instant::now();
-        match self.apply_all(&entries).await {
+        match self.apply_all(keys.schedule_id, &entries).await {
             Ok(()) => {
                 self.acknowledge(&keys.outbox, &entries).await?;
                 metrics::histogram!("seatrush_outbox_flush_duration_seconds")
@@ -265,10 +316,10 @@ impl OutboxFlusher {
     }
 
     /// Decodes and applies a batch in one transaction.
-    async fn apply_all(&self, entries: &[StreamId]) -> Result<(), FlushError> {
+    async fn apply_all(&self, schedule_id: u64, entries: &[StreamId]) -> Result<(), FlushError> {
         let events = entries
             .iter()
-            .map(|e| Event::decode(&e.map))
+            .map(|e| Event::decode(&e.map, schedule_id))
             .collect::<Result<Vec<_>, _>>()?;
         let mut conn = timed(self.db.primary.get_conn()).await?;
         let mut tx = timed(conn.start_transaction(Default::default())).await?;
@@ -285,7 +336,10 @@ impl OutboxFlusher {
     ) -> redis::RedisResult<(usize, bool)> {
         let mut applied = 0;
         for entry in entries {
-            match self.apply_all(std::slice::from_ref(&entry)).await {
+            match self
+                .apply_all(keys.schedule_id, std::slice::from_ref(&entry))
+                .await
+            {
                 Ok(()) => {
                     self.acknowledge(&keys.outbox, std::slice::from_ref(&entry))
                         .await?;
@@ -343,4 +397,25 @@ fn is_outage(e: &FlushError) -> bool {
         e,
         FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flusher_holds_back_only_while_busy_and_within_the_lag_bound() {
+        let deferral = Deferral {
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            busy_at: 16,
+            max_lag: Duration::from_secs(10),
+        };
+        let backlog = Backlog::default();
+        backlog.oldest_age_ms.store(2_000, Ordering::Relaxed);
+        assert!(!deferral.holds_back(&backlog), "idle: flush");
+        deferral.in_flight.store(40, Ordering::Relaxed);
+        assert!(deferral.holds_back(&backlog), "busy and young: hold back");
+        backlog.oldest_age_ms.store(10_000, Ordering::Relaxed);
+        assert!(!deferral.holds_back(&backlog), "lag bound reached: flush");
+    }
 }

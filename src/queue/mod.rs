@@ -1,6 +1,7 @@
 //! The waiting queue (SPEC §3 #1, #1b; §4 "Queue and tokens"): token issuance and status, the
 //! Queue-Token check, the admission loop, and per-schedule settings. Every race is decided in
-//! a Lua script (`lua/issue_token.lua`, `lua/token_status.lua`, `lua/admit_batch.lua`).
+//! a Lua script (`lua/issue_tokens.lua`, `lua/token_status.lua`, `lua/admit_batch.lua`);
+//! concurrent issuances for one schedule share a script call (`redis::coalesce`).
 
 pub mod admission;
 pub mod auth;
@@ -36,10 +37,7 @@ pub async fn issue_token(app: &App, body: Vec<u8>) -> Result<hyper::Response<Bod
         return Err(ApiError::UserNotFound);
     }
     let token = Uuid::new_v4();
-    let outcome = app
-        .scripts
-        .issue_token(&mut app.redis.clone(), &token, user_id, schedule_id)
-        .await?;
+    let outcome = app.token_issuer.call(schedule_id, (token, user_id)).await?;
     let state = match outcome {
         IssueOutcome::Issued(state) => {
             if state.status == "ACTIVE" {

@@ -11,7 +11,9 @@ pub const FLUSH_GROUP: &str = "flusher";
 /// The keys of one schedule's queue and its outbox.
 #[derive(Debug, Clone)]
 pub struct ScheduleKeys {
-    /// HASH: queue settings and booking window (absent: the schedule is unknown).
+    pub schedule_id: u64,
+    /// HASH: queue settings, booking window and measured admission rate (absent: the
+    /// schedule is unknown).
     pub cfg: String,
     /// STRING: arrival sequence.
     pub seq: String,
@@ -23,7 +25,7 @@ pub struct ScheduleKeys {
     pub tokens: String,
     /// HASH userId -> the user's live token.
     pub users: String,
-    /// HASH: admission counters, measured rate, seat counters.
+    /// HASH: admission and seat counters.
     pub stats: String,
     /// ZSET token -> endedAt ms, for removing old records.
     pub ended: String,
@@ -37,6 +39,7 @@ impl ScheduleKeys {
     pub fn new(schedule_id: u64) -> Self {
         let key = |name: &str| format!("{{s:{schedule_id}}}:{name}");
         Self {
+            schedule_id,
             cfg: key("cfg"),
             seq: key("seq"),
             waiting: key("waiting"),

@@ -1,6 +1,7 @@
 //! Redis: one multiplexed, self-reconnecting connection shared by every request (commands from
 //! concurrent requests are pipelined on it), the key layout, and the Lua scripts.
 
+pub mod coalesce;
 pub mod keys;
 pub mod scripts;
 

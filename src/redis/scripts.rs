@@ -20,7 +20,7 @@ fn with_lib(source: &'static str) -> Script {
 }
 
 pub struct Scripts {
-    issue_token: Script,
+    issue_tokens: Script,
     token_status: Script,
     admit_batch: Script,
 }
@@ -73,7 +73,7 @@ impl Default for Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            issue_token: with_lib(include_str!("../../lua/issue_token.lua")),
+            issue_tokens: with_lib(include_str!("../../lua/issue_tokens.lua")),
             token_status: with_lib(include_str!("../../lua/token_status.lua")),
             admit_batch: with_lib(include_str!("../../lua/admit_batch.lua")),
         }
@@ -81,22 +81,22 @@ impl Scripts {
 
     /// Loads every script so the first request already finds it cached.
     pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
-        for script in [&self.issue_token, &self.token_status, &self.admit_batch] {
+        for script in [&self.issue_tokens, &self.token_status, &self.admit_batch] {
             script.prepare_invoke().load_async(conn).await?;
         }
         Ok(())
     }
 
-    /// Issues `token` and records it in the token index, in one round trip.
-    pub async fn issue_token(
+    /// Issues a batch of (token, userId) for one schedule, in order, and records the tokens
+    /// in the token index, in one round trip.
+    pub async fn issue_tokens(
         &self,
         conn: &mut RedisConn,
-        token: &Uuid,
-        user_id: u64,
         schedule_id: u64,
-    ) -> RedisResult<IssueOutcome> {
+        batch: &[(Uuid, u64)],
+    ) -> RedisResult<Vec<IssueOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
-        let mut call = self.issue_token.prepare_invoke();
+        let mut call = self.issue_tokens.prepare_invoke();
         call.key(&k.cfg)
             .key(&k.seq)
             .key(&k.waiting)
@@ -105,38 +105,27 @@ impl Scripts {
             .key(&k.users)
             .key(&k.stats)
             .key(&k.ended)
-            .key(&k.outbox)
-            .arg(token.to_string())
-            .arg(user_id)
-            .arg(schedule_id);
+            .key(&k.outbox);
         let mut pipe = redis::pipe();
-        pipe.pset_ex(
-            token_index(token),
-            format!("{schedule_id}:{user_id}"),
-            TOKEN_INDEX_TTL_MS,
-        )
-        .ignore()
-        .invoke_script(&call);
-        let result: RedisResult<(Value,)> = pipe.query_async(conn).await;
-        let (reply,) = match result {
+        for (token, user_id) in batch {
+            call.arg(token.to_string()).arg(user_id);
+            pipe.pset_ex(
+                token_index(token),
+                format!("{schedule_id}:{user_id}"),
+                TOKEN_INDEX_TTL_MS,
+            )
+            .ignore();
+        }
+        pipe.invoke_script(&call);
+        let result: RedisResult<(Vec<Value>,)> = pipe.query_async(conn).await;
+        let (replies,) = match result {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 call.load_async(conn).await?;
                 pipe.query_async(conn).await?
             }
             other => other?,
         };
-        let reply = Reply::new(reply)?;
-        if reply.code()? != "OK" {
-            return Ok(IssueOutcome::Refused(reply.code()?.to_string()));
-        }
-        Ok(IssueOutcome::Issued(TokenState {
-            status: reply.string(1)?,
-            position: reply.uint(2)?,
-            wait_minutes: reply.uint(3)?,
-            issued_at_ms: reply.opt_int(5)?.unwrap_or_default(),
-            activated_at_ms: reply.opt_int(6)?,
-            expires_at_ms: reply.opt_int(7)?,
-        }))
+        replies.into_iter().map(issue_outcome).collect()
     }
 
     pub async fn token_status(
@@ -151,7 +140,6 @@ impl Scripts {
             .key(&k.cfg)
             .key(&k.waiting)
             .key(&k.tokens)
-            .key(&k.stats)
             .arg(token.to_string())
             .invoke_async(conn)
             .await?;
@@ -188,7 +176,6 @@ impl Scripts {
             .key(&k.stats)
             .key(&k.ended)
             .key(&k.outbox)
-            .arg(schedule_id)
             .arg(EXPIRE_PER_TICK)
             .arg(ENDED_KEEP_MS)
             .invoke_async(conn)
@@ -200,6 +187,22 @@ impl Scripts {
             active: reply.3,
         })
     }
+}
+
+fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
+    let reply = Reply::new(reply)?;
+    let code = reply.code()?;
+    if code != "OK" {
+        return Ok(IssueOutcome::Refused(code));
+    }
+    Ok(IssueOutcome::Issued(TokenState {
+        status: reply.string(1)?,
+        position: reply.uint(2)?,
+        wait_minutes: reply.uint(3)?,
+        issued_at_ms: reply.opt_int(5)?.unwrap_or_default(),
+        activated_at_ms: reply.opt_int(6)?,
+        expires_at_ms: reply.opt_int(7)?,
+    }))
 }
 
 /// A script's array reply: element 0 is the code, the rest positional values.

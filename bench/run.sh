@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# make bench: a release seatrush against the dev stack (its own database and Redis db), then
+# wrk -t1 -c64 against each endpoint in one run, printing requests/s, p50/p99/p99.9 and each
+# endpoint's ratio to the GET /health ceiling measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export BENCH_DIR="$PWD/bench"
+PORT=${BENCH_PORT:-8089}
+DURATION=${BENCH_DURATION:-8s}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+USERS=${BENCH_USERS:-400000}
+DB=seatrush_bench
+REDIS_DB=3
+SQL=(mariadb --no-defaults -h127.0.0.1 -P3316 -useatrush -pseatrush)
+
+command -v wrk >/dev/null || {
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get install -y -qq wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
+}
+cargo build --release --quiet
+
+"${SQL[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB;"
+redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
+
+export SEATRUSH_HTTP_ADDR=127.0.0.1:$PORT
+export SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/$REDIS_DB
+export SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/$DB
+export SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/$DB
+export SEATRUSH_LOG=warn
+./target/release/seatrush &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+base=http://127.0.0.1:$PORT
+for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
+
+admin() { curl -sf -X "$1" -H 'X-Admin-Key: dev-admin-key' -H 'Content-Type: application/json' "$base$2" ${3:+-d "$3"}; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)['data']['$1'])"; }
+
+# Users in bulk (MariaDB's sequence engine), picked up by the server's user directory.
+"${SQL[@]}" "$DB" -e "INSERT INTO users (name) SELECT CONCAT('bench-', seq) FROM seq_1_to_$USERS;
+  INSERT INTO user_balances (user_id) SELECT id FROM users;"
+venue=$(admin POST /api/v1/admin/venues '{"name":"Bench Arena"}' | json venueId)
+concert=$(admin POST /api/v1/admin/concerts '{"title":"Bench Live"}' | json concertId)
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z); close=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%S.000Z)
+schedule=$(admin POST "/api/v1/admin/concerts/$concert/schedules" \
+  "{\"venueId\":$venue,\"performanceDate\":\"2026-12-24\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":10000,\"price\":50000}" \
+  | json scheduleId)
+admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
+sleep 2 # two user-directory refreshes
+
+results=()
+run() { # <name> <script> [env...]
+  local name=$1 script=$2; shift 2
+  local line
+  line=$(env "$@" BENCH_SCHEDULE="$schedule" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" \
+    -s "bench/$script" "$base" | grep '^RESULT')
+  results+=("$name $line")
+}
+
+run "GET /health" health.lua
+run "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
+
+echo
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION, release build, $(nproc) cores, one run"
+python3 - "${results[@]}" <<'PY'
+import sys
+rows = []
+for arg in sys.argv[1:]:
+    name, _, rest = arg.partition(" RESULT ")
+    f = dict(kv.split("=") for kv in rest.split())
+    rps = int(f["requests"]) / float(f["seconds"])
+    rows.append((name, rps, int(f["p50"]), int(f["p99"]), int(f["p999"]), int(f["bad"])))
+ceiling = rows[0][1]
+print(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'non-2xx':>9}{'ratio':>7}")
+for name, rps, p50, p99, p999, bad in rows:
+    print(f"{name:<32}{rps:>10.0f}{p50/1000:>9.2f}{p99/1000:>9.2f}{p999/1000:>10.2f}{bad:>9}{rps/ceiling:>7.2f}")
+PY

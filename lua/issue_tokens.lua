@@ -1,0 +1,109 @@
+-- uses: lib/queue.lua
+-- Issues queue tokens for a batch of requests to one schedule, in the order given (seatrush
+-- coalesces concurrent requests; see src/redis/coalesce.rs). Per request: one live token per
+-- (user, schedule); arrival order by a strictly increasing sequence; ACTIVE at once when
+-- nobody waits and the limits leave room.
+--
+-- KEYS[1] {s:S}:cfg      settings and booking window (absent: no such schedule)
+-- KEYS[2] {s:S}:seq      arrival sequence
+-- KEYS[3] {s:S}:waiting  ZSET token -> seq
+-- KEYS[4] {s:S}:active   ZSET token -> expiresAt (ms)
+-- KEYS[5] {s:S}:tokens   HASH token -> record
+-- KEYS[6] {s:S}:users    HASH userId -> live token
+-- KEYS[7] {s:S}:stats    HASH admission counters
+-- KEYS[8] {s:S}:ended    ZSET token -> endedAt (for clean-up)
+-- KEYS[9] {s:S}:outbox   STREAM
+-- ARGV    token1, userId1, token2, userId2, …   (tokens are fresh uuids)
+--
+-- Returns one reply per request, in order:
+--   {'OK', status, position, waitMinutes, seq, issuedAt, activatedAt, expiresAt}
+--   or {'SCHEDULE_NOT_FOUND'} | {'BOOKING_CLOSED'} | {'TOKEN_ALREADY_ISSUED'} | {'QUEUE_FULL'}
+local k = { waiting = KEYS[3], active = KEYS[4], tokens = KEYS[5], users = KEYS[6],
+            ended = KEYS[8], outbox = KEYS[9] }
+local n = #ARGV / 2
+local now = now_ms()
+
+local function all(code)
+  local out = {}
+  for i = 1, n do out[i] = { code } end
+  return out
+end
+
+local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'maxWaitingUsers',
+  'admissionPerSecond', 'activeTtlSeconds', 'paused', 'bookingOpenAt', 'bookingCloseAt',
+  'measuredRate')
+if not cfg[1] then return all('SCHEDULE_NOT_FOUND') end
+if now >= tonumber(cfg[7]) then return all('BOOKING_CLOSED') end
+local max_active, max_waiting = tonumber(cfg[1]), tonumber(cfg[2])
+local rate, ttl_ms = tonumber(cfg[3]), tonumber(cfg[4]) * 1000
+local may_admit = cfg[5] ~= '1' and now >= tonumber(cfg[6])
+
+local users = {}
+for i = 1, n do users[i] = ARGV[2 * i] end
+local held = redis.call('HMGET', k.users, unpack(users))
+local waiting = redis.call('ZCARD', k.waiting)
+local seq = tonumber(redis.call('GET', KEYS[2])) or 0
+local active, admitted_now -- read when first needed
+local user_tokens, waiting_adds, active_adds = {}, {}, {}
+local out = {}
+
+for i = 1, n do
+  local token, user = ARGV[2 * i - 1], users[i]
+  local code
+  local current = user_tokens[user] or held[i]
+  if current then
+    local raw = user_tokens[user] and 'live' or redis.call('HGET', k.tokens, current)
+    if raw == 'live' or (raw and is_live(decode_token(raw), now)) then
+      code = 'TOKEN_ALREADY_ISSUED'
+    elseif raw then
+      -- Past its time but not yet swept: end it here so the user can queue again.
+      end_token(k, current, decode_token(raw), now, 'EXPIRED')
+    end
+  end
+  if not code and waiting >= max_waiting then code = 'QUEUE_FULL' end
+  if code then
+    out[i] = { code }
+  else
+    seq = seq + 1
+    local t = { user = user, status = 'WAITING', seq = tostring(seq), iat = tostring(now),
+                aat = '', exp = '', fin = '' }
+    if may_admit and waiting == 0 and not active then
+      active = redis.call('ZCARD', k.active)
+      admitted_now = admissions_this_second(KEYS[1], KEYS[7], now, false)
+    end
+    local position = 0
+    if may_admit and waiting == 0 and active < max_active and admitted_now < rate then
+      t.status, t.aat, t.exp = 'ACTIVE', tostring(now), tostring(now + ttl_ms)
+      active_adds[#active_adds + 1] = now + ttl_ms
+      active_adds[#active_adds + 1] = token
+      active, admitted_now = active + 1, admitted_now + 1
+    else
+      -- (the admission tick marks the demand this token adds to the measured rate)
+      waiting_adds[#waiting_adds + 1] = seq
+      waiting_adds[#waiting_adds + 1] = token
+      waiting = waiting + 1
+      position = waiting
+    end
+    user_tokens[user] = token
+    save_token(token, t)
+    out[i] = { 'OK', t.status, position, wait_minutes(position, cfg[8], rate), seq,
+               t.iat, t.aat, t.exp }
+  end
+end
+
+if #waiting_adds > 0 then redis.call('ZADD', k.waiting, unpack(waiting_adds)) end
+if #active_adds > 0 then
+  redis.call('ZADD', k.active, unpack(active_adds))
+  count_admissions(KEYS[7], #active_adds / 2)
+end
+local user_pairs = {}
+for user, token in pairs(user_tokens) do
+  user_pairs[#user_pairs + 1] = user
+  user_pairs[#user_pairs + 1] = token
+end
+if #user_pairs > 0 then
+  redis.call('HSET', k.users, unpack(user_pairs))
+  redis.call('SET', KEYS[2], seq)
+end
+publish_tokens(k)
+return out
