@@ -6,16 +6,24 @@
 --
 -- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:active, KEYS[4] {s:S}:tokens,
 -- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox
--- ARGV[1] most tokens to expire per call, ARGV[2] how long ended records are kept (ms)
+-- ARGV[1] most tokens to expire (and to drop) per call, ARGV[2] how long ended records are
+-- kept (ms)
 --
--- Returns {admitted, expired, waiting, active}
+-- Returns {admitted, expired, waiting, active, {tokens whose records were dropped}}
 local k = { waiting = KEYS[2], active = KEYS[3], tokens = KEYS[4], users = KEYS[5],
             ended = KEYS[7], outbox = KEYS[8] }
 local limit, keep_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'admissionPerSecond',
   'activeTtlSeconds', 'paused', 'bookingOpenAt')
-if not cfg[1] then return { 0, 0, 0, 0 } end
+if not cfg[1] then return { 0, 0, 0, 0, {} } end
 local now = now_ms()
+
+-- Records that ended before this run are dropped first, so nothing below writes them again.
+local dropped = redis.call('ZRANGEBYSCORE', k.ended, '-inf', now - keep_ms, 'LIMIT', 0, limit)
+if #dropped > 0 then
+  redis.call('HDEL', k.tokens, unpack(dropped))
+  redis.call('ZREM', k.ended, unpack(dropped))
+end
 
 local expired = 0
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', k.active, '-inf', now, 'LIMIT', 0, limit)) do
@@ -27,17 +35,14 @@ for _, token in ipairs(redis.call('ZRANGEBYSCORE', k.active, '-inf', now, 'LIMIT
   end
   expired = expired + 1
 end
--- Arrival order is issue-time order, so the stale WAITING tokens are at the head.
-for _, token in ipairs(redis.call('ZRANGE', k.waiting, 0, limit - 1)) do
+-- Arrival order is issue-time order, so the stale WAITING tokens are at the head (looked at
+-- a few at a time: usually the first is young and ends the loop).
+for _, token in ipairs(redis.call('ZRANGE', k.waiting, 0, 7)) do
   local raw = redis.call('HGET', k.tokens, token)
   local t = raw and decode_token(raw)
   if t and is_live(t, now) then break end
   if t then end_token(k, token, t, now, 'EXPIRED') else redis.call('ZREM', k.waiting, token) end
   expired = expired + 1
-end
-for _, token in ipairs(redis.call('ZRANGEBYSCORE', k.ended, '-inf', now - keep_ms, 'LIMIT', 0, limit)) do
-  redis.call('HDEL', k.tokens, token)
-  redis.call('ZREM', k.ended, token)
 end
 
 local admitted = 0
@@ -62,4 +67,5 @@ if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
   end
 end
 publish_tokens(k)
-return { admitted, expired, redis.call('ZCARD', k.waiting), redis.call('ZCARD', k.active) }
+return { admitted, expired, redis.call('ZCARD', k.waiting), redis.call('ZCARD', k.active),
+         dropped }

@@ -15,17 +15,18 @@
 -- KEYS[9] {s:S}:outbox   STREAM
 -- ARGV    token1, userId1, token2, userId2, …   (tokens are fresh uuids)
 --
--- Returns one reply per request, in order:
---   {'OK', status, position, waitMinutes, seq, issuedAt, activatedAt, expiresAt}
---   or {'SCHEDULE_NOT_FOUND'} | {'BOOKING_CLOSED'} | {'TOKEN_ALREADY_ISSUED'} | {'QUEUE_FULL'}
+-- Returns one reply string per request, in order:
+--   'OK|status|position|waitMinutes|seq|issuedAt|activatedAt|expiresAt'
+--   or 'SCHEDULE_NOT_FOUND' | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL'
 local k = { waiting = KEYS[3], active = KEYS[4], tokens = KEYS[5], users = KEYS[6],
             ended = KEYS[8], outbox = KEYS[9] }
 local n = #ARGV / 2
 local now = now_ms()
+local now_s = tostring(now)
 
 local function all(code)
   local out = {}
-  for i = 1, n do out[i] = { code } end
+  for i = 1, n do out[i] = code end
   return out
 end
 
@@ -62,10 +63,10 @@ for i = 1, n do
   end
   if not code and waiting >= max_waiting then code = 'QUEUE_FULL' end
   if code then
-    out[i] = { code }
+    out[i] = code
   else
     seq = seq + 1
-    local t = { user = user, status = 'WAITING', seq = tostring(seq), iat = tostring(now),
+    local t = { user = user, status = 'WAITING', seq = tostring(seq), iat = now_s,
                 aat = '', exp = '', fin = '' }
     if may_admit and waiting == 0 and not active then
       active = redis.call('ZCARD', k.active)
@@ -73,7 +74,7 @@ for i = 1, n do
     end
     local position = 0
     if may_admit and waiting == 0 and active < max_active and admitted_now < rate then
-      t.status, t.aat, t.exp = 'ACTIVE', tostring(now), tostring(now + ttl_ms)
+      t.status, t.aat, t.exp = 'ACTIVE', now_s, tostring(now + ttl_ms)
       active_adds[#active_adds + 1] = now + ttl_ms
       active_adds[#active_adds + 1] = token
       active, admitted_now = active + 1, admitted_now + 1
@@ -86,8 +87,8 @@ for i = 1, n do
     end
     user_tokens[user] = token
     save_token(token, t)
-    out[i] = { 'OK', t.status, position, wait_minutes(position, cfg[8], rate), seq,
-               t.iat, t.aat, t.exp }
+    out[i] = table.concat({ 'OK', t.status, position, wait_minutes(position, cfg[8], rate),
+                            t.seq, t.iat, t.aat, t.exp }, '|')
   end
 end
 

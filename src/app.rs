@@ -2,7 +2,7 @@
 //! [`Config`], and its background loops.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -41,8 +41,8 @@ pub struct App {
     pub health: Health,
     /// Outbox size, kept by the flusher.
     pub backlog: Arc<Backlog>,
-    /// HTTP requests being served now (the flusher holds back while there are many).
-    pub in_flight: Arc<AtomicUsize>,
+    /// HTTP requests answered so far (the flusher holds back while they come fast).
+    pub requests: Arc<AtomicU64>,
     pub metrics: PrometheusHandle,
 }
 
@@ -116,7 +116,7 @@ impl App {
             users,
             health: Health::default(),
             backlog: Arc::default(),
-            in_flight: Arc::default(),
+            requests: Arc::default(),
             metrics,
         });
         app.health.probe(&app).await;
@@ -140,11 +140,11 @@ impl App {
             )),
             tokio::spawn(flusher.run(
                 self.config.flush_interval,
-                Deferral {
-                    in_flight: self.in_flight.clone(),
-                    busy_at: self.config.flush_busy_at,
-                    max_lag: self.config.flush_max_lag,
-                },
+                Deferral::new(
+                    self.requests.clone(),
+                    self.config.flush_busy_rps,
+                    self.config.flush_max_lag,
+                ),
                 shutdown.clone(),
                 SHUTDOWN_DRAIN,
             )),

@@ -59,10 +59,13 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Outbox entries pending this long with a consumer are presumed abandoned and claimed.
     pub outbox_claim_idle: Duration,
-    /// From this many HTTP requests in flight the flusher holds back for the hot path…
-    pub flush_busy_at: usize,
+    /// From this many HTTP requests per second the flusher holds back for the hot path…
+    pub flush_busy_rps: u64,
     /// …as long as the oldest outbox entry is younger than this.
     pub flush_max_lag: Duration,
+    /// Ended token records stay in Redis this long (for reconciliation), then are dropped
+    /// together with their token-index entries.
+    pub ended_token_keep: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +105,9 @@ impl Config {
             admission_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
             outbox_claim_idle: Duration::from_secs(30),
-            flush_busy_at: 16,
+            flush_busy_rps: 1000,
             flush_max_lag: Duration::from_secs(10),
+            ended_token_keep: Duration::from_secs(3600),
         })
     }
 

@@ -321,3 +321,59 @@ async fn the_admission_rate_holds_across_loops() {
     // 1.5 s of hammering touches at most three wall-clock seconds: at most 3 × 5.
     assert!((1..=15).contains(&admitted), "admitted {admitted}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
+    use redis::AsyncCommands;
+    use seatrush::redis::keys::{ScheduleKeys, TOKEN_INDEX};
+    use seatrush::redis::scripts::IssueOutcome;
+
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let mut config = TestApp::config();
+    config.ended_token_keep = Duration::ZERO;
+    let quiet = TestApp::quiet_with(config).await;
+    let mut redis = quiet.redis.clone();
+    let keys = ScheduleKeys::new(schedule);
+    let _: () = redis.hset(&keys.cfg, "activeTtlSeconds", 1).await.unwrap();
+
+    let (kept, refused) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let outcomes = quiet
+        .scripts
+        .issue_tokens(&mut redis, schedule, &[(kept, user), (refused, user)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[0], IssueOutcome::Issued(s) if s.status == "ACTIVE"),
+        "{outcomes:?}"
+    );
+    assert!(matches!(&outcomes[1], IssueOutcome::Refused(c) if c == "TOKEN_ALREADY_ISSUED"));
+    let in_index = |token: uuid::Uuid| {
+        let mut redis = redis.clone();
+        async move {
+            redis
+                .hexists::<_, _, bool>(TOKEN_INDEX, token.to_string())
+                .await
+                .unwrap()
+        }
+    };
+    assert!(in_index(kept).await);
+    assert!(
+        !in_index(refused).await,
+        "a refused token leaves nothing behind"
+    );
+
+    // After expiry (1 s) and the keep period (0), a tick drops the record and its index entry.
+    eventually(
+        Duration::from_secs(5),
+        "the ended token to be dropped",
+        || async {
+            seatrush::queue::admission::tick(&quiet).await.unwrap();
+            (!in_index(kept).await).then_some(())
+        },
+    )
+    .await;
+    let record: Option<String> = redis.hget(&keys.tokens, kept.to_string()).await.unwrap();
+    assert_eq!(record, None);
+}

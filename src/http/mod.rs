@@ -7,7 +7,7 @@ pub mod router;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -70,25 +70,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
     }
 }
 
-/// Counts a request as in flight for as long as it lives.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let _in_flight = InFlight::enter(&app.in_flight);
     let matched = router::resolve(req.method(), req.uri().path());
     let method = method_label(req.method());
     let result = match matched.route {
@@ -112,6 +95,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         }
         response::error(&e)
     });
+    app.requests.fetch_add(1, Ordering::Relaxed);
     let status = status_label(rsp.status().as_u16());
     metrics::counter!("seatrush_http_requests_total", "route" => matched.template, "method" => method, "status" => status)
         .increment(1);

@@ -4,16 +4,16 @@
 //! pending by a crashed instance are claimed once idle for `claim_idle`; an entry MySQL refuses
 //! [`MAX_ATTEMPTS`] times goes to the schedule's dead-letter stream.
 //!
-//! The hot path comes first: while many requests are in flight the flusher holds back, as
-//! long as its oldest entry is younger than [`Deferral::max_lag`], and catches up in large
-//! batches when the burst is over or the lag bound is reached. On a machine MySQL shares with
+//! The hot path comes first: while the server answers many requests per second the flusher
+//! holds back, as long as its oldest entry is younger than [`Deferral::max_lag`], and catches
+//! up in large batches when the burst is over or the lag bound is reached. On a machine MySQL shares with
 //! seatrush this keeps a flash sale's peak for the requests that clients wait on.
 
 pub mod events;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
@@ -52,20 +52,43 @@ pub struct Backlog {
 }
 
 /// When the flusher holds back for the hot path.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Deferral {
-    /// HTTP requests in flight, counted by the server.
-    pub in_flight: Arc<AtomicUsize>,
-    /// From this many requests in flight the flusher holds back…
-    pub busy_at: usize,
+    /// HTTP requests answered so far, counted by the server.
+    pub requests: Arc<AtomicU64>,
+    /// From this many requests per second the flusher holds back…
+    pub busy_rps: u64,
     /// …unless its oldest entry is older than this.
     pub max_lag: Duration,
+    /// The last reading of `requests` and when it was taken.
+    last: (Instant, u64),
+    busy: bool,
 }
 
+/// Shortest window the request rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_millis(250);
+
 impl Deferral {
-    fn holds_back(&self, backlog: &Backlog) -> bool {
-        self.in_flight.load(Ordering::Relaxed) >= self.busy_at
-            && backlog.oldest_age_ms.load(Ordering::Relaxed) < self.max_lag.as_millis() as u64
+    pub fn new(requests: Arc<AtomicU64>, busy_rps: u64, max_lag: Duration) -> Self {
+        let now = requests.load(Ordering::Relaxed);
+        Self {
+            requests,
+            busy_rps,
+            max_lag,
+            last: (Instant::now(), now),
+            busy: false,
+        }
+    }
+
+    fn holds_back(&mut self, backlog: &Backlog) -> bool {
+        let elapsed = self.last.0.elapsed();
+        if elapsed >= RATE_WINDOW {
+            let count = self.requests.load(Ordering::Relaxed);
+            let rate = (count - self.last.1) as f64 / elapsed.as_secs_f64();
+            self.busy = rate >= self.busy_rps as f64;
+            self.last = (Instant::now(), count);
+        }
+        self.busy && backlog.oldest_age_ms.load(Ordering::Relaxed) < self.max_lag.as_millis() as u64
     }
 }
 
@@ -107,7 +130,7 @@ impl OutboxFlusher {
     pub async fn run(
         mut self,
         interval: Duration,
-        deferral: Deferral,
+        mut deferral: Deferral,
         shutdown: crate::shutdown::Shutdown,
         drain_for: Duration,
     ) {
@@ -405,15 +428,14 @@ mod tests {
 
     #[test]
     fn the_flusher_holds_back_only_while_busy_and_within_the_lag_bound() {
-        let deferral = Deferral {
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            busy_at: 16,
-            max_lag: Duration::from_secs(10),
-        };
+        let requests = Arc::new(AtomicU64::new(0));
+        let mut deferral = Deferral::new(requests.clone(), 1000, Duration::from_secs(10));
         let backlog = Backlog::default();
         backlog.oldest_age_ms.store(2_000, Ordering::Relaxed);
+        std::thread::sleep(RATE_WINDOW);
         assert!(!deferral.holds_back(&backlog), "idle: flush");
-        deferral.in_flight.store(40, Ordering::Relaxed);
+        requests.fetch_add(2_000, Ordering::Relaxed); // ≥ 2 000 in ≤ 1 s of window
+        std::thread::sleep(RATE_WINDOW);
         assert!(deferral.holds_back(&backlog), "busy and young: hold back");
         backlog.oldest_age_ms.store(10_000, Ordering::Relaxed);
         assert!(!deferral.holds_back(&backlog), "lag bound reached: flush");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::app::App;
-use crate::redis::keys::SCHEDULES;
+use crate::redis::keys::{SCHEDULES, TOKEN_INDEX};
 use crate::shutdown::Shutdown;
 
 pub async fn run(app: Arc<App>, interval: Duration, shutdown: Shutdown) {
@@ -30,7 +30,16 @@ pub async fn tick(app: &App) -> redis::RedisResult<()> {
     let mut redis = app.redis.clone();
     let schedules: Vec<u64> = redis.smembers(SCHEDULES).await?;
     for id in schedules {
-        let outcome = app.scripts.admit_batch(&mut redis, id).await?;
+        let outcome = app
+            .scripts
+            .admit_batch(&mut redis, id, app.config.ended_token_keep)
+            .await?;
+        if !outcome.dropped.is_empty() {
+            // The index lives in its own slot, so it is cleaned here rather than in the script.
+            redis
+                .hdel::<_, _, ()>(TOKEN_INDEX, &outcome.dropped)
+                .await?;
+        }
         let schedule = id.to_string();
         metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule.clone())
             .increment(outcome.admitted);

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::redis::keys::token_index;
+use crate::redis::keys::TOKEN_INDEX;
 use crate::redis::scripts::{StatusOutcome, TokenState};
 
 pub const HEADER: &str = "queue-token";
@@ -42,7 +42,7 @@ fn parse_token(headers: &HeaderMap) -> Result<Uuid, ApiError> {
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<TokenHolder, ApiError> {
     let token = parse_token(headers)?;
     let mut redis = app.redis.clone();
-    let indexed: Option<String> = redis.get(token_index(&token)).await?;
+    let indexed: Option<String> = redis.hget(TOKEN_INDEX, token.to_string()).await?;
     let (schedule_id, indexed_user) = indexed
         .as_deref()
         .and_then(|v| v.split_once(':'))

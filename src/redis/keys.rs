@@ -1,8 +1,6 @@
 //! Every Redis key seatrush uses. Per-schedule state shares the hash tag `{s:<id>}`, so each
 //! script's keys live in one cluster slot.
 
-use uuid::Uuid;
-
 /// Ids of every schedule the admission loop and flusher serve.
 pub const SCHEDULES: &str = "seatrush:schedules";
 /// Consumer group of the outbox flushers.
@@ -54,10 +52,9 @@ impl ScheduleKeys {
     }
 }
 
-/// Token -> "scheduleId:userId", so a bare Queue-Token finds its schedule.
-pub fn token_index(token: &Uuid) -> String {
-    format!("qt:{{{token}}}")
-}
+/// HASH token -> "scheduleId:userId", so a bare Queue-Token finds its schedule. Written with
+/// each issuance batch; a token leaves it when its record is dropped (see `admit_batch`).
+pub const TOKEN_INDEX: &str = "seatrush:token-index";
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use redis::{RedisResult, Script, Value};
 use uuid::Uuid;
 
 use super::RedisConn;
-use super::keys::{ScheduleKeys, token_index};
+use super::keys::{ScheduleKeys, TOKEN_INDEX};
 
 const QUEUE_LIB: &str = include_str!("../../lua/lib/queue.lua");
 
@@ -25,12 +25,8 @@ pub struct Scripts {
     admit_batch: Script,
 }
 
-/// How long the token index outlives the longest a token can live (a day of waiting).
-const TOKEN_INDEX_TTL_MS: u64 = 25 * 3600 * 1000;
-/// Ended token records are kept an hour for status reads and reconciliation, then dropped.
-const ENDED_KEEP_MS: u64 = 3600 * 1000;
-/// Most tokens one admission tick expires (the rest wait for the next tick).
-const EXPIRE_PER_TICK: u64 = 1000;
+/// Most tokens one admission tick expires or drops (the rest wait for the next tick).
+const PER_TICK: u64 = 1000;
 
 /// A token's state as the scripts report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +52,14 @@ pub enum StatusOutcome {
     Invalid,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct AdmitOutcome {
     pub admitted: u64,
     pub expired: u64,
     pub waiting: u64,
     pub active: u64,
+    /// Tokens whose records were dropped (ended longer ago than the keep period).
+    pub dropped: Vec<String>,
 }
 
 impl Default for Scripts {
@@ -88,7 +86,7 @@ impl Scripts {
     }
 
     /// Issues a batch of (token, userId) for one schedule, in order, and records the tokens
-    /// in the token index, in one round trip.
+    /// in the token index, in one round trip (a second one removes refused tokens from it).
     pub async fn issue_tokens(
         &self,
         conn: &mut RedisConn,
@@ -106,17 +104,16 @@ impl Scripts {
             .key(&k.stats)
             .key(&k.ended)
             .key(&k.outbox);
-        let mut pipe = redis::pipe();
+        let mut index = Vec::with_capacity(batch.len());
         for (token, user_id) in batch {
-            call.arg(token.to_string()).arg(user_id);
-            pipe.pset_ex(
-                token_index(token),
-                format!("{schedule_id}:{user_id}"),
-                TOKEN_INDEX_TTL_MS,
-            )
-            .ignore();
+            let token = token.to_string();
+            call.arg(&token).arg(user_id);
+            index.push((token, format!("{schedule_id}:{user_id}")));
         }
-        pipe.invoke_script(&call);
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(TOKEN_INDEX, &index)
+            .ignore()
+            .invoke_script(&call);
         let result: RedisResult<(Vec<Value>,)> = pipe.query_async(conn).await;
         let (replies,) = match result {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
@@ -125,7 +122,24 @@ impl Scripts {
             }
             other => other?,
         };
-        replies.into_iter().map(issue_outcome).collect()
+        let outcomes = replies
+            .into_iter()
+            .map(issue_outcome)
+            .collect::<RedisResult<Vec<_>>>()?;
+        let refused: Vec<&str> = index
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, IssueOutcome::Refused(_)))
+            .map(|((token, _), _)| token.as_str())
+            .collect();
+        if !refused.is_empty() {
+            redis::cmd("HDEL")
+                .arg(TOKEN_INDEX)
+                .arg(&refused)
+                .query_async::<()>(conn)
+                .await?;
+        }
+        Ok(outcomes)
     }
 
     pub async fn token_status(
@@ -160,13 +174,15 @@ impl Scripts {
         })
     }
 
+    /// One admission tick for a schedule; drops records ended more than `keep` ago.
     pub async fn admit_batch(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
+        keep: std::time::Duration,
     ) -> RedisResult<AdmitOutcome> {
         let k = ScheduleKeys::new(schedule_id);
-        let reply: (u64, u64, u64, u64) = self
+        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, Vec<String>) = self
             .admit_batch
             .key(&k.cfg)
             .key(&k.waiting)
@@ -176,32 +192,49 @@ impl Scripts {
             .key(&k.stats)
             .key(&k.ended)
             .key(&k.outbox)
-            .arg(EXPIRE_PER_TICK)
-            .arg(ENDED_KEEP_MS)
+            .arg(PER_TICK)
+            .arg(keep.as_millis() as u64)
             .invoke_async(conn)
             .await?;
         Ok(AdmitOutcome {
-            admitted: reply.0,
-            expired: reply.1,
-            waiting: reply.2,
-            active: reply.3,
+            admitted,
+            expired,
+            waiting,
+            active,
+            dropped,
         })
     }
 }
 
+/// Decodes one item of `issue_tokens`' reply: `OK|status|position|wait|seq|iat|aat|exp` or
+/// a refusal code.
 fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
-    let reply = Reply::new(reply)?;
-    let code = reply.code()?;
+    let text = match reply {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad_reply("not UTF-8"))?,
+        other => return Err(bad_reply(&format!("{other:?}"))),
+    };
+    let fields: Vec<&str> = text.split('|').collect();
+    let [code, status, position, wait, _seq, iat, aat, exp] = fields[..] else {
+        return Ok(IssueOutcome::Refused(text));
+    };
     if code != "OK" {
-        return Ok(IssueOutcome::Refused(code));
+        return Err(bad_reply(&text));
     }
+    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(&text));
+    let opt = |s: &str| {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            int(s).map(Some)
+        }
+    };
     Ok(IssueOutcome::Issued(TokenState {
-        status: reply.string(1)?,
-        position: reply.uint(2)?,
-        wait_minutes: reply.uint(3)?,
-        issued_at_ms: reply.opt_int(5)?.unwrap_or_default(),
-        activated_at_ms: reply.opt_int(6)?,
-        expires_at_ms: reply.opt_int(7)?,
+        status: status.to_string(),
+        position: int(position)? as u64,
+        wait_minutes: int(wait)? as u64,
+        issued_at_ms: int(iat)?,
+        activated_at_ms: opt(aat)?,
+        expires_at_ms: opt(exp)?,
     }))
 }
 

@@ -171,9 +171,12 @@ impl TestApp {
     }
 
     /// An app with no server and no background loops, on Redis db 2 where no other test's
-    /// loops run: for driving the flusher step by step.
+    /// loops run: for driving the flusher or the admission tick step by step.
     pub async fn quiet() -> Arc<App> {
-        let mut config = test_config();
+        Self::quiet_with(test_config()).await
+    }
+
+    pub async fn quiet_with(mut config: Config) -> Arc<App> {
         config.redis_url = config.redis_url.replace("6390/1", "6390/2");
         assert!(config.redis_url.ends_with("/2"), "{}", config.redis_url);
         ensure_database(&config).await;
