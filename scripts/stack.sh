@@ -32,6 +32,16 @@ ensure_packages() {
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# Refuses to start on a port something else already listens on (another checkout's stack,
+# say): this stack only ever talks to servers it started itself.
+require_free() { # <port> <what>
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    log "port $1 ($2) is taken by a process this checkout did not start; stop it first"
+    log "(another checkout's dev stack? run 'make stack-down' there)"
+    exit 1
+  fi
+}
+
 # wait_for <what> <command...>: polls the command for up to 60 s.
 wait_for() {
   local what=$1; shift
@@ -45,6 +55,7 @@ wait_for() {
 redis_up() {
   mkdir -p "$dev/redis"
   if alive "$dev/redis/redis.pid"; then return; fi
+  require_free "$REDIS_PORT" redis
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" \
     --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
     --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
@@ -60,6 +71,7 @@ mariadb_up() { # <name> <port> <server-id>
   local name=$1 port=$2 id=$3 data="$dev/$1"
   local fresh=0
   if alive "$dev/$name.pid"; then return 1; fi
+  require_free "$port" "mariadb $name"
   if [ ! -d "$data/mysql" ]; then
     mkdir -p "$data"
     mariadb-install-db --no-defaults --datadir="$data" --user="$(id -un)" \
