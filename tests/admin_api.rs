@@ -83,22 +83,7 @@ fn schedule_body(venue: u64, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_are_created_with_their_seats() {
     let app = TestApp::spawn().await;
-    let venue = app
-        .admin(
-            Method::POST,
-            "/api/v1/admin/venues",
-            Some(r#"{"name":"H"}"#),
-        )
-        .await
-        .u64("venueId");
-    let concert = app
-        .admin(
-            Method::POST,
-            "/api/v1/admin/concerts",
-            Some(r#"{"title":"C"}"#),
-        )
-        .await
-        .u64("concertId");
+    let (venue, concert) = (app.create_venue().await, app.create_concert().await);
     let path = format!("/api/v1/admin/concerts/{concert}/schedules");
 
     let rsp = app
@@ -127,22 +112,7 @@ async fn schedules_are_created_with_their_seats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_creation_errors_name_what_is_wrong() {
     let app = TestApp::spawn().await;
-    let venue = app
-        .admin(
-            Method::POST,
-            "/api/v1/admin/venues",
-            Some(r#"{"name":"H"}"#),
-        )
-        .await
-        .u64("venueId");
-    let concert = app
-        .admin(
-            Method::POST,
-            "/api/v1/admin/concerts",
-            Some(r#"{"title":"C"}"#),
-        )
-        .await
-        .u64("concertId");
+    let (venue, concert) = (app.create_venue().await, app.create_concert().await);
     let path = format!("/api/v1/admin/concerts/{concert}/schedules");
     let seats = r#","seatCount":3,"price":1000"#;
 

@@ -154,6 +154,35 @@ fn token_entry(user: u64) -> (String, Vec<(String, String)>) {
     (token, fields)
 }
 
+/// A schedule and a user on the served app, and the quiet app (Redis db 2) whose outbox
+/// for that schedule the test drives by hand.
+struct Setup {
+    app: TestApp,
+    schedule: u64,
+    user: u64,
+    quiet: Arc<seatrush::app::App>,
+    keys: ScheduleKeys,
+    redis: seatrush::redis::RedisConn,
+}
+
+async fn setup() -> Setup {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    let user = app.create_user().await;
+    let quiet = TestApp::quiet().await;
+    let keys = ScheduleKeys::new(schedule);
+    let mut redis = quiet.redis.clone();
+    ensure_group(&mut redis, &keys.outbox).await.unwrap();
+    Setup {
+        app,
+        schedule,
+        user,
+        quiet,
+        keys,
+        redis,
+    }
+}
+
 /// A sequence number far above any the test schedule's real tokens reach.
 fn unused_seq() -> u64 {
     1_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as u64
@@ -170,13 +199,14 @@ async fn flusher(quiet: &Arc<seatrush::app::App>, claim_idle: Duration) -> Outbo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_left_by_a_crashed_consumer_are_claimed_and_applied() {
-    let app = TestApp::spawn().await;
-    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
-    let user = app.create_user().await;
-    let quiet = TestApp::quiet().await;
-    let keys = ScheduleKeys::new(schedule);
-    let mut redis = quiet.redis.clone();
-    ensure_group(&mut redis, &keys.outbox).await.unwrap();
+    let Setup {
+        app,
+        schedule,
+        user,
+        quiet,
+        keys,
+        mut redis,
+    } = setup().await;
 
     // A consumer reads the entry and dies before acknowledging it.
     let (token, fields) = token_entry(user);
@@ -212,13 +242,14 @@ async fn entries_left_by_a_crashed_consumer_are_claimed_and_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
-    let app = TestApp::spawn().await;
-    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
-    let user = app.create_user().await;
-    let quiet = TestApp::quiet().await;
-    let keys = ScheduleKeys::new(schedule);
-    let mut redis = quiet.redis.clone();
-    ensure_group(&mut redis, &keys.outbox).await.unwrap();
+    let Setup {
+        app,
+        schedule,
+        user,
+        quiet,
+        keys,
+        mut redis,
+    } = setup().await;
 
     let _: String = redis
         .xadd(&keys.outbox, "*", &[("type", "no-such-event")])

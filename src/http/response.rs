@@ -97,3 +97,47 @@ pub fn error(err: &ApiError) -> Response<Body> {
     }
     rsp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(rsp: Response<Body>) -> String {
+        let bytes = rsp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn internal_errors_are_500_in_the_envelope_without_their_detail() {
+        let rsp = error(&ApiError::Internal(
+            "mysql: Duplicate entry 'secret' for key".into(),
+        ));
+        assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_of(rsp).await;
+        assert!(
+            body.starts_with(r#"{"success":false,"error":{"code":"INTERNAL""#),
+            "{body}"
+        );
+        assert!(
+            !body.contains("secret") && !body.contains("mysql"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_503_with_retry_after() {
+        let rsp = error(&ApiError::Unavailable("redis: connection refused".into()));
+        assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rsp.headers()[RETRY_AFTER], "1");
+        let body = body_of(rsp).await;
+        assert!(body.contains(r#""code":"SERVICE_UNAVAILABLE""#) && !body.contains("refused"));
+    }
+
+    #[tokio::test]
+    async fn successes_wrap_their_data() {
+        let rsp = ok(StatusCode::CREATED, &[1, 2]);
+        assert_eq!(rsp.status(), StatusCode::CREATED);
+        assert_eq!(body_of(rsp).await, r#"{"success":true,"data":[1,2]}"#);
+    }
+}

@@ -263,24 +263,30 @@ impl TestApp {
         .await
     }
 
+    pub async fn create_venue(&self) -> u64 {
+        self.admin(
+            Method::POST,
+            "/api/v1/admin/venues",
+            Some(r#"{"name":"Hall"}"#),
+        )
+        .await
+        .u64("venueId")
+    }
+
+    pub async fn create_concert(&self) -> u64 {
+        self.admin(
+            Method::POST,
+            "/api/v1/admin/concerts",
+            Some(r#"{"title":"Show"}"#),
+        )
+        .await
+        .u64("concertId")
+    }
+
     /// A schedule with `seats` seats at 50 000 KRW; returns (concertId, scheduleId).
     pub async fn create_schedule(&self, window: Window, seats: u64) -> (u64, u64) {
-        let venue = self
-            .admin(
-                Method::POST,
-                "/api/v1/admin/venues",
-                Some(r#"{"name":"Hall"}"#),
-            )
-            .await
-            .u64("venueId");
-        let concert = self
-            .admin(
-                Method::POST,
-                "/api/v1/admin/concerts",
-                Some(r#"{"title":"Show"}"#),
-            )
-            .await
-            .u64("concertId");
+        let venue = self.create_venue().await;
+        let concert = self.create_concert().await;
         let now = chrono::Utc::now();
         let at = |secs: i64| {
             (now + chrono::Duration::seconds(secs))
