@@ -8,6 +8,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
+use crate::catalogue::reads::Catalogue;
 use crate::catalogue::schedules;
 use crate::catalogue::users::UserDirectory;
 use crate::config::Config;
@@ -35,6 +36,8 @@ pub struct App {
     pub scripts: Arc<Scripts>,
     /// Token issuance, coalesced per schedule into batched script calls.
     pub token_issuer: Coalescer<(uuid::Uuid, u64), IssueOutcome>,
+    /// Concerts, schedules and seats from the replica, cached briefly.
+    pub catalogue: Catalogue,
     /// Answers "does this user exist?" without a query on the hot path.
     pub users: UserDirectory,
     /// Dependency states for `/health`, refreshed in the background.
@@ -113,6 +116,7 @@ impl App {
             db,
             scripts,
             token_issuer,
+            catalogue: Catalogue::default(),
             users,
             health: Health::default(),
             backlog: Arc::default(),

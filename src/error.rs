@@ -11,6 +11,10 @@ pub enum ApiError {
     QueueTokenMissing,
     #[error("queue token is unknown or expired")]
     QueueTokenInvalid,
+    #[error("the queue token is still waiting; this needs an ACTIVE token")]
+    QueueTokenNotActive,
+    #[error("the queue token belongs to another schedule")]
+    QueueTokenWrongSchedule,
     #[error("admin key is missing or wrong")]
     AdminKeyInvalid,
     #[error("user not found")]
@@ -52,6 +56,8 @@ impl ApiError {
             InvalidRequest { .. } => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
             QueueTokenMissing => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_MISSING"),
             QueueTokenInvalid => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_INVALID"),
+            QueueTokenNotActive => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_NOT_ACTIVE"),
+            QueueTokenWrongSchedule => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_WRONG_SCHEDULE"),
             AdminKeyInvalid => (StatusCode::UNAUTHORIZED, "ADMIN_KEY_INVALID"),
             UserNotFound => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
             ConcertNotFound => (StatusCode::NOT_FOUND, "CONCERT_NOT_FOUND"),

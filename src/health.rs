@@ -13,12 +13,16 @@ use crate::mysql::timed;
 use crate::shutdown::Shutdown;
 
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// A replica further behind than this is not read from (SPEC §8).
+const MAX_REPLICA_LAG_SECONDS: u64 = 5;
 
 #[derive(Default)]
 pub struct Health {
     redis: AtomicBool,
     mysql_primary: AtomicBool,
     mysql_replica: AtomicBool,
+    /// Replica up and at most [`MAX_REPLICA_LAG_SECONDS`] behind: reads may go there.
+    replica_readable: AtomicBool,
 }
 
 #[derive(Serialize)]
@@ -50,6 +54,11 @@ fn gauge(name: &'static str, up: bool) {
 }
 
 impl Health {
+    /// Whether catalogue reads may go to the replica (else they go to the primary).
+    pub fn replica_readable(&self) -> bool {
+        self.replica_readable.load(Ordering::Relaxed)
+    }
+
     pub fn report(&self, outbox_backlog: u64) -> Report {
         Report {
             status: "UP",
@@ -70,10 +79,16 @@ impl Health {
             .await
             .is_ok();
         let primary_up = ping_mysql(&app.db.primary).await;
-        let replica_up = ping_mysql(&app.db.replica).await;
+        let replica_lag = replica_lag_seconds(&app.db.replica).await;
+        let replica_up = replica_lag.is_some();
+        if let Some(lag) = replica_lag.flatten() {
+            metrics::gauge!("seatrush_mysql_replica_lag_seconds").set(lag as f64);
+        }
+        let readable = matches!(replica_lag, Some(Some(lag)) if lag <= MAX_REPLICA_LAG_SECONDS);
         self.redis.store(redis_up, Ordering::Relaxed);
         self.mysql_primary.store(primary_up, Ordering::Relaxed);
         self.mysql_replica.store(replica_up, Ordering::Relaxed);
+        self.replica_readable.store(readable, Ordering::Relaxed);
         gauge("redis", redis_up);
         gauge("mysql_primary", primary_up);
         gauge("mysql_replica", replica_up);
@@ -87,6 +102,21 @@ async fn ping_mysql(pool: &mysql_async::Pool) -> bool {
     }
     .await
     .is_ok()
+}
+
+/// `None`: the replica does not answer; `Some(None)`: it answers but does not replicate
+/// (or the lag is unknown); `Some(Some(s))`: `s` seconds behind the primary.
+async fn replica_lag_seconds(pool: &mysql_async::Pool) -> Option<Option<u64>> {
+    let status: Result<Option<mysql_async::Row>, mysql_async::Error> = async {
+        let mut conn = timed(pool.get_conn()).await?;
+        timed(conn.query_first("SHOW SLAVE STATUS")).await
+    }
+    .await;
+    let row = status.ok()?;
+    Some(row.and_then(|row| {
+        row.get_opt::<Option<u64>, _>("Seconds_Behind_Master")?
+            .ok()?
+    }))
 }
 
 pub async fn probe_loop(app: Arc<App>, shutdown: Shutdown) {

@@ -8,7 +8,8 @@
 //!
 //! Capabilities (the seed's architecture):
 //! - [`queue`]: waiting-queue tokens, the Queue-Token check, the admission loop, settings.
-//! - [`catalogue`]: users, venues, concerts, schedules and seats (MySQL is their record).
+//! - [`catalogue`]: users, venues, concerts, schedules and seats (MySQL is their record), and
+//!   the public reads over them (replica, short-lived cache, availability from Redis).
 //! - [`admin`]: the admin API over the catalogue and queue settings.
 //!
 //! Infrastructure beneath them:

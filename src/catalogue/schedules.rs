@@ -94,7 +94,25 @@ pub async fn create_schedule(
     QueueSettings::default()
         .register(redis, schedule_id, window)
         .await?;
+    load_seat_state(redis, schedule_id, &seat_ids).await?;
     Ok((schedule_id, seat_ids))
+}
+
+/// Puts a schedule's available seats into Redis and marks them loaded (`cfg.seatsLoaded`).
+/// Only for a schedule Redis has no seat state for: adding is idempotent, so a load cut
+/// short is simply done again.
+async fn load_seat_state(
+    redis: &mut RedisConn,
+    schedule_id: u64,
+    available: &[u64],
+) -> redis::RedisResult<()> {
+    let k = ScheduleKeys::new(schedule_id);
+    let mut pipe = redis::pipe();
+    for chunk in available.chunks(10_000) {
+        pipe.sadd(&k.avail, chunk).ignore();
+    }
+    pipe.hset(&k.cfg, "seatsLoaded", 1).ignore();
+    pipe.query_async(redis).await
 }
 
 /// Stores updated settings on the primary (the record) and in Redis (what the scripts read).
@@ -128,7 +146,8 @@ pub async fn update_queue_settings(
 type ScheduleRow = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
 
 /// Registers in Redis every schedule MySQL has and Redis lacks (a new Redis, or a schedule
-/// whose registration failed after its commit). Returns how many were registered.
+/// whose registration failed after its commit), with its seat state if that is missing too.
+/// Returns how many were registered.
 pub async fn sync_to_redis(db: &Db, redis: &mut RedisConn) -> Result<usize, ApiError> {
     let mut conn = timed(db.primary.get_conn()).await?;
     let rows: Vec<ScheduleRow> = timed(conn.query(
@@ -141,10 +160,20 @@ pub async fn sync_to_redis(db: &Db, redis: &mut RedisConn) -> Result<usize, ApiE
     let mut registered = 0;
     for (id, open_ms, close_ms, active, waiting, rate, active_ttl, hold_ttl, seats, paused) in rows
     {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(ScheduleKeys::new(id).cfg)
+        let k = ScheduleKeys::new(id);
+        let (exists, seats_loaded): (bool, bool) = redis::pipe()
+            .exists(&k.cfg)
+            .hexists(&k.cfg, "seatsLoaded")
             .query_async(redis)
             .await?;
+        if !seats_loaded {
+            let available: Vec<u64> = timed(conn.exec(
+                "SELECT id FROM seats WHERE schedule_id = ? AND status = 'AVAILABLE'",
+                (id,),
+            ))
+            .await?;
+            load_seat_state(redis, id, &available).await?;
+        }
         if exists {
             continue;
         }

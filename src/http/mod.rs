@@ -128,6 +128,17 @@ async fn dispatch(
         )),
         Route::IssueToken => crate::queue::issue_token(app, read_body().await?).await,
         Route::MyToken => crate::queue::my_token(app, &parts.headers).await,
+        Route::ListSchedules { concert_id } => {
+            let query = parts.uri.query();
+            crate::catalogue::handlers::list_schedules(app, &parts.headers, concert_id, query).await
+        }
+        Route::ListSeats {
+            concert_id,
+            schedule_id,
+        } => {
+            crate::catalogue::handlers::list_seats(app, &parts.headers, concert_id, schedule_id)
+                .await
+        }
         Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
         Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
         Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,

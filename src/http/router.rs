@@ -13,6 +13,8 @@ pub enum Route {
     Metrics,
     IssueToken,
     MyToken,
+    ListSchedules { concert_id: u64 },
+    ListSeats { concert_id: u64, schedule_id: u64 },
     AdminCreateUser,
     AdminCreateVenue,
     AdminCreateConcert,
@@ -59,6 +61,31 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
         ["api", "v1", "queue", "tokens", "me"] => {
             ("/api/v1/queue/tokens/me", one(get, "GET", Route::MyToken))
         }
+        ["api", "v1", "concerts", id, "schedules"] => (
+            "/api/v1/concerts/{concertId}/schedules",
+            allow(get, "GET").and_then(|()| {
+                Ok(Route::ListSchedules {
+                    concert_id: path_id(id, "concertId")?,
+                })
+            }),
+        ),
+        [
+            "api",
+            "v1",
+            "concerts",
+            concert,
+            "schedules",
+            schedule,
+            "seats",
+        ] => (
+            "/api/v1/concerts/{concertId}/schedules/{scheduleId}/seats",
+            allow(get, "GET").and_then(|()| {
+                Ok(Route::ListSeats {
+                    concert_id: path_id(concert, "concertId")?,
+                    schedule_id: path_id(schedule, "scheduleId")?,
+                })
+            }),
+        ),
         ["api", "v1", "admin", "users"] => (
             "/api/v1/admin/users",
             one(post, "POST", Route::AdminCreateUser),

@@ -27,6 +27,8 @@ pub struct ScheduleKeys {
     pub stats: String,
     /// ZSET token -> endedAt ms, for removing old records.
     pub ended: String,
+    /// SET: ids of the schedule's AVAILABLE seats.
+    pub avail: String,
     /// STREAM: events for the write-behind flusher.
     pub outbox: String,
     /// STREAM: outbox entries that could not be applied.
@@ -46,6 +48,7 @@ impl ScheduleKeys {
             users: key("users"),
             stats: key("stats"),
             ended: key("ended"),
+            avail: key("avail"),
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
         }

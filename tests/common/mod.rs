@@ -287,13 +287,28 @@ impl TestApp {
     pub async fn create_schedule(&self, window: Window, seats: u64) -> (u64, u64) {
         let venue = self.create_venue().await;
         let concert = self.create_concert().await;
+        let schedule = self
+            .create_schedule_for(concert, venue, "2026-12-24", window, seats)
+            .await;
+        (concert, schedule)
+    }
+
+    /// A schedule of `concert` at `venue` on `date` with `seats` seats at 50 000 KRW.
+    pub async fn create_schedule_for(
+        &self,
+        concert: u64,
+        venue: u64,
+        date: &str,
+        window: Window,
+        seats: u64,
+    ) -> u64 {
         let now = chrono::Utc::now();
         let at = |secs: i64| {
             (now + chrono::Duration::seconds(secs))
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         };
         let body = format!(
-            r#"{{"venueId":{venue},"performanceDate":"2026-12-24","performanceTime":"19:00:00",
+            r#"{{"venueId":{venue},"performanceDate":"{date}","performanceTime":"19:00:00",
                 "bookingOpenAt":"{}","bookingCloseAt":"{}","seatCount":{seats},"price":50000}}"#,
             at(window.open_in_secs),
             at(window.close_in_secs)
@@ -306,7 +321,15 @@ impl TestApp {
             )
             .await;
         assert_eq!(rsp.status, StatusCode::CREATED, "{:?}", rsp.body);
-        (concert, rsp.u64("scheduleId"))
+        rsp.u64("scheduleId")
+    }
+
+    /// A token for a new user on `schedule`, which must come out ACTIVE.
+    pub async fn active_token(&self, schedule: u64) -> String {
+        let user = self.create_user().await;
+        let rsp = self.issue(user, schedule).await;
+        assert_eq!(rsp.str("status"), "ACTIVE", "{:?}", rsp.body);
+        rsp.str("token")
     }
 
     pub async fn set_queue(&self, schedule: u64, json: &str) -> Rsp {

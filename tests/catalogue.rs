@@ -1,0 +1,229 @@
+//! Catalogue reads (SPEC §3 rows 2 and 3) on the real server: schedules of a concert with
+//! live availability, a schedule's AVAILABLE seats, and every error code of both.
+
+mod common;
+
+use common::{OPEN_NOW, TestApp, Window};
+use redis::AsyncCommands;
+use seatrush::redis::keys::ScheduleKeys;
+use simd_json::prelude::*;
+
+const LATER: Window = Window {
+    open_in_secs: 3600,
+    close_in_secs: 7200,
+};
+
+/// A concert with schedules on 2026-12-24 (open now, 5 seats), 2026-12-25 (opens later,
+/// 3 seats) and 2026-12-26 (open now, 4 seats); returns (concert, [schedules]).
+async fn concert_with_three_schedules(app: &TestApp) -> (u64, [u64; 3]) {
+    let (venue, concert) = (app.create_venue().await, app.create_concert().await);
+    let a = app
+        .create_schedule_for(concert, venue, "2026-12-24", OPEN_NOW, 5)
+        .await;
+    let b = app
+        .create_schedule_for(concert, venue, "2026-12-25", LATER, 3)
+        .await;
+    let c = app
+        .create_schedule_for(concert, venue, "2026-12-26", OPEN_NOW, 4)
+        .await;
+    (concert, [a, b, c])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_listed_with_live_availability_and_status() {
+    let app = TestApp::spawn().await;
+    let (concert, [a, b, c]) = concert_with_three_schedules(&app).await;
+    // Any live token will do, even one for another concert's schedule.
+    let (_, elsewhere) = app.create_schedule(OPEN_NOW, 1).await;
+    let token = app.active_token(elsewhere).await;
+    // A seat taken in Redis is no longer available.
+    let taken: u64 = app.redis().spop(ScheduleKeys::new(c).avail).await.unwrap();
+    assert!(taken > 0);
+
+    let rsp = app
+        .get(
+            &format!("/api/v1/concerts/{concert}/schedules"),
+            &[("queue-token", &token)],
+        )
+        .await;
+    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    let list = rsp.data().as_array().unwrap();
+    let got: Vec<(u64, &str, u64, &str)> = list
+        .iter()
+        .map(|s| {
+            (
+                s["scheduleId"].as_u64().unwrap(),
+                s["performanceDate"].as_str().unwrap(),
+                s["availableSeats"].as_u64().unwrap(),
+                s["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (a, "2026-12-24", 5, "OPEN"),
+            (b, "2026-12-25", 3, "UPCOMING"),
+            (c, "2026-12-26", 3, "OPEN")
+        ]
+    );
+    let first = &list[0];
+    assert_eq!(first["concertId"].as_u64(), Some(concert));
+    assert_eq!(first["concertTitle"].as_str(), Some("Show"));
+    assert_eq!(first["venueName"].as_str(), Some("Hall"));
+    assert_eq!(first["performanceTime"].as_str(), Some("19:00:00"));
+    assert!(first["bookingOpenAt"].as_str().unwrap().ends_with('Z'));
+    assert!(first["venueId"].as_u64().is_some() && first["bookingCloseAt"].as_str().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_can_be_filtered_by_inclusive_dates() {
+    let app = TestApp::spawn().await;
+    let (concert, [a, b, c]) = concert_with_three_schedules(&app).await;
+    let token = app.active_token(a).await;
+    for (query, expected) in [
+        ("fromDate=2026-12-25", vec![b, c]),
+        ("toDate=2026-12-25", vec![a, b]),
+        ("fromDate=2026-12-25&toDate=2026-12-25", vec![b]),
+        ("fromDate=2027-01-01", vec![]),
+    ] {
+        let rsp = app
+            .get(
+                &format!("/api/v1/concerts/{concert}/schedules?{query}"),
+                &[("queue-token", &token)],
+            )
+            .await;
+        let ids: Vec<u64> = rsp
+            .data()
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: {:?}", rsp.body))
+            .iter()
+            .map(|s| s["scheduleId"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, expected, "{query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_listing_errors() {
+    let app = TestApp::spawn().await;
+    let (concert, [a, ..]) = concert_with_three_schedules(&app).await;
+    let token = app.active_token(a).await;
+    let path = format!("/api/v1/concerts/{concert}/schedules");
+    app.get(&path, &[])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_MISSING");
+    let unknown = uuid::Uuid::new_v4().to_string();
+    app.get(&path, &[("queue-token", &unknown)])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    app.get(
+        "/api/v1/concerts/999999999/schedules",
+        &[("queue-token", &token)],
+    )
+    .await
+    .assert_error(404, "CONCERT_NOT_FOUND");
+    for (path, field) in [
+        ("/api/v1/concerts/abc/schedules".to_string(), "concertId"),
+        (
+            format!("{path}?fromDate=2026-12-26&toDate=2026-12-24"),
+            "fromDate",
+        ),
+        (format!("{path}?fromDate=24-12-2026"), "fromDate"),
+        (format!("{path}?toDate=2026-13-01"), "toDate"),
+    ] {
+        let rsp = app.get(&path, &[("queue-token", &token)]).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_seats_are_listed_for_an_active_token_of_the_schedule() {
+    let app = TestApp::spawn().await;
+    let (concert, [a, ..]) = concert_with_three_schedules(&app).await;
+    let token = app.active_token(a).await;
+    let taken: u64 = app.redis().spop(ScheduleKeys::new(a).avail).await.unwrap();
+
+    let rsp = app
+        .get(
+            &format!("/api/v1/concerts/{concert}/schedules/{a}/seats"),
+            &[("queue-token", &token)],
+        )
+        .await;
+    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    let info = &rsp.data()["scheduleInfo"];
+    assert_eq!(info["scheduleId"].as_u64(), Some(a));
+    assert_eq!(info["concertTitle"].as_str(), Some("Show"));
+    assert_eq!(info["performanceDate"].as_str(), Some("2026-12-24"));
+    assert_eq!(info["performanceTime"].as_str(), Some("19:00:00"));
+    assert_eq!(info["venueName"].as_str(), Some("Hall"));
+    let seats = rsp.data()["seats"].as_array().unwrap();
+    assert_eq!(seats.len(), 4, "five seats, one taken");
+    let numbers: Vec<u64> = seats
+        .iter()
+        .map(|s| s["seatNumber"].as_u64().unwrap())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "by seat number: {numbers:?}"
+    );
+    for seat in seats {
+        assert_ne!(seat["seatId"].as_u64(), Some(taken));
+        assert_eq!(seat["price"].as_u64(), Some(50_000));
+        assert_eq!(seat["status"].as_str(), Some("AVAILABLE"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_listing_errors() {
+    let app = TestApp::spawn().await;
+    let (concert, [a, _, c]) = concert_with_three_schedules(&app).await;
+    let active = app.active_token(a).await;
+    let seats = |concert: u64, schedule: u64| {
+        format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats")
+    };
+
+    app.get(&seats(concert, a), &[])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_MISSING");
+    app.get(&seats(concert, a), &[("queue-token", "not-a-token")])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    app.get(&seats(concert, c), &[("queue-token", &active)])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_WRONG_SCHEDULE");
+
+    app.set_queue(c, r#"{"paused": true}"#).await;
+    let user = app.create_user().await;
+    let waiting = app.issue(user, c).await;
+    assert_eq!(waiting.str("status"), "WAITING");
+    app.get(
+        &seats(concert, c),
+        &[("queue-token", &waiting.str("token"))],
+    )
+    .await
+    .assert_error(401, "QUEUE_TOKEN_NOT_ACTIVE");
+
+    app.get(&seats(999_999_999, a), &[("queue-token", &active)])
+        .await
+        .assert_error(404, "CONCERT_NOT_FOUND");
+    let other_concert = app.create_concert().await;
+    app.get(&seats(other_concert, a), &[("queue-token", &active)])
+        .await
+        .assert_error(404, "SCHEDULE_NOT_FOUND");
+    for (path, field) in [
+        (
+            format!("/api/v1/concerts/x/schedules/{a}/seats"),
+            "concertId",
+        ),
+        (
+            format!("/api/v1/concerts/{concert}/schedules/0/seats"),
+            "scheduleId",
+        ),
+    ] {
+        let rsp = app.get(&path, &[("queue-token", &active)]).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{path}");
+    }
+}
