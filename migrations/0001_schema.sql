@@ -88,7 +88,7 @@ CREATE TABLE queue_tokens (
 
 CREATE TABLE reservations (
   id                  BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-  reservation_number  VARCHAR(20) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  reservation_number  VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   user_id             BIGINT UNSIGNED NOT NULL,
   schedule_id         BIGINT UNSIGNED NOT NULL,
   status              ENUM('RESERVED', 'PAID', 'CANCELLED', 'EXPIRED') NOT NULL,

@@ -17,18 +17,28 @@ pub enum ApiError {
     QueueTokenWrongSchedule,
     #[error("admin key is missing or wrong")]
     AdminKeyInvalid,
+    #[error("the queue token belongs to another user")]
+    Forbidden,
     #[error("user not found")]
     UserNotFound,
     #[error("concert not found")]
     ConcertNotFound,
     #[error("schedule not found")]
     ScheduleNotFound,
+    #[error("seat not found in this schedule")]
+    SeatNotFound { seat_ids: Vec<u64> },
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("the user already holds a live token for this schedule")]
     TokenAlreadyIssued,
+    #[error("seats are already reserved")]
+    SeatAlreadyReserved { seat_ids: Vec<u64> },
+    #[error("the user would hold more seats than this schedule allows")]
+    SeatLimitExceeded,
+    #[error("booking for this schedule has not opened yet")]
+    BookingNotOpen,
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("booking for this schedule has closed")]
@@ -59,12 +69,17 @@ impl ApiError {
             QueueTokenNotActive => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_NOT_ACTIVE"),
             QueueTokenWrongSchedule => (StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_WRONG_SCHEDULE"),
             AdminKeyInvalid => (StatusCode::UNAUTHORIZED, "ADMIN_KEY_INVALID"),
+            Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             UserNotFound => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
             ConcertNotFound => (StatusCode::NOT_FOUND, "CONCERT_NOT_FOUND"),
             ScheduleNotFound => (StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
+            SeatNotFound { .. } => (StatusCode::NOT_FOUND, "SEAT_NOT_FOUND"),
             NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             TokenAlreadyIssued => (StatusCode::CONFLICT, "TOKEN_ALREADY_ISSUED"),
+            SeatAlreadyReserved { .. } => (StatusCode::CONFLICT, "SEAT_ALREADY_RESERVED"),
+            SeatLimitExceeded => (StatusCode::UNPROCESSABLE_ENTITY, "SEAT_LIMIT_EXCEEDED"),
+            BookingNotOpen => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_NOT_OPEN"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             BookingClosed => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_CLOSED"),
             QueueFull => (StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL"),

@@ -10,6 +10,7 @@
 //! - [`queue`]: waiting-queue tokens, the Queue-Token check, the admission loop, settings.
 //! - [`catalogue`]: users, venues, concerts, schedules and seats (MySQL is their record), and
 //!   the public reads over them (replica, short-lived cache, availability from Redis).
+//! - [`reservation`]: seat holds (reservations) and their numbers.
 //! - [`admin`]: the admin API over the catalogue and queue settings.
 //!
 //! Infrastructure beneath them:
@@ -35,6 +36,7 @@ pub mod mysql;
 pub mod outbox;
 pub mod queue;
 pub mod redis;
+pub mod reservation;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::{OPEN_NOW, TestApp, eventually};
 use mysql_async::prelude::*;
 use redis::AsyncCommands;
-use seatrush::outbox::events::{self, Event, TokenRow};
+use seatrush::outbox::events::{self, Event};
+use seatrush::outbox::tokens::TokenRow;
 use seatrush::outbox::{OutboxFlusher, ensure_group};
 use seatrush::redis::keys::{FLUSH_GROUP, ScheduleKeys};
 

@@ -80,11 +80,12 @@ pub async fn create_schedule(
             .collect();
         timed(tx.exec_drop(sql, params)).await?;
     }
-    let seat_ids: Vec<u64> = timed(tx.exec(
-        "SELECT id FROM seats WHERE schedule_id = ? ORDER BY seat_number",
+    let seats: Vec<SeatRow> = timed(tx.exec(
+        "SELECT id, seat_number, price FROM seats WHERE schedule_id = ? ORDER BY seat_number",
         (schedule_id,),
     ))
     .await?;
+    let seat_ids: Vec<u64> = seats.iter().map(|s| s.0).collect();
     timed(tx.commit()).await?;
 
     let window = BookingWindow {
@@ -94,20 +95,31 @@ pub async fn create_schedule(
     QueueSettings::default()
         .register(redis, schedule_id, window)
         .await?;
-    load_seat_state(redis, schedule_id, &seat_ids).await?;
+    load_seat_state(redis, schedule_id, &seats, &seat_ids).await?;
     Ok((schedule_id, seat_ids))
 }
 
-/// Puts a schedule's available seats into Redis and marks them loaded (`cfg.seatsLoaded`).
-/// Only for a schedule Redis has no seat state for: adding is idempotent, so a load cut
-/// short is simply done again.
+/// (id, seat number, price)
+type SeatRow = (u64, u64, u64);
+
+/// Puts a schedule's seats (numbers and prices) and its available seats into Redis and marks
+/// them loaded (`cfg.seatsLoaded`). Only for a schedule Redis has no seat state for: the
+/// writes are idempotent, so a load cut short is simply done again.
 async fn load_seat_state(
     redis: &mut RedisConn,
     schedule_id: u64,
+    seats: &[SeatRow],
     available: &[u64],
 ) -> redis::RedisResult<()> {
     let k = ScheduleKeys::new(schedule_id);
     let mut pipe = redis::pipe();
+    for chunk in seats.chunks(10_000) {
+        let infos: Vec<(u64, String)> = chunk
+            .iter()
+            .map(|&(id, number, price)| (id, format!("{number}|{price}")))
+            .collect();
+        pipe.hset_multiple(&k.seat, &infos).ignore();
+    }
     for chunk in available.chunks(10_000) {
         pipe.sadd(&k.avail, chunk).ignore();
     }
@@ -167,12 +179,17 @@ pub async fn sync_to_redis(db: &Db, redis: &mut RedisConn) -> Result<usize, ApiE
             .query_async(redis)
             .await?;
         if !seats_loaded {
+            let all: Vec<SeatRow> = timed(conn.exec(
+                "SELECT id, seat_number, price FROM seats WHERE schedule_id = ?",
+                (id,),
+            ))
+            .await?;
             let available: Vec<u64> = timed(conn.exec(
                 "SELECT id FROM seats WHERE schedule_id = ? AND status = 'AVAILABLE'",
                 (id,),
             ))
             .await?;
-            load_seat_state(redis, id, &available).await?;
+            load_seat_state(redis, id, &all, &available).await?;
         }
         if exists {
             continue;

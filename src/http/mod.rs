@@ -139,6 +139,9 @@ async fn dispatch(
             crate::catalogue::handlers::list_seats(app, &parts.headers, concert_id, schedule_id)
                 .await
         }
+        Route::HoldSeats => {
+            crate::reservation::hold_seats(app, &parts.headers, read_body().await?).await
+        }
         Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
         Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
         Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,

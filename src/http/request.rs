@@ -70,6 +70,36 @@ impl JsonObject {
         positive_int(self.required(field)?, field, MAX_ID)
     }
 
+    /// A non-empty array of distinct positive integer ids, at most `max` of them; a bad
+    /// element is named by its index (`seatIds[1]`).
+    pub fn id_list(&self, field: &str, max: usize) -> Result<Vec<u64>, ApiError> {
+        let OwnedValue::Array(items) = self.required(field)? else {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must be an array of ids"),
+            ));
+        };
+        if items.is_empty() || items.len() > max {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must list 1 to {max} ids"),
+            ));
+        }
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            let id = positive_int(item, &at, MAX_ID)?;
+            if ids.contains(&id) {
+                return Err(ApiError::invalid(
+                    at,
+                    format!("{field} must not repeat an id"),
+                ));
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
     /// An optional positive integer no larger than `max`.
     pub fn opt_positive(&self, field: &str, max: u64) -> Result<Option<u64>, ApiError> {
         self.get(field)
@@ -219,6 +249,26 @@ mod tests {
             );
         }
         assert_eq!(field_of(obj("{}").id("userId").unwrap_err()), "userId");
+    }
+
+    #[test]
+    fn id_lists_are_non_empty_distinct_and_name_the_bad_element() {
+        assert_eq!(obj(r#"{"s": [3, 1]}"#).id_list("s", 4).unwrap(), vec![3, 1]);
+        for (json, field) in [
+            (r#"{"s": []}"#, "s"),
+            (r#"{"s": 3}"#, "s"),
+            (r#"{"s": [1, 2, 3, 4, 5]}"#, "s"),
+            (r#"{"s": [1, "2"]}"#, "s[1]"),
+            (r#"{"s": [1, 0]}"#, "s[1]"),
+            (r#"{"s": [1, 2, 1]}"#, "s[2]"),
+            (r#"{}"#, "s"),
+        ] {
+            assert_eq!(
+                field_of(obj(json).id_list("s", 4).unwrap_err()),
+                field,
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -58,9 +58,13 @@ struct ErrorBody<'a> {
 }
 
 #[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Details<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// The seats a hold could not take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seat_ids: Option<&'a [u64]>,
 }
 
 /// Seconds a client should wait before retrying a 503.
@@ -72,7 +76,14 @@ pub fn error(err: &ApiError) -> Response<Body> {
     let details = match err {
         ApiError::InvalidRequest { field, .. } => Details {
             field: Some(field.as_str()),
+            ..Details::default()
         },
+        ApiError::SeatNotFound { seat_ids } | ApiError::SeatAlreadyReserved { seat_ids } => {
+            Details {
+                seat_ids: Some(seat_ids),
+                ..Details::default()
+            }
+        }
         _ => Details::default(),
     };
     let envelope = ErrorEnvelope {

@@ -15,6 +15,7 @@ pub enum Route {
     MyToken,
     ListSchedules { concert_id: u64 },
     ListSeats { concert_id: u64, schedule_id: u64 },
+    HoldSeats,
     AdminCreateUser,
     AdminCreateVenue,
     AdminCreateConcert,
@@ -86,6 +87,9 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
                 })
             }),
         ),
+        ["api", "v1", "reservations"] => {
+            ("/api/v1/reservations", one(post, "POST", Route::HoldSeats))
+        }
         ["api", "v1", "admin", "users"] => (
             "/api/v1/admin/users",
             one(post, "POST", Route::AdminCreateUser),

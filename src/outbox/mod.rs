@@ -10,6 +10,9 @@
 //! seatrush this keeps a flash sale's peak for the requests that clients wait on.
 
 pub mod events;
+pub mod reservations;
+mod rows;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;

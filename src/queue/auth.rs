@@ -36,7 +36,7 @@ impl TokenHolder {
 }
 
 /// A token is a hyphenated UUID; anything else is not a token we issued.
-fn parse_token(headers: &HeaderMap) -> Result<Uuid, ApiError> {
+pub fn parse_token(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     let raw = headers.get(HEADER).ok_or(ApiError::QueueTokenMissing)?;
     let text = raw
         .to_str()
@@ -51,19 +51,35 @@ fn parse_token(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     Uuid::try_parse(text).map_err(|_| ApiError::QueueTokenInvalid)
 }
 
+/// The schedule and user a token was issued for, from the token index.
+pub async fn indexed(app: &App, token: &Uuid) -> Result<Option<(u64, u64)>, ApiError> {
+    let mut redis = app.redis.clone();
+    let indexed: Option<String> = redis.hget(TOKEN_INDEX, token.to_string()).await?;
+    Ok(indexed
+        .as_deref()
+        .and_then(|v| v.split_once(':'))
+        .and_then(|(s, u)| Some((s.parse::<u64>().ok()?, u.parse::<u64>().ok()?))))
+}
+
+/// Why a token a schedule's script did not find there is refused: it is another schedule's
+/// (`QUEUE_TOKEN_WRONG_SCHEDULE`) or nobody's (`QUEUE_TOKEN_INVALID`).
+pub async fn not_here(app: &App, token: &Uuid, schedule_id: u64) -> ApiError {
+    match indexed(app, token).await {
+        Ok(Some((schedule, _))) if schedule != schedule_id => ApiError::QueueTokenWrongSchedule,
+        Ok(_) => ApiError::QueueTokenInvalid,
+        Err(e) => e,
+    }
+}
+
 /// Resolves the Queue-Token header to its live holder.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<TokenHolder, ApiError> {
     let token = parse_token(headers)?;
-    let mut redis = app.redis.clone();
-    let indexed: Option<String> = redis.hget(TOKEN_INDEX, token.to_string()).await?;
-    let (schedule_id, indexed_user) = indexed
-        .as_deref()
-        .and_then(|v| v.split_once(':'))
-        .and_then(|(s, u)| Some((s.parse::<u64>().ok()?, u.parse::<u64>().ok()?)))
+    let (schedule_id, indexed_user) = indexed(app, &token)
+        .await?
         .ok_or(ApiError::QueueTokenInvalid)?;
     match app
         .scripts
-        .token_status(&mut redis, &token, schedule_id)
+        .token_status(&mut app.redis.clone(), &token, schedule_id)
         .await?
     {
         StatusOutcome::Live { user_id, state } if user_id == indexed_user => Ok(TokenHolder {

@@ -29,6 +29,16 @@ pub struct ScheduleKeys {
     pub ended: String,
     /// SET: ids of the schedule's AVAILABLE seats.
     pub avail: String,
+    /// HASH seatId -> "seatNumber|price": every seat of the schedule.
+    pub seat: String,
+    /// HASH reservationId -> record (see lua/lib/holds.lua).
+    pub res: String,
+    /// ZSET reservationId -> expiresAt ms: RESERVED holds, for expiry.
+    pub holds: String,
+    /// HASH userId -> the user's RESERVED + PAID seats.
+    pub userseats: String,
+    /// STRING: reservation sequence.
+    pub rseq: String,
     /// STREAM: events for the write-behind flusher.
     pub outbox: String,
     /// STREAM: outbox entries that could not be applied.
@@ -49,6 +59,11 @@ impl ScheduleKeys {
             stats: key("stats"),
             ended: key("ended"),
             avail: key("avail"),
+            seat: key("seat"),
+            res: key("res"),
+            holds: key("holds"),
+            userseats: key("userseats"),
+            rseq: key("rseq"),
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
         }

@@ -8,18 +8,33 @@ use uuid::Uuid;
 use super::RedisConn;
 use super::keys::{ScheduleKeys, TOKEN_INDEX};
 
-const QUEUE_LIB: &str = include_str!("../../lua/lib/queue.lua");
+/// Helper files scripts may name on their first line, `-- uses: lib/a.lua lib/b.lua`.
+const LIBS: &[(&str, &str)] = &[
+    ("lib/queue.lua", include_str!("../../lua/lib/queue.lua")),
+    ("lib/holds.lua", include_str!("../../lua/lib/holds.lua")),
+];
 
-/// Prepends the helper library a script declares with `-- uses: lib/queue.lua`.
-fn with_lib(source: &'static str) -> Script {
-    if source.starts_with("-- uses: lib/queue.lua") {
-        Script::new(&format!("{QUEUE_LIB}\n{source}"))
-    } else {
-        Script::new(source)
+/// The script with the helpers it names prepended, so it stays one atomic unit in Redis.
+fn with_libs(source: &'static str) -> Script {
+    let mut full = String::new();
+    let uses = source
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("-- uses: "));
+    for name in uses.into_iter().flat_map(str::split_whitespace) {
+        let (_, lib) = LIBS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("a script uses {name}, which is not in LIBS"));
+        full.push_str(lib);
+        full.push('\n');
     }
+    full.push_str(source);
+    Script::new(&full)
 }
 
 pub struct Scripts {
+    hold_seats: Script,
     issue_tokens: Script,
     token_status: Script,
     admit_batch: Script,
@@ -71,15 +86,21 @@ impl Default for Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            issue_tokens: with_lib(include_str!("../../lua/issue_tokens.lua")),
-            token_status: with_lib(include_str!("../../lua/token_status.lua")),
-            admit_batch: with_lib(include_str!("../../lua/admit_batch.lua")),
+            hold_seats: with_libs(include_str!("../../lua/hold_seats.lua")),
+            issue_tokens: with_libs(include_str!("../../lua/issue_tokens.lua")),
+            token_status: with_libs(include_str!("../../lua/token_status.lua")),
+            admit_batch: with_libs(include_str!("../../lua/admit_batch.lua")),
         }
     }
 
     /// Loads every script so the first request already finds it cached.
     pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
-        for script in [&self.issue_tokens, &self.token_status, &self.admit_batch] {
+        for script in [
+            &self.hold_seats,
+            &self.issue_tokens,
+            &self.token_status,
+            &self.admit_batch,
+        ] {
             script.prepare_invoke().load_async(conn).await?;
         }
         Ok(())
@@ -203,6 +224,85 @@ impl Scripts {
             active,
             dropped,
         })
+    }
+}
+
+/// A new hold as `hold_seats` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub reservation_id: u64,
+    pub total_amount: u64,
+    pub reserved_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// (seatId, seatNumber, price) in request order.
+    pub seats: Vec<(u64, u64, u64)>,
+}
+
+#[derive(Debug)]
+pub enum HoldOutcome {
+    Held(Hold),
+    /// A refusal code, with the seat ids it names (missing or taken seats).
+    Refused(String, Vec<u64>),
+}
+
+impl Scripts {
+    /// Holds all of `seat_ids` for `user_id` under `token`, or none of them.
+    pub async fn hold_seats(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        token: &Uuid,
+        user_id: u64,
+        seat_ids: &[u64],
+    ) -> RedisResult<HoldOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = self
+            .hold_seats
+            .key(&k.cfg)
+            .key(&k.tokens)
+            .key(&k.seat)
+            .key(&k.avail)
+            .key(&k.res)
+            .key(&k.holds)
+            .key(&k.userseats)
+            .key(&k.stats)
+            .key(&k.rseq)
+            .key(&k.outbox)
+            .arg(schedule_id)
+            .arg(token.to_string())
+            .arg(user_id)
+            .arg(seat_ids)
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        let code = reply.code()?;
+        let rest = |from: usize| -> RedisResult<Vec<String>> {
+            (from..reply.0.len()).map(|i| reply.string(i)).collect()
+        };
+        if code != "OK" {
+            let seats = rest(1)?
+                .iter()
+                .map(|s| s.parse().map_err(|_| bad_reply(s)))
+                .collect::<RedisResult<_>>()?;
+            return Ok(HoldOutcome::Refused(code, seats));
+        }
+        let seats = rest(5)?
+            .iter()
+            .map(|s| {
+                let mut parts = s.split('|').map(str::parse::<u64>);
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
+                    _ => Err(bad_reply(s)),
+                }
+            })
+            .collect::<RedisResult<_>>()?;
+        Ok(HoldOutcome::Held(Hold {
+            reservation_id: reply.uint(1)?,
+            total_amount: reply.uint(2)?,
+            reserved_at_ms: reply.opt_int(3)?.unwrap_or_default(),
+            expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
+            seats,
+        }))
     }
 }
 

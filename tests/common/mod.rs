@@ -49,6 +49,9 @@ fn test_config() -> Config {
     config.mysql_primary_url = pick("SEATRUSH_MYSQL_PRIMARY_URL");
     config.mysql_replica_url = pick("SEATRUSH_MYSQL_REPLICA_URL");
     config.admin_key = ADMIN_KEY.into();
+    // Tests wait for drains with deadlines; the flusher's holding back under load is
+    // covered by its own unit test and would only make those waits longer here.
+    config.flush_busy_rps = u64::MAX;
     config
 }
 
@@ -326,10 +329,34 @@ impl TestApp {
 
     /// A token for a new user on `schedule`, which must come out ACTIVE.
     pub async fn active_token(&self, schedule: u64) -> String {
+        self.active_user(schedule).await.1
+    }
+
+    /// A new user and their ACTIVE token on `schedule`.
+    pub async fn active_user(&self, schedule: u64) -> (u64, String) {
         let user = self.create_user().await;
         let rsp = self.issue(user, schedule).await;
         assert_eq!(rsp.str("status"), "ACTIVE", "{:?}", rsp.body);
-        rsp.str("token")
+        (user, rsp.str("token"))
+    }
+
+    /// The schedule's seat ids by seat number.
+    pub async fn seats_of(&self, schedule: u64) -> Vec<u64> {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.app.db.primary.get_conn().await.unwrap();
+        conn.exec(
+            "SELECT id FROM seats WHERE schedule_id = ? ORDER BY seat_number",
+            (schedule,),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// `POST /api/v1/reservations`
+    pub async fn hold(&self, token: &str, schedule: u64, user: u64, seats: &[u64]) -> Rsp {
+        let body = format!(r#"{{"scheduleId":{schedule},"seatIds":{seats:?},"userId":{user}}}"#);
+        self.post("/api/v1/reservations", &[("queue-token", token)], &body)
+            .await
     }
 
     pub async fn set_queue(&self, schedule: u64, json: &str) -> Rsp {

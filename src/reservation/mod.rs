@@ -1,0 +1,149 @@
+//! Seat holds (SPEC §3 row 4, §4 "Seat holds"): one script (`lua/hold_seats.lua`) checks the
+//! ACTIVE token, the booking window, the user's seat limit and every seat, then holds all of
+//! them or none and appends the reservation to the schedule's outbox.
+
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::request::JsonObject;
+use crate::http::response::{self, Body};
+use crate::queue::auth;
+use crate::redis::scripts::{Hold, HoldOutcome};
+use crate::time::iso_ms;
+
+/// Most seats one request may name (the per-user limit is usually far lower).
+const MAX_SEATS_PER_REQUEST: usize = 100;
+
+/// Crockford's base-32 alphabet: no I, L, O or U to misread.
+const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// The human-friendly reservation number, `R<yyyymmdd>-<11 characters>`: the reservation
+/// date, then the id scrambled by an odd multiplier modulo 2^55 (a bijection, so numbers are
+/// unique like ids without showing their sequence) in base 32.
+pub fn reservation_number(id: u64, reserved_at_ms: i64) -> String {
+    const BITS: u32 = 55;
+    let scrambled = id.wrapping_mul(0x2545_F491_4F6C_DD1D) & ((1 << BITS) - 1);
+    let code: String = (0..BITS.div_ceil(5))
+        .rev()
+        .map(|i| BASE32[((scrambled >> (i * 5)) & 31) as usize] as char)
+        .collect();
+    let date = chrono::DateTime::from_timestamp_millis(reserved_at_ms)
+        .unwrap_or_default()
+        .format("%Y%m%d");
+    format!("R{date}-{code}")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeatView {
+    seat_id: u64,
+    seat_number: u64,
+    price: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReservationView {
+    reservation_id: u64,
+    reservation_number: String,
+    user_id: u64,
+    schedule_id: u64,
+    seats: Vec<SeatView>,
+    total_amount: u64,
+    status: &'static str,
+    reserved_at: String,
+    expires_at: String,
+}
+
+fn refusal(code: &str, seat_ids: Vec<u64>) -> ApiError {
+    match code {
+        "SCHEDULE_NOT_FOUND" => ApiError::ScheduleNotFound,
+        "QUEUE_TOKEN_INVALID" => ApiError::QueueTokenInvalid,
+        "QUEUE_TOKEN_NOT_ACTIVE" => ApiError::QueueTokenNotActive,
+        "FORBIDDEN" => ApiError::Forbidden,
+        "BOOKING_NOT_OPEN" => ApiError::BookingNotOpen,
+        "BOOKING_CLOSED" => ApiError::BookingClosed,
+        "SEAT_NOT_FOUND" => ApiError::SeatNotFound { seat_ids },
+        "SEAT_LIMIT_EXCEEDED" => ApiError::SeatLimitExceeded,
+        "SEAT_ALREADY_RESERVED" => ApiError::SeatAlreadyReserved { seat_ids },
+        other => ApiError::Internal(format!("hold_seats returned {other}")),
+    }
+}
+
+/// `POST /api/v1/reservations`
+pub async fn hold_seats(
+    app: &App,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+) -> Result<Response<Body>, ApiError> {
+    let token = auth::parse_token(headers)?;
+    let body = JsonObject::parse(body)?;
+    let schedule_id = body.id("scheduleId")?;
+    let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
+    let user_id = body.id("userId")?;
+    let outcome = app
+        .scripts
+        .hold_seats(
+            &mut app.redis.clone(),
+            schedule_id,
+            &token,
+            user_id,
+            &seat_ids,
+        )
+        .await?;
+    let hold: Hold = match outcome {
+        HoldOutcome::Held(hold) => hold,
+        HoldOutcome::Refused(code, _) if code == "TOKEN_NOT_HERE" => {
+            return Err(auth::not_here(app, &token, schedule_id).await);
+        }
+        HoldOutcome::Refused(code, seats) => return Err(refusal(&code, seats)),
+    };
+    metrics::counter!("seatrush_seats_held_total").increment(hold.seats.len() as u64);
+    Ok(response::ok(
+        StatusCode::CREATED,
+        &ReservationView {
+            reservation_id: hold.reservation_id,
+            reservation_number: reservation_number(hold.reservation_id, hold.reserved_at_ms),
+            user_id,
+            schedule_id,
+            seats: hold
+                .seats
+                .iter()
+                .map(|&(seat_id, seat_number, price)| SeatView {
+                    seat_id,
+                    seat_number,
+                    price,
+                })
+                .collect(),
+            total_amount: hold.total_amount,
+            status: "RESERVED",
+            reserved_at: iso_ms(hold.reserved_at_ms),
+            expires_at: iso_ms(hold.expires_at_ms),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservation_numbers_are_dated_distinct_and_readable() {
+        let at = 1_798_138_800_000; // 2026-12-24T19:00:00Z
+        let a = reservation_number(12 << 32 | 1, at);
+        let b = reservation_number(12 << 32 | 2, at);
+        assert!(
+            a.starts_with("R20261224-") && a.len() == "R20261224-".len() + 11,
+            "{a}"
+        );
+        assert_ne!(a, b);
+        assert!(a[10..].chars().all(|c| BASE32.contains(&(c as u8))));
+        let many: std::collections::HashSet<String> = (1..5000u64)
+            .map(|n| reservation_number(7 << 32 | n, at))
+            .collect();
+        assert_eq!(many.len(), 4999);
+    }
+}

@@ -1,0 +1,368 @@
+//! Seat holds (SPEC §3 row 4, §4 "Seat holds") on the real server: the hold itself, every
+//! error code, and the races with real parallel requests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{OPEN_NOW, TestApp, eventually, spawn_all};
+use redis::AsyncCommands;
+use seatrush::redis::keys::ScheduleKeys;
+use simd_json::prelude::*;
+
+/// A schedule open now with `seats` seats where anyone may be admitted at once.
+async fn open_schedule(app: &TestApp, seats: u64) -> (u64, Vec<u64>) {
+    let (_, schedule) = app.create_schedule(OPEN_NOW, seats).await;
+    app.set_queue(
+        schedule,
+        r#"{"admissionPerSecond": 100000, "maxActiveUsers": 100000}"#,
+    )
+    .await;
+    (schedule, app.seats_of(schedule).await)
+}
+
+fn seat_ids_of(rsp: &common::Rsp) -> Vec<u64> {
+    rsp.data()["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seatId"].as_u64().unwrap())
+        .collect()
+}
+
+fn detail_seats(rsp: &common::Rsp) -> Vec<u64> {
+    rsp.body["error"]["details"]["seatIds"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", rsp.body))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_takes_every_seat_it_names() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 5).await;
+    let (user, token) = app.active_user(schedule).await;
+    let rsp = app
+        .hold(&token, schedule, user, &[seats[3], seats[1]])
+        .await;
+    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    assert_eq!(rsp.str("status"), "RESERVED");
+    assert_eq!((rsp.u64("userId"), rsp.u64("scheduleId")), (user, schedule));
+    assert_eq!(rsp.u64("totalAmount"), 100_000);
+    assert_eq!(seat_ids_of(&rsp), vec![seats[3], seats[1]]);
+    assert_eq!(rsp.data()["seats"][0]["seatNumber"].as_u64(), Some(4));
+    assert_eq!(rsp.data()["seats"][0]["price"].as_u64(), Some(50_000));
+    let number = rsp.str("reservationNumber");
+    assert!(number.starts_with('R') && number.contains('-'), "{number}");
+    let reserved = chrono::DateTime::parse_from_rfc3339(&rsp.str("reservedAt")).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(&rsp.str("expiresAt")).unwrap();
+    assert_eq!((expires - reserved).num_seconds(), 300, "holdTtlSeconds");
+    assert!(rsp.u64("reservationId") > 0);
+
+    let state = app.queue_state(schedule).await;
+    assert_eq!(state.u64("heldSeats"), 2);
+    let free: HashSet<u64> = app
+        .redis()
+        .smembers(ScheduleKeys::new(schedule).avail)
+        .await
+        .unwrap();
+    assert_eq!(free, HashSet::from([seats[0], seats[2], seats[4]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_errors() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 6).await;
+    let (other_schedule, other_seats) = open_schedule(&app, 2).await;
+    let (user, token) = app.active_user(schedule).await;
+    let (someone, someones_token) = app.active_user(schedule).await;
+
+    let path = "/api/v1/reservations";
+    app.post(path, &[], r#"{"scheduleId":1,"seatIds":[1],"userId":1}"#)
+        .await
+        .assert_error(401, "QUEUE_TOKEN_MISSING");
+    for (body, field) in [
+        (
+            format!(r#"{{"seatIds":[{}],"userId":{user}}}"#, seats[0]),
+            "scheduleId",
+        ),
+        (
+            format!(r#"{{"scheduleId":{schedule},"seatIds":[],"userId":{user}}}"#),
+            "seatIds",
+        ),
+        (
+            format!(
+                r#"{{"scheduleId":{schedule},"seatIds":[{0},{0}],"userId":{user}}}"#,
+                seats[0]
+            ),
+            "seatIds[1]",
+        ),
+        (
+            format!(
+                r#"{{"scheduleId":{schedule},"seatIds":["{}"],"userId":{user}}}"#,
+                seats[0]
+            ),
+            "seatIds[0]",
+        ),
+        (
+            format!(
+                r#"{{"scheduleId":{schedule},"seatIds":[{}],"userId":-1}}"#,
+                seats[0]
+            ),
+            "userId",
+        ),
+        ("[]".to_string(), "body"),
+    ] {
+        let rsp = app.post(path, &[("queue-token", &token)], &body).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), field, "{body}");
+    }
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    app.hold(&unknown, schedule, user, &seats[..1])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    app.hold(&token, other_schedule, user, &other_seats[..1])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_WRONG_SCHEDULE");
+    app.hold(&someones_token, schedule, user, &seats[..1])
+        .await
+        .assert_error(403, "FORBIDDEN");
+    app.hold(&token, 999_999_999, user, &seats[..1])
+        .await
+        .assert_error(404, "SCHEDULE_NOT_FOUND");
+
+    let rsp = app
+        .hold(&token, schedule, user, &[seats[0], other_seats[0]])
+        .await;
+    rsp.assert_error(404, "SEAT_NOT_FOUND");
+    assert_eq!(detail_seats(&rsp), vec![other_seats[0]]);
+
+    assert_eq!(
+        app.hold(&someones_token, schedule, someone, &seats[..2])
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+    let rsp = app
+        .hold(&token, schedule, user, &[seats[1], seats[2]])
+        .await;
+    rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
+    assert_eq!(detail_seats(&rsp), vec![seats[1]]);
+
+    app.hold(&token, schedule, user, &seats[1..6])
+        .await
+        .assert_error(422, "SEAT_LIMIT_EXCEEDED");
+
+    // A WAITING token may not hold.
+    app.set_queue(schedule, r#"{"paused": true}"#).await;
+    let waiter = app.create_user().await;
+    let waiting = app.issue(waiter, schedule).await;
+    app.hold(&waiting.str("token"), schedule, waiter, &seats[5..])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_NOT_ACTIVE");
+
+    // Outside the booking window (moved in Redis, where the scripts read it).
+    let cfg = ScheduleKeys::new(schedule).cfg;
+    let mut redis = app.redis();
+    let now = chrono::Utc::now().timestamp_millis();
+    let _: () = redis
+        .hset(&cfg, "bookingOpenAt", now + 60_000)
+        .await
+        .unwrap();
+    app.hold(&token, schedule, user, &seats[5..])
+        .await
+        .assert_error(422, "BOOKING_NOT_OPEN");
+    let _: () = redis
+        .hset(&cfg, "bookingOpenAt", now - 60_000)
+        .await
+        .unwrap();
+    let _: () = redis
+        .hset(&cfg, "bookingCloseAt", now - 1_000)
+        .await
+        .unwrap();
+    app.hold(&token, schedule, user, &seats[5..])
+        .await
+        .assert_error(422, "BOOKING_CLOSED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_users_racing_for_one_seat_leave_one_winner() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 3).await;
+    let racers = spawn_all((0..200).map(|_| {
+        let app = app.clone();
+        async move { app.active_user(schedule).await }
+    }))
+    .await;
+    let seat = seats[1];
+    let results = spawn_all(racers.into_iter().map(|(user, token)| {
+        let app = app.clone();
+        async move { app.hold(&token, schedule, user, &[seat]).await }
+    }))
+    .await;
+    let won = results.iter().filter(|r| r.status.as_u16() == 201).count();
+    let lost = results
+        .iter()
+        .filter(|r| r.code() == "SEAT_ALREADY_RESERVED")
+        .count();
+    assert_eq!((won, lost), (1, 199));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_pairs_never_share_a_seat() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 10).await;
+    let holders = spawn_all((0..100).map(|_| {
+        let app = app.clone();
+        async move { app.active_user(schedule).await }
+    }))
+    .await;
+    let results = spawn_all(holders.into_iter().enumerate().map(|(i, (user, token))| {
+        let app = app.clone();
+        let pair = [seats[i % 10], seats[(i + 1) % 10]];
+        async move { app.hold(&token, schedule, user, &pair).await }
+    }))
+    .await;
+    let mut held = Vec::new();
+    for rsp in &results {
+        match rsp.status.as_u16() {
+            201 => held.extend(seat_ids_of(rsp)),
+            409 => assert_eq!(rsp.code(), "SEAT_ALREADY_RESERVED"),
+            other => panic!("{other}: {:?}", rsp.body),
+        }
+    }
+    let distinct: HashSet<u64> = held.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        held.len(),
+        "a seat is in two holds: {held:?}"
+    );
+    assert!(!held.is_empty());
+    let free: HashSet<u64> = app
+        .redis()
+        .smembers(ScheduleKeys::new(schedule).avail)
+        .await
+        .unwrap();
+    assert!(free.is_disjoint(&distinct));
+    assert_eq!(
+        free.len() + distinct.len(),
+        10,
+        "every seat is free or held"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hold_leaves_its_free_seats_free() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 4).await;
+    let (a, a_token) = app.active_user(schedule).await;
+    let (b, b_token) = app.active_user(schedule).await;
+    assert_eq!(
+        app.hold(&a_token, schedule, a, &[seats[1]])
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+    let rsp = app.hold(&b_token, schedule, b, &[seats[0], seats[1]]).await;
+    rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
+    let free: bool = app
+        .redis()
+        .sismember(ScheduleKeys::new(schedule).avail, seats[0])
+        .await
+        .unwrap();
+    assert!(free, "the free seat of a refused hold stays available");
+    assert_eq!(
+        app.hold(&b_token, schedule, b, &[seats[0]])
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_holds_of_one_user_stay_within_the_seat_limit() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 30).await;
+    let (user, token) = app.active_user(schedule).await;
+    let results = spawn_all(seats.iter().take(20).map(|&seat| {
+        let app = app.clone();
+        let token = token.clone();
+        async move { app.hold(&token, schedule, user, &[seat]).await }
+    }))
+    .await;
+    let held = results.iter().filter(|r| r.status.as_u16() == 201).count();
+    let refused = results
+        .iter()
+        .filter(|r| r.code() == "SEAT_LIMIT_EXCEEDED")
+        .count();
+    assert_eq!((held, refused), (4, 16), "maxSeatsPerUser is 4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
+    use mysql_async::prelude::Queryable;
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 8).await;
+    let holders = spawn_all((0..6).map(|_| {
+        let app = app.clone();
+        async move { app.active_user(schedule).await }
+    }))
+    .await;
+    for (i, (user, token)) in holders.iter().enumerate() {
+        let rsp = app.hold(token, schedule, *user, &[seats[i]]).await;
+        assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    }
+    let keys = ScheduleKeys::new(schedule);
+    let redis = app.redis();
+    eventually(Duration::from_secs(10), "the outbox to drain", || {
+        let mut redis = redis.clone();
+        let outbox = keys.outbox.clone();
+        async move { (redis.xlen::<_, u64>(&outbox).await.unwrap() == 0).then_some(()) }
+    })
+    .await;
+    let in_redis: std::collections::HashMap<String, String> =
+        redis.clone().hgetall(&keys.res).await.unwrap();
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    let rows: Vec<(u64, u64, String, u64)> = conn
+        .exec(
+            "SELECT id, user_id, status, total_amount FROM reservations WHERE schedule_id = ?",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), in_redis.len());
+    assert_eq!(rows.len(), 6);
+    for (id, user, status, total) in rows {
+        let record: Vec<String> = in_redis[&id.to_string()]
+            .split('|')
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            (user.to_string(), status, total.to_string()),
+            (record[0].clone(), record[1].clone(), record[2].clone())
+        );
+    }
+    let free: HashSet<u64> = redis.clone().smembers(&keys.avail).await.unwrap();
+    let states: Vec<(u64, String)> = conn
+        .exec(
+            "SELECT id, status FROM seats WHERE schedule_id = ?",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    for (seat, status) in states {
+        let expected = if free.contains(&seat) {
+            "AVAILABLE"
+        } else {
+            "HELD"
+        };
+        assert_eq!(status, expected, "seat {seat}");
+    }
+}
