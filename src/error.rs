@@ -25,6 +25,8 @@ pub enum ApiError {
     ConcertNotFound,
     #[error("schedule not found")]
     ScheduleNotFound,
+    #[error("reservation not found")]
+    ReservationNotFound,
     #[error("seat not found in this schedule")]
     SeatNotFound { seat_ids: Vec<u64> },
     #[error("no such route")]
@@ -35,6 +37,10 @@ pub enum ApiError {
     TokenAlreadyIssued,
     #[error("seats are already reserved")]
     SeatAlreadyReserved { seat_ids: Vec<u64> },
+    #[error("a payment of this reservation is in progress")]
+    PaymentInProgress,
+    #[error("only a RESERVED reservation can be cancelled")]
+    ReservationNotCancellable,
     #[error("the user would hold more seats than this schedule allows")]
     SeatLimitExceeded,
     #[error("booking for this schedule has not opened yet")]
@@ -73,11 +79,17 @@ impl ApiError {
             UserNotFound => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
             ConcertNotFound => (StatusCode::NOT_FOUND, "CONCERT_NOT_FOUND"),
             ScheduleNotFound => (StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
+            ReservationNotFound => (StatusCode::NOT_FOUND, "RESERVATION_NOT_FOUND"),
             SeatNotFound { .. } => (StatusCode::NOT_FOUND, "SEAT_NOT_FOUND"),
             NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             TokenAlreadyIssued => (StatusCode::CONFLICT, "TOKEN_ALREADY_ISSUED"),
             SeatAlreadyReserved { .. } => (StatusCode::CONFLICT, "SEAT_ALREADY_RESERVED"),
+            PaymentInProgress => (StatusCode::CONFLICT, "PAYMENT_IN_PROGRESS"),
+            ReservationNotCancellable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "RESERVATION_NOT_CANCELLABLE",
+            ),
             SeatLimitExceeded => (StatusCode::UNPROCESSABLE_ENTITY, "SEAT_LIMIT_EXCEEDED"),
             BookingNotOpen => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_NOT_OPEN"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),

@@ -366,3 +366,178 @@ async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
         assert_eq!(status, expected, "seat {seat}");
     }
 }
+
+fn reservation_path(id: u64) -> String {
+    format!("/api/v1/reservations/{id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_reads_and_cancels_a_hold() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 3).await;
+    let (user, token) = app.active_user(schedule).await;
+    let held = app.hold(&token, schedule, user, &[seats[2]]).await;
+    let id = held.u64("reservationId");
+    let auth = [("queue-token", token.as_str())];
+
+    let read = app.get(&reservation_path(id), &auth).await;
+    assert_eq!(read.status.as_u16(), 200, "{:?}", read.body);
+    assert_eq!(read.str("status"), "RESERVED");
+    assert_eq!(read.str("reservationNumber"), held.str("reservationNumber"));
+    assert_eq!(read.data()["seats"][0]["seatNumber"].as_u64(), Some(3));
+    assert_eq!(read.str("expiresAt"), held.str("expiresAt"));
+
+    let cancelled = app
+        .request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
+        .await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.str("status"), "CANCELLED");
+    assert_eq!(
+        app.get(&reservation_path(id), &auth).await.str("status"),
+        "CANCELLED"
+    );
+    let free: bool = app
+        .redis()
+        .sismember(ScheduleKeys::new(schedule).avail, seats[2])
+        .await
+        .unwrap();
+    assert!(free, "a cancelled hold's seats are available again");
+    assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
+    app.request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
+        .await
+        .assert_error(422, "RESERVATION_NOT_CANCELLABLE");
+    // The seats count towards the limit no more: four new ones fit.
+    let more = app.hold(&token, schedule, user, &seats).await;
+    assert_eq!(more.status.as_u16(), 201, "{:?}", more.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_and_cancelling_errors() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 3).await;
+    let (user, token) = app.active_user(schedule).await;
+    let (_, stranger) = app.active_user(schedule).await;
+    let id = app
+        .hold(&token, schedule, user, &[seats[0]])
+        .await
+        .u64("reservationId");
+    for method in [hyper::Method::GET, hyper::Method::DELETE] {
+        let call = |path: String, token: Option<&str>| {
+            let app = app.clone();
+            let method = method.clone();
+            let token = token.map(str::to_string);
+            async move {
+                let headers: Vec<(&str, &str)> = token
+                    .as_deref()
+                    .map(|t| vec![("queue-token", t)])
+                    .unwrap_or_default();
+                app.request(method, &path, &headers, None).await
+            }
+        };
+        call(reservation_path(id), None)
+            .await
+            .assert_error(401, "QUEUE_TOKEN_MISSING");
+        call(reservation_path(id), Some("nonsense"))
+            .await
+            .assert_error(401, "QUEUE_TOKEN_INVALID");
+        call(reservation_path(id), Some(&stranger))
+            .await
+            .assert_error(403, "FORBIDDEN");
+        call(reservation_path(schedule << 32 | 999_999), Some(&token))
+            .await
+            .assert_error(404, "RESERVATION_NOT_FOUND");
+        call(reservation_path(999_999), Some(&token))
+            .await
+            .assert_error(404, "RESERVATION_NOT_FOUND");
+        let rsp = call("/api/v1/reservations/abc".into(), Some(&token)).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), "reservationId");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_expire_on_their_own_within_a_second() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 3).await;
+    app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
+    let (user, token) = app.active_user(schedule).await;
+    let held = app.hold(&token, schedule, user, &seats[..2]).await;
+    let id = held.u64("reservationId");
+    let expires = chrono::DateTime::parse_from_rfc3339(&held.str("expiresAt")).unwrap();
+    let auth = [("queue-token", token.as_str())];
+    let ended = eventually(Duration::from_secs(5), "the hold to expire", || async {
+        (app.get(&reservation_path(id), &auth).await.str("status") == "EXPIRED")
+            .then(chrono::Utc::now)
+    })
+    .await;
+    let late = (ended - expires.with_timezone(&chrono::Utc)).num_milliseconds();
+    assert!(late < 1000, "expired {late} ms after expiresAt");
+    let free: HashSet<u64> = app
+        .redis()
+        .smembers(ScheduleKeys::new(schedule).avail)
+        .await
+        .unwrap();
+    assert_eq!(free.len(), 3);
+    assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
+    app.request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
+        .await
+        .assert_error(422, "RESERVATION_NOT_CANCELLABLE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_racing_cancels_ends_each_hold_exactly_once() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 30).await;
+    app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
+    let holders = spawn_all((0..30).map(|_| {
+        let app = app.clone();
+        async move { app.active_user(schedule).await }
+    }))
+    .await;
+    let mut holds = Vec::new();
+    for (i, (user, token)) in holders.into_iter().enumerate() {
+        let rsp = app.hold(&token, schedule, user, &[seats[i]]).await;
+        holds.push((rsp.u64("reservationId"), token));
+    }
+    // Cancels spread across the moment the holds expire.
+    let outcomes = spawn_all(holds.into_iter().enumerate().map(|(i, (id, token))| {
+        let app = app.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(700 + 20 * i as u64)).await;
+            let auth = [("queue-token", token.as_str())];
+            let cancel = app
+                .request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
+                .await;
+            (id, token, cancel.status.as_u16(), cancel.code().to_string())
+        }
+    }))
+    .await;
+    let mut cancelled = 0;
+    for (id, token, status, code) in &outcomes {
+        let auth = [("queue-token", token.as_str())];
+        let final_status = eventually(Duration::from_secs(5), "the hold to end", || async {
+            let s = app.get(&reservation_path(*id), &auth).await.str("status");
+            (s != "RESERVED").then_some(s)
+        })
+        .await;
+        match status {
+            200 => {
+                assert_eq!(final_status, "CANCELLED");
+                cancelled += 1;
+            }
+            422 => {
+                assert_eq!(code, "RESERVATION_NOT_CANCELLABLE");
+                assert_eq!(final_status, "EXPIRED");
+            }
+            other => panic!("cancel answered {other} {code}"),
+        }
+    }
+    let free: HashSet<u64> = app
+        .redis()
+        .smembers(ScheduleKeys::new(schedule).avail)
+        .await
+        .unwrap();
+    assert_eq!(free.len(), 30, "every seat came back exactly once");
+    assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
+    println!("{cancelled} cancelled, {} expired first", 30 - cancelled);
+}

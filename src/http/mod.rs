@@ -142,6 +142,12 @@ async fn dispatch(
         Route::HoldSeats => {
             crate::reservation::hold_seats(app, &parts.headers, read_body().await?).await
         }
+        Route::GetReservation { reservation_id } => {
+            crate::reservation::get(app, &parts.headers, reservation_id).await
+        }
+        Route::CancelReservation { reservation_id } => {
+            crate::reservation::cancel(app, &parts.headers, reservation_id).await
+        }
         Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
         Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
         Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,

@@ -16,6 +16,8 @@ pub enum Route {
     ListSchedules { concert_id: u64 },
     ListSeats { concert_id: u64, schedule_id: u64 },
     HoldSeats,
+    GetReservation { reservation_id: u64 },
+    CancelReservation { reservation_id: u64 },
     AdminCreateUser,
     AdminCreateVenue,
     AdminCreateConcert,
@@ -90,6 +92,17 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
         ["api", "v1", "reservations"] => {
             ("/api/v1/reservations", one(post, "POST", Route::HoldSeats))
         }
+        ["api", "v1", "reservations", id] => (
+            "/api/v1/reservations/{reservationId}",
+            allow(get || method == Method::DELETE, "GET, DELETE").and_then(|()| {
+                let reservation_id = path_id(id, "reservationId")?;
+                Ok(if get {
+                    Route::GetReservation { reservation_id }
+                } else {
+                    Route::CancelReservation { reservation_id }
+                })
+            }),
+        ),
         ["api", "v1", "admin", "users"] => (
             "/api/v1/admin/users",
             one(post, "POST", Route::AdminCreateUser),

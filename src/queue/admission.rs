@@ -1,6 +1,8 @@
-//! The admission loop: about every 100 ms, one `admit_batch` script per schedule expires what
-//! is due and admits from the head of the queue. Every instance runs it; the script holds the
-//! limits, so running it on many instances at once admits no more than one would.
+//! The admission loop: about every 100 ms, one `admit_batch` script per schedule expires
+//! tokens that are due and admits from the head of the queue, and one `expire_holds` script
+//! ends the seat holds that are due (so seats come back within a second of expiry). Every
+//! instance runs it; the scripts hold the limits, so running it on many instances at once
+//! admits and expires no more than one would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +42,10 @@ pub async fn tick(app: &App) -> redis::RedisResult<()> {
                 .hdel::<_, _, ()>(TOKEN_INDEX, &outcome.dropped)
                 .await?;
         }
+        let holds_expired = app.scripts.expire_holds(&mut redis, id).await?;
         let schedule = id.to_string();
+        metrics::counter!("seatrush_holds_expired_total", "schedule" => schedule.clone())
+            .increment(holds_expired);
         metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule.clone())
             .increment(outcome.admitted);
         metrics::counter!("seatrush_queue_expired_total", "schedule" => schedule.clone())

@@ -34,6 +34,8 @@ fn with_libs(source: &'static str) -> Script {
 }
 
 pub struct Scripts {
+    cancel_hold: Script,
+    expire_holds: Script,
     hold_seats: Script,
     issue_tokens: Script,
     token_status: Script,
@@ -86,6 +88,8 @@ impl Default for Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Self {
+            cancel_hold: with_libs(include_str!("../../lua/cancel_hold.lua")),
+            expire_holds: with_libs(include_str!("../../lua/expire_holds.lua")),
             hold_seats: with_libs(include_str!("../../lua/hold_seats.lua")),
             issue_tokens: with_libs(include_str!("../../lua/issue_tokens.lua")),
             token_status: with_libs(include_str!("../../lua/token_status.lua")),
@@ -96,6 +100,8 @@ impl Scripts {
     /// Loads every script so the first request already finds it cached.
     pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
         for script in [
+            &self.cancel_hold,
+            &self.expire_holds,
             &self.hold_seats,
             &self.issue_tokens,
             &self.token_status,
@@ -303,6 +309,54 @@ impl Scripts {
             expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
             seats,
         }))
+    }
+}
+
+impl Scripts {
+    /// Cancels reservation `id` for `user_id`: `Ok(record)` after cancelling, or the
+    /// refusal code.
+    pub async fn cancel_hold(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        id: u64,
+        user_id: u64,
+    ) -> RedisResult<Result<String, String>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = self
+            .cancel_hold
+            .key(&k.res)
+            .key(&k.holds)
+            .key(&k.avail)
+            .key(&k.userseats)
+            .key(&k.stats)
+            .key(&k.outbox)
+            .arg(id)
+            .arg(user_id)
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        let code = reply.code()?;
+        Ok(if code == "OK" {
+            Ok(reply.string(1)?)
+        } else {
+            Err(code)
+        })
+    }
+
+    /// Expires the schedule's holds that are due; returns how many.
+    pub async fn expire_holds(&self, conn: &mut RedisConn, schedule_id: u64) -> RedisResult<u64> {
+        let k = ScheduleKeys::new(schedule_id);
+        self.expire_holds
+            .key(&k.res)
+            .key(&k.holds)
+            .key(&k.avail)
+            .key(&k.userseats)
+            .key(&k.stats)
+            .key(&k.outbox)
+            .arg(PER_TICK)
+            .invoke_async(conn)
+            .await
     }
 }
 

@@ -1,6 +1,8 @@
-//! Seat holds (SPEC §3 row 4, §4 "Seat holds"): one script (`lua/hold_seats.lua`) checks the
-//! ACTIVE token, the booking window, the user's seat limit and every seat, then holds all of
-//! them or none and appends the reservation to the schedule's outbox.
+//! Seat holds (SPEC §3 rows 4, 4b, 4c; §4 "Seat holds"): one script (`lua/hold_seats.lua`)
+//! checks the ACTIVE token, the booking window, the user's seat limit and every seat, then
+//! holds all of them or none and appends the reservation to the schedule's outbox. The
+//! owner reads a reservation, or cancels it while RESERVED (`lua/cancel_hold.lua`); the
+//! admission loop expires holds that are due (`lua/expire_holds.lua`).
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -10,7 +12,9 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::request::JsonObject;
 use crate::http::response::{self, Body};
+use crate::outbox::reservations::ReservationRow;
 use crate::queue::auth;
+use crate::redis::keys::ScheduleKeys;
 use crate::redis::scripts::{Hold, HoldOutcome};
 use crate::time::iso_ms;
 
@@ -53,7 +57,7 @@ struct ReservationView {
     schedule_id: u64,
     seats: Vec<SeatView>,
     total_amount: u64,
-    status: &'static str,
+    status: String,
     reserved_at: String,
     expires_at: String,
 }
@@ -119,11 +123,105 @@ pub async fn hold_seats(
                 })
                 .collect(),
             total_amount: hold.total_amount,
-            status: "RESERVED",
+            status: "RESERVED".into(),
             reserved_at: iso_ms(hold.reserved_at_ms),
             expires_at: iso_ms(hold.expires_at_ms),
         },
     ))
+}
+
+/// The schedule a reservation id belongs to (ids are scheduleId * 2^32 + a sequence).
+fn schedule_of(reservation_id: u64) -> u64 {
+    reservation_id >> 32
+}
+
+/// The client-facing view of a stored reservation; a hold being paid is still RESERVED.
+async fn view(app: &App, row: &ReservationRow) -> Result<ReservationView, ApiError> {
+    let catalogue = app
+        .catalogue
+        .seats(&app.db, &app.health, row.schedule_id)
+        .await?
+        .unwrap_or_default();
+    let number_of = |seat: u64| {
+        catalogue
+            .iter()
+            .find(|s| s.seat_id == seat)
+            .map_or(0, |s| s.seat_number)
+    };
+    Ok(ReservationView {
+        reservation_id: row.id,
+        reservation_number: reservation_number(row.id, row.reserved_at_ms),
+        user_id: row.user_id,
+        schedule_id: row.schedule_id,
+        seats: row
+            .seats
+            .iter()
+            .map(|&(seat_id, price)| SeatView {
+                seat_id,
+                seat_number: number_of(seat_id),
+                price,
+            })
+            .collect(),
+        total_amount: row.total_amount,
+        status: match row.status.as_str() {
+            "PAYING" => "RESERVED".into(),
+            other => other.into(),
+        },
+        reserved_at: iso_ms(row.reserved_at_ms),
+        expires_at: iso_ms(row.expires_at_ms),
+    })
+}
+
+/// `GET /api/v1/reservations/{reservationId}`: the owner's token (any live one).
+pub async fn get(
+    app: &App,
+    headers: &HeaderMap,
+    reservation_id: u64,
+) -> Result<Response<Body>, ApiError> {
+    let holder = auth::authenticate(app, headers).await?;
+    let schedule_id = schedule_of(reservation_id);
+    let record: Option<String> = redis::cmd("HGET")
+        .arg(ScheduleKeys::new(schedule_id).res)
+        .arg(reservation_id)
+        .query_async(&mut app.redis.clone())
+        .await?;
+    let record = record.ok_or(ApiError::ReservationNotFound)?;
+    let row = ReservationRow::parse(&reservation_id.to_string(), schedule_id, &record)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if row.user_id != holder.user_id {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(response::ok(StatusCode::OK, &view(app, &row).await?))
+}
+
+/// `DELETE /api/v1/reservations/{reservationId}`: the owner cancels a RESERVED hold.
+pub async fn cancel(
+    app: &App,
+    headers: &HeaderMap,
+    reservation_id: u64,
+) -> Result<Response<Body>, ApiError> {
+    let holder = auth::authenticate(app, headers).await?;
+    let schedule_id = schedule_of(reservation_id);
+    let record = app
+        .scripts
+        .cancel_hold(
+            &mut app.redis.clone(),
+            schedule_id,
+            reservation_id,
+            holder.user_id,
+        )
+        .await?
+        .map_err(|code| match code.as_str() {
+            "RESERVATION_NOT_FOUND" => ApiError::ReservationNotFound,
+            "FORBIDDEN" => ApiError::Forbidden,
+            "PAYMENT_IN_PROGRESS" => ApiError::PaymentInProgress,
+            "RESERVATION_NOT_CANCELLABLE" => ApiError::ReservationNotCancellable,
+            other => ApiError::Internal(format!("cancel_hold returned {other}")),
+        })?;
+    let row = ReservationRow::parse(&reservation_id.to_string(), schedule_id, &record)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    metrics::counter!("seatrush_holds_cancelled_total").increment(1);
+    Ok(response::ok(StatusCode::OK, &view(app, &row).await?))
 }
 
 #[cfg(test)]

@@ -1,0 +1,23 @@
+-- uses: lib/holds.lua
+-- Cancels a RESERVED hold for its owner: the reservation becomes CANCELLED and its seats
+-- AVAILABLE again. Atomic with hold expiry, so exactly one of the two ends a hold.
+--
+-- KEYS[1] {s:S}:res, KEYS[2] {s:S}:holds, KEYS[3] {s:S}:avail, KEYS[4] {s:S}:userseats,
+-- KEYS[5] {s:S}:stats, KEYS[6] {s:S}:outbox
+-- ARGV[1] reservationId, ARGV[2] userId (the caller)
+--
+-- Returns {'OK', record} | {'RESERVATION_NOT_FOUND'} | {'FORBIDDEN'}
+--       | {'PAYMENT_IN_PROGRESS'} | {'RESERVATION_NOT_CANCELLABLE'}
+local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
+            stats = KEYS[5], outbox = KEYS[6] }
+local id, user = ARGV[1], ARGV[2]
+local raw = redis.call('HGET', k.res, id)
+if not raw then return { 'RESERVATION_NOT_FOUND' } end
+local r = decode_reservation(raw)
+if r.user ~= user then return { 'FORBIDDEN' } end
+if r.status == 'PAYING' then return { 'PAYMENT_IN_PROGRESS' } end
+if r.status ~= 'RESERVED' then return { 'RESERVATION_NOT_CANCELLABLE' } end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+release_hold(k, id, r, now, 'CANCELLED')
+return { 'OK', encode_reservation(r) }
