@@ -234,7 +234,7 @@ async fn queue_settings_errors() {
     app.queue_state(999_999_999)
         .await
         .assert_error(404, "SCHEDULE_NOT_FOUND");
-    app.set_queue(999_999_999, r#"{"paused": true}"#)
+    app.put_queue(999_999_999, r#"{"paused": true}"#)
         .await
         .assert_error(404, "SCHEDULE_NOT_FOUND");
     let rsp = app
@@ -252,7 +252,7 @@ async fn queue_settings_errors() {
         (r#"{}"#, "body"),
         ("[]", "body"),
     ] {
-        let rsp = app.set_queue(schedule, body).await;
+        let rsp = app.put_queue(schedule, body).await;
         rsp.assert_error(400, "INVALID_REQUEST");
         assert_eq!(rsp.field(), field, "{body}");
     }

@@ -359,13 +359,21 @@ impl TestApp {
             .await
     }
 
-    pub async fn set_queue(&self, schedule: u64, json: &str) -> Rsp {
+    /// `PUT …/queue`, whatever it answers.
+    pub async fn put_queue(&self, schedule: u64, json: &str) -> Rsp {
         self.admin(
             Method::PUT,
             &format!("/api/v1/admin/schedules/{schedule}/queue"),
             Some(json),
         )
         .await
+    }
+
+    /// `PUT …/queue`, which must succeed.
+    pub async fn set_queue(&self, schedule: u64, json: &str) -> Rsp {
+        let rsp = self.put_queue(schedule, json).await;
+        assert_eq!(rsp.status, StatusCode::OK, "{json}: {:?}", rsp.body);
+        rsp
     }
 
     pub async fn queue_state(&self, schedule: u64) -> Rsp {
