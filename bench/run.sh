@@ -47,6 +47,19 @@ schedule=$(admin POST "/api/v1/admin/concerts/$concert/schedules" \
   "{\"venueId\":$venue,\"performanceDate\":\"2026-12-24\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":10000,\"price\":50000}" \
   | json scheduleId)
 admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
+new_schedule() { # <seatCount>: prints "scheduleId firstSeatId"
+  admin POST "/api/v1/admin/concerts/$concert/schedules" \
+    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":50000}" \
+    | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print(d['scheduleId'], d['seatIds'][0])"
+}
+# Seat listing: a 50-seat schedule (a concert hall's section), read with an ACTIVE token.
+read -r list_schedule _ <<<"$(new_schedule 50)"
+list_token=$(curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$USERS,\"scheduleId\":$list_schedule}" | json token)
+# Holds: 100 000 seats, one user holding a new seat per request (seat limit lifted).
+read -r hold_schedule first_seat <<<"$(new_schedule 100000)"
+admin PUT "/api/v1/admin/schedules/$hold_schedule/queue" '{"maxSeatsPerUser":1000000}' >/dev/null
+hold_user=$((USERS - 1))
+hold_token=$(curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$hold_user,\"scheduleId\":$hold_schedule}" | json token)
 
 # settle: waits until the write-behind has drained and the replica has caught up, so one
 # run's deferred work does not land in the next run. Prints how long that took.
@@ -69,10 +82,11 @@ sleep 2 # the user directory picks up the new users within a second
 
 results=()
 drains=()
-run() { # <name> <script> [env...]
+run() { # <name> <script> [env...]; RUN_DURATION=… in the env list shortens one run
   local name=$1 script=$2; shift 2
-  local line
-  line=$(env "$@" BENCH_SCHEDULE="$schedule" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" \
+  local line duration=$DURATION
+  for kv in "$@"; do [[ $kv == RUN_DURATION=* ]] && duration=${kv#RUN_DURATION=}; done
+  line=$(env "$@" BENCH_SCHEDULE="$schedule" wrk -t1 -c"$CONNECTIONS" -d"$duration" \
     -s "bench/$script" "$base" | grep '^RESULT')
   results+=("$name $line")
   drains+=("$name: write-behind drained and settled $(settle) s after the run")
@@ -80,10 +94,16 @@ run() { # <name> <script> [env...]
 
 run "GET /health" health.lua
 run "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
+run "GET …/seats (50 seats)" list_seats.lua BENCH_CONCERT="$concert" \
+  BENCH_LIST_SCHEDULE="$list_schedule" BENCH_LIST_TOKEN="$list_token"
+# 2 s, so the 100 000 seats outlast the run and every request is a real hold.
+run "POST /api/v1/reservations" hold_seats.lua BENCH_HOLD_SCHEDULE="$hold_schedule" \
+  BENCH_HOLD_USER="$hold_user" BENCH_HOLD_TOKEN="$hold_token" BENCH_FIRST_SEAT="$first_seat" \
+  RUN_DURATION=2s
 run "GET /health (again)" health.lua
 
 echo
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION, release build, $(nproc) cores, one run"
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION (holds 2s), release build, $(nproc) cores, one run"
 python3 - "${results[@]}" <<'PY'
 import sys
 rows = []

@@ -1,0 +1,7 @@
+-- GET …/schedules/{id}/seats with an ACTIVE token of that schedule.
+dofile(os.getenv("BENCH_DIR") .. "/report.lua")
+wrk.method = "GET"
+wrk.path = "/api/v1/concerts/" .. os.getenv("BENCH_CONCERT") .. "/schedules/"
+  .. os.getenv("BENCH_LIST_SCHEDULE") .. "/seats"
+wrk.headers["Queue-Token"] = os.getenv("BENCH_LIST_TOKEN")
+done = report
