@@ -172,9 +172,20 @@ pub async fn list_seats(
     concert_id: u64,
     schedule_id: u64,
 ) -> Result<Response<Body>, ApiError> {
-    auth::authenticate(app, headers)
-        .await?
-        .require_active_for(schedule_id)?;
+    // One round trip checks the token and reads the availability.
+    let token = auth::parse_token(headers)?;
+    let seat_ids = app
+        .scripts
+        .seat_view(&mut app.redis.clone(), schedule_id, &token)
+        .await?;
+    let available: HashSet<u64> = match seat_ids {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(code) if code == "TOKEN_NOT_HERE" => {
+            return Err(auth::not_here(app, &token, schedule_id).await);
+        }
+        Err(code) if code == "QUEUE_TOKEN_NOT_ACTIVE" => return Err(ApiError::QueueTokenNotActive),
+        Err(_) => return Err(ApiError::QueueTokenInvalid),
+    };
     let concert = app
         .catalogue
         .concert(&app.db, &app.health, concert_id)
@@ -190,10 +201,6 @@ pub async fn list_seats(
         .seats(&app.db, &app.health, schedule_id)
         .await?
         .unwrap_or_default();
-    let available: HashSet<u64> = redis::cmd("SMEMBERS")
-        .arg(ScheduleKeys::new(schedule_id).avail)
-        .query_async(&mut app.redis.clone())
-        .await?;
     let view = SeatsView {
         schedule_info: ScheduleInfo {
             schedule_id,

@@ -22,19 +22,6 @@ pub struct TokenHolder {
     pub state: TokenState,
 }
 
-impl TokenHolder {
-    /// The token must be ACTIVE and for `schedule_id`.
-    pub fn require_active_for(&self, schedule_id: u64) -> Result<(), ApiError> {
-        if self.schedule_id != schedule_id {
-            Err(ApiError::QueueTokenWrongSchedule)
-        } else if self.state.status != "ACTIVE" {
-            Err(ApiError::QueueTokenNotActive)
-        } else {
-            Ok(())
-        }
-    }
-}
-
 /// A token is a hyphenated UUID; anything else is not a token we issued.
 pub fn parse_token(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     let raw = headers.get(HEADER).ok_or(ApiError::QueueTokenMissing)?;

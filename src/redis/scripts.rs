@@ -38,6 +38,7 @@ pub struct Scripts {
     expire_holds: Script,
     hold_seats: Script,
     issue_tokens: Script,
+    seat_view: Script,
     token_status: Script,
     admit_batch: Script,
 }
@@ -92,6 +93,7 @@ impl Scripts {
             expire_holds: with_libs(include_str!("../../lua/expire_holds.lua")),
             hold_seats: with_libs(include_str!("../../lua/hold_seats.lua")),
             issue_tokens: with_libs(include_str!("../../lua/issue_tokens.lua")),
+            seat_view: with_libs(include_str!("../../lua/seat_view.lua")),
             token_status: with_libs(include_str!("../../lua/token_status.lua")),
             admit_batch: with_libs(include_str!("../../lua/admit_batch.lua")),
         }
@@ -104,6 +106,7 @@ impl Scripts {
             &self.expire_holds,
             &self.hold_seats,
             &self.issue_tokens,
+            &self.seat_view,
             &self.token_status,
             &self.admit_batch,
         ] {
@@ -342,6 +345,35 @@ impl Scripts {
         } else {
             Err(code)
         })
+    }
+
+    /// The schedule's AVAILABLE seat ids if `token` is an ACTIVE token of it, else the
+    /// refusal code.
+    pub async fn seat_view(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        token: &Uuid,
+    ) -> RedisResult<Result<Vec<u64>, String>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = self
+            .seat_view
+            .key(&k.tokens)
+            .key(&k.avail)
+            .arg(token.to_string())
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        let code = reply.code()?;
+        if code != "OK" {
+            return Ok(Err(code));
+        }
+        let ids = reply.string(1)?;
+        ids.split(',')
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse().map_err(|_| bad_reply(id)))
+            .collect::<RedisResult<_>>()
+            .map(Ok)
     }
 
     /// Expires the schedule's holds that are due; returns how many.
