@@ -227,3 +227,37 @@ async fn seat_listing_errors() {
         assert_eq!(rsp.field(), field, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_reads_go_to_the_primary_when_the_replica_is_unreadable() {
+    use seatrush::catalogue::reads::Catalogue;
+    use seatrush::health::Health;
+    let app = TestApp::spawn().await;
+    let (concert, [a, ..]) = concert_with_three_schedules(&app).await;
+    let fallbacks = || {
+        let text = app.app.metrics.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with(r#"seatrush_replica_fallbacks_total{reason="replica_unreadable"}"#)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = fallbacks();
+    // A health state that has not seen the replica answer: reads must not go there.
+    let unprobed = Health::default();
+    let catalogue = Catalogue::default();
+    let found = catalogue
+        .concert(&app.app.db, &unprobed, concert)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.schedules.len(), 3);
+    let seats = catalogue
+        .seats(&app.app.db, &unprobed, a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seats.len(), 5);
+    assert!(fallbacks() >= before + 2, "each primary read is counted");
+}

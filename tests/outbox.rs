@@ -286,3 +286,60 @@ async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
             .all(|e| e.map.contains_key("error") && e.map.contains_key("sourceId"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_reservation_events_change_nothing() {
+    use seatrush::outbox::reservations::ReservationRow;
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 3).await;
+    let seats = app.seats_of(schedule).await;
+    let user = app.create_user().await;
+    let id = schedule << 32 | 7_000_001;
+    let row = |status: &str| ReservationRow {
+        id,
+        user_id: user,
+        schedule_id: schedule,
+        status: status.into(),
+        total_amount: 100_000,
+        reserved_at_ms: 1_790_000_000_000,
+        expires_at_ms: 1_790_000_300_000,
+        seats: vec![(seats[0], 50_000), (seats[1], 50_000)],
+        paid_at_ms: None,
+        ended_at_ms: (status != "RESERVED").then_some(1_790_000_300_000),
+    };
+    let (held, expired) = (
+        Event::Reservations(vec![row("RESERVED")]),
+        Event::Reservations(vec![row("EXPIRED")]),
+    );
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    for batch in [
+        vec![held.clone(), expired.clone()],
+        vec![held.clone()],
+        vec![expired],
+    ] {
+        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
+        events::apply(&mut tx, &batch).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let status: Option<String> = conn
+        .exec_first("SELECT status FROM reservations WHERE id = ?", (id,))
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("EXPIRED"));
+    let seat_rows: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM reservation_seats WHERE reservation_id = ?",
+            (id,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seat_rows, Some(2));
+    let states: Vec<String> = conn
+        .exec(
+            "SELECT status FROM seats WHERE id IN (?, ?)",
+            (seats[0], seats[1]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(states, ["AVAILABLE", "AVAILABLE"]);
+}

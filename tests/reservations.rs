@@ -541,3 +541,62 @@ async fn expiry_racing_cancels_ends_each_hold_exactly_once() {
     assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
     println!("{cancelled} cancelled, {} expired first", 30 - cancelled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_being_paid_is_not_expired_under_the_payment() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 2).await;
+    app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
+    let (user, token) = app.active_user(schedule).await;
+    let paying = app
+        .hold(&token, schedule, user, &[seats[0]])
+        .await
+        .u64("reservationId");
+    let lapsing = app
+        .hold(&token, schedule, user, &[seats[1]])
+        .await
+        .u64("reservationId");
+    // The payment saga marks its reservation PAYING while it runs.
+    let keys = ScheduleKeys::new(schedule);
+    let mut redis = app.redis();
+    let record: String = redis.hget(&keys.res, paying).await.unwrap();
+    let _: () = redis
+        .hset(
+            &keys.res,
+            paying,
+            record.replacen("|RESERVED|", "|PAYING|", 1),
+        )
+        .await
+        .unwrap();
+    let auth = [("queue-token", token.as_str())];
+    eventually(
+        Duration::from_secs(5),
+        "the unpaid hold to expire",
+        || async {
+            (app.get(&reservation_path(lapsing), &auth)
+                .await
+                .str("status")
+                == "EXPIRED")
+                .then_some(())
+        },
+    )
+    .await;
+    let record: String = redis.hget(&keys.res, paying).await.unwrap();
+    assert!(record.contains("|PAYING|"), "{record}");
+    assert_eq!(
+        app.get(&reservation_path(paying), &auth)
+            .await
+            .str("status"),
+        "RESERVED"
+    );
+    let free: bool = redis.sismember(&keys.avail, seats[0]).await.unwrap();
+    assert!(!free, "the seat under payment stays held");
+    app.request(
+        hyper::Method::DELETE,
+        &reservation_path(paying),
+        &auth,
+        None,
+    )
+    .await
+    .assert_error(409, "PAYMENT_IN_PROGRESS");
+}
