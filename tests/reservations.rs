@@ -315,10 +315,24 @@ async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
         async move { app.active_user(schedule).await }
     }))
     .await;
+    let mut ids = Vec::new();
     for (i, (user, token)) in holders.iter().enumerate() {
         let rsp = app.hold(token, schedule, *user, &[seats[i]]).await;
         assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+        ids.push(rsp.u64("reservationId"));
     }
+    // One hold is cancelled, so MySQL must also show a CANCELLED reservation and its seat
+    // AVAILABLE again.
+    let auth = [("queue-token", holders[0].1.as_str())];
+    let cancelled = app
+        .request(
+            hyper::Method::DELETE,
+            &reservation_path(ids[0]),
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status.as_u16(), 200, "{:?}", cancelled.body);
     let keys = ScheduleKeys::new(schedule);
     let redis = app.redis();
     eventually(Duration::from_secs(10), "the outbox to drain", || {
@@ -339,6 +353,7 @@ async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
         .unwrap();
     assert_eq!(rows.len(), in_redis.len());
     assert_eq!(rows.len(), 6);
+    assert!(rows.iter().any(|r| r.0 == ids[0] && r.2 == "CANCELLED"));
     for (id, user, status, total) in rows {
         let record: Vec<String> = in_redis[&id.to_string()]
             .split('|')
