@@ -116,10 +116,7 @@ async fn dispatch(
     let read_body = || request::read_body(&parts.headers, body);
     match route {
         Route::Health => {
-            let backlog = app
-                .backlog
-                .entries
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let backlog = app.backlog.entries.load(Ordering::Relaxed);
             Ok(response::bare_json(&app.health.report(backlog)))
         }
         Route::Metrics => Ok(response::text(

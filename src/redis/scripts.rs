@@ -326,14 +326,7 @@ impl Scripts {
         user_id: u64,
     ) -> RedisResult<Result<String, String>> {
         let k = ScheduleKeys::new(schedule_id);
-        let reply: Value = self
-            .cancel_hold
-            .key(&k.res)
-            .key(&k.holds)
-            .key(&k.avail)
-            .key(&k.userseats)
-            .key(&k.stats)
-            .key(&k.outbox)
+        let reply: Value = release_keys(&mut self.cancel_hold.prepare_invoke(), &k)
             .arg(id)
             .arg(user_id)
             .invoke_async(conn)
@@ -379,17 +372,24 @@ impl Scripts {
     /// Expires the schedule's holds that are due; returns how many.
     pub async fn expire_holds(&self, conn: &mut RedisConn, schedule_id: u64) -> RedisResult<u64> {
         let k = ScheduleKeys::new(schedule_id);
-        self.expire_holds
-            .key(&k.res)
-            .key(&k.holds)
-            .key(&k.avail)
-            .key(&k.userseats)
-            .key(&k.stats)
-            .key(&k.outbox)
+        release_keys(&mut self.expire_holds.prepare_invoke(), &k)
             .arg(PER_TICK)
             .invoke_async(conn)
             .await
     }
+}
+
+/// The keys of scripts that end holds (`release_hold` in `lua/lib/holds.lua`), in order.
+fn release_keys<'a, 'b>(
+    call: &'b mut redis::ScriptInvocation<'a>,
+    k: &ScheduleKeys,
+) -> &'b mut redis::ScriptInvocation<'a> {
+    call.key(&k.res)
+        .key(&k.holds)
+        .key(&k.avail)
+        .key(&k.userseats)
+        .key(&k.stats)
+        .key(&k.outbox)
 }
 
 /// Decodes one item of `issue_tokens`' reply: `OK|status|position|wait|seq|iat|aat|exp` or

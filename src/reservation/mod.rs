@@ -135,6 +135,11 @@ fn schedule_of(reservation_id: u64) -> u64 {
     reservation_id >> 32
 }
 
+fn parse_record(id: u64, schedule_id: u64, record: &str) -> Result<ReservationRow, ApiError> {
+    ReservationRow::parse(&id.to_string(), schedule_id, record)
+        .map_err(|e| ApiError::Internal(format!("reservation {id}: {e}")))
+}
+
 /// The client-facing view of a stored reservation; a hold being paid is still RESERVED.
 async fn view(app: &App, row: &ReservationRow) -> Result<ReservationView, ApiError> {
     let catalogue = app
@@ -186,8 +191,7 @@ pub async fn get(
         .query_async(&mut app.redis.clone())
         .await?;
     let record = record.ok_or(ApiError::ReservationNotFound)?;
-    let row = ReservationRow::parse(&reservation_id.to_string(), schedule_id, &record)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let row = parse_record(reservation_id, schedule_id, &record)?;
     if row.user_id != holder.user_id {
         return Err(ApiError::Forbidden);
     }
@@ -218,8 +222,7 @@ pub async fn cancel(
             "RESERVATION_NOT_CANCELLABLE" => ApiError::ReservationNotCancellable,
             other => ApiError::Internal(format!("cancel_hold returned {other}")),
         })?;
-    let row = ReservationRow::parse(&reservation_id.to_string(), schedule_id, &record)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let row = parse_record(reservation_id, schedule_id, &record)?;
     metrics::counter!("seatrush_holds_cancelled_total").increment(1);
     Ok(response::ok(StatusCode::OK, &view(app, &row).await?))
 }
