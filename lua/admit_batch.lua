@@ -1,13 +1,14 @@
 -- uses: lib/queue.lua
 -- One admission tick for a schedule: expires ACTIVE tokens past their time and WAITING tokens
 -- older than a day, then moves up to min(maxActiveUsers - active, ceil(admissionPerSecond / 10),
--- what is left of this second's admissionPerSecond) tokens from the head of WAITING to ACTIVE.
+-- what is left of this second's admissionPerSecond, ARGV[1]) tokens from the head of WAITING
+-- to ACTIVE (a popped token that turns out to be a day old is expired instead).
 -- Safe to run from any number of instances at once: the limits live here, not in the callers.
 --
 -- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:active, KEYS[4] {s:S}:tokens,
 -- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox
--- ARGV[1] most tokens to expire (and to drop) per call, ARGV[2] how long ended records are
--- kept (ms)
+-- ARGV[1] most tokens to expire, to drop and to admit per call, ARGV[2] how long ended
+-- records are kept (ms)
 --
 -- Returns {admitted, expired, waiting, active, {tokens whose records were dropped}}
 local k = { waiting = KEYS[2], active = KEYS[3], tokens = KEYS[4], users = KEYS[5],
@@ -51,19 +52,25 @@ if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
   local rate = tonumber(cfg[2])
   local used = admissions_this_second(KEYS[1], KEYS[6], now, true)
   local room = tonumber(cfg[1]) - redis.call('ZCARD', k.active)
-  local n = math.min(room, math.ceil(rate / 10), rate - used, waiting)
+  local n = math.min(room, math.ceil(rate / 10), rate - used, waiting, limit)
   if n > 0 then
     local ttl_ms = tonumber(cfg[3]) * 1000
     local popped = redis.call('ZPOPMIN', k.waiting, n)
     for i = 1, #popped, 2 do
       local token = popped[i]
-      local t = decode_token(redis.call('HGET', k.tokens, token))
-      t.status, t.aat, t.exp = 'ACTIVE', tostring(now), tostring(now + ttl_ms)
-      redis.call('ZADD', k.active, now + ttl_ms, token)
-      save_token(token, t)
-      admitted = admitted + 1
+      local raw = redis.call('HGET', k.tokens, token)
+      local t = raw and decode_token(raw)
+      if t and is_live(t, now) then
+        t.status, t.aat, t.exp = 'ACTIVE', tostring(now), tostring(now + ttl_ms)
+        redis.call('ZADD', k.active, now + ttl_ms, token)
+        save_token(token, t)
+        admitted = admitted + 1
+      elseif t then
+        end_token(k, token, t, now, 'EXPIRED')
+        expired = expired + 1
+      end
     end
-    count_admissions(KEYS[6], admitted)
+    if admitted > 0 then count_admissions(KEYS[6], admitted) end
   end
 end
 publish_tokens(k)

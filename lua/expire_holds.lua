@@ -1,7 +1,8 @@
 -- uses: lib/holds.lua
 -- Expires the schedule's holds whose time has come: each RESERVED reservation past its
 -- expiresAt becomes EXPIRED and its seats AVAILABLE again. A reservation being paid
--- (PAYING) is left to the payment saga, which ends it paid or back to RESERVED.
+-- (PAYING) is left to the payment saga, which ends it paid or back to RESERVED; it is looked
+-- at again a second later, so it never blocks the holds due behind it.
 --
 -- KEYS[1] {s:S}:res, KEYS[2] {s:S}:holds, KEYS[3] {s:S}:avail, KEYS[4] {s:S}:userseats,
 -- KEYS[5] {s:S}:stats, KEYS[6] {s:S}:outbox
@@ -21,6 +22,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holds, '-inf', now, 'LIMIT', 0
   elseif r.status == 'RESERVED' then
     release_hold(k, id, r, now, 'EXPIRED')
     expired = expired + 1
+  else
+    redis.call('ZADD', k.holds, now + 1000, id)
   end
 end
 return expired

@@ -57,8 +57,15 @@ for i = 1, n do
     if raw == 'live' or (raw and is_live(decode_token(raw), now)) then
       code = 'TOKEN_ALREADY_ISSUED'
     elseif raw then
-      -- Past its time but not yet swept: end it here so the user can queue again.
-      end_token(k, current, decode_token(raw), now, 'EXPIRED')
+      -- Past its time but not yet swept: end it here so the user can queue again, and
+      -- keep this run's counts true.
+      local old = decode_token(raw)
+      if old.status == 'WAITING' and redis.call('ZSCORE', k.waiting, current) then
+        waiting = waiting - 1
+      elseif old.status == 'ACTIVE' and active and redis.call('ZSCORE', k.active, current) then
+        active = active - 1
+      end
+      end_token(k, current, old, now, 'EXPIRED')
     end
   end
   if not code and waiting >= max_waiting then code = 'QUEUE_FULL' end

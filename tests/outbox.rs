@@ -343,3 +343,54 @@ async fn replayed_reservation_events_change_nothing() {
         .unwrap();
     assert_eq!(states, ["AVAILABLE", "AVAILABLE"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_entry_cannot_move_a_seat_backwards() {
+    use seatrush::outbox::reservations::ReservationRow;
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 1).await;
+    let seat = app.seats_of(schedule).await[0];
+    let user = app.create_user().await;
+    let row = |n: u64, status: &str| ReservationRow {
+        id: schedule << 32 | n,
+        user_id: user,
+        schedule_id: schedule,
+        status: status.into(),
+        total_amount: 50_000,
+        reserved_at_ms: 1_790_000_000_000,
+        expires_at_ms: 1_790_000_300_000,
+        seats: vec![(seat, 50_000)],
+        paid_at_ms: (status == "PAID").then_some(1_790_000_100_000),
+        ended_at_ms: (status == "CANCELLED").then_some(1_790_000_050_000),
+    };
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    // X was cancelled and Y then sold the seat; X's first entry (RESERVED) arrives last,
+    // as when it sat pending on a crashed consumer until claimed.
+    for (batch, expected) in [
+        (
+            vec![row(1, "CANCELLED"), row(2, "RESERVED"), row(2, "PAYING")],
+            "HELD",
+        ),
+        (vec![row(2, "PAID")], "SOLD"),
+        (vec![row(1, "RESERVED")], "SOLD"),
+    ] {
+        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
+        events::apply(&mut tx, &[Event::Reservations(batch)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let status: Option<String> = conn
+            .exec_first("SELECT status FROM seats WHERE id = ?", (seat,))
+            .await
+            .unwrap();
+        assert_eq!(status.as_deref(), Some(expected));
+    }
+    let statuses: Vec<String> = conn
+        .exec(
+            "SELECT status FROM reservations WHERE id IN (?, ?) ORDER BY id",
+            (schedule << 32 | 1, schedule << 32 | 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["CANCELLED", "PAID"]);
+}

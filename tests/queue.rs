@@ -377,3 +377,59 @@ async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
     let record: Option<String> = redis.hget(&keys.tokens, kept.to_string()).await.unwrap();
     assert_eq!(record, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
+    use redis::AsyncCommands;
+    use seatrush::redis::keys::ScheduleKeys;
+
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 1).await;
+    // Driven by hand on the quiet app (Redis db 2), where no other loop admits.
+    let quiet = TestApp::quiet().await;
+    let mut redis = quiet.redis.clone();
+    let keys = ScheduleKeys::new(schedule);
+    let _: () = redis.hset(&keys.cfg, "paused", 1).await.unwrap();
+    let tokens: Vec<(uuid::Uuid, u64)> = (0..2500)
+        .map(|i| (uuid::Uuid::new_v4(), 1_000_000 + i))
+        .collect();
+    for batch in tokens.chunks(seatrush::redis::coalesce::MAX_BATCH) {
+        quiet
+            .scripts
+            .issue_tokens(&mut redis, schedule, batch)
+            .await
+            .unwrap();
+    }
+    let _: () = redis
+        .hset_multiple(
+            &keys.cfg,
+            &[
+                ("paused", 0),
+                ("maxActiveUsers", 1_000_000),
+                ("admissionPerSecond", 1_000_000),
+            ],
+        )
+        .await
+        .unwrap();
+    let first = quiet
+        .scripts
+        .admit_batch(&mut redis, schedule, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((first.admitted, first.waiting), (1000, 1500));
+    // The earliest arrivals went first.
+    let head: Option<f64> = redis
+        .zscore(&keys.active, tokens[0].0.to_string())
+        .await
+        .unwrap();
+    assert!(head.is_some());
+    let second = quiet
+        .scripts
+        .admit_batch(&mut redis, schedule, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.admitted, second.waiting, second.active),
+        (1000, 500, 2000)
+    );
+}

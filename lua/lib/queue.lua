@@ -33,16 +33,21 @@ local function save_token(token, t)
   changed[token] = encode_token(t)
 end
 
--- Stores every changed record and appends them to the outbox as one entry.
+-- Tokens per outbox entry (and per HSET): keeps each call far below Lua's unpack limit.
+local PUBLISH_CHUNK = 500
+
+-- Stores every changed record and appends them to the outbox, PUBLISH_CHUNK per entry.
 local function publish_tokens(k)
-  if #changed_order == 0 then return end
   local pairs_ = {}
-  for _, token in ipairs(changed_order) do
+  for i, token in ipairs(changed_order) do
     pairs_[#pairs_ + 1] = token
     pairs_[#pairs_ + 1] = changed[token]
+    if i % PUBLISH_CHUNK == 0 or i == #changed_order then
+      redis.call('HSET', k.tokens, unpack(pairs_))
+      redis.call('XADD', k.outbox, '*', 'type', 'tokens', unpack(pairs_))
+      pairs_ = {}
+    end
   end
-  redis.call('HSET', k.tokens, unpack(pairs_))
-  redis.call('XADD', k.outbox, '*', 'type', 'tokens', unpack(pairs_))
 end
 
 -- Ends a live token (EXPIRED): frees its queue or active slot and the user's live marker.

@@ -101,7 +101,7 @@ pub struct OutboxFlusher {
     /// This process's consumer name in the group.
     consumer: String,
     /// MySQL refusals per entry id, for dead-lettering.
-    attempts: HashMap<String, u32>,
+    attempts: HashMap<String, Attempts>,
     backlog: Arc<Backlog>,
     /// Pending entries idle this long belong to a consumer presumed dead and are claimed.
     claim_idle: Duration,
@@ -373,9 +373,19 @@ impl OutboxFlusher {
                 }
                 Err(e) if is_outage(&e) => return Ok((applied, true)),
                 Err(e) => {
-                    let tries = self.attempts.entry(entry.id.clone()).or_default();
-                    *tries += 1;
-                    if *tries >= MAX_ATTEMPTS || matches!(e, FlushError::Decode(_)) {
+                    let tries = self.attempts.entry(entry.id.clone()).or_insert(Attempts {
+                        count: 0,
+                        since: Instant::now(),
+                    });
+                    tries.count += 1;
+                    // An entry applied ahead of its predecessor (left pending by a crashed
+                    // consumer until claimed) is retried for as long as such a claim takes.
+                    let give_up = match &e {
+                        FlushError::Decode(_) => true,
+                        e if is_order_conflict(e) => tries.since.elapsed() > self.claim_idle * 2,
+                        _ => tries.count >= MAX_ATTEMPTS,
+                    };
+                    if give_up {
                         self.dead_letter(keys, &entry, &e.to_string()).await?;
                     }
                 }
@@ -408,12 +418,25 @@ impl OutboxFlusher {
     }
 }
 
+/// Refusals of one outbox entry so far.
+struct Attempts {
+    count: u32,
+    since: Instant,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum FlushError {
     #[error(transparent)]
     Decode(#[from] events::DecodeError),
     #[error(transparent)]
     Mysql(#[from] mysql_async::Error),
+}
+
+/// A second live token for a user whose previous one MySQL has not seen end yet: the entry
+/// ending it is still to come (applied out of order), so this resolves itself.
+fn is_order_conflict(e: &FlushError) -> bool {
+    matches!(e, FlushError::Mysql(mysql_async::Error::Server(s))
+        if s.code == 1062 && s.message.contains("uq_tokens_one_live"))
 }
 
 /// An outage (connection refused, timeout) is retried forever; a refusal by the server

@@ -1,8 +1,6 @@
 //! Reservations as the flusher writes them: `reservations`, their `reservation_seats`, and
 //! the `seats` statuses they imply.
 
-use std::collections::HashMap;
-
 use mysql_async::prelude::*;
 
 use super::events::{DecodeError, number, opt_datetime, opt_ms};
@@ -59,12 +57,11 @@ impl ReservationRow {
         })
     }
 
-    /// The status its seats have while this is their latest reservation.
-    fn seat_status(&self) -> &'static str {
+    /// The status MySQL records: a hold being paid (PAYING, transient) is still RESERVED.
+    fn stored_status(&self) -> &str {
         match self.status.as_str() {
-            "RESERVED" => "HELD",
-            "PAID" => "SOLD",
-            _ => "AVAILABLE",
+            "PAYING" => "RESERVED",
+            other => other,
         }
     }
 }
@@ -93,7 +90,7 @@ impl Row for ReservationRow {
             reservation_number(self.id, self.reserved_at_ms).into(),
             self.user_id.into(),
             self.schedule_id.into(),
-            self.status.as_str().into(),
+            self.stored_status().into(),
             self.total_amount.into(),
             datetime_ms(self.reserved_at_ms),
             datetime_ms(self.expires_at_ms),
@@ -124,29 +121,26 @@ pub async fn write(
             .collect();
         timed(tx.exec_drop(sql, params)).await?;
     }
-    // A seat's status is that of its latest reservation in stream order.
-    let mut status_of: HashMap<u64, &'static str> = HashMap::new();
-    for row in rows {
-        for &(seat, _) in &row.seats {
-            status_of.insert(seat, row.seat_status());
-        }
-    }
-    for status in ["AVAILABLE", "HELD", "SOLD"] {
-        let ids: Vec<u64> = status_of
-            .iter()
-            .filter(|(_, s)| **s == status)
-            .map(|(&id, _)| id)
-            .collect();
-        for chunk in shaped_chunks(&ids) {
-            let sql = format!(
-                "UPDATE seats SET status = ? WHERE id IN ({})",
-                placeholders(chunk.len(), "?")
-            );
-            let params: Vec<mysql_async::Value> = std::iter::once(status.into())
-                .chain(chunk.iter().map(|&id| id.into()))
-                .collect();
-            timed(tx.exec_drop(sql, params)).await?;
-        }
+    // A seat's status is that of its latest reservation as stored, so entries applied out
+    // of order (a claimed one, another instance's batch) cannot move a seat backwards.
+    // Reservation ids grow per schedule, so the latest is the highest.
+    let mut touched: Vec<u64> = rows
+        .iter()
+        .flat_map(|r| r.seats.iter().map(|s| s.0))
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    for chunk in shaped_chunks(&touched) {
+        let sql = format!(
+            "UPDATE seats s
+             JOIN (SELECT seat_id, MAX(reservation_id) AS rid FROM reservation_seats
+                   WHERE seat_id IN ({}) GROUP BY seat_id) latest ON latest.seat_id = s.id
+             JOIN reservations r ON r.id = latest.rid
+             SET s.status = CASE r.status WHEN 'RESERVED' THEN 'HELD' WHEN 'PAID' THEN 'SOLD'
+                                          ELSE 'AVAILABLE' END",
+            placeholders(chunk.len(), "?")
+        );
+        timed(tx.exec_drop(sql, chunk.to_vec())).await?;
     }
     Ok(())
 }
