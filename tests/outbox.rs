@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use seatrush::outbox::events::{self, Event};
 use seatrush::outbox::tokens::TokenRow;
 use seatrush::outbox::{OutboxFlusher, ensure_group};
-use seatrush::redis::keys::{FLUSH_GROUP, ScheduleKeys};
+use seatrush::redis::keys::{FLUSH_GROUP, Outbox, ScheduleKeys};
 
 type MysqlToken = (
     String,
@@ -229,7 +229,10 @@ async fn entries_left_by_a_crashed_consumer_are_claimed_and_applied() {
             "the claimed entry never reached MySQL"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        flusher.flush_schedule(schedule, true).await.unwrap();
+        flusher
+            .flush(&Outbox::of_schedule(schedule), true)
+            .await
+            .unwrap();
     }
     let pending: redis::streams::StreamPendingReply =
         redis.xpending(&keys.outbox, FLUSH_GROUP).await.unwrap();
@@ -264,7 +267,10 @@ async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
     let mut flusher = flusher(&quiet, Duration::from_secs(30)).await;
     let mut passes = 0;
     while redis.xlen::<_, u64>(&keys.outbox).await.unwrap() > 0 {
-        let pass = flusher.flush_schedule(schedule, false).await.unwrap();
+        let pass = flusher
+            .flush(&Outbox::of_schedule(schedule), false)
+            .await
+            .unwrap();
         assert!(!pass.mysql_down);
         passes += 1;
         assert!(

@@ -10,6 +10,7 @@ use super::reservations::{self, ReservationRow};
 use super::rows;
 use super::tokens::{self, TokenRow};
 use crate::mysql::datetime_ms;
+use crate::redis::keys::OutboxOwner;
 
 /// One decoded outbox entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +57,13 @@ fn pairs(
 }
 
 impl Event {
-    /// Decodes an entry of schedule `schedule_id`'s outbox.
-    pub fn decode(map: &HashMap<String, Value>, schedule_id: u64) -> Result<Self, DecodeError> {
-        match field(map, "type")? {
+    /// Decodes an entry of `owner`'s outbox.
+    pub fn decode(map: &HashMap<String, Value>, owner: OutboxOwner) -> Result<Self, DecodeError> {
+        let kind = field(map, "type")?;
+        let OutboxOwner::Schedule(schedule_id) = owner else {
+            return Err(DecodeError(format!("{kind} event in {owner:?}'s outbox")));
+        };
+        match kind {
             "tokens" => pairs(map)
                 .map(|(token, record)| TokenRow::parse(token, schedule_id, record?))
                 .collect::<Result<Vec<_>, _>>()
@@ -114,7 +119,7 @@ mod tests {
                 "8|ACTIVE|13|1700000000124|1700000000124|1700000300124|",
             ),
         ]);
-        let Event::Tokens(mut rows) = Event::decode(&map, 3).unwrap() else {
+        let Event::Tokens(mut rows) = Event::decode(&map, OutboxOwner::Schedule(3)).unwrap() else {
             panic!("tokens decode as tokens");
         };
         rows.sort_by(|a, b| a.token.cmp(&b.token));
@@ -134,7 +139,8 @@ mod tests {
                 "9|RESERVED|100000|1700000000000|1700000300000|101:50000,102:50000||",
             ),
         ]);
-        let Event::Reservations(rows) = Event::decode(&map, 12).unwrap() else {
+        let Event::Reservations(rows) = Event::decode(&map, OutboxOwner::Schedule(12)).unwrap()
+        else {
             panic!("reservations decode as reservations");
         };
         assert_eq!(rows[0].id, 51_539_607_553);
@@ -145,17 +151,28 @@ mod tests {
         assert_eq!(rows[0].seats, vec![(101, 50_000), (102, 50_000)]);
         let bad = entry(&[("type", "reservations"), ("1", "9|RESERVED|1|2|3|101||")]);
         assert!(
-            Event::decode(&bad, 12).is_err(),
+            Event::decode(&bad, OutboxOwner::Schedule(12)).is_err(),
             "a seat without a price is refused"
         );
     }
 
     #[test]
     fn unknown_or_broken_events_are_refused() {
-        assert!(Event::decode(&entry(&[("type", "bogus")]), 1).is_err());
-        assert!(Event::decode(&entry(&[("token", "x")]), 1).is_err());
-        assert!(Event::decode(&entry(&[("type", "tokens"), ("x", "9|WAITING|1")]), 1).is_err());
+        assert!(Event::decode(&entry(&[("type", "bogus")]), OutboxOwner::Schedule(1)).is_err());
+        assert!(Event::decode(&entry(&[("token", "x")]), OutboxOwner::Schedule(1)).is_err());
+        assert!(
+            Event::decode(
+                &entry(&[("type", "tokens"), ("x", "9|WAITING|1")]),
+                OutboxOwner::Schedule(1)
+            )
+            .is_err()
+        );
         let bad = entry(&[("type", "tokens"), ("x", "nine|WAITING|1|2|||")]);
-        assert!(Event::decode(&bad, 1).is_err());
+        assert!(Event::decode(&bad, OutboxOwner::Schedule(1)).is_err());
+        let good = entry(&[("type", "tokens"), ("x", "9|WAITING|1|2|||")]);
+        assert!(
+            Event::decode(&good, OutboxOwner::WalletBucket(1)).is_err(),
+            "a schedule event in a wallet outbox is refused"
+        );
     }
 }

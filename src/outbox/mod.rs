@@ -26,7 +26,7 @@ use redis::streams::{
 
 use crate::mysql::{Db, timed};
 use crate::redis::RedisConn;
-use crate::redis::keys::{FLUSH_GROUP, SCHEDULES, ScheduleKeys};
+use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES, WALLET_BUCKETS};
 use events::Event;
 
 /// Entries per read and per MySQL transaction.
@@ -186,41 +186,67 @@ impl OutboxFlusher {
         }
     }
 
-    /// One pass over every schedule's outbox.
-    pub async fn pass(&mut self) -> redis::RedisResult<Pass> {
+    /// Every outbox: each schedule's and each wallet bucket's.
+    async fn outboxes(&mut self) -> redis::RedisResult<Vec<Outbox>> {
         let schedules: Vec<u64> = self.redis.smembers(SCHEDULES).await?;
+        Ok(schedules
+            .into_iter()
+            .map(Outbox::of_schedule)
+            .chain((0..WALLET_BUCKETS).map(Outbox::of_wallet_bucket))
+            .collect())
+    }
+
+    /// One pass: measures every outbox, then flushes those that hold entries.
+    pub async fn pass(&mut self) -> redis::RedisResult<Pass> {
+        let outboxes = self.outboxes().await?;
         // Looking for abandoned entries a few times per idle period is often enough.
         let claim = self.last_claim.elapsed() >= self.claim_idle / 6;
         if claim {
             self.last_claim = Instant::now();
         }
+        let lengths = self.record_backlog(&outboxes).await?;
         let mut pass = Pass::default();
-        for &id in &schedules {
-            let done = self.flush_schedule(id, claim).await?;
+        for (outbox, len) in outboxes.iter().zip(lengths) {
+            if len == 0 {
+                continue;
+            }
+            let done = self.flush(outbox, claim).await?;
             pass.applied += done.applied;
             pass.mysql_down |= done.mysql_down;
         }
-        self.record_backlog(&schedules).await?;
         Ok(pass)
     }
 
     async fn measure_backlog(&mut self) -> redis::RedisResult<()> {
-        let schedules: Vec<u64> = self.redis.smembers(SCHEDULES).await?;
-        self.record_backlog(&schedules).await
+        let outboxes = self.outboxes().await?;
+        self.record_backlog(&outboxes).await.map(drop)
     }
 
-    /// Records the outbox size and the age of its oldest entry.
-    async fn record_backlog(&mut self, schedules: &[u64]) -> redis::RedisResult<()> {
-        let mut backlog = 0;
+    /// Records the outbox size and the age of its oldest entry (one round trip); returns
+    /// each outbox's length. Entries stay in a stream until acknowledged, so pending ones
+    /// count too.
+    async fn record_backlog(&mut self, outboxes: &[Outbox]) -> redis::RedisResult<Vec<u64>> {
+        let mut pipe = redis::pipe();
+        for outbox in outboxes {
+            pipe.xlen(&outbox.stream)
+                .xrange_count(&outbox.stream, "-", "+", 1);
+        }
+        let flat: Vec<redis::Value> = if outboxes.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.redis).await?
+        };
+        let replies = flat
+            .chunks(2)
+            .map(|pair| {
+                Ok((
+                    redis::from_redis_value::<u64>(pair[0].clone())?,
+                    redis::from_redis_value::<redis::streams::StreamRangeReply>(pair[1].clone())?,
+                ))
+            })
+            .collect::<redis::RedisResult<Vec<_>>>()?;
         let mut oldest_ms: Option<u64> = None;
-        for &id in schedules {
-            let keys = ScheduleKeys::new(id);
-            let (len, first): (u64, redis::streams::StreamRangeReply) = redis::pipe()
-                .xlen(&keys.outbox)
-                .xrange_count(&keys.outbox, "-", "+", 1)
-                .query_async(&mut self.redis)
-                .await?;
-            backlog += len;
+        for (_, first) in &replies {
             let first_ms = first
                 .ids
                 .first()
@@ -229,6 +255,8 @@ impl OutboxFlusher {
                 oldest_ms = Some(oldest_ms.map_or(ms, |o: u64| o.min(ms)));
             }
         }
+        let lengths: Vec<u64> = replies.into_iter().map(|(len, _)| len).collect();
+        let backlog: u64 = lengths.iter().sum();
         let age_ms = oldest_ms.map_or(0, |ms| {
             (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(ms)
         });
@@ -236,20 +264,15 @@ impl OutboxFlusher {
         self.backlog.oldest_age_ms.store(age_ms, Ordering::Relaxed);
         metrics::gauge!("seatrush_outbox_backlog").set(backlog as f64);
         metrics::gauge!("seatrush_outbox_oldest_age_seconds").set(age_ms as f64 / 1000.0);
-        Ok(())
+        Ok(lengths)
     }
 
-    /// Flushes one schedule's outbox, first claiming abandoned entries when `claim` is set.
-    pub async fn flush_schedule(
-        &mut self,
-        schedule_id: u64,
-        claim: bool,
-    ) -> redis::RedisResult<Pass> {
-        let keys = ScheduleKeys::new(schedule_id);
+    /// Flushes one outbox, first claiming abandoned entries when `claim` is set.
+    pub async fn flush(&mut self, outbox: &Outbox, claim: bool) -> redis::RedisResult<Pass> {
         if claim {
-            self.claim_abandoned(&keys.outbox).await?;
+            self.claim_abandoned(&outbox.stream).await?;
         }
-        let (applied, mysql_down) = self.flush_stream(&keys).await?;
+        let (applied, mysql_down) = self.flush_stream(outbox).await?;
         Ok(Pass {
             applied,
             mysql_down,
@@ -282,18 +305,18 @@ impl OutboxFlusher {
 
     /// Flushes one stream: this consumer's pending entries first (retries, claims), then new
     /// ones. Returns (entries applied, MySQL unreachable).
-    async fn flush_stream(&mut self, keys: &ScheduleKeys) -> redis::RedisResult<(usize, bool)> {
-        let mut entries = self.read(&keys.outbox, "0").await?;
+    async fn flush_stream(&mut self, outbox: &Outbox) -> redis::RedisResult<(usize, bool)> {
+        let mut entries = self.read(&outbox.stream, "0").await?;
         if entries.is_empty() {
-            entries = self.read(&keys.outbox, ">").await?;
+            entries = self.read(&outbox.stream, ">").await?;
         }
         if entries.is_empty() {
             return Ok((0, false));
         }
         let started = Instant::now();
-        match self.apply_all(keys.schedule_id, &entries).await {
+        match self.apply_all(outbox.owner, &entries).await {
             Ok(()) => {
-                self.acknowledge(&keys.outbox, &entries).await?;
+                self.acknowledge(&outbox.stream, &entries).await?;
                 metrics::histogram!("seatrush_outbox_flush_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("seatrush_outbox_flush_batch_size")
@@ -310,7 +333,7 @@ impl OutboxFlusher {
                 tracing::warn!(error = %e, "batch refused; applying entries one by one");
                 metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "refused")
                     .increment(1);
-                self.apply_one_by_one(keys, entries).await
+                self.apply_one_by_one(outbox, entries).await
             }
         }
     }
@@ -342,10 +365,10 @@ impl OutboxFlusher {
     }
 
     /// Decodes and applies a batch in one transaction.
-    async fn apply_all(&self, schedule_id: u64, entries: &[StreamId]) -> Result<(), FlushError> {
+    async fn apply_all(&self, owner: OutboxOwner, entries: &[StreamId]) -> Result<(), FlushError> {
         let events = entries
             .iter()
-            .map(|e| Event::decode(&e.map, schedule_id))
+            .map(|e| Event::decode(&e.map, owner))
             .collect::<Result<Vec<_>, _>>()?;
         let mut conn = timed(self.db.primary.get_conn()).await?;
         let mut tx = timed(conn.start_transaction(Default::default())).await?;
@@ -357,17 +380,17 @@ impl OutboxFlusher {
     /// After a refused batch: each entry alone, so one bad entry cannot hold back the rest.
     async fn apply_one_by_one(
         &mut self,
-        keys: &ScheduleKeys,
+        outbox: &Outbox,
         entries: Vec<StreamId>,
     ) -> redis::RedisResult<(usize, bool)> {
         let mut applied = 0;
         for entry in entries {
             match self
-                .apply_all(keys.schedule_id, std::slice::from_ref(&entry))
+                .apply_all(outbox.owner, std::slice::from_ref(&entry))
                 .await
             {
                 Ok(()) => {
-                    self.acknowledge(&keys.outbox, std::slice::from_ref(&entry))
+                    self.acknowledge(&outbox.stream, std::slice::from_ref(&entry))
                         .await?;
                     applied += 1;
                 }
@@ -386,7 +409,7 @@ impl OutboxFlusher {
                         _ => tries.count >= MAX_ATTEMPTS,
                     };
                     if give_up {
-                        self.dead_letter(keys, &entry, &e.to_string()).await?;
+                        self.dead_letter(outbox, &entry, &e.to_string()).await?;
                     }
                 }
             }
@@ -396,11 +419,11 @@ impl OutboxFlusher {
 
     async fn dead_letter(
         &mut self,
-        keys: &ScheduleKeys,
+        outbox: &Outbox,
         entry: &StreamId,
         error: &str,
     ) -> redis::RedisResult<()> {
-        tracing::error!(stream = %keys.outbox, id = %entry.id, error, "outbox entry dead-lettered");
+        tracing::error!(stream = %outbox.stream, id = %entry.id, error, "outbox entry dead-lettered");
         let mut fields: Vec<(String, Vec<u8>)> = entry
             .map
             .iter()
@@ -411,9 +434,9 @@ impl OutboxFlusher {
             .collect();
         fields.push(("sourceId".into(), entry.id.clone().into_bytes()));
         fields.push(("error".into(), error.as_bytes().to_vec()));
-        let _: String = self.redis.xadd(&keys.dead_letters, "*", &fields).await?;
+        let _: String = self.redis.xadd(&outbox.dead_letters, "*", &fields).await?;
         metrics::counter!("seatrush_outbox_dead_letters_total").increment(1);
-        self.acknowledge(&keys.outbox, std::slice::from_ref(entry))
+        self.acknowledge(&outbox.stream, std::slice::from_ref(entry))
             .await
     }
 }

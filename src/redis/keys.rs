@@ -70,6 +70,75 @@ impl ScheduleKeys {
     }
 }
 
+/// Wallet state is spread over this many hash tags `{w:<n>}`, `n = userId % WALLET_BUCKETS`:
+/// each user's money lives in one slot, and the flusher has a fixed set of outboxes to read.
+pub const WALLET_BUCKETS: u64 = 64;
+
+/// The keys of one wallet bucket.
+#[derive(Debug, Clone)]
+pub struct WalletKeys {
+    pub bucket: u64,
+    /// HASH userId -> "balance|totalCharged|totalUsed|updatedAt" (absent: not loaded yet).
+    pub balances: String,
+    /// STRING: ledger sequence of the bucket.
+    pub txseq: String,
+    /// STREAM: ledger entries and balances for the write-behind flusher.
+    pub outbox: String,
+    pub dead_letters: String,
+}
+
+impl WalletKeys {
+    pub fn of_user(user_id: u64) -> Self {
+        Self::bucket(user_id % WALLET_BUCKETS)
+    }
+
+    pub fn bucket(bucket: u64) -> Self {
+        let key = |name: &str| format!("{{w:{bucket}}}:{name}");
+        Self {
+            bucket,
+            balances: key("bal"),
+            txseq: key("txseq"),
+            outbox: key("outbox"),
+            dead_letters: key("outbox:dead"),
+        }
+    }
+}
+
+/// Whose changes an outbox stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxOwner {
+    Schedule(u64),
+    WalletBucket(u64),
+}
+
+/// An outbox stream, its dead-letter stream, and whose changes it carries.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pub owner: OutboxOwner,
+    pub stream: String,
+    pub dead_letters: String,
+}
+
+impl Outbox {
+    pub fn of_schedule(schedule_id: u64) -> Self {
+        let k = ScheduleKeys::new(schedule_id);
+        Self {
+            owner: OutboxOwner::Schedule(schedule_id),
+            stream: k.outbox,
+            dead_letters: k.dead_letters,
+        }
+    }
+
+    pub fn of_wallet_bucket(bucket: u64) -> Self {
+        let k = WalletKeys::bucket(bucket);
+        Self {
+            owner: OutboxOwner::WalletBucket(bucket),
+            stream: k.outbox,
+            dead_letters: k.dead_letters,
+        }
+    }
+}
+
 /// HASH token -> "scheduleId:userId", so a bare Queue-Token finds its schedule. Written with
 /// each issuance batch; a token leaves it when its record is dropped (see `admit_batch`).
 pub const TOKEN_INDEX: &str = "seatrush:token-index";
