@@ -1,4 +1,4 @@
--- uses: lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua
 -- One admission tick for a schedule: expires ACTIVE tokens past their time and WAITING tokens
 -- older than a day, then moves up to min(maxActiveUsers - active, ceil(admissionPerSecond / 10),
 -- what is left of this second's admissionPerSecond, ARGV[1]) tokens from the head of WAITING

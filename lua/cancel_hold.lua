@@ -1,4 +1,4 @@
--- uses: lib/holds.lua
+-- uses: lib/clock.lua lib/holds.lua
 -- Cancels a RESERVED hold for its owner: the reservation becomes CANCELLED and its seats
 -- AVAILABLE again. Atomic with hold expiry, so exactly one of the two ends a hold.
 --
@@ -17,7 +17,6 @@ local r = decode_reservation(raw)
 if r.user ~= user then return { 'FORBIDDEN' } end
 if r.status == 'PAYING' then return { 'PAYMENT_IN_PROGRESS' } end
 if r.status ~= 'RESERVED' then return { 'RESERVATION_NOT_CANCELLABLE' } end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 release_hold(k, id, r, now, 'CANCELLED')
 return { 'OK', encode_reservation(r) }

@@ -1,4 +1,4 @@
--- uses: lib/holds.lua
+-- uses: lib/clock.lua lib/holds.lua
 -- Expires the schedule's holds whose time has come: each RESERVED reservation past its
 -- expiresAt becomes EXPIRED and its seats AVAILABLE again. A reservation being paid
 -- (PAYING) is left to the payment saga, which ends it paid or back to RESERVED; it is looked
@@ -11,8 +11,7 @@
 -- Returns the number of holds expired.
 local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
             stats = KEYS[5], outbox = KEYS[6] }
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local expired = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holds, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))) do
   local raw = redis.call('HGET', k.res, id)

@@ -1,4 +1,4 @@
--- uses: lib/queue.lua lib/holds.lua
+-- uses: lib/clock.lua lib/queue.lua lib/holds.lua
 -- Holds seats for a user with an ACTIVE token: every seat or none (SPEC §4 "Seat holds").
 --
 -- KEYS[1]  {s:S}:cfg        settings and booking window

@@ -1,4 +1,4 @@
--- uses: lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua
 -- Issues queue tokens for a batch of requests to one schedule, in the order given (seatrush
 -- coalesces concurrent requests; see src/redis/coalesce.rs). Per request: one live token per
 -- (user, schedule); arrival order by a strictly increasing sequence; ACTIVE at once when

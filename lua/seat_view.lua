@@ -1,4 +1,4 @@
--- uses: lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua
 -- The seat listing's one round trip: checks that the token is an ACTIVE token of this
 -- schedule and returns the schedule's AVAILABLE seat ids.
 --

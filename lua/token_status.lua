@@ -1,4 +1,4 @@
--- uses: lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua
 -- Reads a token's live state: the Queue-Token check every authorised endpoint builds on.
 --
 -- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:tokens

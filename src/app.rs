@@ -92,6 +92,9 @@ impl App {
             .load_all(&mut redis)
             .await
             .map_err(step("loading scripts"))?;
+        crate::wallet::prepare_outboxes(&mut redis)
+            .await
+            .map_err(step("preparing the wallet outboxes"))?;
         let registered = schedules::sync_to_redis(&db, &mut redis)
             .await
             .map_err(step("registering schedules in Redis"))?;

@@ -11,6 +11,7 @@
 //! - [`catalogue`]: users, venues, concerts, schedules and seats (MySQL is their record), and
 //!   the public reads over them (replica, short-lived cache, availability from Redis).
 //! - [`reservation`]: seat holds (reservations) and their numbers.
+//! - [`wallet`]: prepaid balances: charging and reading, in per-user wallet buckets.
 //! - [`admin`]: the admin API over the catalogue and queue settings.
 //!
 //! Infrastructure beneath them:
@@ -40,3 +41,4 @@ pub mod reservation;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod wallet;

@@ -9,12 +9,6 @@
 
 local DAY_MS = 24 * 3600 * 1000
 
--- Redis's own clock: one clock for every seatrush instance.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function decode_token(raw)
   local u, st, seq, iat, aat, exp, fin =
     string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')

@@ -145,6 +145,10 @@ async fn dispatch(
         Route::CancelReservation { reservation_id } => {
             crate::reservation::cancel(app, &parts.headers, reservation_id).await
         }
+        Route::Charge { user_id } => {
+            crate::wallet::charge(app, &parts.headers, user_id, read_body().await?).await
+        }
+        Route::Balance { user_id } => crate::wallet::balance(app, &parts.headers, user_id).await,
         Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
         Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
         Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,

@@ -16,6 +16,8 @@ pub enum Route {
     ListSchedules { concert_id: u64 },
     ListSeats { concert_id: u64, schedule_id: u64 },
     HoldSeats,
+    Charge { user_id: u64 },
+    Balance { user_id: u64 },
     GetReservation { reservation_id: u64 },
     CancelReservation { reservation_id: u64 },
     AdminCreateUser,
@@ -100,6 +102,22 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
                     Route::GetReservation { reservation_id }
                 } else {
                     Route::CancelReservation { reservation_id }
+                })
+            }),
+        ),
+        ["api", "v1", "users", id, "balance", "charge"] => (
+            "/api/v1/users/{userId}/balance/charge",
+            allow(post, "POST").and_then(|()| {
+                Ok(Route::Charge {
+                    user_id: path_id(id, "userId")?,
+                })
+            }),
+        ),
+        ["api", "v1", "users", id, "balance"] => (
+            "/api/v1/users/{userId}/balance",
+            allow(get, "GET").and_then(|()| {
+                Ok(Route::Balance {
+                    user_id: path_id(id, "userId")?,
                 })
             }),
         ),

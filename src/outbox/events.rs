@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use redis::Value;
 
+use super::ledger::{self, BalanceRow, LedgerRow};
 use super::reservations::{self, ReservationRow};
 use super::rows;
 use super::tokens::{self, TokenRow};
@@ -19,6 +20,11 @@ pub enum Event {
     Tokens(Vec<TokenRow>),
     /// The new state of each reservation a script run changed.
     Reservations(Vec<ReservationRow>),
+    /// Ledger lines a wallet script wrote, and the balances after them.
+    Ledger {
+        lines: Vec<LedgerRow>,
+        balances: Vec<BalanceRow>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,22 @@ pub(super) fn opt_ms(text: &str, name: &str) -> Result<Option<i64>, DecodeError>
     }
 }
 
+/// `tx:<id>` fields are ledger lines, `bal:<userId>` fields balances.
+fn decode_ledger(map: &HashMap<String, Value>) -> Result<Event, DecodeError> {
+    let mut lines = Vec::new();
+    let mut balances = Vec::new();
+    for (name, record) in pairs(map) {
+        if let Some(id) = name.strip_prefix("tx:") {
+            lines.push(LedgerRow::parse(id, record?)?);
+        } else if let Some(user) = name.strip_prefix("bal:") {
+            balances.push(BalanceRow::parse(user, record?)?);
+        } else {
+            return Err(DecodeError(format!("unknown ledger field {name:?}")));
+        }
+    }
+    Ok(Event::Ledger { lines, balances })
+}
+
 /// Every field but `type`: an id and its record.
 fn pairs(
     map: &HashMap<String, Value>,
@@ -60,6 +82,14 @@ impl Event {
     /// Decodes an entry of `owner`'s outbox.
     pub fn decode(map: &HashMap<String, Value>, owner: OutboxOwner) -> Result<Self, DecodeError> {
         let kind = field(map, "type")?;
+        if let OutboxOwner::WalletBucket(_) = owner {
+            return match kind {
+                "ledger" => decode_ledger(map),
+                other => Err(DecodeError(format!(
+                    "{other:?} event in {owner:?}'s outbox"
+                ))),
+            };
+        }
         let OutboxOwner::Schedule(schedule_id) = owner else {
             return Err(DecodeError(format!("{kind} event in {owner:?}'s outbox")));
         };
@@ -88,14 +118,26 @@ pub async fn apply(
 ) -> Result<(), mysql_async::Error> {
     let tokens = rows::latest(events.iter().flat_map(|e| match e {
         Event::Tokens(rows) => rows.as_slice(),
-        Event::Reservations(_) => &[],
+        _ => &[],
     }));
     rows::write(tx, &tokens::TABLE, &tokens).await?;
     let reservations = rows::latest(events.iter().flat_map(|e| match e {
         Event::Reservations(rows) => rows.as_slice(),
-        Event::Tokens(_) => &[],
+        _ => &[],
     }));
-    reservations::write(tx, &reservations).await
+    reservations::write(tx, &reservations).await?;
+    let lines = rows::latest(events.iter().flat_map(|e| match e {
+        Event::Ledger { lines, .. } => lines.as_slice(),
+        _ => &[],
+    }));
+    rows::write(tx, &ledger::LEDGER, &lines).await?;
+    let balances = rows::latest(events.iter().flat_map(|e| match e {
+        Event::Ledger { balances, .. } => balances.as_slice(),
+        _ => &[],
+    }));
+    rows::write(tx, &ledger::BALANCES, &balances)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -169,6 +211,22 @@ mod tests {
         );
         let bad = entry(&[("type", "tokens"), ("x", "nine|WAITING|1|2|||")]);
         assert!(Event::decode(&bad, OutboxOwner::Schedule(1)).is_err());
+        let ledger = entry(&[
+            ("type", "ledger"),
+            ("tx:129", "9|CHARGE|1000|1000||1700000000000"),
+            ("bal:9", "1000|1000|0|1700000000000"),
+        ]);
+        let Event::Ledger { lines, balances } =
+            Event::decode(&ledger, OutboxOwner::WalletBucket(9)).unwrap()
+        else {
+            panic!("a ledger entry decodes as one");
+        };
+        assert_eq!(
+            (lines[0].id, lines[0].amount, lines[0].ref_id),
+            (129, 1000, None)
+        );
+        assert_eq!(balances[0].balance.total_charged, 1000);
+        assert!(Event::decode(&ledger, OutboxOwner::Schedule(9)).is_err());
         let good = entry(&[("type", "tokens"), ("x", "9|WAITING|1|2|||")]);
         assert!(
             Event::decode(&good, OutboxOwner::WalletBucket(1)).is_err(),

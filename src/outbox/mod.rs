@@ -10,6 +10,7 @@
 //! seatrush this keeps a flash sale's peak for the requests that clients wait on.
 
 pub mod events;
+pub mod ledger;
 pub mod reservations;
 mod rows;
 pub mod tokens;

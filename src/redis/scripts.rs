@@ -6,10 +6,11 @@ use redis::{RedisResult, Script, Value};
 use uuid::Uuid;
 
 use super::RedisConn;
-use super::keys::{ScheduleKeys, TOKEN_INDEX};
+use super::keys::{ScheduleKeys, TOKEN_INDEX, WALLET_BUCKETS, WalletKeys};
 
 /// Helper files scripts may name on their first line, `-- uses: lib/a.lua lib/b.lua`.
 const LIBS: &[(&str, &str)] = &[
+    ("lib/clock.lua", include_str!("../../lua/lib/clock.lua")),
     ("lib/queue.lua", include_str!("../../lua/lib/queue.lua")),
     ("lib/holds.lua", include_str!("../../lua/lib/holds.lua")),
 ];
@@ -35,6 +36,8 @@ fn with_libs(source: &'static str) -> Script {
 
 pub struct Scripts {
     cancel_hold: Script,
+    charge: Script,
+    load_balance: Script,
     expire_holds: Script,
     hold_seats: Script,
     issue_tokens: Script,
@@ -90,6 +93,8 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             cancel_hold: with_libs(include_str!("../../lua/cancel_hold.lua")),
+            charge: with_libs(include_str!("../../lua/charge.lua")),
+            load_balance: with_libs(include_str!("../../lua/load_balance.lua")),
             expire_holds: with_libs(include_str!("../../lua/expire_holds.lua")),
             hold_seats: with_libs(include_str!("../../lua/hold_seats.lua")),
             issue_tokens: with_libs(include_str!("../../lua/issue_tokens.lua")),
@@ -103,6 +108,8 @@ impl Scripts {
     pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
         for script in [
             &self.cancel_hold,
+            &self.charge,
+            &self.load_balance,
             &self.expire_holds,
             &self.hold_seats,
             &self.issue_tokens,
@@ -374,6 +381,70 @@ impl Scripts {
         let k = ScheduleKeys::new(schedule_id);
         release_keys(&mut self.expire_holds.prepare_invoke(), &k)
             .arg(PER_TICK)
+            .invoke_async(conn)
+            .await
+    }
+}
+
+/// A charge as `charge.lua` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Charged {
+        transaction_id: u64,
+        balance: u64,
+        charged_at_ms: i64,
+    },
+    /// Redis does not have the user's balance yet: load it, then charge again.
+    NotLoaded,
+    /// The balance would exceed the cap.
+    OverLimit,
+}
+
+impl Scripts {
+    pub async fn charge(
+        &self,
+        conn: &mut RedisConn,
+        user_id: u64,
+        amount: u64,
+        balance_cap: u64,
+    ) -> RedisResult<ChargeOutcome> {
+        let k = WalletKeys::of_user(user_id);
+        let reply: Value = self
+            .charge
+            .key(&k.balances)
+            .key(&k.txseq)
+            .key(&k.outbox)
+            .arg(user_id)
+            .arg(amount)
+            .arg(balance_cap)
+            .arg(k.bucket)
+            .arg(WALLET_BUCKETS)
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        Ok(match reply.code()?.as_str() {
+            "OK" => ChargeOutcome::Charged {
+                transaction_id: reply.uint(1)?,
+                balance: reply.uint(2)?,
+                charged_at_ms: reply.opt_int(3)?.unwrap_or_default(),
+            },
+            "NOT_LOADED" => ChargeOutcome::NotLoaded,
+            "BALANCE_LIMIT" => ChargeOutcome::OverLimit,
+            other => return Err(bad_reply(other)),
+        })
+    }
+
+    /// Puts `record` in as the user's balance unless Redis has one; returns the one it has.
+    pub async fn load_balance(
+        &self,
+        conn: &mut RedisConn,
+        user_id: u64,
+        record: &str,
+    ) -> RedisResult<String> {
+        self.load_balance
+            .key(WalletKeys::of_user(user_id).balances)
+            .arg(user_id)
+            .arg(record)
             .invoke_async(conn)
             .await
     }

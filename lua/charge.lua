@@ -1,0 +1,28 @@
+-- uses: lib/clock.lua
+-- Charges a user's prepaid balance: the balance and its running sums, a ledger entry and the
+-- outbox entry change together, in the user's wallet bucket.
+--
+-- KEYS[1] {w:n}:bal     HASH userId -> "balance|totalCharged|totalUsed|updatedAt"
+-- KEYS[2] {w:n}:txseq   ledger sequence of the bucket
+-- KEYS[3] {w:n}:outbox  STREAM: `type ledger`, then `tx:<id>` -> "userId|CHARGE|amount|
+--                       balanceAfter|refId|createdAt" and `bal:<userId>` -> balance record
+-- ARGV[1] userId, ARGV[2] amount, ARGV[3] the highest balance allowed,
+-- ARGV[4] bucket, ARGV[5] number of buckets (ledger ids are seq * buckets + bucket)
+--
+-- Returns {'OK', transactionId, balance, chargedAt} | {'NOT_LOADED'} (load it, then retry)
+--       | {'BALANCE_LIMIT'}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return { 'NOT_LOADED' } end
+local balance, charged, used = string.match(raw, '^(%d+)|(%d+)|(%d+)|')
+local amount = tonumber(ARGV[2])
+balance = tonumber(balance) + amount
+if balance > tonumber(ARGV[3]) then return { 'BALANCE_LIMIT' } end
+local now = now_ms()
+local tx = string.format('%.0f',
+  redis.call('INCR', KEYS[2]) * tonumber(ARGV[5]) + tonumber(ARGV[4]))
+local record = string.format('%.0f|%.0f|%s|%.0f', balance, tonumber(charged) + amount, used, now)
+redis.call('HSET', KEYS[1], ARGV[1], record)
+redis.call('XADD', KEYS[3], '*', 'type', 'ledger',
+  'tx:' .. tx, string.format('%s|CHARGE|%s|%.0f||%.0f', ARGV[1], ARGV[2], balance, now),
+  'bal:' .. ARGV[1], record)
+return { 'OK', tx, balance, string.format('%.0f', now) }

@@ -1,0 +1,122 @@
+//! The wallet's entries as the flusher writes them: ledger lines to `balance_transactions`
+//! (immutable) and balances to `user_balances` (only ever moved forwards: a state is newer
+//! when its running sums are larger, as they only grow).
+
+use super::events::{DecodeError, number, opt_ms};
+use super::rows::{Row, Table};
+use crate::mysql::datetime_ms;
+use crate::wallet::Balance;
+
+/// One ledger line: `userId|type|amount|balanceAfter|refId|createdAt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub id: u64,
+    pub user_id: u64,
+    /// CHARGE or PAYMENT
+    pub kind: String,
+    pub amount: u64,
+    pub balance_after: u64,
+    pub ref_id: Option<u64>,
+    pub created_at_ms: i64,
+}
+
+impl LedgerRow {
+    pub fn parse(id: &str, record: &str) -> Result<Self, DecodeError> {
+        let f: Vec<&str> = record.split('|').collect();
+        let [user, kind, amount, after, ref_id, at] = f[..] else {
+            return Err(DecodeError(format!(
+                "ledger record {record:?} has {} fields",
+                f.len()
+            )));
+        };
+        Ok(Self {
+            id: number(id, "transactionId")?,
+            user_id: number(user, "userId")?,
+            kind: kind.to_string(),
+            amount: number(amount, "amount")?,
+            balance_after: number(after, "balanceAfter")?,
+            ref_id: opt_ms(ref_id, "refId")?.map(|r| r as u64),
+            created_at_ms: number(at, "createdAt")?,
+        })
+    }
+}
+
+pub const LEDGER: Table = Table {
+    name: "balance_transactions",
+    key_column: "id",
+    columns: "id, user_id, type, amount, balance_after, ref_id, created_at",
+    row: "(?, ?, ?, ?, ?, ?, ?)",
+    update: "id = id",
+};
+
+impl Row for LedgerRow {
+    type Key = u64;
+
+    fn key(&self) -> u64 {
+        self.id
+    }
+
+    fn params(&self) -> Vec<mysql_async::Value> {
+        vec![
+            self.id.into(),
+            self.user_id.into(),
+            self.kind.as_str().into(),
+            self.amount.into(),
+            self.balance_after.into(),
+            self.ref_id.into(),
+            datetime_ms(self.created_at_ms),
+        ]
+    }
+}
+
+/// A user's balance after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceRow {
+    pub user_id: u64,
+    pub balance: Balance,
+}
+
+impl BalanceRow {
+    pub fn parse(user: &str, record: &str) -> Result<Self, DecodeError> {
+        Ok(Self {
+            user_id: number(user, "userId")?,
+            balance: Balance::parse(record)
+                .ok_or_else(|| DecodeError(format!("balance record {record:?}")))?,
+        })
+    }
+}
+
+/// Newer states have larger running sums; the sums are assigned last, total_charged after
+/// total_used, so each comparison still sees the row's old sums where it matters.
+pub const BALANCES: Table = Table {
+    name: "user_balances",
+    key_column: "user_id",
+    columns: "user_id, balance, total_charged, total_used, updated_at",
+    row: "(?, ?, ?, ?, ?)",
+    update: "balance = IF(VALUES(total_charged) + VALUES(total_used) >= total_charged + total_used,
+                          VALUES(balance), balance),
+             updated_at = IF(VALUES(total_charged) + VALUES(total_used) >= total_charged + total_used,
+                             VALUES(updated_at), updated_at),
+             total_used = IF(VALUES(total_charged) + VALUES(total_used) >= total_charged + total_used,
+                             VALUES(total_used), total_used),
+             total_charged = IF(VALUES(total_charged) >= total_charged, VALUES(total_charged),
+                                total_charged)",
+};
+
+impl Row for BalanceRow {
+    type Key = u64;
+
+    fn key(&self) -> u64 {
+        self.user_id
+    }
+
+    fn params(&self) -> Vec<mysql_async::Value> {
+        vec![
+            self.user_id.into(),
+            self.balance.balance.into(),
+            self.balance.total_charged.into(),
+            self.balance.total_used.into(),
+            datetime_ms(self.balance.updated_at_ms),
+        ]
+    }
+}

@@ -1,0 +1,183 @@
+//! The prepaid wallet (SPEC §3 rows 5 and 6): charging and reading a balance on the real
+//! server, every error code, parallel charges, and MySQL equal to Redis after the drain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{OPEN_NOW, TestApp, eventually, spawn_all};
+use redis::AsyncCommands;
+use seatrush::redis::keys::WalletKeys;
+
+/// A user with a live token (for any schedule: the wallet needs only the user's own token).
+async fn user_with_token(app: &TestApp) -> (u64, String) {
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 1).await;
+    app.active_user(schedule).await
+}
+
+async fn charge(app: &TestApp, user: u64, token: &str, body: &str) -> common::Rsp {
+    app.post(
+        &format!("/api/v1/users/{user}/balance/charge"),
+        &[("queue-token", token)],
+        body,
+    )
+    .await
+}
+
+async fn balance(app: &TestApp, user: u64, token: &str) -> common::Rsp {
+    app.get(
+        &format!("/api/v1/users/{user}/balance"),
+        &[("queue-token", token)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_add_up_and_the_balance_says_so() {
+    let app = TestApp::spawn().await;
+    let (user, token) = user_with_token(&app).await;
+    let fresh = balance(&app, user, &token).await;
+    assert_eq!(fresh.status.as_u16(), 200, "{:?}", fresh.body);
+    assert_eq!(
+        (fresh.u64("currentBalance"), fresh.u64("totalCharged")),
+        (0, 0)
+    );
+
+    let first = charge(&app, user, &token, r#"{"amount": 5000}"#).await;
+    assert_eq!(first.status.as_u16(), 200, "{:?}", first.body);
+    assert_eq!(first.u64("userId"), user);
+    assert_eq!(
+        (first.u64("chargedAmount"), first.u64("currentBalance")),
+        (5000, 5000)
+    );
+    assert!(first.str("chargedAt").ends_with('Z'));
+    let second = charge(&app, user, &token, r#"{"amount": 3000}"#).await;
+    assert_eq!(second.u64("currentBalance"), 8000);
+    assert_ne!(second.u64("transactionId"), first.u64("transactionId"));
+
+    let now = balance(&app, user, &token).await;
+    assert_eq!(now.u64("currentBalance"), 8000);
+    assert_eq!(now.u64("totalCharged"), 8000);
+    assert_eq!(now.u64("totalUsed"), 0);
+    assert_eq!(now.str("lastUpdated"), second.str("chargedAt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_errors() {
+    let app = TestApp::spawn().await;
+    let (user, token) = user_with_token(&app).await;
+    let (_, stranger) = user_with_token(&app).await;
+    let path = format!("/api/v1/users/{user}/balance/charge");
+    app.post(&path, &[], r#"{"amount": 1}"#)
+        .await
+        .assert_error(401, "QUEUE_TOKEN_MISSING");
+    charge(&app, user, "nonsense", r#"{"amount": 1}"#)
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    charge(&app, user, &stranger, r#"{"amount": 1}"#)
+        .await
+        .assert_error(403, "FORBIDDEN");
+    balance(&app, user, &stranger)
+        .await
+        .assert_error(403, "FORBIDDEN");
+    for body in [
+        r#"{"amount": 0}"#,
+        r#"{"amount": -5}"#,
+        r#"{"amount": "5"}"#,
+        r#"{"amount": 1.5}"#,
+        r#"{"amount": 10000001}"#,
+        r#"{}"#,
+    ] {
+        let rsp = charge(&app, user, &token, body).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), "amount", "{body}");
+    }
+    let rsp = app
+        .get("/api/v1/users/abc/balance", &[("queue-token", &token)])
+        .await;
+    rsp.assert_error(400, "INVALID_REQUEST");
+    assert_eq!(rsp.field(), "userId");
+
+    // The balance cap: ten full charges reach 100 000 000, one more won would exceed it.
+    for _ in 0..10 {
+        assert_eq!(
+            charge(&app, user, &token, r#"{"amount": 10000000}"#)
+                .await
+                .status
+                .as_u16(),
+            200
+        );
+    }
+    let rsp = charge(&app, user, &token, r#"{"amount": 1}"#).await;
+    rsp.assert_error(400, "INVALID_REQUEST");
+    assert_eq!(rsp.field(), "amount");
+    assert_eq!(
+        balance(&app, user, &token).await.u64("currentBalance"),
+        100_000_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_parallel_charges_add_up_exactly_and_reach_mysql() {
+    use mysql_async::prelude::Queryable;
+    let app = TestApp::spawn().await;
+    let (user, token) = user_with_token(&app).await;
+    let results = spawn_all((0..100).map(|_| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            charge(&app, user, &token, r#"{"amount": 1000}"#)
+                .await
+                .status
+                .as_u16()
+        }
+    }))
+    .await;
+    assert!(results.iter().all(|&s| s == 200), "{results:?}");
+    assert_eq!(
+        balance(&app, user, &token).await.u64("currentBalance"),
+        100_000
+    );
+
+    // Wallet buckets are shared by every user in them, so wait for this user's rows.
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    let balance_row = eventually(Duration::from_secs(10), "the balance in MySQL", || {
+        let pool = app.app.db.primary.clone();
+        async move {
+            let mut conn = pool.get_conn().await.unwrap();
+            let row: Option<(u64, u64, u64)> = conn
+                .exec_first(
+                    "SELECT balance, total_charged, total_used FROM user_balances WHERE user_id = ?",
+                    (user,),
+                )
+                .await
+                .unwrap();
+            row.filter(|r| r.1 == 100_000)
+        }
+    })
+    .await;
+    let in_redis: String = app
+        .redis()
+        .hget(WalletKeys::of_user(user).balances, user)
+        .await
+        .unwrap();
+    let (b, c, u) = balance_row;
+    assert!(
+        in_redis.starts_with(&format!("{b}|{c}|{u}|")),
+        "{in_redis} vs {b}|{c}|{u}"
+    );
+    assert_eq!((b, c, u), (100_000, 100_000, 0));
+    let ledger: Option<(u64, u64)> = conn
+        .exec_first(
+            "SELECT COUNT(*), CAST(SUM(amount) AS UNSIGNED) FROM balance_transactions
+             WHERE user_id = ? AND type = 'CHARGE'",
+            (user,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger,
+        Some((100, 100_000)),
+        "the ledger sums to the balance"
+    );
+}
