@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mysql_async::prelude::*;
 
 use crate::error::ApiError;
-use crate::mysql::{Db, placeholders, shaped_chunks, timed};
+use crate::mysql::{Db, placeholders, retry_lock_conflicts, shaped_chunks, timed};
 use crate::queue::settings::{BookingWindow, QueueSettings};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
@@ -134,22 +134,27 @@ pub async fn update_queue_settings(
     schedule_id: u64,
     settings: &QueueSettings,
 ) -> Result<(), ApiError> {
-    let mut conn = timed(db.primary.get_conn()).await?;
-    timed(conn.exec_drop(
-        "UPDATE concert_schedules SET max_active_users = ?, max_waiting_users = ?,
-           admission_per_second = ?, active_ttl_seconds = ?, hold_ttl_seconds = ?,
-           max_seats_per_user = ?, queue_paused = ? WHERE id = ?",
-        (
-            settings.max_active_users,
-            settings.max_waiting_users,
-            settings.admission_per_second,
-            settings.active_ttl_seconds,
-            settings.hold_ttl_seconds,
-            settings.max_seats_per_user,
-            settings.paused,
-            schedule_id,
-        ),
-    ))
+    // The flusher's inserts lock the schedule row (foreign keys); a deadlock with them is
+    // retried rather than reported.
+    retry_lock_conflicts(|| async {
+        let mut conn = timed(db.primary.get_conn()).await?;
+        timed(conn.exec_drop(
+            "UPDATE concert_schedules SET max_active_users = ?, max_waiting_users = ?,
+               admission_per_second = ?, active_ttl_seconds = ?, hold_ttl_seconds = ?,
+               max_seats_per_user = ?, queue_paused = ? WHERE id = ?",
+            (
+                settings.max_active_users,
+                settings.max_waiting_users,
+                settings.admission_per_second,
+                settings.active_ttl_seconds,
+                settings.hold_ttl_seconds,
+                settings.max_seats_per_user,
+                settings.paused,
+                schedule_id,
+            ),
+        ))
+        .await
+    })
     .await?;
     settings.store(redis, schedule_id).await?;
     Ok(())

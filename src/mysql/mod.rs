@@ -53,6 +53,27 @@ pub async fn timed<T>(
     }
 }
 
+/// A deadlock victim (1213) or a lock wait that timed out (1205): the statement did nothing
+/// and succeeds when tried again.
+pub fn is_lock_conflict(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
+}
+
+/// Runs `op` again (up to three times in all) while MySQL picks it as a deadlock victim.
+pub async fn retry_lock_conflicts<T, F, Fut>(mut op: F) -> Result<T, mysql_async::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, mysql_async::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if is_lock_conflict(&e) && tries < 2 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// `n` copies of `one` (e.g. `"(?, ?)"`), comma-separated: the placeholders of a multi-row
 /// statement. Values always travel as parameters, never inside the SQL text.
 pub fn placeholders(n: usize, one: &str) -> String {

@@ -325,6 +325,13 @@ impl OutboxFlusher {
                 metrics::counter!("seatrush_outbox_flushed_total").increment(entries.len() as u64);
                 Ok((entries.len(), false))
             }
+            Err(FlushError::Mysql(e)) if crate::mysql::is_lock_conflict(&e) => {
+                // Another writer held the rows: the batch stays pending for the next pass.
+                tracing::debug!(error = %e, "lock conflict; outbox batch retried");
+                metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "lock_conflict")
+                    .increment(1);
+                Ok((0, false))
+            }
             Err(e) if is_outage(&e) => {
                 tracing::warn!(error = %e, "MySQL unreachable; outbox kept for retry");
                 metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "unavailable").increment(1);
@@ -463,13 +470,15 @@ fn is_order_conflict(e: &FlushError) -> bool {
         if s.code == 1062 && s.message.contains("uq_tokens_one_live"))
 }
 
-/// An outage (connection refused, timeout) is retried forever; a refusal by the server
+/// An outage (connection refused, timeout, lock conflict) is retried forever; a refusal by the server
 /// (constraint, bad data) counts towards dead-lettering.
 fn is_outage(e: &FlushError) -> bool {
-    matches!(
-        e,
-        FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
-    )
+    match e {
+        FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)) => true,
+        // A deadlock or lock timeout says nothing about the entries: retry, don't count.
+        FlushError::Mysql(e) => crate::mysql::is_lock_conflict(e),
+        FlushError::Decode(_) => false,
+    }
 }
 
 #[cfg(test)]
