@@ -139,22 +139,36 @@ async fn a_hundred_parallel_charges_add_up_exactly_and_reach_mysql() {
         100_000
     );
 
-    // Wallet buckets are shared by every user in them, so wait for this user's rows.
-    let mut conn = app.app.db.primary.get_conn().await.unwrap();
-    let balance_row = eventually(Duration::from_secs(10), "the balance in MySQL", || {
-        let pool = app.app.db.primary.clone();
-        async move {
-            let mut conn = pool.get_conn().await.unwrap();
-            let row: Option<(u64, u64, u64)> = conn
-                .exec_first(
-                    "SELECT balance, total_charged, total_used FROM user_balances WHERE user_id = ?",
-                    (user,),
-                )
-                .await
-                .unwrap();
-            row.filter(|r| r.1 == 100_000)
-        }
-    })
+    // Wallet buckets are shared by every user in them, so wait for this user's rows; two
+    // flushers may commit their batches in either order, so wait for the ledger too.
+    let (balance_row, ledger) = eventually(
+        Duration::from_secs(10),
+        "balance and ledger in MySQL",
+        || {
+            let pool = app.app.db.primary.clone();
+            async move {
+                let mut conn = pool.get_conn().await.unwrap();
+                let row: Option<(u64, u64, u64)> = conn
+                    .exec_first(
+                        "SELECT balance, total_charged, total_used FROM user_balances
+                         WHERE user_id = ?",
+                        (user,),
+                    )
+                    .await
+                    .unwrap();
+                let ledger: Option<(u64, u64)> = conn
+                    .exec_first(
+                        "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS UNSIGNED)
+                         FROM balance_transactions WHERE user_id = ? AND type = 'CHARGE'",
+                        (user,),
+                    )
+                    .await
+                    .unwrap();
+                let (row, ledger) = (row?, ledger?);
+                (row.1 == 100_000 && ledger.0 == 100).then_some((row, ledger))
+            }
+        },
+    )
     .await;
     let in_redis: String = app
         .redis()
@@ -167,17 +181,5 @@ async fn a_hundred_parallel_charges_add_up_exactly_and_reach_mysql() {
         "{in_redis} vs {b}|{c}|{u}"
     );
     assert_eq!((b, c, u), (100_000, 100_000, 0));
-    let ledger: Option<(u64, u64)> = conn
-        .exec_first(
-            "SELECT COUNT(*), CAST(SUM(amount) AS UNSIGNED) FROM balance_transactions
-             WHERE user_id = ? AND type = 'CHARGE'",
-            (user,),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger,
-        Some((100, 100_000)),
-        "the ledger sums to the balance"
-    );
+    assert_eq!(ledger, (100, 100_000), "the ledger sums to the balance");
 }
