@@ -159,7 +159,7 @@ impl JsonObject {
             .map_err(|_| ApiError::invalid(field, format!("{field} must be an ISO 8601 date-time")))
     }
 
-    /// An optional array of objects, each handed to `item` with its indexed field name.
+    /// An optional array (elements are checked by the caller, which names them `field[i]`).
     pub fn opt_array(&self, field: &str) -> Result<Option<&[OwnedValue]>, ApiError> {
         match self.get(field) {
             None => Ok(None),
