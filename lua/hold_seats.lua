@@ -1,5 +1,8 @@
 -- uses: lib/clock.lua lib/queue.lua lib/holds.lua
--- Holds seats for a user with an ACTIVE token: every seat or none (SPEC §4 "Seat holds").
+-- Holds seats for users with ACTIVE tokens: per request, every seat or none (SPEC §4 "Seat
+-- holds"). Takes a batch of requests to one schedule and decides them in order, each seeing
+-- the holds of those before it (seatrush coalesces concurrent requests; see
+-- src/redis/coalesce.rs).
 --
 -- KEYS[1]  {s:S}:cfg        settings and booking window
 -- KEYS[2]  {s:S}:tokens     HASH token -> record
@@ -11,67 +14,79 @@
 -- KEYS[8]  {s:S}:stats      HASH counters (heldSeats)
 -- KEYS[9]  {s:S}:rseq       reservation sequence
 -- KEYS[10] {s:S}:outbox     STREAM
--- ARGV[1] scheduleId, ARGV[2] token, ARGV[3] userId, ARGV[4…] seatIds (distinct)
+-- ARGV[1] scheduleId, then per request: token, userId, n, n distinct seatIds
 --
--- Returns {'OK', reservationId, totalAmount, reservedAt, expiresAt, 'seatId|number|price', …}
+-- Returns one reply per request, in order:
+--         {'OK', reservationId, totalAmount, reservedAt, expiresAt, 'seatId|number|price', …}
 --      or {'SCHEDULE_NOT_FOUND'} | {'TOKEN_NOT_HERE'} (not a token of this schedule)
 --       | {'QUEUE_TOKEN_INVALID'} | {'QUEUE_TOKEN_NOT_ACTIVE'} | {'FORBIDDEN'} (another user)
 --       | {'BOOKING_NOT_OPEN'} | {'BOOKING_CLOSED'} | {'SEAT_NOT_FOUND', seatId, …}
 --       | {'SEAT_LIMIT_EXCEEDED'} | {'SEAT_ALREADY_RESERVED', seatId, …}
 local k = { avail = KEYS[4], res = KEYS[5], holds = KEYS[6], userseats = KEYS[7],
             stats = KEYS[8], outbox = KEYS[10] }
-local schedule, token, user = ARGV[1], ARGV[2], ARGV[3]
-local seats = {}
-for i = 4, #ARGV do seats[#seats + 1] = ARGV[i] end
+local schedule = ARGV[1]
 local now = now_ms()
-
 local cfg = redis.call('HMGET', KEYS[1], 'maxSeatsPerUser', 'holdTtlSeconds', 'bookingOpenAt',
   'bookingCloseAt')
-if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
-local raw = redis.call('HGET', KEYS[2], token)
-if not raw then return { 'TOKEN_NOT_HERE' } end
-local t = decode_token(raw)
-if not is_live(t, now) then return { 'QUEUE_TOKEN_INVALID' } end
-if t.status ~= 'ACTIVE' then return { 'QUEUE_TOKEN_NOT_ACTIVE' } end
-if t.user ~= user then return { 'FORBIDDEN' } end
-if now < tonumber(cfg[3]) then return { 'BOOKING_NOT_OPEN' } end
-if now >= tonumber(cfg[4]) then return { 'BOOKING_CLOSED' } end
 
-local infos = redis.call('HMGET', KEYS[3], unpack(seats))
-local missing = { 'SEAT_NOT_FOUND' }
-for i, info in ipairs(seats) do
-  if not infos[i] then missing[#missing + 1] = info end
+local function hold(token, user, seats)
+  if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
+  local raw = redis.call('HGET', KEYS[2], token)
+  if not raw then return { 'TOKEN_NOT_HERE' } end
+  local t = decode_token(raw)
+  if not is_live(t, now) then return { 'QUEUE_TOKEN_INVALID' } end
+  if t.status ~= 'ACTIVE' then return { 'QUEUE_TOKEN_NOT_ACTIVE' } end
+  if t.user ~= user then return { 'FORBIDDEN' } end
+  if now < tonumber(cfg[3]) then return { 'BOOKING_NOT_OPEN' } end
+  if now >= tonumber(cfg[4]) then return { 'BOOKING_CLOSED' } end
+
+  local infos = redis.call('HMGET', KEYS[3], unpack(seats))
+  local missing = { 'SEAT_NOT_FOUND' }
+  for i, info in ipairs(seats) do
+    if not infos[i] then missing[#missing + 1] = info end
+  end
+  if #missing > 1 then return missing end
+
+  local have = tonumber(redis.call('HGET', k.userseats, user)) or 0
+  if have + #seats > tonumber(cfg[1]) then return { 'SEAT_LIMIT_EXCEEDED' } end
+
+  local free = redis.call('SMISMEMBER', k.avail, unpack(seats))
+  local taken = { 'SEAT_ALREADY_RESERVED' }
+  for i, id in ipairs(seats) do
+    if free[i] == 0 then taken[#taken + 1] = id end
+  end
+  if #taken > 1 then return taken end
+
+  redis.call('SREM', k.avail, unpack(seats))
+  local id = string.format('%.0f', tonumber(schedule) * 4294967296 + redis.call('INCR', KEYS[9]))
+  local expires = now + tonumber(cfg[2]) * 1000
+  local total = 0
+  local out = { 'OK', id, 0, tostring(now), tostring(expires) }
+  local priced = {}
+  for i, seat in ipairs(seats) do
+    local number, price = string.match(infos[i], '^([^|]*)|([^|]*)$')
+    total = total + tonumber(price)
+    out[#out + 1] = seat .. '|' .. number .. '|' .. price
+    priced[i] = seat .. ':' .. price
+  end
+  out[3] = total
+  local r = { user = user, status = 'RESERVED', total = string.format('%.0f', total),
+              rat = tostring(now), exp = tostring(expires), seats = table.concat(priced, ','),
+              pat = '', fin = '' }
+  redis.call('ZADD', k.holds, expires, id)
+  redis.call('HINCRBY', k.userseats, user, #seats)
+  redis.call('HINCRBY', k.stats, 'heldSeats', #seats)
+  save_reservation(k.res, k.outbox, id, r)
+  return out
 end
-if #missing > 1 then return missing end
 
-local have = tonumber(redis.call('HGET', k.userseats, user)) or 0
-if have + #seats > tonumber(cfg[1]) then return { 'SEAT_LIMIT_EXCEEDED' } end
-
-local free = redis.call('SMISMEMBER', k.avail, unpack(seats))
-local taken = { 'SEAT_ALREADY_RESERVED' }
-for i, id in ipairs(seats) do
-  if free[i] == 0 then taken[#taken + 1] = id end
+local replies = {}
+local i = 2
+while i <= #ARGV do
+  local token, user, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local seats = {}
+  for j = 1, n do seats[j] = ARGV[i + 2 + j] end
+  replies[#replies + 1] = hold(token, user, seats)
+  i = i + 3 + n
 end
-if #taken > 1 then return taken end
-
-redis.call('SREM', k.avail, unpack(seats))
-local id = string.format('%.0f', tonumber(schedule) * 4294967296 + redis.call('INCR', KEYS[9]))
-local expires = now + tonumber(cfg[2]) * 1000
-local total = 0
-local out = { 'OK', id, 0, tostring(now), tostring(expires) }
-local priced = {}
-for i, seat in ipairs(seats) do
-  local number, price = string.match(infos[i], '^([^|]*)|([^|]*)$')
-  total = total + tonumber(price)
-  out[#out + 1] = seat .. '|' .. number .. '|' .. price
-  priced[i] = seat .. ':' .. price
-end
-out[3] = total
-local r = { user = user, status = 'RESERVED', total = string.format('%.0f', total),
-            rat = tostring(now), exp = tostring(expires), seats = table.concat(priced, ','),
-            pat = '', fin = '' }
-redis.call('ZADD', k.holds, expires, id)
-redis.call('HINCRBY', k.userseats, user, #seats)
-redis.call('HINCRBY', k.stats, 'heldSeats', #seats)
-save_reservation(k.res, k.outbox, id, r)
-return out
+return replies

@@ -18,7 +18,7 @@ use crate::mysql::{Db, migrate};
 use crate::outbox::{Backlog, Deferral, OutboxFlusher};
 use crate::queue::admission;
 use crate::redis::coalesce::Coalescer;
-use crate::redis::scripts::IssueOutcome;
+use crate::redis::scripts::{HoldOutcome, HoldRequest, IssueOutcome};
 use crate::redis::{RedisConn, Scripts};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
@@ -36,6 +36,8 @@ pub struct App {
     pub scripts: Arc<Scripts>,
     /// Token issuance, coalesced per schedule into batched script calls.
     pub token_issuer: Coalescer<(uuid::Uuid, u64), IssueOutcome>,
+    /// Seat holds, coalesced the same way.
+    pub seat_holder: Coalescer<HoldRequest, HoldOutcome>,
     /// Concerts, schedules and seats from the replica, cached briefly.
     pub catalogue: Catalogue,
     /// Answers "does this user exist?" without a query on the hot path.
@@ -113,12 +115,20 @@ impl App {
                 Box::pin(async move { scripts.issue_tokens(&mut redis, schedule, &batch).await })
             }))
         };
+        let seat_holder = {
+            let (scripts, redis) = (scripts.clone(), redis.clone());
+            Coalescer::new(Arc::new(move |schedule, batch: Vec<HoldRequest>| {
+                let (scripts, mut redis) = (scripts.clone(), redis.clone());
+                Box::pin(async move { scripts.hold_seats(&mut redis, schedule, &batch).await })
+            }))
+        };
         let app = Arc::new(Self {
             config,
             redis,
             db,
             scripts,
             token_issuer,
+            seat_holder,
             catalogue: Catalogue::default(),
             users,
             health: Health::default(),

@@ -1,9 +1,11 @@
 //! Smart batching for the hot path: concurrent calls for the same schedule are run as one
-//! script call. Each schedule has at most one batch in Redis per instance; what arrives while
-//! it is there goes together in the next one. An idle instance sends batches of one, so no
-//! timer adds latency; a busy one amortises the round trip and the script's fixed cost over
-//! up to [`MAX_BATCH`] requests. A schedule's lane (task and queue) exists only while it has
-//! work, so requests for unknown schedules leave nothing behind.
+//! script call. Each schedule has [`LANES`] lanes per instance, calls spread over them in
+//! turn, and each lane has at most one batch in Redis: what arrives while it is there goes
+//! together in the lane's next one. So Redis always has the next batch queued while seatrush
+//! handles the last one's replies. An idle instance sends batches of one, so no timer adds
+//! latency; a busy one amortises the round trip and the script's fixed cost over up to
+//! [`MAX_BATCH`] requests. A lane (task and queue) exists only while it has work, so requests
+//! for unknown schedules leave nothing behind.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most requests one script call carries.
 pub const MAX_BATCH: usize = 256;
+/// Lanes per schedule: batches of one schedule in Redis at once, per instance.
+pub const LANES: u64 = 2;
 
 type Reply<O> = oneshot::Sender<RedisResult<O>>;
 type Lane<I, O> = mpsc::UnboundedSender<(I, Reply<O>)>;
@@ -23,9 +27,14 @@ pub type BatchFn<I, O> = Arc<
     dyn Fn(u64, Vec<I>) -> Pin<Box<dyn Future<Output = RedisResult<Vec<O>>> + Send>> + Send + Sync,
 >;
 
+/// A lane: (schedule, lane number).
+type LaneKey = (u64, u64);
+
 pub struct Coalescer<I, O> {
-    lanes: Arc<Mutex<HashMap<u64, Lane<I, O>>>>,
+    lanes: Arc<Mutex<HashMap<LaneKey, Lane<I, O>>>>,
     run: BatchFn<I, O>,
+    /// Calls so far, to spread them over the lanes in turn.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
@@ -33,22 +42,29 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
         Self {
             lanes: Arc::default(),
             run,
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Runs `item` for `schedule` in the next batch and returns its output.
     pub async fn call(&self, schedule: u64, item: I) -> RedisResult<O> {
         let (tx, rx) = oneshot::channel();
+        let lane_key = (
+            schedule,
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % LANES,
+        );
         {
             // Sending under the lock pairs with the lane's exit check below: an item is
             // either seen by the running lane or starts a new one, never lost between.
             let mut lanes = self.lanes.lock().expect("coalescer lock");
             let lane = lanes
-                .entry(schedule)
-                .or_insert_with(|| self.spawn_lane(schedule));
+                .entry(lane_key)
+                .or_insert_with(|| self.spawn_lane(lane_key));
             if let Err(mpsc::error::SendError(job)) = lane.send((item, tx)) {
                 // The lane's task is gone (it panicked): replace it.
-                let fresh = self.spawn_lane(schedule);
+                let fresh = self.spawn_lane(lane_key);
                 let _ = fresh.send(job);
                 *lane = fresh;
             }
@@ -61,7 +77,8 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
         })
     }
 
-    fn spawn_lane(&self, schedule: u64) -> Lane<I, O> {
+    fn spawn_lane(&self, lane_key: LaneKey) -> Lane<I, O> {
+        let schedule = lane_key.0;
         let (tx, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
         let lanes = self.lanes.clone();
         let run = self.run.clone();
@@ -81,7 +98,7 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
                 if items.is_empty() {
                     let mut map = lanes.lock().expect("coalescer lock");
                     if rx.is_empty() {
-                        map.remove(&schedule);
+                        map.remove(&lane_key);
                         return;
                     }
                     continue;

@@ -262,19 +262,17 @@ pub enum HoldOutcome {
 }
 
 impl Scripts {
-    /// Holds all of `seat_ids` for `user_id` under `token`, or none of them.
+    /// Decides a batch of hold requests for one schedule, in order: per request, all of
+    /// its seats are held for its user under its token, or none of them.
     pub async fn hold_seats(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        token: &Uuid,
-        user_id: u64,
-        seat_ids: &[u64],
-    ) -> RedisResult<HoldOutcome> {
+        batch: &[HoldRequest],
+    ) -> RedisResult<Vec<HoldOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
-        let reply: Value = self
-            .hold_seats
-            .key(&k.cfg)
+        let mut call = self.hold_seats.prepare_invoke();
+        call.key(&k.cfg)
             .key(&k.tokens)
             .key(&k.seat)
             .key(&k.avail)
@@ -284,42 +282,57 @@ impl Scripts {
             .key(&k.stats)
             .key(&k.rseq)
             .key(&k.outbox)
-            .arg(schedule_id)
-            .arg(token.to_string())
-            .arg(user_id)
-            .arg(seat_ids)
-            .invoke_async(conn)
-            .await?;
-        let reply = Reply::new(reply)?;
-        let code = reply.code()?;
-        let rest = |from: usize| -> RedisResult<Vec<String>> {
-            (from..reply.0.len()).map(|i| reply.string(i)).collect()
-        };
-        if code != "OK" {
-            let seats = rest(1)?
-                .iter()
-                .map(|s| s.parse().map_err(|_| bad_reply(s)))
-                .collect::<RedisResult<_>>()?;
-            return Ok(HoldOutcome::Refused(code, seats));
+            .arg(schedule_id);
+        for request in batch {
+            call.arg(request.token.to_string())
+                .arg(request.user_id)
+                .arg(request.seat_ids.len())
+                .arg(&request.seat_ids);
         }
-        let seats = rest(5)?
-            .iter()
-            .map(|s| {
-                let mut parts = s.split('|').map(str::parse::<u64>);
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
-                    _ => Err(bad_reply(s)),
-                }
-            })
-            .collect::<RedisResult<_>>()?;
-        Ok(HoldOutcome::Held(Hold {
-            reservation_id: reply.uint(1)?,
-            total_amount: reply.uint(2)?,
-            reserved_at_ms: reply.opt_int(3)?.unwrap_or_default(),
-            expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
-            seats,
-        }))
+        let replies: Vec<Value> = call.invoke_async(conn).await?;
+        replies.into_iter().map(hold_outcome).collect()
     }
+}
+
+/// One request of a `hold_seats` batch.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub token: Uuid,
+    pub user_id: u64,
+    pub seat_ids: Vec<u64>,
+}
+
+/// Decodes one item of `hold_seats`' reply.
+fn hold_outcome(reply: Value) -> RedisResult<HoldOutcome> {
+    let reply = Reply::new(reply)?;
+    let code = reply.code()?;
+    let rest = |from: usize| -> RedisResult<Vec<String>> {
+        (from..reply.0.len()).map(|i| reply.string(i)).collect()
+    };
+    if code != "OK" {
+        let seats = rest(1)?
+            .iter()
+            .map(|s| s.parse().map_err(|_| bad_reply(s)))
+            .collect::<RedisResult<_>>()?;
+        return Ok(HoldOutcome::Refused(code, seats));
+    }
+    let seats = rest(5)?
+        .iter()
+        .map(|s| {
+            let mut parts = s.split('|').map(str::parse::<u64>);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
+                _ => Err(bad_reply(s)),
+            }
+        })
+        .collect::<RedisResult<_>>()?;
+    Ok(HoldOutcome::Held(Hold {
+        reservation_id: reply.uint(1)?,
+        total_amount: reply.uint(2)?,
+        reserved_at_ms: reply.opt_int(3)?.unwrap_or_default(),
+        expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
+        seats,
+    }))
 }
 
 impl Scripts {

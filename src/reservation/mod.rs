@@ -1,6 +1,7 @@
 //! Seat holds (SPEC §3 rows 4, 4b, 4c; §4 "Seat holds"): one script (`lua/hold_seats.lua`)
 //! checks the ACTIVE token, the booking window, the user's seat limit and every seat, then
-//! holds all of them or none and appends the reservation to the schedule's outbox. The
+//! holds all of them or none and appends the reservation to the schedule's outbox; concurrent
+//! holds for one schedule share a script call (`redis::coalesce`). The
 //! owner reads a reservation, or cancels it while RESERVED (`lua/cancel_hold.lua`); the
 //! admission loop expires holds that are due (`lua/expire_holds.lua`).
 
@@ -15,7 +16,7 @@ use crate::http::response::{self, Body};
 use crate::outbox::reservations::ReservationRow;
 use crate::queue::auth;
 use crate::redis::keys::ScheduleKeys;
-use crate::redis::scripts::{Hold, HoldOutcome};
+use crate::redis::scripts::{Hold, HoldOutcome, HoldRequest};
 use crate::time::iso_ms;
 
 /// Most seats one request may name (the per-user limit is usually far lower).
@@ -88,16 +89,12 @@ pub async fn hold_seats(
     let schedule_id = body.id("scheduleId")?;
     let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
     let user_id = body.id("userId")?;
-    let outcome = app
-        .scripts
-        .hold_seats(
-            &mut app.redis.clone(),
-            schedule_id,
-            &token,
-            user_id,
-            &seat_ids,
-        )
-        .await?;
+    let request = HoldRequest {
+        token,
+        user_id,
+        seat_ids,
+    };
+    let outcome = app.seat_holder.call(schedule_id, request).await?;
     let hold: Hold = match outcome {
         HoldOutcome::Held(hold) => hold,
         HoldOutcome::Refused(code, _) if code == "TOKEN_NOT_HERE" => {
