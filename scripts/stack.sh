@@ -42,25 +42,28 @@ require_free() { # <port> <what>
   fi
 }
 
-# wait_for <what> <command...>: polls the command for up to 60 s.
+# wait_for <what> <command...>: polls the command for up to 300 s (a large AOF takes a while).
 wait_for() {
   local what=$1; shift
-  local deadline=$((SECONDS + 60))
+  local deadline=$((SECONDS + 300))
   until "$@" >/dev/null 2>&1; do
     if ((SECONDS > deadline)); then log "$what did not come up; see $dev/*.log"; exit 1; fi
     sleep 0.2
   done
 }
 
+# PONG, not the LOADING error Redis answers while it replays its AOF.
+redis_ready() { [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]; }
+
 redis_up() {
   mkdir -p "$dev/redis"
-  if alive "$dev/redis/redis.pid"; then return; fi
+  if alive "$dev/redis/redis.pid"; then wait_for "redis" redis_ready; return; fi
   require_free "$REDIS_PORT" redis
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" \
     --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
     --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
     --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log"
-  wait_for "redis" redis-cli -p "$REDIS_PORT" ping
+  wait_for "redis" redis_ready
   log "redis on 127.0.0.1:$REDIS_PORT"
 }
 
@@ -70,7 +73,10 @@ mariadb_sql() { mariadb --no-defaults --socket="$dev/$1.sock" -uroot -e "$2"; }
 mariadb_up() { # <name> <port> <server-id>
   local name=$1 port=$2 id=$3 data="$dev/$1"
   local fresh=0
-  if alive "$dev/$name.pid"; then return 1; fi
+  if alive "$dev/$name.pid"; then
+    wait_for "mariadb $name" mariadb_sql "$name" "SELECT 1"
+    return 1
+  fi
   require_free "$port" "mariadb $name"
   if [ ! -d "$data/mysql" ]; then
     mkdir -p "$data"

@@ -227,36 +227,34 @@ impl OutboxFlusher {
     /// each outbox's length. Entries stay in a stream until acknowledged, so pending ones
     /// count too.
     async fn record_backlog(&mut self, outboxes: &[Outbox]) -> redis::RedisResult<Vec<u64>> {
-        let mut pipe = redis::pipe();
+        if outboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lengths_pipe = redis::pipe();
         for outbox in outboxes {
-            pipe.xlen(&outbox.stream)
-                .xrange_count(&outbox.stream, "-", "+", 1);
+            lengths_pipe.xlen(&outbox.stream);
         }
-        let flat: Vec<redis::Value> = if outboxes.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut self.redis).await?
-        };
-        let replies = flat
-            .chunks(2)
-            .map(|pair| {
-                Ok((
-                    redis::from_redis_value::<u64>(pair[0].clone())?,
-                    redis::from_redis_value::<redis::streams::StreamRangeReply>(pair[1].clone())?,
-                ))
-            })
-            .collect::<redis::RedisResult<Vec<_>>>()?;
+        let lengths: Vec<u64> = lengths_pipe.query_async(&mut self.redis).await?;
+        // The oldest entry of each non-empty outbox (usually none while idle).
+        let non_empty: Vec<&Outbox> = outboxes
+            .iter()
+            .zip(&lengths)
+            .filter(|(_, len)| **len > 0)
+            .map(|(outbox, _)| outbox)
+            .collect();
         let mut oldest_ms: Option<u64> = None;
-        for (_, first) in &replies {
-            let first_ms = first
-                .ids
-                .first()
-                .and_then(|e| e.id.split('-').next()?.parse().ok());
-            if let Some(ms) = first_ms {
-                oldest_ms = Some(oldest_ms.map_or(ms, |o: u64| o.min(ms)));
+        if !non_empty.is_empty() {
+            let mut firsts_pipe = redis::pipe();
+            for outbox in &non_empty {
+                firsts_pipe.xrange_count(&outbox.stream, "-", "+", 1);
             }
+            let firsts: Vec<redis::streams::StreamRangeReply> =
+                firsts_pipe.query_async(&mut self.redis).await?;
+            oldest_ms = firsts
+                .iter()
+                .filter_map(|first| first.ids.first()?.id.split('-').next()?.parse().ok())
+                .min();
         }
-        let lengths: Vec<u64> = replies.into_iter().map(|(len, _)| len).collect();
         let backlog: u64 = lengths.iter().sum();
         let age_ms = oldest_ms.map_or(0, |ms| {
             (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(ms)
