@@ -45,6 +45,8 @@ pub enum ApiError {
     SeatLimitExceeded,
     #[error("booking for this schedule has not opened yet")]
     BookingNotOpen,
+    #[error("this Idempotency-Key was first used for a different request")]
+    IdempotencyKeyReused,
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("booking for this schedule has closed")]
@@ -92,6 +94,7 @@ impl ApiError {
             ),
             SeatLimitExceeded => (StatusCode::UNPROCESSABLE_ENTITY, "SEAT_LIMIT_EXCEEDED"),
             BookingNotOpen => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_NOT_OPEN"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             BookingClosed => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_CLOSED"),
             QueueFull => (StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL"),

@@ -183,3 +183,82 @@ async fn a_hundred_parallel_charges_add_up_exactly_and_reach_mysql() {
     assert_eq!((b, c, u), (100_000, 100_000, 0));
     assert_eq!(ledger, (100, 100_000), "the ledger sums to the balance");
 }
+
+async fn charge_with_key(
+    app: &TestApp,
+    user: u64,
+    token: &str,
+    key: &str,
+    body: &str,
+) -> common::Rsp {
+    app.post(
+        &format!("/api/v1/users/{user}/balance/charge"),
+        &[("queue-token", token), ("idempotency-key", key)],
+        body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_twenty_times_at_once_charges_once() {
+    let app = TestApp::spawn().await;
+    let (user, token) = user_with_token(&app).await;
+    let responses =
+        spawn_all(
+            (0..20).map(|_| {
+                let app = app.clone();
+                let token = token.clone();
+                async move {
+                    charge_with_key(&app, user, &token, "topup-1", r#"{"amount": 7000}"#).await
+                }
+            }),
+        )
+        .await;
+    let first = &responses[0];
+    assert_eq!(first.status.as_u16(), 200, "{:?}", first.body);
+    for rsp in &responses {
+        assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+        assert_eq!(
+            rsp.u64("transactionId"),
+            first.u64("transactionId"),
+            "one charge, replayed"
+        );
+        assert_eq!(rsp.u64("currentBalance"), 7000);
+        assert_eq!(rsp.str("chargedAt"), first.str("chargedAt"));
+    }
+    assert_eq!(
+        balance(&app, user, &token).await.u64("currentBalance"),
+        7000
+    );
+
+    // The same key for another request is refused; a new key charges again.
+    charge_with_key(&app, user, &token, "topup-1", r#"{"amount": 8000}"#)
+        .await
+        .assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+    let again = charge_with_key(&app, user, &token, "topup-2", r#"{"amount": 7000}"#).await;
+    assert_eq!(again.u64("currentBalance"), 14_000);
+    // Keys are per user: another user's "topup-1" is theirs.
+    let (other, other_token) = user_with_token(&app).await;
+    let theirs = charge_with_key(&app, other, &other_token, "topup-1", r#"{"amount": 8000}"#).await;
+    assert_eq!(theirs.status.as_u16(), 200, "{:?}", theirs.body);
+    assert_eq!(theirs.u64("currentBalance"), 8000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_charge_is_replayed_as_refused_and_bad_keys_are_400() {
+    let app = TestApp::spawn().await;
+    let (user, token) = user_with_token(&app).await;
+    for _ in 0..10 {
+        charge(&app, user, &token, r#"{"amount": 10000000}"#).await;
+    }
+    for _ in 0..2 {
+        let rsp = charge_with_key(&app, user, &token, "over", r#"{"amount": 5}"#).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), "amount");
+    }
+    for bad in ["has space", &"k".repeat(65)] {
+        let rsp = charge_with_key(&app, user, &token, bad, r#"{"amount": 5}"#).await;
+        rsp.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(rsp.field(), "Idempotency-Key");
+    }
+}

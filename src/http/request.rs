@@ -203,6 +203,19 @@ fn positive_int(value: &OwnedValue, field: &str, max: u64) -> Result<u64, ApiErr
     }
 }
 
+/// The `Idempotency-Key` header, if any: 1 to 64 printable ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::invalid("Idempotency-Key", "must be 1 to 64 printable characters");
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(key.to_string()))
+}
+
 /// A path segment that must be a positive integer id.
 pub fn path_id(segment: &str, field: &str) -> Result<u64, ApiError> {
     match segment.parse::<u64>() {
@@ -276,6 +289,28 @@ mod tests {
         for bad in ["", "[1]", "{", "12", r#""x""#] {
             let err = JsonObject::parse(bad.as_bytes().to_vec()).err().unwrap();
             assert_eq!(field_of(err), "body", "{bad}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_printable_words() {
+        use hyper::header::HeaderValue;
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("idempotency-key", HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(
+            idempotency_key(&with("order-42")).unwrap().as_deref(),
+            Some("order-42")
+        );
+        for bad in ["", "has space", &"x".repeat(65)] {
+            assert_eq!(
+                field_of(idempotency_key(&with(bad)).unwrap_err()),
+                "Idempotency-Key",
+                "{bad:?}"
+            );
         }
     }
 

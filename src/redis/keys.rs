@@ -88,6 +88,11 @@ pub struct WalletKeys {
 }
 
 impl WalletKeys {
+    /// STRING: the first outcome of a user's request with this Idempotency-Key.
+    pub fn idempotency(&self, user_id: u64, key: &str) -> String {
+        format!("{{w:{}}}:idem:{user_id}:{key}", self.bucket)
+    }
+
     pub fn of_user(user_id: u64) -> Self {
         Self::bucket(user_id % WALLET_BUCKETS)
     }

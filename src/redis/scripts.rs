@@ -411,31 +411,58 @@ pub enum ChargeOutcome {
     NotLoaded,
     /// The balance would exceed the cap.
     OverLimit,
+    /// The Idempotency-Key was first used for a different request.
+    KeyReused,
+}
+
+/// An Idempotency-Key as the scripts use it: the user-scoped key and the fingerprint of the
+/// request it was first used for.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
 }
 
 impl Scripts {
+    /// Charges `amount`; with an Idempotency-Key, a repeat gets the first outcome back.
     pub async fn charge(
         &self,
         conn: &mut RedisConn,
         user_id: u64,
         amount: u64,
         balance_cap: u64,
+        idempotency: Option<&Idempotency>,
     ) -> RedisResult<ChargeOutcome> {
         let k = WalletKeys::of_user(user_id);
-        let reply: Value = self
-            .charge
-            .key(&k.balances)
+        let mut call = self.charge.prepare_invoke();
+        call.key(&k.balances)
             .key(&k.txseq)
             .key(&k.outbox)
             .arg(user_id)
             .arg(amount)
             .arg(balance_cap)
             .arg(k.bucket)
-            .arg(WALLET_BUCKETS)
-            .invoke_async(conn)
-            .await?;
-        let reply = Reply::new(reply)?;
-        Ok(match reply.code()?.as_str() {
+            .arg(WALLET_BUCKETS);
+        if let Some(idem) = idempotency {
+            call.key(k.idempotency(user_id, &idem.key))
+                .arg(&idem.fingerprint);
+        }
+        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        let code = reply.code()?;
+        if code == "REPLAY" {
+            let outcome = reply.string(1)?;
+            let mut f = outcome.split('|');
+            return match (f.next(), f.next(), f.next(), f.next()) {
+                (Some("OK"), Some(tx), Some(balance), Some(at)) => Ok(ChargeOutcome::Charged {
+                    transaction_id: tx.parse().map_err(|_| bad_reply(&outcome))?,
+                    balance: balance.parse().map_err(|_| bad_reply(&outcome))?,
+                    charged_at_ms: at.parse().map_err(|_| bad_reply(&outcome))?,
+                }),
+                (Some("BALANCE_LIMIT"), None, ..) => Ok(ChargeOutcome::OverLimit),
+                _ => Err(bad_reply(&outcome)),
+            };
+        }
+        Ok(match code.as_str() {
             "OK" => ChargeOutcome::Charged {
                 transaction_id: reply.uint(1)?,
                 balance: reply.uint(2)?,
@@ -443,6 +470,7 @@ impl Scripts {
             },
             "NOT_LOADED" => ChargeOutcome::NotLoaded,
             "BALANCE_LIMIT" => ChargeOutcome::OverLimit,
+            "IDEMPOTENCY_KEY_REUSED" => ChargeOutcome::KeyReused,
             other => return Err(bad_reply(other)),
         })
     }

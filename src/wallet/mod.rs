@@ -2,7 +2,8 @@
 //! a balance. Money lives in the user's wallet bucket (`{w:<userId % 64>}`); a charge is one
 //! script (`lua/charge.lua`) that changes the balance and its running sums, writes the ledger
 //! entry and appends both to the bucket's outbox. A balance Redis has not seen yet is loaded
-//! from MySQL on first use.
+//! from MySQL on first use. A charge with an `Idempotency-Key` is done at most once per user
+//! and key: the script stores its first outcome with it for 24 h and answers repeats from it.
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -11,12 +12,12 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::request::JsonObject;
+use crate::http::request::{JsonObject, idempotency_key};
 use crate::http::response::{self, Body};
 use crate::mysql::timed;
 use crate::queue::auth;
 use crate::redis::keys::{WALLET_BUCKETS, WalletKeys};
-use crate::redis::scripts::ChargeOutcome;
+use crate::redis::scripts::{ChargeOutcome, Idempotency};
 use crate::time::iso_ms;
 
 /// SPEC §4: one charge is at most 10 000 000 KRW…
@@ -111,19 +112,30 @@ pub async fn charge(
     body: Vec<u8>,
 ) -> Result<Response<Body>, ApiError> {
     owner(app, headers, user_id).await?;
+    let key = idempotency_key(headers)?;
     let amount = JsonObject::parse(body)?
         .opt_positive("amount", MAX_CHARGE)?
         .ok_or_else(|| ApiError::invalid("amount", "amount is required"))?;
-    let mut outcome = app
-        .scripts
-        .charge(&mut app.redis.clone(), user_id, amount, MAX_BALANCE)
-        .await?;
+    // Requests are compared by what they ask, not by their bytes.
+    let idempotency = key.map(|key| Idempotency {
+        key,
+        fingerprint: format!("charge:{amount}"),
+    });
+    let charge = || async {
+        app.scripts
+            .charge(
+                &mut app.redis.clone(),
+                user_id,
+                amount,
+                MAX_BALANCE,
+                idempotency.as_ref(),
+            )
+            .await
+    };
+    let mut outcome = charge().await?;
     if outcome == ChargeOutcome::NotLoaded {
         load(app, user_id).await?;
-        outcome = app
-            .scripts
-            .charge(&mut app.redis.clone(), user_id, amount, MAX_BALANCE)
-            .await?;
+        outcome = charge().await?;
     }
     match outcome {
         ChargeOutcome::Charged {
@@ -143,6 +155,7 @@ pub async fn charge(
                 },
             ))
         }
+        ChargeOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
         ChargeOutcome::OverLimit => Err(ApiError::invalid(
             "amount",
             format!("the balance may not exceed {MAX_BALANCE}"),
