@@ -14,7 +14,10 @@
 -- KEYS[8]  {s:S}:stats      HASH counters (heldSeats)
 -- KEYS[9]  {s:S}:rseq       reservation sequence
 -- KEYS[10] {s:S}:outbox     STREAM
--- ARGV[1] scheduleId, then per request: token, userId, n, n distinct seatIds
+-- KEYS[11…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
+--          outcome, "fingerprint\nreply elements joined by ','", kept 24 h
+-- ARGV[1] scheduleId, then per request: token, userId, idempotency KEYS index (0: none),
+-- fingerprint, n, n distinct seatIds
 --
 -- Returns one reply per request, in order:
 --         {'OK', reservationId, totalAmount, reservedAt, expiresAt, 'seatId|number|price', …}
@@ -22,6 +25,8 @@
 --       | {'QUEUE_TOKEN_INVALID'} | {'QUEUE_TOKEN_NOT_ACTIVE'} | {'FORBIDDEN'} (another user)
 --       | {'BOOKING_NOT_OPEN'} | {'BOOKING_CLOSED'} | {'SEAT_NOT_FOUND', seatId, …}
 --       | {'SEAT_LIMIT_EXCEEDED'} | {'SEAT_ALREADY_RESERVED', seatId, …}
+--       | {'IDEMPOTENCY_KEY_REUSED'}; a request whose key was used before for the same thing
+--         gets that first reply again
 local k = { avail = KEYS[4], res = KEYS[5], holds = KEYS[6], userseats = KEYS[7],
             stats = KEYS[8], outbox = KEYS[10] }
 local schedule = ARGV[1]
@@ -80,13 +85,37 @@ local function hold(token, user, seats)
   return out
 end
 
+local DAY_MS = 24 * 3600 * 1000
+
+-- The request's reply, decided once per Idempotency-Key (checked first, SPEC §2).
+local function hold_once(idem, fingerprint, token, user, seats)
+  if not idem then return hold(token, user, seats) end
+  local seen = redis.call('GET', idem)
+  if seen then
+    local first, reply = string.match(seen, '^([^\n]*)\n(.*)$')
+    if first ~= fingerprint then return { 'IDEMPOTENCY_KEY_REUSED' } end
+    local out = {}
+    for element in string.gmatch(reply, '[^,]+') do out[#out + 1] = element end
+    return out
+  end
+  local out = hold(token, user, seats)
+  -- Not "not a token of this schedule": that is decided outside, from the token index.
+  if out[1] ~= 'TOKEN_NOT_HERE' then
+    redis.call('SET', idem, fingerprint .. '\n' .. table.concat(out, ','), 'PX', DAY_MS)
+  end
+  return out
+end
+
 local replies = {}
 local i = 2
 while i <= #ARGV do
-  local token, user, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local token, user, idem_index, fingerprint = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]),
+    ARGV[i + 3]
+  local n = tonumber(ARGV[i + 4])
   local seats = {}
-  for j = 1, n do seats[j] = ARGV[i + 2 + j] end
-  replies[#replies + 1] = hold(token, user, seats)
-  i = i + 3 + n
+  for j = 1, n do seats[j] = ARGV[i + 4 + j] end
+  local idem = idem_index > 0 and KEYS[idem_index] or nil
+  replies[#replies + 1] = hold_once(idem, fingerprint, token, user, seats)
+  i = i + 5 + n
 end
 return replies

@@ -615,3 +615,69 @@ async fn a_hold_being_paid_is_not_expired_under_the_payment() {
     .await
     .assert_error(409, "PAYMENT_IN_PROGRESS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_twenty_times_at_once_holds_once() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = open_schedule(&app, 5).await;
+    let (user, token) = app.active_user(schedule).await;
+    let body = format!(
+        r#"{{"scheduleId":{schedule},"seatIds":[{},{}],"userId":{user}}}"#,
+        seats[0], seats[1]
+    );
+    let responses = spawn_all((0..20).map(|_| {
+        let app = app.clone();
+        let (token, body) = (token.clone(), body.clone());
+        async move {
+            app.post(
+                "/api/v1/reservations",
+                &[
+                    ("queue-token", &token),
+                    ("idempotency-key", "seats-for-two"),
+                ],
+                &body,
+            )
+            .await
+        }
+    }))
+    .await;
+    let first = &responses[0];
+    for rsp in &responses {
+        assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+        assert_eq!(
+            rsp.u64("reservationId"),
+            first.u64("reservationId"),
+            "one hold, replayed"
+        );
+        assert_eq!(rsp.str("expiresAt"), first.str("expiresAt"));
+        assert_eq!(seat_ids_of(rsp), vec![seats[0], seats[1]]);
+    }
+    assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 2);
+
+    let other = format!(
+        r#"{{"scheduleId":{schedule},"seatIds":[{}],"userId":{user}}}"#,
+        seats[2]
+    );
+    app.post(
+        "/api/v1/reservations",
+        &[
+            ("queue-token", &token),
+            ("idempotency-key", "seats-for-two"),
+        ],
+        &other,
+    )
+    .await
+    .assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+    // A refusal is kept too: the same taken seats under a new key stay refused on repeat.
+    for _ in 0..2 {
+        let rsp = app
+            .post(
+                "/api/v1/reservations",
+                &[("queue-token", &token), ("idempotency-key", "again")],
+                &body,
+            )
+            .await;
+        rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
+        assert_eq!(detail_seats(&rsp), vec![seats[0], seats[1]]);
+    }
+}

@@ -46,6 +46,11 @@ pub struct ScheduleKeys {
 }
 
 impl ScheduleKeys {
+    /// STRING: the first outcome of a user's request with this Idempotency-Key.
+    pub fn idempotency(&self, user_id: u64, key: &str) -> String {
+        format!("{{s:{}}}:idem:{user_id}:{key}", self.schedule_id)
+    }
+
     pub fn new(schedule_id: u64) -> Self {
         let key = |name: &str| format!("{{s:{schedule_id}}}:{name}");
         Self {

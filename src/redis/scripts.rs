@@ -283,11 +283,21 @@ impl Scripts {
             .key(&k.rseq)
             .key(&k.outbox)
             .arg(schedule_id);
+        let mut next_key = 11;
         for request in batch {
-            call.arg(request.token.to_string())
-                .arg(request.user_id)
-                .arg(request.seat_ids.len())
-                .arg(&request.seat_ids);
+            call.arg(request.token.to_string()).arg(request.user_id);
+            match &request.idempotency {
+                Some(idem) => {
+                    call.key(k.idempotency(request.user_id, &idem.key))
+                        .arg(next_key)
+                        .arg(&idem.fingerprint);
+                    next_key += 1;
+                }
+                None => {
+                    call.arg(0).arg("");
+                }
+            }
+            call.arg(request.seat_ids.len()).arg(&request.seat_ids);
         }
         let replies: Vec<Value> = call.invoke_async(conn).await?;
         replies.into_iter().map(hold_outcome).collect()
@@ -300,6 +310,7 @@ pub struct HoldRequest {
     pub token: Uuid,
     pub user_id: u64,
     pub seat_ids: Vec<u64>,
+    pub idempotency: Option<Idempotency>,
 }
 
 /// Decodes one item of `hold_seats`' reply.

@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::request::JsonObject;
+use crate::http::request::{JsonObject, idempotency_key};
 use crate::http::response::{self, Body};
 use crate::outbox::reservations::ReservationRow;
 use crate::queue::auth;
 use crate::redis::keys::ScheduleKeys;
-use crate::redis::scripts::{Hold, HoldOutcome, HoldRequest};
+use crate::redis::scripts::{Hold, HoldOutcome, HoldRequest, Idempotency};
 use crate::time::iso_ms;
 
 /// Most seats one request may name (the per-user limit is usually far lower).
@@ -74,6 +74,7 @@ fn refusal(code: &str, seat_ids: Vec<u64>) -> ApiError {
         "SEAT_NOT_FOUND" => ApiError::SeatNotFound { seat_ids },
         "SEAT_LIMIT_EXCEEDED" => ApiError::SeatLimitExceeded,
         "SEAT_ALREADY_RESERVED" => ApiError::SeatAlreadyReserved { seat_ids },
+        "IDEMPOTENCY_KEY_REUSED" => ApiError::IdempotencyKeyReused,
         other => ApiError::Internal(format!("hold_seats returned {other}")),
     }
 }
@@ -85,14 +86,21 @@ pub async fn hold_seats(
     body: Vec<u8>,
 ) -> Result<Response<Body>, ApiError> {
     let token = auth::parse_token(headers)?;
+    let key = idempotency_key(headers)?;
     let body = JsonObject::parse(body)?;
     let schedule_id = body.id("scheduleId")?;
     let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
     let user_id = body.id("userId")?;
+    // Requests are compared by what they ask, not by their bytes.
+    let idempotency = key.map(|key| Idempotency {
+        key,
+        fingerprint: format!("hold:{schedule_id}:{seat_ids:?}"),
+    });
     let request = HoldRequest {
         token,
         user_id,
         seat_ids,
+        idempotency,
     };
     let outcome = app.seat_holder.call(schedule_id, request).await?;
     let hold: Hold = match outcome {
