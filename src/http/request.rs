@@ -171,10 +171,6 @@ impl JsonObject {
         }
     }
 
-    pub fn has(&self, field: &str) -> bool {
-        self.get(field).is_some()
-    }
-
     /// Wraps an array element that must itself be an object.
     pub fn element(value: &OwnedValue, field: &str) -> Result<JsonObject, ApiError> {
         match value {

@@ -55,8 +55,7 @@ pub struct TokenState {
     pub status: String,
     pub position: u64,
     pub wait_minutes: u64,
-    pub issued_at_ms: i64,
-    pub activated_at_ms: Option<i64>,
+    /// When an ACTIVE token ends.
     pub expires_at_ms: Option<i64>,
 }
 
@@ -204,8 +203,6 @@ impl Scripts {
                 status: reply.string(2)?,
                 position: reply.uint(3)?,
                 wait_minutes: reply.uint(4)?,
-                issued_at_ms: reply.opt_int(5)?.unwrap_or_default(),
-                activated_at_ms: reply.opt_int(6)?,
                 expires_at_ms: reply.opt_int(7)?,
             },
         })
@@ -523,7 +520,7 @@ fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
         other => return Err(bad_reply(&format!("{other:?}"))),
     };
     let fields: Vec<&str> = text.split('|').collect();
-    let [code, status, position, wait, _seq, iat, aat, exp] = fields[..] else {
+    let [code, status, position, wait, _seq, _issued, _activated, exp] = fields[..] else {
         return Ok(IssueOutcome::Refused(text));
     };
     if code != "OK" {
@@ -541,8 +538,6 @@ fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
         status: status.to_string(),
         position: int(position)? as u64,
         wait_minutes: int(wait)? as u64,
-        issued_at_ms: int(iat)?,
-        activated_at_ms: opt(aat)?,
         expires_at_ms: opt(exp)?,
     }))
 }
