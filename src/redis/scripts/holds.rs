@@ -1,0 +1,188 @@
+//! Seat-hold scripts: holding, cancelling, listing free seats and expiring holds.
+
+use redis::{RedisResult, Value};
+use uuid::Uuid;
+
+use super::{Idempotency, PER_TICK, Reply, Scripts, bad_reply};
+use crate::redis::RedisConn;
+use crate::redis::keys::ScheduleKeys;
+
+/// A new hold as `hold_seats` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub reservation_id: u64,
+    pub total_amount: u64,
+    pub reserved_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// (seatId, seatNumber, price) in request order.
+    pub seats: Vec<(u64, u64, u64)>,
+}
+
+#[derive(Debug)]
+pub enum HoldOutcome {
+    Held(Hold),
+    /// A refusal code, with the seat ids it names (missing or taken seats).
+    Refused(String, Vec<u64>),
+}
+
+impl Scripts {
+    /// Decides a batch of hold requests for one schedule, in order: per request, all of
+    /// its seats are held for its user under its token, or none of them.
+    pub async fn hold_seats(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        batch: &[HoldRequest],
+    ) -> RedisResult<Vec<HoldOutcome>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.hold_seats.prepare_invoke();
+        call.key(&k.cfg)
+            .key(&k.tokens)
+            .key(&k.seat)
+            .key(&k.avail)
+            .key(&k.res)
+            .key(&k.holds)
+            .key(&k.userseats)
+            .key(&k.stats)
+            .key(&k.rseq)
+            .key(&k.outbox)
+            .arg(schedule_id);
+        let mut next_key = 11;
+        for request in batch {
+            call.arg(request.token.to_string()).arg(request.user_id);
+            match &request.idempotency {
+                Some(idem) => {
+                    call.key(k.idempotency(request.user_id, &idem.key))
+                        .arg(next_key)
+                        .arg(&idem.fingerprint);
+                    next_key += 1;
+                }
+                None => {
+                    call.arg(0).arg("");
+                }
+            }
+            call.arg(request.seat_ids.len()).arg(&request.seat_ids);
+        }
+        let replies: Vec<Value> = call.invoke_async(conn).await?;
+        replies.into_iter().map(hold_outcome).collect()
+    }
+}
+
+/// One request of a `hold_seats` batch.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub token: Uuid,
+    pub user_id: u64,
+    pub seat_ids: Vec<u64>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Decodes one item of `hold_seats`' reply.
+fn hold_outcome(reply: Value) -> RedisResult<HoldOutcome> {
+    let reply = Reply::new(reply)?;
+    let code = reply.code()?;
+    let rest = |from: usize| -> RedisResult<Vec<String>> {
+        (from..reply.0.len()).map(|i| reply.string(i)).collect()
+    };
+    if code != "OK" {
+        let seats = rest(1)?
+            .iter()
+            .map(|s| s.parse().map_err(|_| bad_reply(s)))
+            .collect::<RedisResult<_>>()?;
+        return Ok(HoldOutcome::Refused(code, seats));
+    }
+    let seats = rest(5)?
+        .iter()
+        .map(|s| {
+            let mut parts = s.split('|').map(str::parse::<u64>);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
+                _ => Err(bad_reply(s)),
+            }
+        })
+        .collect::<RedisResult<_>>()?;
+    Ok(HoldOutcome::Held(Hold {
+        reservation_id: reply.uint(1)?,
+        total_amount: reply.uint(2)?,
+        reserved_at_ms: reply.opt_int(3)?.unwrap_or_default(),
+        expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
+        seats,
+    }))
+}
+
+impl Scripts {
+    /// Cancels reservation `id` for `user_id`: `Ok(record)` after cancelling, or the
+    /// refusal code.
+    pub async fn cancel_hold(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        id: u64,
+        user_id: u64,
+    ) -> RedisResult<Result<String, String>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = release_keys(&mut self.cancel_hold.prepare_invoke(), &k)
+            .arg(id)
+            .arg(user_id)
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        let code = reply.code()?;
+        Ok(if code == "OK" {
+            Ok(reply.string(1)?)
+        } else {
+            Err(code)
+        })
+    }
+
+    /// The schedule's AVAILABLE seat ids if `token` is an ACTIVE token of it, else the
+    /// refusal code.
+    pub async fn seat_view(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        token: &Uuid,
+    ) -> RedisResult<Result<Vec<u64>, String>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = self
+            .seat_view
+            .key(&k.tokens)
+            .key(&k.avail)
+            .arg(token.to_string())
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        let code = reply.code()?;
+        if code != "OK" {
+            return Ok(Err(code));
+        }
+        let ids = reply.string(1)?;
+        ids.split(',')
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse().map_err(|_| bad_reply(id)))
+            .collect::<RedisResult<_>>()
+            .map(Ok)
+    }
+
+    /// Expires the schedule's holds that are due; returns how many.
+    pub async fn expire_holds(&self, conn: &mut RedisConn, schedule_id: u64) -> RedisResult<u64> {
+        let k = ScheduleKeys::new(schedule_id);
+        release_keys(&mut self.expire_holds.prepare_invoke(), &k)
+            .arg(PER_TICK)
+            .invoke_async(conn)
+            .await
+    }
+}
+
+/// The keys of scripts that end holds (`release_hold` in `lua/lib/holds.lua`), in order.
+fn release_keys<'a, 'b>(
+    call: &'b mut redis::ScriptInvocation<'a>,
+    k: &ScheduleKeys,
+) -> &'b mut redis::ScriptInvocation<'a> {
+    call.key(&k.res)
+        .key(&k.holds)
+        .key(&k.avail)
+        .key(&k.userseats)
+        .key(&k.stats)
+        .key(&k.outbox)
+}

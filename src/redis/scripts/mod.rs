@@ -1,0 +1,158 @@
+//! The Lua scripts of `lua/`, compiled into the binary, loaded at start-up and called by SHA
+//! (redis-rs reloads on NOSCRIPT). Each has a typed call returning a typed reply, so handlers
+//! never see raw Redis values.
+
+use redis::{RedisResult, Script, Value};
+
+use super::RedisConn;
+
+mod holds;
+mod queue;
+mod wallet;
+
+pub use holds::{Hold, HoldOutcome, HoldRequest};
+pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
+pub use wallet::ChargeOutcome;
+
+/// Helper files scripts may name on their first line, `-- uses: lib/a.lua lib/b.lua`.
+const LIBS: &[(&str, &str)] = &[
+    ("lib/clock.lua", include_str!("../../../lua/lib/clock.lua")),
+    ("lib/queue.lua", include_str!("../../../lua/lib/queue.lua")),
+    ("lib/holds.lua", include_str!("../../../lua/lib/holds.lua")),
+];
+
+/// The script with the helpers it names prepended, so it stays one atomic unit in Redis.
+fn with_libs(source: &'static str) -> Script {
+    let mut full = String::new();
+    let uses = source
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("-- uses: "));
+    for name in uses.into_iter().flat_map(str::split_whitespace) {
+        let (_, lib) = LIBS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("a script uses {name}, which is not in LIBS"));
+        full.push_str(lib);
+        full.push('\n');
+    }
+    full.push_str(source);
+    Script::new(&full)
+}
+
+pub struct Scripts {
+    cancel_hold: Script,
+    charge: Script,
+    load_balance: Script,
+    expire_holds: Script,
+    hold_seats: Script,
+    issue_tokens: Script,
+    seat_view: Script,
+    token_status: Script,
+    admit_batch: Script,
+}
+
+/// Most records one background call expires, drops or ends (the rest wait for the next).
+const PER_TICK: u64 = 1000;
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            cancel_hold: with_libs(include_str!("../../../lua/cancel_hold.lua")),
+            charge: with_libs(include_str!("../../../lua/charge.lua")),
+            load_balance: with_libs(include_str!("../../../lua/load_balance.lua")),
+            expire_holds: with_libs(include_str!("../../../lua/expire_holds.lua")),
+            hold_seats: with_libs(include_str!("../../../lua/hold_seats.lua")),
+            issue_tokens: with_libs(include_str!("../../../lua/issue_tokens.lua")),
+            seat_view: with_libs(include_str!("../../../lua/seat_view.lua")),
+            token_status: with_libs(include_str!("../../../lua/token_status.lua")),
+            admit_batch: with_libs(include_str!("../../../lua/admit_batch.lua")),
+        }
+    }
+
+    /// Loads every script so the first request already finds it cached.
+    pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
+        for script in [
+            &self.cancel_hold,
+            &self.charge,
+            &self.load_balance,
+            &self.expire_holds,
+            &self.hold_seats,
+            &self.issue_tokens,
+            &self.seat_view,
+            &self.token_status,
+            &self.admit_batch,
+        ] {
+            script.prepare_invoke().load_async(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An Idempotency-Key as the scripts use it: the user-scoped key and the fingerprint of the
+/// request it was first used for.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A script's array reply: element 0 is the code, the rest positional values.
+struct Reply(Vec<Value>);
+
+fn bad_reply(what: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected script reply",
+        what.to_string(),
+    ))
+}
+
+impl Reply {
+    fn new(value: Value) -> RedisResult<Self> {
+        match value {
+            Value::Array(items) => Ok(Self(items)),
+            other => Err(bad_reply(&format!("{other:?}"))),
+        }
+    }
+
+    fn string(&self, i: usize) -> RedisResult<String> {
+        match self.0.get(i) {
+            Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+            Some(Value::SimpleString(s)) => Ok(s.clone()),
+            Some(Value::Int(n)) => Ok(n.to_string()),
+            other => Err(bad_reply(&format!("element {i}: {other:?}"))),
+        }
+    }
+
+    fn code(&self) -> RedisResult<String> {
+        self.string(0)
+    }
+
+    /// An integer given as a Lua number or a numeric string; empty string is `None`.
+    fn opt_int(&self, i: usize) -> RedisResult<Option<i64>> {
+        if let Some(Value::Int(n)) = self.0.get(i) {
+            return Ok(Some(*n));
+        }
+        let s = self.string(i)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse()
+            .map(Some)
+            .map_err(|_| bad_reply(&format!("element {i}: {s}")))
+    }
+
+    fn uint(&self, i: usize) -> RedisResult<u64> {
+        match self.opt_int(i)? {
+            Some(n) if n >= 0 => Ok(n as u64),
+            other => Err(bad_reply(&format!("element {i}: {other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The waiting queue's scripts: issuance, status and the admission tick.
+
+use redis::{RedisResult, Value};
+use uuid::Uuid;
+
+use super::{PER_TICK, Reply, Scripts, bad_reply};
+use crate::redis::RedisConn;
+use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX};
+
+/// A token's state as the scripts report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    pub status: String,
+    pub position: u64,
+    pub wait_minutes: u64,
+    /// When an ACTIVE token ends.
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+pub enum IssueOutcome {
+    Issued(TokenState),
+    /// A refusal code from the script (`SCHEDULE_NOT_FOUND`, `BOOKING_CLOSED`, …).
+    Refused(String),
+}
+
+#[derive(Debug)]
+pub enum StatusOutcome {
+    Live { user_id: u64, state: TokenState },
+    Invalid,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AdmitOutcome {
+    pub admitted: u64,
+    pub expired: u64,
+    pub waiting: u64,
+    pub active: u64,
+    /// Tokens whose records were dropped (ended longer ago than the keep period).
+    pub dropped: Vec<String>,
+}
+
+impl Scripts {
+    /// Issues a batch of (token, userId) for one schedule, in order, and records the tokens
+    /// in the token index, in one round trip (a second one removes refused tokens from it).
+    pub async fn issue_tokens(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        batch: &[(Uuid, u64)],
+    ) -> RedisResult<Vec<IssueOutcome>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.issue_tokens.prepare_invoke();
+        call.key(&k.cfg)
+            .key(&k.seq)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.tokens)
+            .key(&k.users)
+            .key(&k.stats)
+            .key(&k.ended)
+            .key(&k.outbox);
+        let mut index = Vec::with_capacity(batch.len());
+        for (token, user_id) in batch {
+            let token = token.to_string();
+            call.arg(&token).arg(user_id);
+            index.push((token, format!("{schedule_id}:{user_id}")));
+        }
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(TOKEN_INDEX, &index)
+            .ignore()
+            .invoke_script(&call);
+        let result: RedisResult<(Vec<Value>,)> = pipe.query_async(conn).await;
+        let (replies,) = match result {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                call.load_async(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            other => other?,
+        };
+        let outcomes = replies
+            .into_iter()
+            .map(issue_outcome)
+            .collect::<RedisResult<Vec<_>>>()?;
+        let refused: Vec<&str> = index
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, IssueOutcome::Refused(_)))
+            .map(|((token, _), _)| token.as_str())
+            .collect();
+        if !refused.is_empty() {
+            redis::cmd("HDEL")
+                .arg(TOKEN_INDEX)
+                .arg(&refused)
+                .query_async::<()>(conn)
+                .await?;
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn token_status(
+        &self,
+        conn: &mut RedisConn,
+        token: &Uuid,
+        schedule_id: u64,
+    ) -> RedisResult<StatusOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let reply: Value = self
+            .token_status
+            .key(&k.cfg)
+            .key(&k.waiting)
+            .key(&k.tokens)
+            .arg(token.to_string())
+            .invoke_async(conn)
+            .await?;
+        let reply = Reply::new(reply)?;
+        if reply.code()? != "OK" {
+            return Ok(StatusOutcome::Invalid);
+        }
+        Ok(StatusOutcome::Live {
+            user_id: reply.uint(1)?,
+            state: TokenState {
+                status: reply.string(2)?,
+                position: reply.uint(3)?,
+                wait_minutes: reply.uint(4)?,
+                expires_at_ms: reply.opt_int(7)?,
+            },
+        })
+    }
+
+    /// One admission tick for a schedule; drops records ended more than `keep` ago.
+    pub async fn admit_batch(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        keep: std::time::Duration,
+    ) -> RedisResult<AdmitOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, Vec<String>) = self
+            .admit_batch
+            .key(&k.cfg)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.tokens)
+            .key(&k.users)
+            .key(&k.stats)
+            .key(&k.ended)
+            .key(&k.outbox)
+            .arg(PER_TICK)
+            .arg(keep.as_millis() as u64)
+            .invoke_async(conn)
+            .await?;
+        Ok(AdmitOutcome {
+            admitted,
+            expired,
+            waiting,
+            active,
+            dropped,
+        })
+    }
+}
+
+/// Decodes one item of `issue_tokens`' reply: `OK|status|position|wait|seq|iat|aat|exp` or
+/// a refusal code.
+fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
+    let text = match reply {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad_reply("not UTF-8"))?,
+        other => return Err(bad_reply(&format!("{other:?}"))),
+    };
+    let fields: Vec<&str> = text.split('|').collect();
+    let [code, status, position, wait, _seq, _issued, _activated, exp] = fields[..] else {
+        return Ok(IssueOutcome::Refused(text));
+    };
+    if code != "OK" {
+        return Err(bad_reply(&text));
+    }
+    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(&text));
+    let opt = |s: &str| {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            int(s).map(Some)
+        }
+    };
+    Ok(IssueOutcome::Issued(TokenState {
+        status: status.to_string(),
+        position: int(position)? as u64,
+        wait_minutes: int(wait)? as u64,
+        expires_at_ms: opt(exp)?,
+    }))
+}
