@@ -2,18 +2,23 @@
 -- Expires the schedule's holds whose time has come: each RESERVED reservation past its
 -- expiresAt becomes EXPIRED and its seats AVAILABLE again. A reservation being paid
 -- (PAYING) is left to the payment saga, which ends it paid or back to RESERVED; it is looked
--- at again a second later, so it never blocks the holds due behind it.
+-- at again a second later, so it never blocks the holds due behind it. Also names the
+-- payment sagas that have run too long (their request died or gave up), for the caller to
+-- settle (src/payment/saga.rs).
 --
 -- KEYS[1] {s:S}:res, KEYS[2] {s:S}:holds, KEYS[3] {s:S}:avail, KEYS[4] {s:S}:userseats,
--- KEYS[5] {s:S}:stats, KEYS[6] {s:S}:outbox
--- ARGV[1] most holds to expire per call
+-- KEYS[5] {s:S}:stats, KEYS[6] {s:S}:outbox, KEYS[7] {s:S}:userholds,
+-- KEYS[8] {s:S}:sagas  ZSET reservationId -> when its payment attempt began (ms)
+-- ARGV[1] most holds to expire (and sagas to name) per call, ARGV[2] how long a saga may run
+-- before it is settled for its request (ms)
 --
--- Returns the number of holds expired.
+-- Returns {number of holds expired, {"reservationId|userId|paymentId|totalAmount", …}}
 local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
-            stats = KEYS[5], outbox = KEYS[6] }
+            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7] }
+local limit = tonumber(ARGV[1])
 local now = now_ms()
 local expired = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holds, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holds, '-inf', now, 'LIMIT', 0, limit)) do
   local raw = redis.call('HGET', k.res, id)
   local r = raw and decode_reservation(raw)
   if not r or r.status ~= 'RESERVED' and r.status ~= 'PAYING' then
@@ -25,4 +30,16 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holds, '-inf', now, 'LIMIT', 0
     redis.call('ZADD', k.holds, now + 1000, id)
   end
 end
-return expired
+
+local stale = {}
+local cutoff = now - tonumber(ARGV[2])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', cutoff, 'LIMIT', 0, limit)) do
+  local raw = redis.call('HGET', k.res, id)
+  local r = raw and decode_reservation(raw)
+  if r and r.status == 'PAYING' then
+    stale[#stale + 1] = table.concat({ id, r.user, r.pay, r.total }, '|')
+  else
+    redis.call('ZREM', KEYS[8], id) -- settled already
+  end
+end
+return { expired, stale }

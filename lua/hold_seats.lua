@@ -14,7 +14,8 @@
 -- KEYS[8]  {s:S}:stats      HASH counters (heldSeats)
 -- KEYS[9]  {s:S}:rseq       reservation sequence
 -- KEYS[10] {s:S}:outbox     STREAM
--- KEYS[11…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
+-- KEYS[11] {s:S}:userholds  HASH userId -> open (RESERVED or PAYING) holds
+-- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
 --          outcome, "fingerprint\nreply elements joined by ','", kept 24 h
 -- ARGV[1] scheduleId, then per request: token, userId, idempotency KEYS index (0: none),
 -- fingerprint, n, n distinct seatIds
@@ -28,7 +29,7 @@
 --       | {'IDEMPOTENCY_KEY_REUSED'}; a request whose key was used before for the same thing
 --         gets that first reply again
 local k = { avail = KEYS[4], res = KEYS[5], holds = KEYS[6], userseats = KEYS[7],
-            stats = KEYS[8], outbox = KEYS[10] }
+            stats = KEYS[8], outbox = KEYS[10], userholds = KEYS[11] }
 local schedule = ARGV[1]
 local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[1], 'maxSeatsPerUser', 'holdTtlSeconds', 'bookingOpenAt',
@@ -77,9 +78,10 @@ local function hold(token, user, seats)
   out[3] = total
   local r = { user = user, status = 'RESERVED', total = string.format('%.0f', total),
               rat = tostring(now), exp = tostring(expires), seats = table.concat(priced, ','),
-              pat = '', fin = '' }
+              pat = '', fin = '', pay = '' }
   redis.call('ZADD', k.holds, expires, id)
   redis.call('HINCRBY', k.userseats, user, #seats)
+  redis.call('HINCRBY', k.userholds, user, 1)
   redis.call('HINCRBY', k.stats, 'heldSeats', #seats)
   save_reservation(k.res, k.outbox, id, r)
   return out

@@ -66,6 +66,10 @@ pub struct Config {
     /// Ended token records stay in Redis this long (for reconciliation), then are dropped
     /// together with their token-index entries.
     pub ended_token_keep: Duration,
+    /// A payment saga still PAYING after this long lost its request (a crash, a timeout);
+    /// the sweeper then finishes or rolls it back. Longer than a request can take with its
+    /// Redis (1 s) and MySQL (10 s) timeouts.
+    pub payment_saga_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,7 @@ impl Config {
             flush_busy_rps: 1000,
             flush_max_lag: Duration::from_secs(10),
             ended_token_keep: Duration::from_secs(3600),
+            payment_saga_timeout: Duration::from_secs(15),
         })
     }
 

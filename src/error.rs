@@ -39,6 +39,16 @@ pub enum ApiError {
     SeatAlreadyReserved { seat_ids: Vec<u64> },
     #[error("a payment of this reservation is in progress")]
     PaymentInProgress,
+    #[error("the balance is lower than the amount to pay")]
+    InsufficientBalance,
+    #[error("this reservation is paid already")]
+    ReservationAlreadyPaid,
+    #[error("this reservation has expired")]
+    ReservationExpired,
+    #[error("only a RESERVED reservation can be paid")]
+    ReservationNotPayable,
+    #[error("a request with this Idempotency-Key is still running")]
+    RequestInProgress,
     #[error("only a RESERVED reservation can be cancelled")]
     ReservationNotCancellable,
     #[error("the user would hold more seats than this schedule allows")]
@@ -88,6 +98,11 @@ impl ApiError {
             TokenAlreadyIssued => (StatusCode::CONFLICT, "TOKEN_ALREADY_ISSUED"),
             SeatAlreadyReserved { .. } => (StatusCode::CONFLICT, "SEAT_ALREADY_RESERVED"),
             PaymentInProgress => (StatusCode::CONFLICT, "PAYMENT_IN_PROGRESS"),
+            InsufficientBalance => (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_BALANCE"),
+            ReservationAlreadyPaid => (StatusCode::CONFLICT, "RESERVATION_ALREADY_PAID"),
+            ReservationExpired => (StatusCode::CONFLICT, "RESERVATION_EXPIRED"),
+            ReservationNotPayable => (StatusCode::UNPROCESSABLE_ENTITY, "RESERVATION_NOT_PAYABLE"),
+            RequestInProgress => (StatusCode::CONFLICT, "REQUEST_IN_PROGRESS"),
             ReservationNotCancellable => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "RESERVATION_NOT_CANCELLABLE",

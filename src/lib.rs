@@ -12,6 +12,8 @@
 //!   the public reads over them (replica, short-lived cache, availability from Redis).
 //! - [`reservation`]: seat holds (reservations) and their numbers.
 //! - [`wallet`]: prepaid balances: charging and reading, in per-user wallet buckets.
+//! - [`payment`]: paying a hold from the balance, a saga across the schedule's slot and the
+//!   user's wallet bucket, and the sweeper that settles sagas whose request died.
 //! - [`admin`]: the admin API over the catalogue and queue settings.
 //!
 //! Infrastructure beneath them:
@@ -35,6 +37,7 @@ pub mod health;
 pub mod http;
 pub mod mysql;
 pub mod outbox;
+pub mod payment;
 pub mod queue;
 pub mod redis;
 pub mod reservation;

@@ -312,6 +312,7 @@ async fn replayed_reservation_events_change_nothing() {
         seats: vec![(seats[0], 50_000), (seats[1], 50_000)],
         paid_at_ms: None,
         ended_at_ms: (status != "RESERVED").then_some(1_790_000_300_000),
+        payment_id: None,
     };
     let (held, expired) = (
         Event::Reservations(vec![row("RESERVED")]),
@@ -368,6 +369,7 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
         seats: vec![(seat, 50_000)],
         paid_at_ms: (status == "PAID").then_some(1_790_000_100_000),
         ended_at_ms: (status == "CANCELLED").then_some(1_790_000_050_000),
+        payment_id: (status == "PAYING" || status == "PAID").then_some(schedule << 32 | 77),
     };
     let mut conn = app.app.db.primary.get_conn().await.unwrap();
     // X was cancelled and Y then sold the seat; X's first entry (RESERVED) arrives last,
@@ -378,7 +380,7 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
             "HELD",
         ),
         (vec![row(2, "PAID")], "SOLD"),
-        (vec![row(1, "RESERVED")], "SOLD"),
+        (vec![row(1, "RESERVED"), row(2, "PAID")], "SOLD"),
     ] {
         let mut tx = conn.start_transaction(Default::default()).await.unwrap();
         events::apply(&mut tx, &[Event::Reservations(batch)])
@@ -399,4 +401,16 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
         .await
         .unwrap();
     assert_eq!(statuses, ["CANCELLED", "PAID"]);
+    // The PAID reservation's payment, once however often its event is applied.
+    let payments: Vec<(u64, u64, u64)> = conn
+        .exec(
+            "SELECT id, reservation_id, amount FROM payments WHERE reservation_id = ?",
+            (schedule << 32 | 2,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        payments,
+        [(schedule << 32 | 77, schedule << 32 | 2, 50_000)]
+    );
 }

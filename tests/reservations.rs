@@ -6,21 +6,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{OPEN_NOW, TestApp, eventually, spawn_all};
+use common::{TestApp, eventually, spawn_all};
 use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
 use simd_json::prelude::*;
-
-/// A schedule open now with `seats` seats where anyone may be admitted at once.
-async fn open_schedule(app: &TestApp, seats: u64) -> (u64, Vec<u64>) {
-    let (_, schedule) = app.create_schedule(OPEN_NOW, seats).await;
-    app.set_queue(
-        schedule,
-        r#"{"admissionPerSecond": 100000, "maxActiveUsers": 100000}"#,
-    )
-    .await;
-    (schedule, app.seats_of(schedule).await)
-}
 
 fn seat_ids_of(rsp: &common::Rsp) -> Vec<u64> {
     rsp.data()["seats"]
@@ -43,7 +32,7 @@ fn detail_seats(rsp: &common::Rsp) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_takes_every_seat_it_names() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 5).await;
+    let (schedule, seats) = app.open_schedule(5).await;
     let (user, token) = app.active_user(schedule).await;
     let rsp = app
         .hold(&token, schedule, user, &[seats[3], seats[1]])
@@ -75,8 +64,8 @@ async fn a_hold_takes_every_seat_it_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_errors() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 6).await;
-    let (other_schedule, other_seats) = open_schedule(&app, 2).await;
+    let (schedule, seats) = app.open_schedule(6).await;
+    let (other_schedule, other_seats) = app.open_schedule(2).await;
     let (user, token) = app.active_user(schedule).await;
     let (someone, someones_token) = app.active_user(schedule).await;
 
@@ -193,7 +182,7 @@ async fn hold_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_users_racing_for_one_seat_leave_one_winner() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 3).await;
+    let (schedule, seats) = app.open_schedule(3).await;
     let racers = spawn_all((0..200).map(|_| {
         let app = app.clone();
         async move { app.active_user(schedule).await }
@@ -216,7 +205,7 @@ async fn two_hundred_users_racing_for_one_seat_leave_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_pairs_never_share_a_seat() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 10).await;
+    let (schedule, seats) = app.open_schedule(10).await;
     let holders = spawn_all((0..100).map(|_| {
         let app = app.clone();
         async move { app.active_user(schedule).await }
@@ -259,7 +248,7 @@ async fn overlapping_pairs_never_share_a_seat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hold_leaves_its_free_seats_free() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 4).await;
+    let (schedule, seats) = app.open_schedule(4).await;
     let (a, a_token) = app.active_user(schedule).await;
     let (b, b_token) = app.active_user(schedule).await;
     assert_eq!(
@@ -289,7 +278,7 @@ async fn a_refused_hold_leaves_its_free_seats_free() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_holds_of_one_user_stay_within_the_seat_limit() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 30).await;
+    let (schedule, seats) = app.open_schedule(30).await;
     let (user, token) = app.active_user(schedule).await;
     let results = spawn_all(seats.iter().take(20).map(|&seat| {
         let app = app.clone();
@@ -309,7 +298,7 @@ async fn parallel_holds_of_one_user_stay_within_the_seat_limit() {
 async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
     use mysql_async::prelude::Queryable;
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 8).await;
+    let (schedule, seats) = app.open_schedule(8).await;
     let holders = spawn_all((0..6).map(|_| {
         let app = app.clone();
         async move { app.active_user(schedule).await }
@@ -389,7 +378,7 @@ fn reservation_path(id: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_reads_and_cancels_a_hold() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 3).await;
+    let (schedule, seats) = app.open_schedule(3).await;
     let (user, token) = app.active_user(schedule).await;
     let held = app.hold(&token, schedule, user, &[seats[2]]).await;
     let id = held.u64("reservationId");
@@ -429,7 +418,7 @@ async fn the_owner_reads_and_cancels_a_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_and_cancelling_errors() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 3).await;
+    let (schedule, seats) = app.open_schedule(3).await;
     let (user, token) = app.active_user(schedule).await;
     let (_, stranger) = app.active_user(schedule).await;
     let id = app
@@ -473,7 +462,7 @@ async fn reading_and_cancelling_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_expire_on_their_own_within_a_second() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 3).await;
+    let (schedule, seats) = app.open_schedule(3).await;
     app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
     let (user, token) = app.active_user(schedule).await;
     let held = app.hold(&token, schedule, user, &seats[..2]).await;
@@ -502,7 +491,7 @@ async fn holds_expire_on_their_own_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_racing_cancels_ends_each_hold_exactly_once() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 30).await;
+    let (schedule, seats) = app.open_schedule(30).await;
     app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
     let holders = spawn_all((0..30).map(|_| {
         let app = app.clone();
@@ -560,7 +549,7 @@ async fn expiry_racing_cancels_ends_each_hold_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_being_paid_is_not_expired_under_the_payment() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 2).await;
+    let (schedule, seats) = app.open_schedule(2).await;
     app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
     let (user, token) = app.active_user(schedule).await;
     let paying = app
@@ -619,7 +608,7 @@ async fn a_hold_being_paid_is_not_expired_under_the_payment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_idempotency_key_twenty_times_at_once_holds_once() {
     let app = TestApp::spawn().await;
-    let (schedule, seats) = open_schedule(&app, 5).await;
+    let (schedule, seats) = app.open_schedule(5).await;
     let (user, token) = app.active_user(schedule).await;
     let body = format!(
         r#"{{"scheduleId":{schedule},"seatIds":[{},{}],"userId":{user}}}"#,

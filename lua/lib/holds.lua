@@ -1,19 +1,22 @@
--- Helpers shared by the seat-hold scripts. A reservation's record lives in the schedule's
--- `res` hash as
---   "userId|status|totalAmount|reservedAt|expiresAt|seatId:price,seatId:price,…|paidAt|endedAt"
--- (times in ms, empty when unset); every change of it is appended, whole, to the outbox as
--- `type reservations` followed by id -> record pairs. Reservation ids are
--- scheduleId * 2^32 + a per-schedule sequence, so an id alone names its schedule's slot.
+-- Helpers shared by the seat-hold and payment scripts. A reservation's record lives in the
+-- schedule's `res` hash as
+--   "userId|status|totalAmount|reservedAt|expiresAt|seatId:price,…|paidAt|endedAt|paymentId"
+-- (times in ms, empty when unset; paymentId is the payment attempt while PAYING and the
+-- payment once PAID); every change MySQL records is appended, whole, to the outbox as
+-- `type reservations` followed by id -> record pairs (PAYING is not: MySQL keeps such a hold
+-- RESERVED). Reservation and payment ids are scheduleId * 2^32 + a per-schedule sequence, so
+-- an id alone names its schedule's slot.
 
 local function decode_reservation(raw)
-  local u, st, total, rat, exp, seats, pat, fin =
-    string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
-  return { user = u, status = st, total = total, rat = rat, exp = exp, seats = seats,
-           pat = pat, fin = fin }
+  local f = {}
+  for field in string.gmatch(raw .. '|', '([^|]*)|') do f[#f + 1] = field end
+  return { user = f[1], status = f[2], total = f[3], rat = f[4], exp = f[5], seats = f[6],
+           pat = f[7], fin = f[8], pay = f[9] or '' }
 end
 
 local function encode_reservation(r)
-  return table.concat({ r.user, r.status, r.total, r.rat, r.exp, r.seats, r.pat, r.fin }, '|')
+  return table.concat({ r.user, r.status, r.total, r.rat, r.exp, r.seats, r.pat, r.fin, r.pay },
+    '|')
 end
 
 local function seat_list(r)
@@ -30,13 +33,29 @@ local function save_reservation(res_key, outbox, id, r)
 end
 
 -- Ends a RESERVED hold (EXPIRED or CANCELLED): its seats are AVAILABLE again and no longer
--- count towards the user's limit.
+-- count towards the user's limit. `k` names the keys of `release_keys` (scripts/holds.rs).
 local function release_hold(k, id, r, now, status)
   local seats = seat_list(r)
   redis.call('SADD', k.avail, unpack(seats))
   redis.call('ZREM', k.holds, id)
   redis.call('HINCRBY', k.userseats, r.user, -#seats)
+  redis.call('HINCRBY', k.userholds, r.user, -1)
   redis.call('HINCRBY', k.stats, 'heldSeats', -#seats)
   r.status, r.fin = status, tostring(now)
   save_reservation(k.res, k.outbox, id, r)
+end
+
+-- A PAID reservation as the payment scripts reply with it:
+--   {'PAID', paymentId, totalAmount, paidAt, userId, reservedAt, 'seatId|seatNumber|price', …}
+local function paid_reply(seat_key, r)
+  local out = { 'PAID', r.pay, r.total, r.pat, r.user, r.rat }
+  local ids = seat_list(r)
+  local infos = redis.call('HMGET', seat_key, unpack(ids))
+  local prices = {}
+  for id, price in string.gmatch(r.seats, '([^,:]+):([^,]*)') do prices[id] = price end
+  for i, id in ipairs(ids) do
+    local number = string.match(infos[i] or '', '^([^|]*)|') or ''
+    out[#out + 1] = id .. '|' .. number .. '|' .. prices[id]
+  end
+  return out
 end

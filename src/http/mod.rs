@@ -149,6 +149,7 @@ async fn dispatch(
             crate::wallet::charge(app, &parts.headers, user_id, read_body().await?).await
         }
         Route::Balance { user_id } => crate::wallet::balance(app, &parts.headers, user_id).await,
+        Route::Pay => crate::payment::pay(app, &parts.headers, read_body().await?).await,
         Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
         Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
         Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,

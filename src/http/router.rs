@@ -20,6 +20,7 @@ pub enum Route {
     Balance { user_id: u64 },
     GetReservation { reservation_id: u64 },
     CancelReservation { reservation_id: u64 },
+    Pay,
     AdminCreateUser,
     AdminCreateVenue,
     AdminCreateConcert,
@@ -105,6 +106,7 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
                 })
             }),
         ),
+        ["api", "v1", "payments"] => ("/api/v1/payments", one(post, "POST", Route::Pay)),
         ["api", "v1", "users", id, "balance", "charge"] => (
             "/api/v1/users/{userId}/balance/charge",
             allow(post, "POST").and_then(|()| {

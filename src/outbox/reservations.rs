@@ -1,5 +1,5 @@
-//! Reservations as the flusher writes them: `reservations`, their `reservation_seats`, and
-//! the `seats` statuses they imply.
+//! Reservations as the flusher writes them: `reservations`, their `reservation_seats`, the
+//! `seats` statuses they imply, and the `payments` of PAID ones.
 
 use mysql_async::prelude::*;
 
@@ -22,13 +22,19 @@ pub struct ReservationRow {
     pub seats: Vec<(u64, u64)>,
     pub paid_at_ms: Option<i64>,
     pub ended_at_ms: Option<i64>,
+    /// The payment attempt while PAYING, the payment once PAID.
+    pub payment_id: Option<u64>,
 }
 
 impl ReservationRow {
-    /// Parses `userId|status|total|reservedAt|expiresAt|seatId:price,…|paidAt|endedAt`.
+    /// Parses `userId|status|total|reservedAt|expiresAt|seatId:price,…|paidAt|endedAt|
+    /// paymentId` (records written before payments existed end at endedAt).
     pub fn parse(id: &str, schedule_id: u64, record: &str) -> Result<Self, DecodeError> {
-        let f: Vec<&str> = record.split('|').collect();
-        let [user, status, total, rat, exp, seats, pat, fin] = f[..] else {
+        let mut f: Vec<&str> = record.split('|').collect();
+        if f.len() == 8 {
+            f.push("");
+        }
+        let [user, status, total, rat, exp, seats, pat, fin, pay] = f[..] else {
             return Err(DecodeError(format!(
                 "reservation record {record:?} has {} fields",
                 f.len()
@@ -54,6 +60,7 @@ impl ReservationRow {
             seats,
             paid_at_ms: opt_ms(pat, "paidAt")?,
             ended_at_ms: opt_ms(fin, "endedAt")?,
+            payment_id: opt_ms(pay, "paymentId")?.map(|p| p as u64),
         })
     }
 
@@ -100,7 +107,38 @@ impl Row for ReservationRow {
     }
 }
 
-/// Writes the latest state of each reservation, the seats of new ones, and seat statuses.
+/// The payment of a PAID reservation.
+struct PaymentRow<'a>(&'a ReservationRow);
+
+const PAYMENTS: Table = Table {
+    name: "payments",
+    key_column: "id",
+    columns: "id, reservation_id, user_id, amount, method, status, paid_at",
+    row: "(?, ?, ?, ?, 'BALANCE', 'COMPLETED', ?)",
+    update: "id = id",
+};
+
+impl Row for PaymentRow<'_> {
+    type Key = u64;
+
+    fn key(&self) -> u64 {
+        self.0.payment_id.unwrap_or_default()
+    }
+
+    fn params(&self) -> Vec<mysql_async::Value> {
+        let r = self.0;
+        vec![
+            self.key().into(),
+            r.id.into(),
+            r.user_id.into(),
+            r.total_amount.into(),
+            opt_datetime(r.paid_at_ms),
+        ]
+    }
+}
+
+/// Writes the latest state of each reservation, the seats of new ones, seat statuses, and
+/// the payments of PAID ones.
 pub async fn write(
     tx: &mut mysql_async::Transaction<'_>,
     rows: &[&ReservationRow],
@@ -142,5 +180,11 @@ pub async fn write(
         );
         timed(tx.exec_drop(sql, chunk.to_vec())).await?;
     }
+    let payments: Vec<PaymentRow> = rows
+        .iter()
+        .filter(|r| r.status == "PAID" && r.payment_id.is_some())
+        .map(|r| PaymentRow(r))
+        .collect();
+    rows::write(tx, &PAYMENTS, &payments.iter().collect::<Vec<_>>()).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The admission loop: about every 100 ms, one `admit_batch` script per schedule expires
 //! tokens that are due and admits from the head of the queue, and one `expire_holds` script
-//! ends the seat holds that are due (so seats come back within a second of expiry). Every
+//! ends the seat holds that are due (so seats come back within a second of expiry) and names
+//! the payment sagas that ran too long, which are then settled (`payment::saga`). Every
 //! instance runs it; the scripts hold the limits, so running it on many instances at once
 //! admits and expires no more than one would.
 
@@ -54,7 +55,13 @@ async fn tick_schedule(app: &App, redis: &mut RedisConn, id: u64) -> redis::Redi
             .hdel::<_, _, ()>(TOKEN_INDEX, &outcome.dropped)
             .await?;
     }
-    let holds_expired = app.scripts.expire_holds(redis, id).await?;
+    let (holds_expired, stale_sagas) = app
+        .scripts
+        .expire_holds(redis, id, app.config.payment_saga_timeout)
+        .await?;
+    if !stale_sagas.is_empty() {
+        crate::payment::saga::sweep(app, stale_sagas).await;
+    }
     let schedule = id.to_string();
     metrics::counter!("seatrush_holds_expired_total", "schedule" => schedule.clone())
         .increment(holds_expired);

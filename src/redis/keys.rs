@@ -37,8 +37,14 @@ pub struct ScheduleKeys {
     pub holds: String,
     /// HASH userId -> the user's RESERVED + PAID seats.
     pub userseats: String,
+    /// HASH userId -> the user's open (RESERVED or PAYING) holds.
+    pub userholds: String,
     /// STRING: reservation sequence.
     pub rseq: String,
+    /// ZSET reservationId -> when its payment attempt began (ms): the PAYING reservations.
+    pub sagas: String,
+    /// STRING: payment (attempt) sequence.
+    pub pseq: String,
     /// STREAM: events for the write-behind flusher.
     pub outbox: String,
     /// STREAM: outbox entries that could not be applied.
@@ -68,7 +74,10 @@ impl ScheduleKeys {
             res: key("res"),
             holds: key("holds"),
             userseats: key("userseats"),
+            userholds: key("userholds"),
             rseq: key("rseq"),
+            sagas: key("sagas"),
+            pseq: key("pseq"),
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
         }
@@ -96,6 +105,11 @@ impl WalletKeys {
     /// STRING: the first outcome of a user's request with this Idempotency-Key.
     pub fn idempotency(&self, user_id: u64, key: &str) -> String {
         format!("{{w:{}}}:idem:{user_id}:{key}", self.bucket)
+    }
+
+    /// STRING: what happened to the debit of a reservation (see `lua/debit.lua`).
+    pub fn debit(&self, reservation_id: u64) -> String {
+        format!("{{w:{}}}:debit:{reservation_id}", self.bucket)
     }
 
     pub fn of_user(user_id: u64) -> Self {

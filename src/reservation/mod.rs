@@ -136,7 +136,7 @@ pub async fn hold_seats(
 }
 
 /// The schedule a reservation id belongs to (ids are scheduleId * 2^32 + a sequence).
-fn schedule_of(reservation_id: u64) -> u64 {
+pub fn schedule_of(reservation_id: u64) -> u64 {
     reservation_id >> 32
 }
 

@@ -55,6 +55,8 @@ fn test_config() -> Config {
     // A test's runtime ends with its last line, so apps stop mid-flush like a crash; others
     // claim what they left pending within a second instead of thirty.
     config.outbox_claim_idle = Duration::from_secs(1);
+    // Saga-settling tests wait this long for the sweeper; requests here take milliseconds.
+    config.payment_saga_timeout = Duration::from_secs(3);
     config
 }
 
@@ -328,6 +330,18 @@ impl TestApp {
             .await;
         assert_eq!(rsp.status, StatusCode::CREATED, "{:?}", rsp.body);
         rsp.u64("scheduleId")
+    }
+
+    /// A schedule open now with `seats` seats where anyone may be admitted at once; returns
+    /// (scheduleId, its seat ids by seat number).
+    pub async fn open_schedule(&self, seats: u64) -> (u64, Vec<u64>) {
+        let (_, schedule) = self.create_schedule(OPEN_NOW, seats).await;
+        self.set_queue(
+            schedule,
+            r#"{"admissionPerSecond": 100000, "maxActiveUsers": 100000}"#,
+        )
+        .await;
+        (schedule, self.seats_of(schedule).await)
     }
 
     /// A token for a new user on `schedule`, which must come out ACTIVE.

@@ -46,8 +46,9 @@ impl Scripts {
             .key(&k.stats)
             .key(&k.rseq)
             .key(&k.outbox)
+            .key(&k.userholds)
             .arg(schedule_id);
-        let mut next_key = 11;
+        let mut next_key = 12;
         for request in batch {
             call.arg(request.token.to_string()).arg(request.user_id);
             match &request.idempotency {
@@ -164,18 +165,55 @@ impl Scripts {
             .map(Ok)
     }
 
-    /// Expires the schedule's holds that are due; returns how many.
-    pub async fn expire_holds(&self, conn: &mut RedisConn, schedule_id: u64) -> RedisResult<u64> {
+    /// Expires the schedule's holds that are due; returns how many, and the payment sagas
+    /// that have run longer than `saga_timeout` (for the caller to settle).
+    pub async fn expire_holds(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        saga_timeout: std::time::Duration,
+    ) -> RedisResult<(u64, Vec<StaleSaga>)> {
         let k = ScheduleKeys::new(schedule_id);
-        release_keys(&mut self.expire_holds.prepare_invoke(), &k)
-            .arg(PER_TICK)
-            .invoke_async(conn)
-            .await
+        let (expired, stale): (u64, Vec<String>) =
+            release_keys(&mut self.expire_holds.prepare_invoke(), &k)
+                .key(&k.sagas)
+                .arg(PER_TICK)
+                .arg(saga_timeout.as_millis() as u64)
+                .invoke_async(conn)
+                .await?;
+        let stale = stale
+            .iter()
+            .map(|s| StaleSaga::parse(schedule_id, s).ok_or_else(|| bad_reply(s)))
+            .collect::<RedisResult<_>>()?;
+        Ok((expired, stale))
+    }
+}
+
+/// A payment saga left PAYING longer than it may run: `reservationId|userId|paymentId|total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleSaga {
+    pub schedule_id: u64,
+    pub reservation_id: u64,
+    pub user_id: u64,
+    pub payment_id: u64,
+    pub amount: u64,
+}
+
+impl StaleSaga {
+    fn parse(schedule_id: u64, text: &str) -> Option<Self> {
+        let mut f = text.split('|').map(str::parse::<u64>);
+        Some(Self {
+            schedule_id,
+            reservation_id: f.next()?.ok()?,
+            user_id: f.next()?.ok()?,
+            payment_id: f.next()?.ok()?,
+            amount: f.next()?.ok()?,
+        })
     }
 }
 
 /// The keys of scripts that end holds (`release_hold` in `lua/lib/holds.lua`), in order.
-fn release_keys<'a, 'b>(
+pub(super) fn release_keys<'a, 'b>(
     call: &'b mut redis::ScriptInvocation<'a>,
     k: &ScheduleKeys,
 ) -> &'b mut redis::ScriptInvocation<'a> {
@@ -185,4 +223,5 @@ fn release_keys<'a, 'b>(
         .key(&k.userseats)
         .key(&k.stats)
         .key(&k.outbox)
+        .key(&k.userholds)
 }

@@ -7,10 +7,12 @@ use redis::{RedisResult, Script, Value};
 use super::RedisConn;
 
 mod holds;
+mod payment;
 mod queue;
 mod wallet;
 
-pub use holds::{Hold, HoldOutcome, HoldRequest};
+pub use holds::{Hold, HoldOutcome, HoldRequest, StaleSaga};
+pub use payment::{BeginOutcome, CommitOutcome, DebitOutcome, Payment};
 pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
 pub use wallet::ChargeOutcome;
 
@@ -43,6 +45,7 @@ fn with_libs(source: &'static str) -> Script {
 pub struct Scripts {
     cancel_hold: Script,
     charge: Script,
+    debit: Script,
     load_balance: Script,
     expire_holds: Script,
     hold_seats: Script,
@@ -50,6 +53,10 @@ pub struct Scripts {
     seat_view: Script,
     token_status: Script,
     admit_batch: Script,
+    pay_begin: Script,
+    pay_commit: Script,
+    pay_rollback: Script,
+    void_debit: Script,
 }
 
 /// Most records one background call expires, drops or ends (the rest wait for the next).
@@ -66,6 +73,7 @@ impl Scripts {
         Self {
             cancel_hold: with_libs(include_str!("../../../lua/cancel_hold.lua")),
             charge: with_libs(include_str!("../../../lua/charge.lua")),
+            debit: with_libs(include_str!("../../../lua/debit.lua")),
             load_balance: with_libs(include_str!("../../../lua/load_balance.lua")),
             expire_holds: with_libs(include_str!("../../../lua/expire_holds.lua")),
             hold_seats: with_libs(include_str!("../../../lua/hold_seats.lua")),
@@ -73,6 +81,10 @@ impl Scripts {
             seat_view: with_libs(include_str!("../../../lua/seat_view.lua")),
             token_status: with_libs(include_str!("../../../lua/token_status.lua")),
             admit_batch: with_libs(include_str!("../../../lua/admit_batch.lua")),
+            pay_begin: with_libs(include_str!("../../../lua/pay_begin.lua")),
+            pay_commit: with_libs(include_str!("../../../lua/pay_commit.lua")),
+            pay_rollback: with_libs(include_str!("../../../lua/pay_rollback.lua")),
+            void_debit: with_libs(include_str!("../../../lua/void_debit.lua")),
         }
     }
 
@@ -81,6 +93,7 @@ impl Scripts {
         for script in [
             &self.cancel_hold,
             &self.charge,
+            &self.debit,
             &self.load_balance,
             &self.expire_holds,
             &self.hold_seats,
@@ -88,6 +101,10 @@ impl Scripts {
             &self.seat_view,
             &self.token_status,
             &self.admit_batch,
+            &self.pay_begin,
+            &self.pay_commit,
+            &self.pay_rollback,
+            &self.void_debit,
         ] {
             script.prepare_invoke().load_async(conn).await?;
         }

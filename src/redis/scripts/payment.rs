@@ -1,0 +1,231 @@
+//! The payment saga's scripts (SPEC §6): begin (schedule slot), debit or void (the user's
+//! wallet bucket), commit or roll back (schedule slot).
+
+use std::time::Duration;
+
+use redis::RedisResult;
+use uuid::Uuid;
+
+use super::holds::release_keys;
+use super::{Idempotency, Reply, Scripts, bad_reply};
+use crate::redis::RedisConn;
+use crate::redis::keys::{ScheduleKeys, WALLET_BUCKETS, WalletKeys};
+
+/// How long a reservation's debit record is kept: far longer than any payment attempt runs,
+/// which is all it is consulted for (a PAID reservation never starts another attempt).
+const DEBIT_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// A completed payment as the scripts report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub payment_id: u64,
+    pub total_amount: u64,
+    pub paid_at_ms: i64,
+    pub user_id: u64,
+    pub reserved_at_ms: i64,
+    /// (seatId, seatNumber, price)
+    pub seats: Vec<(u64, u64, u64)>,
+}
+
+#[derive(Debug)]
+pub enum BeginOutcome {
+    /// The reservation is PAYING under this attempt: debit it next.
+    Paying { payment_id: u64, amount: u64 },
+    /// A repeat of a request that completed: its payment.
+    Paid(Payment),
+    /// A refusal code (`RESERVATION_EXPIRED`, `TOKEN_NOT_HERE`, …).
+    Refused(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DebitOutcome {
+    /// The reservation is debited (now or before) by attempt `payment_id`.
+    Debited { payment_id: u64, balance_after: u64 },
+    /// Redis does not have the user's balance yet: load it, then debit again.
+    NotLoaded,
+    /// The balance is below the amount; nothing was debited and the attempt is fenced off.
+    Insufficient { balance: u64 },
+    /// The attempt was given up; nothing was debited and nothing ever will be for it.
+    Voided,
+}
+
+#[derive(Debug)]
+pub enum CommitOutcome {
+    Paid(Payment),
+    /// The reservation is not being paid by that attempt (its status): nothing changed.
+    NotPaying(String),
+}
+
+/// The PAID reply of `lua/lib/holds.lua`.
+fn paid(reply: &Reply) -> RedisResult<Payment> {
+    let seats = (6..reply.0.len())
+        .map(|i| {
+            let s = reply.string(i)?;
+            let mut parts = s.split('|').map(str::parse::<u64>);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
+                _ => Err(bad_reply(&s)),
+            }
+        })
+        .collect::<RedisResult<_>>()?;
+    Ok(Payment {
+        payment_id: reply.uint(1)?,
+        total_amount: reply.uint(2)?,
+        paid_at_ms: reply.opt_int(3)?.unwrap_or_default(),
+        user_id: reply.uint(4)?,
+        reserved_at_ms: reply.opt_int(5)?.unwrap_or_default(),
+        seats,
+    })
+}
+
+fn debit_outcome(reply: &Reply) -> RedisResult<DebitOutcome> {
+    Ok(match reply.code()?.as_str() {
+        "DEBITED" => DebitOutcome::Debited {
+            payment_id: reply.uint(1)?,
+            balance_after: reply.uint(3)?,
+        },
+        "NOT_LOADED" => DebitOutcome::NotLoaded,
+        "INSUFFICIENT" => DebitOutcome::Insufficient {
+            balance: reply.uint(1)?,
+        },
+        "VOIDED" => DebitOutcome::Voided,
+        other => return Err(bad_reply(other)),
+    })
+}
+
+impl Scripts {
+    /// Step 1: checks the token and the reservation and marks it PAYING under a new attempt.
+    pub async fn pay_begin(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        token: &Uuid,
+        user_id: u64,
+        reservation_id: u64,
+        idempotency: Option<&Idempotency>,
+    ) -> RedisResult<BeginOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.pay_begin.prepare_invoke();
+        release_keys(&mut call, &k)
+            .key(&k.tokens)
+            .key(&k.sagas)
+            .key(&k.pseq)
+            .key(&k.seat)
+            .arg(schedule_id)
+            .arg(token.to_string())
+            .arg(user_id)
+            .arg(reservation_id);
+        if let Some(idem) = idempotency {
+            call.key(k.idempotency(user_id, &idem.key))
+                .arg(&idem.fingerprint);
+        }
+        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        Ok(match reply.code()?.as_str() {
+            "PAYING" => BeginOutcome::Paying {
+                payment_id: reply.uint(1)?,
+                amount: reply.uint(2)?,
+            },
+            "PAID" => BeginOutcome::Paid(paid(&reply)?),
+            other => BeginOutcome::Refused(other.to_string()),
+        })
+    }
+
+    /// Step 2: debits the reservation's amount from the user's balance for the attempt.
+    pub async fn debit(
+        &self,
+        conn: &mut RedisConn,
+        user_id: u64,
+        reservation_id: u64,
+        payment_id: u64,
+        amount: u64,
+    ) -> RedisResult<DebitOutcome> {
+        let k = WalletKeys::of_user(user_id);
+        let reply = self
+            .debit
+            .key(&k.balances)
+            .key(&k.txseq)
+            .key(&k.outbox)
+            .key(k.debit(reservation_id))
+            .arg(user_id)
+            .arg(reservation_id)
+            .arg(payment_id)
+            .arg(amount)
+            .arg(k.bucket)
+            .arg(WALLET_BUCKETS)
+            .arg(DEBIT_KEEP.as_millis() as u64)
+            .invoke_async(conn)
+            .await?;
+        debit_outcome(&Reply::new(reply)?)
+    }
+
+    /// Settling a given-up attempt: `Debited` if the reservation was debited, else the
+    /// attempt is fenced off and `Voided`.
+    pub async fn void_debit(
+        &self,
+        conn: &mut RedisConn,
+        user_id: u64,
+        reservation_id: u64,
+        payment_id: u64,
+    ) -> RedisResult<DebitOutcome> {
+        let reply = self
+            .void_debit
+            .key(WalletKeys::of_user(user_id).debit(reservation_id))
+            .arg(payment_id)
+            .arg(DEBIT_KEEP.as_millis() as u64)
+            .invoke_async(conn)
+            .await?;
+        debit_outcome(&Reply::new(reply)?)
+    }
+
+    /// Step 3: the debited attempt's reservation becomes PAID.
+    pub async fn pay_commit(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        reservation_id: u64,
+        payment_id: u64,
+    ) -> RedisResult<CommitOutcome> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.pay_commit.prepare_invoke();
+        release_keys(&mut call, &k)
+            .key(&k.tokens)
+            .key(&k.sagas)
+            .key(&k.seat)
+            .key(&k.users)
+            .key(&k.active)
+            .key(&k.waiting)
+            .key(&k.ended)
+            .arg(reservation_id)
+            .arg(payment_id);
+        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        Ok(match reply.code()?.as_str() {
+            "PAID" => CommitOutcome::Paid(paid(&reply)?),
+            _ => CommitOutcome::NotPaying(reply.string(1)?),
+        })
+    }
+
+    /// Puts the attempt's PAYING reservation back to RESERVED; with the request's
+    /// Idempotency-Key, keeps `outcome` as its answer. False if it was settled already.
+    pub async fn pay_rollback(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        reservation_id: u64,
+        payment_id: u64,
+        kept: Option<(u64, &Idempotency, &str)>,
+    ) -> RedisResult<bool> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.pay_rollback.prepare_invoke();
+        call.key(&k.res)
+            .key(&k.sagas)
+            .arg(reservation_id)
+            .arg(payment_id);
+        if let Some((user_id, idem, outcome)) = kept {
+            call.key(k.idempotency(user_id, &idem.key))
+                .arg(&idem.fingerprint)
+                .arg(outcome);
+        }
+        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        Ok(reply.code()? == "OK")
+    }
+}
