@@ -22,6 +22,9 @@ cargo build --release --quiet
 
 "${SQL[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB;"
 redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
+# Compact the AOF now, so Redis does not fork to rewrite it in the middle of a run.
+redis-cli -p 6390 BGREWRITEAOF >/dev/null
+while redis-cli -p 6390 INFO persistence | grep -q '^aof_rewrite_in_progress:1'; do sleep 0.2; done
 
 export SEATRUSH_HTTP_ADDR=127.0.0.1:$PORT
 export SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/$REDIS_DB
@@ -47,19 +50,27 @@ schedule=$(admin POST "/api/v1/admin/concerts/$concert/schedules" \
   "{\"venueId\":$venue,\"performanceDate\":\"2026-12-24\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":10000,\"price\":50000}" \
   | json scheduleId)
 admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
-new_schedule() { # <seatCount>: prints "scheduleId firstSeatId"
+new_schedule() { # <seatCount> [price]: prints "scheduleId firstSeatId"
   admin POST "/api/v1/admin/concerts/$concert/schedules" \
-    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":50000}" \
+    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":${2:-50000}}" \
     | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print(d['scheduleId'], d['seatIds'][0])"
 }
 # Seat listing: a 50-seat schedule (a concert hall's section), read with an ACTIVE token.
 read -r list_schedule _ <<<"$(new_schedule 50)"
 list_token=$(curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$USERS,\"scheduleId\":$list_schedule}" | json token)
-# Holds: 100 000 seats, one user holding a new seat per request (seat limit lifted).
-read -r hold_schedule first_seat <<<"$(new_schedule 100000)"
-admin PUT "/api/v1/admin/schedules/$hold_schedule/queue" '{"maxSeatsPerUser":1000000}' >/dev/null
+# Holds: 100 000 seats at 1 KRW, one user holding a new seat per request (seat limit lifted,
+# holds and token kept for an hour); the payment run then pays those holds in order, from
+# a balance of 10 000 000.
+read -r hold_schedule first_seat <<<"$(new_schedule 100000 1)"
+admin PUT "/api/v1/admin/schedules/$hold_schedule/queue" \
+  '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600}' >/dev/null
 hold_user=$((USERS - 1))
 hold_token=$(curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$hold_user,\"scheduleId\":$hold_schedule}" | json token)
+curl -sf -XPOST "$base/api/v1/users/$hold_user/balance/charge" -H "Queue-Token: $hold_token" \
+  -d '{"amount":10000000}' >/dev/null
+# Charges: 1 KRW per request for one user, with a token of the listing schedule.
+charge_user=$((USERS - 2))
+charge_token=$(curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$charge_user,\"scheduleId\":$list_schedule}" | json token)
 
 # settle: waits until the write-behind has drained and the replica has caught up, so one
 # run's deferred work does not land in the next run. Prints how long that took.
@@ -100,10 +111,15 @@ run "GET …/seats (50 seats)" list_seats.lua BENCH_CONCERT="$concert" \
 run "POST /api/v1/reservations" hold_seats.lua BENCH_HOLD_SCHEDULE="$hold_schedule" \
   BENCH_HOLD_USER="$hold_user" BENCH_HOLD_TOKEN="$hold_token" BENCH_FIRST_SEAT="$first_seat" \
   RUN_DURATION=2s
+run "POST …/balance/charge" charge.lua BENCH_CHARGE_USER="$charge_user" \
+  BENCH_CHARGE_TOKEN="$charge_token"
+# 2 s, so the run pays holds the hold run made (it makes more than this one can pay).
+run "POST /api/v1/payments" pay.lua BENCH_HOLD_SCHEDULE="$hold_schedule" \
+  BENCH_HOLD_USER="$hold_user" BENCH_HOLD_TOKEN="$hold_token" RUN_DURATION=2s
 run "GET /health (again)" health.lua
 
 echo
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION (holds 2s), release build, $(nproc) cores, one run"
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION (holds and payments 2s), release build, $(nproc) cores, one run"
 python3 - "${results[@]}" <<'PY'
 import sys
 rows = []
