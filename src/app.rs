@@ -112,6 +112,8 @@ impl App {
             let (scripts, redis) = (scripts.clone(), redis.clone());
             Coalescer::new(Arc::new(move |schedule, batch: Vec<(uuid::Uuid, u64)>| {
                 let (scripts, mut redis) = (scripts.clone(), redis.clone());
+                metrics::histogram!("seatrush_coalesced_batch_size", "operation" => "issue_tokens")
+                    .record(batch.len() as f64);
                 Box::pin(async move { scripts.issue_tokens(&mut redis, schedule, &batch).await })
             }))
         };
@@ -119,6 +121,8 @@ impl App {
             let (scripts, redis) = (scripts.clone(), redis.clone());
             Coalescer::new(Arc::new(move |schedule, batch: Vec<HoldRequest>| {
                 let (scripts, mut redis) = (scripts.clone(), redis.clone());
+                metrics::histogram!("seatrush_coalesced_batch_size", "operation" => "hold_seats")
+                    .record(batch.len() as f64);
                 Box::pin(async move { scripts.hold_seats(&mut redis, schedule, &batch).await })
             }))
         };

@@ -44,6 +44,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "info",
         "log filter (tracing env-filter syntax)",
     ),
+    (
+        "SEATRUSH_LOG_FORMAT",
+        "text",
+        "`json` logs one JSON object per line",
+    ),
 ];
 
 #[derive(Debug, Clone)]

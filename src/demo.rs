@@ -23,7 +23,7 @@ const PRICE_KRW: u64 = 110_000;
 
 /// Loads the demo data if there are no users yet; returns whether it did.
 pub async fn load_if_empty(app: &App) -> Result<bool, ApiError> {
-    let mut conn = timed(app.db.primary.get_conn()).await?;
+    let mut conn = app.db.primary_conn().await?;
     let users_now: Option<u64> = timed(conn.query_first("SELECT COUNT(*) FROM users")).await?;
     if users_now.unwrap_or(0) > 0 {
         return Ok(false);

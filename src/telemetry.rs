@@ -13,10 +13,17 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0];
 
+/// Logs to stdout, filtered by `SEATRUSH_LOG`; one JSON object per line when
+/// `SEATRUSH_LOG_FORMAT=json`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEATRUSH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if std::env::var("SEATRUSH_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// The process's Prometheus handle, installing the recorder on first use.
@@ -32,6 +39,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("bucket lists are non-empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
+            describe();
             let upkeep = handle.clone();
             std::thread::spawn(move || {
                 loop {
@@ -42,4 +50,190 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+use Kind::*;
+
+/// Every metric seatrush exports, with the help text `/metrics` shows for it. Labels are
+/// bounded: routes by template, schedules by id, scripts, pools, reasons and results by name.
+const METRICS: &[(&str, Kind, &str)] = &[
+    (
+        "seatrush_http_requests_total",
+        Counter,
+        "HTTP requests answered, by route template, method and status",
+    ),
+    (
+        "seatrush_http_request_duration_seconds",
+        Histogram,
+        "HTTP request latency, by route template and status",
+    ),
+    (
+        "seatrush_redis_script_duration_seconds",
+        Histogram,
+        "Lua script call latency, by script and result (ok or error)",
+    ),
+    (
+        "seatrush_redis_in_flight",
+        Gauge,
+        "Redis script calls sent and awaiting their reply",
+    ),
+    (
+        "seatrush_coalesced_batch_size",
+        Histogram,
+        "Requests per coalesced script call, by operation",
+    ),
+    (
+        "seatrush_mysql_pool_wait_seconds",
+        Histogram,
+        "Time to get a MySQL connection from a pool, by pool",
+    ),
+    (
+        "seatrush_queue_waiting",
+        Gauge,
+        "WAITING tokens, by schedule",
+    ),
+    ("seatrush_queue_active", Gauge, "ACTIVE tokens, by schedule"),
+    (
+        "seatrush_queue_admitted_total",
+        Counter,
+        "Tokens admitted from WAITING to ACTIVE, by schedule",
+    ),
+    (
+        "seatrush_queue_expired_total",
+        Counter,
+        "Tokens expired, by schedule",
+    ),
+    (
+        "seatrush_seats_held_total",
+        Counter,
+        "Seats held by new reservations",
+    ),
+    (
+        "seatrush_holds_expired_total",
+        Counter,
+        "Holds expired, by schedule",
+    ),
+    (
+        "seatrush_holds_cancelled_total",
+        Counter,
+        "Holds cancelled by their owner",
+    ),
+    (
+        "seatrush_payments_total",
+        Counter,
+        "Payment requests, by result (paid or the error code)",
+    ),
+    (
+        "seatrush_payment_sagas_settled_total",
+        Counter,
+        "Payment sagas settled by the sweeper after their request did not finish them, by outcome",
+    ),
+    (
+        "seatrush_balance_charged_krw_total",
+        Counter,
+        "Money charged into balances (KRW)",
+    ),
+    (
+        "seatrush_balance_used_krw_total",
+        Counter,
+        "Money debited from balances by payments (KRW)",
+    ),
+    (
+        "seatrush_outbox_backlog",
+        Gauge,
+        "Outbox entries not yet written to MySQL",
+    ),
+    (
+        "seatrush_outbox_oldest_age_seconds",
+        Gauge,
+        "Age of the oldest outbox entry not yet written to MySQL",
+    ),
+    (
+        "seatrush_outbox_flush_duration_seconds",
+        Histogram,
+        "Time to write one outbox batch to MySQL",
+    ),
+    (
+        "seatrush_outbox_flush_batch_size",
+        Histogram,
+        "Outbox entries per batch written to MySQL",
+    ),
+    (
+        "seatrush_outbox_flushed_total",
+        Counter,
+        "Outbox entries written to MySQL",
+    ),
+    (
+        "seatrush_outbox_claimed_total",
+        Counter,
+        "Outbox entries claimed from a consumer that stopped",
+    ),
+    (
+        "seatrush_outbox_deferred_passes_total",
+        Counter,
+        "Flusher passes held back while the server was busy",
+    ),
+    (
+        "seatrush_outbox_flush_failures_total",
+        Counter,
+        "Failed outbox batch writes, by reason",
+    ),
+    (
+        "seatrush_outbox_dead_letters_total",
+        Counter,
+        "Outbox entries moved to a dead-letter stream",
+    ),
+    (
+        "seatrush_replica_fallbacks_total",
+        Counter,
+        "Catalogue reads served by the primary instead of the replica, by reason",
+    ),
+    (
+        "seatrush_mysql_replica_lag_seconds",
+        Gauge,
+        "Replica lag behind the primary, as last probed",
+    ),
+    (
+        "seatrush_dependency_up",
+        Gauge,
+        "1 when a dependency answered its last probe, by dependency",
+    ),
+];
+
+fn describe() {
+    for (name, kind, help) in METRICS {
+        match kind {
+            Counter => metrics::describe_counter!(*name, *help),
+            Gauge => metrics::describe_gauge!(*name, *help),
+            Histogram => metrics::describe_histogram!(*name, *help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_follow_prometheus_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, kind, help) in METRICS {
+            assert!(seen.insert(name), "{name} is listed twice");
+            assert!(name.starts_with("seatrush_"), "{name}");
+            assert!(!help.is_empty(), "{name}");
+            match kind {
+                Counter => assert!(name.ends_with("_total"), "{name}"),
+                _ => assert!(!name.ends_with("_total"), "{name}"),
+            }
+            assert!(
+                !name.contains("_ms") && !name.contains("millis"),
+                "{name}: base units"
+            );
+        }
+    }
 }

@@ -94,6 +94,8 @@ async fn health_is_bare_json_with_component_states() {
 async fn metrics_count_requests_by_route_template_and_status() {
     let app = TestApp::spawn().await;
     app.get("/api/v1/admin/schedules/777/queue", &[]).await;
+    let (_, schedule) = app.create_schedule(common::OPEN_NOW, 1).await;
+    app.active_token(schedule).await;
     // The body is Prometheus text, not JSON: fetch it raw.
     let text = raw_get(&app, "/metrics").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -106,6 +108,15 @@ async fn metrics_count_requests_by_route_template_and_status() {
         "histograms have buckets"
     );
     assert!(!text.contains("/777/"), "raw paths never become labels");
+    for expected in [
+        "# HELP seatrush_http_requests_total HTTP requests answered",
+        r#"seatrush_redis_script_duration_seconds_bucket{script="issue_tokens",result="ok""#,
+        r#"seatrush_coalesced_batch_size_count{operation="issue_tokens"}"#,
+        r#"seatrush_mysql_pool_wait_seconds_count{pool="primary"}"#,
+        "seatrush_redis_in_flight ",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
 }
 
 async fn raw_get(app: &TestApp, path: &str) -> String {
@@ -117,4 +128,31 @@ async fn raw_get(app: &TestApp, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let given = app
+        .get("/health", &[("x-request-id", "checkout-7f3a.2_b")])
+        .await;
+    assert_eq!(
+        given.headers["x-request-id"], "checkout-7f3a.2_b",
+        "a valid id is kept"
+    );
+    let made = app.get("/nowhere", &[]).await;
+    let id = made.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_ne!(
+        app.get("/nowhere", &[]).await.headers["x-request-id"],
+        id.as_str(),
+        "each request gets its own"
+    );
+    let unsafe_id = app
+        .get("/health", &[("x-request-id", "two words\"quoted\"")])
+        .await;
+    assert_ne!(unsafe_id.headers["x-request-id"], "two words\"quoted\"");
 }

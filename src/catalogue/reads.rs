@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 
 use crate::health::Health;
-use crate::mysql::{Db, timed};
+use crate::mysql::{Db, PRIMARY, REPLICA, conn, timed};
 
 /// How long a catalogue read is served from memory.
 const TTL: Duration = Duration::from_secs(2);
@@ -98,7 +98,10 @@ impl Catalogue {
         if let Some(hit) = self.concerts.get(concert_id) {
             return Ok(hit);
         }
-        let found = read(db, health, |pool| load_concert(pool, concert_id)).await?;
+        let found = read(db, health, |pool, name| {
+            load_concert(pool, name, concert_id)
+        })
+        .await?;
         let found = found.map(Arc::new);
         self.concerts.put(concert_id, found.clone());
         Ok(found)
@@ -114,7 +117,7 @@ impl Catalogue {
         if let Some(hit) = self.seats.get(schedule_id) {
             return Ok(hit);
         }
-        let found = read(db, health, |pool| load_seats(pool, schedule_id)).await?;
+        let found = read(db, health, |pool, name| load_seats(pool, name, schedule_id)).await?;
         let found = found.map(Arc::new);
         self.seats.put(schedule_id, found.clone());
         Ok(found)
@@ -125,13 +128,13 @@ impl Catalogue {
 /// is tried again on the primary, which has every committed row.
 async fn read<T, F, Fut>(db: &Db, health: &Health, load: F) -> Result<Option<T>, mysql_async::Error>
 where
-    F: Fn(mysql_async::Pool) -> Fut,
+    F: Fn(mysql_async::Pool, &'static str) -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, mysql_async::Error>>,
 {
     let reason = if !health.replica_readable() {
         "replica_unreadable"
     } else {
-        match load(db.replica.clone()).await {
+        match load(db.replica.clone(), REPLICA).await {
             Ok(Some(found)) => return Ok(Some(found)),
             Ok(None) => "missing_on_replica",
             Err(e) => {
@@ -141,14 +144,15 @@ where
         }
     };
     metrics::counter!("seatrush_replica_fallbacks_total", "reason" => reason).increment(1);
-    load(db.primary.clone()).await
+    load(db.primary.clone(), PRIMARY).await
 }
 
 async fn load_concert(
     pool: mysql_async::Pool,
+    name: &'static str,
     concert_id: u64,
 ) -> Result<Option<ConcertView>, mysql_async::Error> {
-    let mut conn = timed(pool.get_conn()).await?;
+    let mut conn = conn(&pool, name).await?;
     let title: Option<String> =
         timed(conn.exec_first("SELECT title FROM concerts WHERE id = ?", (concert_id,))).await?;
     let Some(title) = title else {
@@ -187,9 +191,10 @@ async fn load_concert(
 
 async fn load_seats(
     pool: mysql_async::Pool,
+    name: &'static str,
     schedule_id: u64,
 ) -> Result<Option<Vec<SeatView>>, mysql_async::Error> {
-    let mut conn = timed(pool.get_conn()).await?;
+    let mut conn = conn(&pool, name).await?;
     let rows: Vec<(u64, u64, u64)> = timed(conn.exec(
         "SELECT id, seat_number, price FROM seats WHERE schedule_id = ? ORDER BY seat_number",
         (schedule_id,),

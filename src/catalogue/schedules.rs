@@ -19,7 +19,7 @@ pub async fn create_concert(db: &Db, title: &str) -> Result<u64, mysql_async::Er
 }
 
 async fn insert_named(db: &Db, sql: &str, value: &str) -> Result<u64, mysql_async::Error> {
-    let mut conn = timed(db.primary.get_conn()).await?;
+    let mut conn = db.primary_conn().await?;
     timed(conn.exec_drop(sql, (value,))).await?;
     Ok(conn.last_insert_id().expect("an insert yields an id"))
 }
@@ -43,7 +43,7 @@ pub async fn create_schedule(
     redis: &mut RedisConn,
     new: &NewSchedule,
 ) -> Result<(u64, Vec<u64>), ApiError> {
-    let mut conn = timed(db.primary.get_conn()).await?;
+    let mut conn = db.primary_conn().await?;
     let mut tx = timed(conn.start_transaction(Default::default())).await?;
     let concert: Option<u64> =
         timed(tx.exec_first("SELECT id FROM concerts WHERE id = ?", (new.concert_id,))).await?;
@@ -137,7 +137,7 @@ pub async fn update_queue_settings(
     // The flusher's inserts lock the schedule row (foreign keys); a deadlock with them is
     // retried rather than reported.
     retry_lock_conflicts(|| async {
-        let mut conn = timed(db.primary.get_conn()).await?;
+        let mut conn = db.primary_conn().await?;
         timed(conn.exec_drop(
             "UPDATE concert_schedules SET max_active_users = ?, max_waiting_users = ?,
                admission_per_second = ?, active_ttl_seconds = ?, hold_ttl_seconds = ?,
@@ -166,7 +166,7 @@ type ScheduleRow = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
 /// whose registration failed after its commit), with its seat state if that is missing too.
 /// Returns how many were registered.
 pub async fn sync_to_redis(db: &Db, redis: &mut RedisConn) -> Result<usize, ApiError> {
-    let mut conn = timed(db.primary.get_conn()).await?;
+    let mut conn = db.primary_conn().await?;
     let rows: Vec<ScheduleRow> = timed(conn.query(
         "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
            CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,

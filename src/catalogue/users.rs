@@ -45,7 +45,7 @@ impl UserDirectory {
         if self.is_known(id) {
             return Ok(true);
         }
-        let mut conn = timed(db.primary.get_conn()).await?;
+        let mut conn = db.primary_conn().await?;
         let found: Option<u64> =
             timed(conn.exec_first("SELECT id FROM users WHERE id = ?", (id,))).await?;
         if found.is_some() {
@@ -57,7 +57,7 @@ impl UserDirectory {
     /// Loads users created since the last refresh (from the replica, which may lag: a user
     /// it has not seen yet is still found through the primary by [`UserDirectory::exists`]).
     pub async fn refresh(&self, db: &Db) -> Result<(), mysql_async::Error> {
-        let mut conn = timed(db.replica.get_conn()).await?;
+        let mut conn = db.replica_conn().await?;
         loop {
             let after = *self.loaded_up_to.read().expect("directory lock");
             let ids: Vec<u64> = timed(conn.exec(
@@ -79,7 +79,7 @@ impl UserDirectory {
 
 /// Creates a user with a zero balance; returns the new id.
 pub async fn create_user(db: &Db, name: &str) -> Result<u64, mysql_async::Error> {
-    let mut conn = timed(db.primary.get_conn()).await?;
+    let mut conn = db.primary_conn().await?;
     let mut tx = timed(conn.start_transaction(Default::default())).await?;
     timed(tx.exec_drop("INSERT INTO users (name) VALUES (?)", (name,))).await?;
     let id = tx

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -70,8 +71,31 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
     }
 }
 
+/// The header that names a request in logs and to the client.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's `X-Request-Id` when it is 1–64 characters of `[A-Za-z0-9._-]` (so it is
+/// safe to log and echo), else a new random one.
+fn request_id(headers: &hyper::HeaderMap) -> HeaderValue {
+    headers
+        .get(&REQUEST_ID)
+        .filter(|v| {
+            let b = v.as_bytes();
+            (1..=64).contains(&b.len())
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+        })
+}
+
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    let id = request_id(req.headers());
+    let id_text = id.to_str().unwrap_or_default();
     let matched = router::resolve(req.method(), req.uri().path());
     let method = method_label(req.method());
     let result = match matched.route {
@@ -83,13 +107,23 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         }
         Err(e) => Err(e),
     };
-    let rsp = result.unwrap_or_else(|e| {
+    let mut rsp = result.unwrap_or_else(|e| {
         match &e {
             ApiError::Internal(detail) => {
-                tracing::error!(route = matched.template, detail, "internal error")
+                tracing::error!(
+                    request_id = id_text,
+                    route = matched.template,
+                    detail,
+                    "internal error"
+                )
             }
             ApiError::Unavailable(detail) => {
-                tracing::warn!(route = matched.template, detail, "dependency unavailable")
+                tracing::warn!(
+                    request_id = id_text,
+                    route = matched.template,
+                    detail,
+                    "dependency unavailable"
+                )
             }
             _ => {}
         }
@@ -97,6 +131,15 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     });
     app.requests.fetch_add(1, Ordering::Relaxed);
     let status = status_label(rsp.status().as_u16());
+    tracing::debug!(
+        request_id = id_text,
+        method,
+        route = matched.template,
+        status,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    rsp.headers_mut().insert(REQUEST_ID, id);
     metrics::counter!("seatrush_http_requests_total", "route" => matched.template, "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("seatrush_http_request_duration_seconds", "route" => matched.template, "status" => status)

@@ -6,7 +6,7 @@ pub mod migrate;
 use std::future::Future;
 use std::time::Duration;
 
-use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
 /// SPEC §8: every MySQL call gives up after ten seconds.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +35,32 @@ impl Db {
             replica: pool(replica_url)?,
         })
     }
+}
+
+impl Db {
+    /// A connection from the primary's pool.
+    pub async fn primary_conn(&self) -> Result<Conn, mysql_async::Error> {
+        conn(&self.primary, PRIMARY).await
+    }
+
+    /// A connection from the replica's pool.
+    pub async fn replica_conn(&self) -> Result<Conn, mysql_async::Error> {
+        conn(&self.replica, REPLICA).await
+    }
+}
+
+/// Pool names in metrics.
+pub const PRIMARY: &str = "primary";
+pub const REPLICA: &str = "replica";
+
+/// A connection from `pool` (named `name` in metrics) under [`TIMEOUT`], recording how long
+/// the pool made the caller wait.
+pub async fn conn(pool: &Pool, name: &'static str) -> Result<Conn, mysql_async::Error> {
+    let started = std::time::Instant::now();
+    let conn = timed(pool.get_conn()).await;
+    metrics::histogram!("seatrush_mysql_pool_wait_seconds", "pool" => name)
+        .record(started.elapsed().as_secs_f64());
+    conn
 }
 
 #[derive(Debug, thiserror::Error)]

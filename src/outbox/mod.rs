@@ -376,7 +376,7 @@ impl OutboxFlusher {
             .iter()
             .map(|e| Event::decode(&e.map, owner))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut conn = timed(self.db.primary.get_conn()).await?;
+        let mut conn = self.db.primary_conn().await?;
         let mut tx = timed(conn.start_transaction(Default::default())).await?;
         events::apply(&mut tx, &events).await?;
         timed(tx.commit()).await?;

@@ -72,7 +72,7 @@ async fn owner(app: &App, headers: &HeaderMap, user_id: u64) -> Result<(), ApiEr
 
 /// Loads the user's balance from the primary into Redis (unless Redis has one by now).
 pub(crate) async fn load(app: &App, user_id: u64) -> Result<Balance, ApiError> {
-    let mut conn = timed(app.db.primary.get_conn()).await?;
+    let mut conn = app.db.primary_conn().await?;
     let row: Option<(u64, u64, u64, i64)> = timed(conn.exec_first(
         "SELECT balance, total_charged, total_used,
            CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED)

@@ -3,7 +3,7 @@
 use redis::{RedisResult, Value};
 use uuid::Uuid;
 
-use super::{Idempotency, PER_TICK, Reply, Scripts, bad_reply};
+use super::{Idempotency, Observe, PER_TICK, Reply, Scripts, bad_reply};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
 
@@ -64,7 +64,7 @@ impl Scripts {
             }
             call.arg(request.seat_ids.len()).arg(&request.seat_ids);
         }
-        let replies: Vec<Value> = call.invoke_async(conn).await?;
+        let replies: Vec<Value> = call.invoke_observed("hold_seats", conn).await?;
         replies.into_iter().map(hold_outcome).collect()
     }
 }
@@ -125,7 +125,7 @@ impl Scripts {
         let reply: Value = release_keys(&mut self.cancel_hold.prepare_invoke(), &k)
             .arg(id)
             .arg(user_id)
-            .invoke_async(conn)
+            .invoke_observed("cancel_hold", conn)
             .await?;
         let reply = Reply::new(reply)?;
         let code = reply.code()?;
@@ -150,7 +150,7 @@ impl Scripts {
             .key(&k.tokens)
             .key(&k.avail)
             .arg(token.to_string())
-            .invoke_async(conn)
+            .invoke_observed("seat_view", conn)
             .await?;
         let reply = Reply::new(reply)?;
         let code = reply.code()?;
@@ -179,7 +179,7 @@ impl Scripts {
                 .key(&k.sagas)
                 .arg(PER_TICK)
                 .arg(saga_timeout.as_millis() as u64)
-                .invoke_async(conn)
+                .invoke_observed("expire_holds", conn)
                 .await?;
         let stale = stale
             .iter()

@@ -2,7 +2,10 @@
 //! (redis-rs reloads on NOSCRIPT). Each has a typed call returning a typed reply, so handlers
 //! never see raw Redis values.
 
-use redis::{RedisResult, Script, Value};
+use std::future::Future;
+use std::time::Instant;
+
+use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation, Value};
 
 use super::RedisConn;
 
@@ -15,6 +18,43 @@ pub use holds::{Hold, HoldOutcome, HoldRequest, StaleSaga};
 pub use payment::{BeginOutcome, CommitOutcome, DebitOutcome, Payment};
 pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
 pub use wallet::ChargeOutcome;
+
+/// Runs one script call (or a pipeline around one), recording its latency and whether it
+/// failed under the script's name, and counting it in flight while it waits for Redis.
+pub(crate) async fn observed<T>(
+    script: &'static str,
+    call: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    let in_flight = metrics::gauge!("seatrush_redis_in_flight");
+    in_flight.increment(1.0);
+    let started = Instant::now();
+    let result = call.await;
+    in_flight.decrement(1.0);
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("seatrush_redis_script_duration_seconds", "script" => script,
+        "result" => outcome)
+    .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// [`observed`] for a script invocation.
+trait Observe {
+    fn invoke_observed<T: FromRedisValue>(
+        &self,
+        script: &'static str,
+        conn: &mut RedisConn,
+    ) -> impl Future<Output = RedisResult<T>>;
+}
+
+impl Observe for ScriptInvocation<'_> {
+    fn invoke_observed<T: FromRedisValue>(
+        &self,
+        script: &'static str,
+        conn: &mut RedisConn,
+    ) -> impl Future<Output = RedisResult<T>> {
+        observed(script, self.invoke_async(conn))
+    }
+}
 
 /// Helper files scripts may name on their first line, `-- uses: lib/a.lua lib/b.lua`.
 const LIBS: &[(&str, &str)] = &[

@@ -7,7 +7,7 @@ use redis::RedisResult;
 use uuid::Uuid;
 
 use super::holds::release_keys;
-use super::{Idempotency, Reply, Scripts, bad_reply};
+use super::{Idempotency, Observe, Reply, Scripts, bad_reply};
 use crate::redis::RedisConn;
 use crate::redis::keys::{ScheduleKeys, WALLET_BUCKETS, WalletKeys};
 
@@ -119,7 +119,7 @@ impl Scripts {
             call.key(k.idempotency(user_id, &idem.key))
                 .arg(&idem.fingerprint);
         }
-        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        let reply = Reply::new(call.invoke_observed("pay_begin", conn).await?)?;
         Ok(match reply.code()?.as_str() {
             "PAYING" => BeginOutcome::Paying {
                 payment_id: reply.uint(1)?,
@@ -153,7 +153,7 @@ impl Scripts {
             .arg(k.bucket)
             .arg(WALLET_BUCKETS)
             .arg(DEBIT_KEEP.as_millis() as u64)
-            .invoke_async(conn)
+            .invoke_observed("debit", conn)
             .await?;
         debit_outcome(&Reply::new(reply)?)
     }
@@ -172,7 +172,7 @@ impl Scripts {
             .key(WalletKeys::of_user(user_id).debit(reservation_id))
             .arg(payment_id)
             .arg(DEBIT_KEEP.as_millis() as u64)
-            .invoke_async(conn)
+            .invoke_observed("void_debit", conn)
             .await?;
         debit_outcome(&Reply::new(reply)?)
     }
@@ -197,7 +197,7 @@ impl Scripts {
             .key(&k.ended)
             .arg(reservation_id)
             .arg(payment_id);
-        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        let reply = Reply::new(call.invoke_observed("pay_commit", conn).await?)?;
         Ok(match reply.code()?.as_str() {
             "PAID" => CommitOutcome::Paid(paid(&reply)?),
             _ => CommitOutcome::NotPaying(reply.string(1)?),
@@ -225,7 +225,7 @@ impl Scripts {
                 .arg(&idem.fingerprint)
                 .arg(outcome);
         }
-        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        let reply = Reply::new(call.invoke_observed("pay_rollback", conn).await?)?;
         Ok(reply.code()? == "OK")
     }
 }

@@ -3,7 +3,7 @@
 use redis::{RedisResult, Value};
 use uuid::Uuid;
 
-use super::{PER_TICK, Reply, Scripts, bad_reply};
+use super::{Observe, PER_TICK, Reply, Scripts, bad_reply, observed};
 use crate::redis::RedisConn;
 use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX};
 
@@ -70,11 +70,12 @@ impl Scripts {
         pipe.hset_multiple(TOKEN_INDEX, &index)
             .ignore()
             .invoke_script(&call);
-        let result: RedisResult<(Vec<Value>,)> = pipe.query_async(conn).await;
+        let result: RedisResult<(Vec<Value>,)> =
+            observed("issue_tokens", pipe.query_async(conn)).await;
         let (replies,) = match result {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 call.load_async(conn).await?;
-                pipe.query_async(conn).await?
+                observed("issue_tokens", pipe.query_async(conn)).await?
             }
             other => other?,
         };
@@ -111,7 +112,7 @@ impl Scripts {
             .key(&k.waiting)
             .key(&k.tokens)
             .arg(token.to_string())
-            .invoke_async(conn)
+            .invoke_observed("token_status", conn)
             .await?;
         let reply = Reply::new(reply)?;
         if reply.code()? != "OK" {
@@ -148,7 +149,7 @@ impl Scripts {
             .key(&k.outbox)
             .arg(PER_TICK)
             .arg(keep.as_millis() as u64)
-            .invoke_async(conn)
+            .invoke_observed("admit_batch", conn)
             .await?;
         Ok(AdmitOutcome {
             admitted,

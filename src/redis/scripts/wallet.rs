@@ -2,7 +2,7 @@
 
 use redis::RedisResult;
 
-use super::{Idempotency, Reply, Scripts, bad_reply};
+use super::{Idempotency, Observe, Reply, Scripts, bad_reply};
 use crate::redis::RedisConn;
 use crate::redis::keys::{WALLET_BUCKETS, WalletKeys};
 
@@ -46,7 +46,7 @@ impl Scripts {
             call.key(k.idempotency(user_id, &idem.key))
                 .arg(&idem.fingerprint);
         }
-        let reply = Reply::new(call.invoke_async(conn).await?)?;
+        let reply = Reply::new(call.invoke_observed("charge", conn).await?)?;
         let code = reply.code()?;
         if code == "REPLAY" {
             let outcome = reply.string(1)?;
@@ -85,7 +85,7 @@ impl Scripts {
             .key(WalletKeys::of_user(user_id).balances)
             .arg(user_id)
             .arg(record)
-            .invoke_async(conn)
+            .invoke_observed("load_balance", conn)
             .await
     }
 }
