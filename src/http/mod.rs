@@ -25,6 +25,10 @@ use crate::shutdown::Shutdown;
 use response::Body;
 use router::Route;
 
+/// The OpenAPI 3 document of every endpoint (`api/openapi.json`), served at `/openapi.json`;
+/// `tests/openapi.rs` keeps it and the router in step.
+pub const OPENAPI: &str = include_str!("../../api/openapi.json");
+
 /// Longest a request may take end to end before it is answered `503`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a client may take to send its request head.
@@ -166,6 +170,7 @@ async fn dispatch(
             "text/plain; version=0.0.4",
             app.metrics.render(),
         )),
+        Route::OpenApi => Ok(response::text("application/json", OPENAPI.to_string())),
         Route::IssueToken => crate::queue::issue_token(app, read_body().await?).await,
         Route::MyToken => crate::queue::my_token(app, &parts.headers).await,
         Route::ListSchedules { concert_id } => {

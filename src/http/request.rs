@@ -43,6 +43,9 @@ thread_local! {
         std::cell::RefCell::new(simd_json::Buffers::default());
 }
 
+/// Unix seconds of the instants seatrush stores: `UNIX_TIMESTAMP` is NULL outside them.
+pub const INSTANTS: std::ops::RangeInclusive<i64> = 0..=i32::MAX as i64;
+
 impl JsonObject {
     pub fn parse(mut body: Vec<u8>) -> Result<Self, ApiError> {
         let parsed = PARSE_BUFFERS
@@ -153,10 +156,20 @@ impl JsonObject {
     }
 
     /// An ISO 8601 instant with an offset, e.g. `2026-12-24T19:00:00.000Z`.
+    /// An ISO 8601 date-time within [`INSTANTS`], the range MariaDB's time functions cover.
     pub fn instant(&self, field: &str) -> Result<DateTime<Utc>, ApiError> {
-        DateTime::parse_from_rfc3339(self.string(field)?)
+        let t = DateTime::parse_from_rfc3339(self.string(field)?)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| ApiError::invalid(field, format!("{field} must be an ISO 8601 date-time")))
+            .map_err(|_| {
+                ApiError::invalid(field, format!("{field} must be an ISO 8601 date-time"))
+            })?;
+        if !INSTANTS.contains(&t.timestamp()) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must be from 1970-01-01T00:00:00Z to 2038-01-19T03:14:07Z"),
+            ));
+        }
+        Ok(t)
     }
 
     /// An optional array (elements are checked by the caller, which names them `field[i]`).

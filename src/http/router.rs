@@ -11,6 +11,7 @@ use crate::http::request::path_id;
 pub enum Route {
     Health,
     Metrics,
+    OpenApi,
     IssueToken,
     MyToken,
     ListSchedules { concert_id: u64 },
@@ -61,6 +62,7 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
     let (template, route) = match segments.as_slice() {
         ["health"] => ("/health", one(get, "GET", Route::Health)),
         ["metrics"] => ("/metrics", one(get, "GET", Route::Metrics)),
+        ["openapi.json"] => ("/openapi.json", one(get, "GET", Route::OpenApi)),
         ["api", "v1", "queue", "tokens"] => {
             ("/api/v1/queue/tokens", one(post, "POST", Route::IssueToken))
         }
