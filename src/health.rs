@@ -49,6 +49,18 @@ fn word(up: &AtomicBool) -> &'static str {
     }
 }
 
+/// A MySQL pool's connections (in use and idle) and the callers waiting for one.
+fn pool_gauges(pool: &mysql_async::Pool, name: &'static str) {
+    let m = pool.metrics();
+    let load = |v: &std::sync::atomic::AtomicUsize| v.load(Ordering::Relaxed) as f64;
+    metrics::gauge!("seatrush_mysql_pool_connections", "pool" => name, "state" => "in_use")
+        .set(load(&m.connections_in_use));
+    metrics::gauge!("seatrush_mysql_pool_connections", "pool" => name, "state" => "idle")
+        .set(load(&m.connections_in_pool));
+    metrics::gauge!("seatrush_mysql_pool_waiting", "pool" => name)
+        .set(load(&m.active_wait_requests));
+}
+
 fn gauge(name: &'static str, up: bool) {
     metrics::gauge!("seatrush_dependency_up", "dependency" => name).set(if up { 1.0 } else { 0.0 });
 }
@@ -89,6 +101,8 @@ impl Health {
         self.mysql_primary.store(primary_up, Ordering::Relaxed);
         self.mysql_replica.store(replica_up, Ordering::Relaxed);
         self.replica_readable.store(readable, Ordering::Relaxed);
+        pool_gauges(&app.db.primary, crate::mysql::PRIMARY);
+        pool_gauges(&app.db.replica, crate::mysql::REPLICA);
         gauge("redis", redis_up);
         gauge("mysql_primary", primary_up);
         gauge("mysql_replica", replica_up);

@@ -93,6 +93,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Time to get a MySQL connection from a pool, by pool",
     ),
     (
+        "seatrush_mysql_pool_connections",
+        Gauge,
+        "MySQL connections, by pool and state (in_use or idle)",
+    ),
+    (
+        "seatrush_mysql_pool_waiting",
+        Gauge,
+        "Callers waiting for a MySQL connection, by pool",
+    ),
+    (
         "seatrush_queue_waiting",
         Gauge,
         "WAITING tokens, by schedule",
