@@ -18,7 +18,7 @@ command -v wrk >/dev/null || {
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get install -y -qq wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
 }
-cargo build --release --quiet
+cargo build --release --quiet --bin seatrush --example flashsale
 
 "${SQL[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB;"
 redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
@@ -136,3 +136,16 @@ for name, rps, p50, p99, p999, bad in rows:
 print(f"ratio = req/s over the ceiling, the mean of the /health runs: {ceiling:.0f} req/s")
 PY
 printf '%s\n' "${drains[@]}"
+
+# The flash sale: FLASH_USERS users (not used above) race for FLASH_SEATS seats of a new
+# schedule, admitted FLASH_RATE a second; holds last 10 s, so seats whose buyer walks away
+# come back during the sale.
+FLASH_USERS=${BENCH_FLASH_USERS:-100000}
+FLASH_SEATS=${BENCH_FLASH_SEATS:-10000}
+FLASH_RATE=${BENCH_FLASH_RATE:-2000}
+read -r flash_schedule _ <<<"$(new_schedule "$FLASH_SEATS")"
+admin PUT "/api/v1/admin/schedules/$flash_schedule/queue" \
+  "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$FLASH_RATE,\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":10}" >/dev/null
+echo
+./target/release/examples/flashsale "$base" "$concert" "$flash_schedule" $((USERS / 2 + 1)) \
+  "$FLASH_USERS" "$FLASH_RATE"
