@@ -9,7 +9,8 @@
 //! `cargo run --release --example flashsale -- <base url> <concertId> <scheduleId>
 //! <first userId> <users> <admission/s>`, with `SEATRUSH_REDIS_URL` and
 //! `SEATRUSH_MYSQL_PRIMARY_URL` naming the server's stores (bench/run.sh does all this).
-//! Prints a `FLASHSALE key=value …` line for the report after the human-readable one.
+//! With `FLASHSALE_JSON=<file>` it also writes the figures and the sale's timeline (seats
+//! sold and requests per step, second by second) there, for bench/report.py.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,15 +111,23 @@ impl Client {
     }
 }
 
-/// Latencies (µs) and errors by code, per step.
+/// Latencies (µs), requests per second of the sale and errors by code, per step.
 #[derive(Default)]
 struct Stats {
     latencies: Mutex<HashMap<&'static str, Vec<u32>>>,
+    per_second: Mutex<HashMap<&'static str, Vec<u64>>>,
     errors: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
 impl Stats {
-    fn record(&self, step: &'static str, took: Duration, status: u16, body: &OwnedValue) {
+    fn record(
+        &self,
+        step: &'static str,
+        second: usize,
+        took: Duration,
+        status: u16,
+        body: &OwnedValue,
+    ) {
         let micros = took.as_micros().min(u32::MAX as u128) as u32;
         self.latencies
             .lock()
@@ -126,6 +135,12 @@ impl Stats {
             .entry(step)
             .or_default()
             .push(micros);
+        let mut per_second = self.per_second.lock().unwrap();
+        let counts = per_second.entry(step).or_default();
+        if counts.len() <= second {
+            counts.resize(second + 1, 0);
+        }
+        counts[second] += 1;
         if !(200..300).contains(&status) {
             let code = body["error"]["code"]
                 .as_str()
@@ -145,6 +160,8 @@ struct Sale {
     started: Instant,
     /// ms after the start of the last successful payment.
     last_payment_ms: AtomicU64,
+    /// (seconds after the start, seats sold), as the watcher saw them.
+    sold: Mutex<Vec<(f64, u64)>>,
     server_errors: AtomicU64,
 }
 
@@ -159,7 +176,8 @@ impl Sale {
     ) -> (u16, OwnedValue) {
         let headers: Vec<(&str, &str)> = token.map(|t| ("queue-token", t)).into_iter().collect();
         let (status, json, took) = self.client.call(method, path, &headers, body).await;
-        self.stats.record(step, took, status, &json);
+        let second = self.started.elapsed().as_secs() as usize;
+        self.stats.record(step, second, took, status, &json);
         if status >= 500 || status == 0 {
             self.server_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -201,9 +219,9 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         .unwrap_or_default()
         .to_string();
     let mut position = body["data"]["queuePosition"].as_u64().unwrap_or(0);
-    // Waiting: poll about when the admission rate says the turn comes, at least every 5 s.
+    // Waiting: poll about when the admission rate says the turn comes: after 1 to 10 s.
     while state == "WAITING" {
-        let wait = (position as f64 / sale.admission_per_second).clamp(0.25, 5.0);
+        let wait = (position as f64 / sale.admission_per_second).clamp(1.0, 10.0);
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         if sale.sold_out.load(Ordering::Relaxed) {
             return;
@@ -247,10 +265,12 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         if status != 200 {
             return;
         }
+        // Only the ids are kept: a parsed listing of thousands of seats is megabytes.
         let mut free: Vec<u64> = body["data"]["seats"]
             .as_array()
             .map(|a| a.iter().filter_map(|s| s["seatId"].as_u64()).collect())
             .unwrap_or_default();
+        drop(body);
         if free.is_empty() {
             // Held seats may still come back when their holds expire.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -328,7 +348,12 @@ async fn watch(sale: Arc<Sale>, seats: u64, limit: Duration) -> Option<Duration>
                 None,
             )
             .await;
-        if status == 200 && body["data"]["soldSeats"].as_u64() == Some(seats) {
+        let sold = body["data"]["soldSeats"].as_u64();
+        if let Some(n) = sold {
+            let at = sale.started.elapsed().as_secs_f64();
+            sale.sold.lock().unwrap().push((at, n));
+        }
+        if status == 200 && sold == Some(seats) {
             sale.sold_out.store(true, Ordering::Relaxed);
             return Some(sale.started.elapsed());
         }
@@ -336,6 +361,34 @@ async fn watch(sale: Arc<Sale>, seats: u64, limit: Duration) -> Option<Duration>
     }
     sale.sold_out.store(true, Ordering::Relaxed);
     None
+}
+
+/// One step's figures over the whole sale.
+#[derive(serde::Serialize)]
+struct StepFigures {
+    step: &'static str,
+    requests: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+}
+
+/// What `FLASHSALE_JSON` receives.
+#[derive(serde::Serialize)]
+struct Summary {
+    users: u64,
+    seats: u64,
+    admission_per_second: f64,
+    sold_out_s: Option<f64>,
+    elapsed_s: f64,
+    server_errors: u64,
+    seats_sold_twice: u64,
+    consistent_after_last_payment_s: f64,
+    steps: Vec<StepFigures>,
+    errors: Vec<String>,
+    sold_timeline: Vec<(f64, u64)>,
+    requests_per_second: BTreeMap<String, Vec<u64>>,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -441,30 +494,35 @@ async fn verify(
             reservations_differing += 1;
         }
     }
-    let mut balances_differing = 0;
+    // Balances: one pipelined read from Redis, one query to MySQL.
+    let mut pipe = redis::pipe();
     for &user in buyers {
-        let key = seatrush::redis::keys::WalletKeys::of_user(user).balances;
-        let record: Option<String> = redis::cmd("HGET")
-            .arg(&key)
-            .arg(user)
-            .query_async(redis)
-            .await?;
-        let row: Option<(u64, u64, u64)> = conn
-            .exec_first(
-                "SELECT balance, total_charged, total_used FROM user_balances WHERE user_id = ?",
-                (user,),
-            )
-            .await?;
-        let redis_sums = record.as_deref().map(|r| {
-            let f: Vec<u64> = r
-                .split('|')
-                .take(3)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            (f[0], f[1], f[2])
-        });
+        pipe.hget(
+            seatrush::redis::keys::WalletKeys::of_user(user).balances,
+            user,
+        );
+    }
+    let records: Vec<Option<String>> = pipe.query_async(redis).await?;
+    let rows: HashMap<u64, (u64, u64, u64)> = conn
+        .exec::<(u64, u64, u64, u64), _, _>(
+            "SELECT user_id, balance, total_charged, total_used FROM user_balances
+             WHERE user_id IN (SELECT user_id FROM reservations WHERE schedule_id = ?)",
+            (schedule,),
+        )
+        .await?
+        .into_iter()
+        .map(|(user, b, c, u)| (user, (b, c, u)))
+        .collect();
+    let mut balances_differing = 0;
+    for (user, record) in buyers.iter().zip(records) {
         // No record in Redis: the balance was never used there, so MySQL's stands.
-        if redis_sums.is_some() && redis_sums != row {
+        let Some(record) = record else { continue };
+        let f: Vec<u64> = record
+            .split('|')
+            .take(3)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        if f.len() != 3 || rows.get(user) != Some(&(f[0], f[1], f[2])) {
             balances_differing += 1;
         }
     }
@@ -500,6 +558,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sold_out: AtomicBool::new(false),
         started: Instant::now(),
         last_payment_ms: AtomicU64::new(0),
+        sold: Mutex::default(),
         server_errors: AtomicU64::new(0),
     });
     let (status, body, _) = sale
@@ -530,12 +589,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|u| tokio::spawn(user(sale.clone(), u)))
         .collect();
     let sold_out_after = watcher.await?;
-    for task in tasks {
-        task.await?;
-    }
     let elapsed = sale.started.elapsed();
 
-    // The drain: MySQL equal to Redis, timed from the last payment.
+    // The drain, from the moment the last seat was sold: MySQL equal to Redis, timed from the
+    // last payment (users still waiting notice the end at their next poll, meanwhile).
     let mut redis = redis::Client::open(std::env::var("SEATRUSH_REDIS_URL")?)?
         .get_multiplexed_async_connection()
         .await?;
@@ -557,6 +614,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let consistent_after = sale.started.elapsed().saturating_sub(last_payment);
+    for task in tasks {
+        task.await?;
+    }
+    // Requests/s are over the whole run, until the last user gave up.
+    let elapsed = sale.started.elapsed();
 
     let latencies = sale.stats.latencies.lock().unwrap();
     println!(
@@ -570,7 +632,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<8}{:>10}{:>10}{:>9}{:>9}{:>10}",
         "step", "requests", "req/s", "p50 ms", "p99 ms", "p99.9 ms"
     );
-    let mut report = Vec::new();
+    let mut steps = Vec::new();
     for step in STEPS {
         let mut l = latencies.get(step).cloned().unwrap_or_default();
         l.sort_unstable();
@@ -582,13 +644,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             percentile(&l, 0.99),
             percentile(&l, 0.999)
         );
-        report.push(format!(
-            "{step}_requests={} {step}_p50={:.2} {step}_p99={:.2} {step}_p999={:.2}",
-            l.len(),
-            percentile(&l, 0.5),
-            percentile(&l, 0.99),
-            percentile(&l, 0.999)
-        ));
+        steps.push(StepFigures {
+            step,
+            requests: l.len(),
+            per_second: rps,
+            p50_ms: percentile(&l, 0.5),
+            p99_ms: percentile(&l, 0.99),
+            p999_ms: percentile(&l, 0.999),
+        });
     }
     let errors = sale.stats.errors.lock().unwrap();
     let listed: Vec<String> = errors
@@ -617,15 +680,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verdict.balances_differing,
         consistent_after.as_secs_f64()
     );
-    println!(
-        "FLASHSALE users={users} seats={seats} sold_out_s={} elapsed_s={:.1} server_errors={five_xx} \
-         sold_twice={} consistent_s={:.1} {}",
-        sold_out_after.map_or("none".into(), |t| format!("{:.1}", t.as_secs_f64())),
-        elapsed.as_secs_f64(),
-        verdict.seats_sold_twice,
-        consistent_after.as_secs_f64(),
-        report.join(" ")
-    );
+    if let Ok(path) = std::env::var("FLASHSALE_JSON") {
+        let summary = Summary {
+            users,
+            seats,
+            admission_per_second: sale.admission_per_second,
+            sold_out_s: sold_out_after.map(|t| t.as_secs_f64()),
+            elapsed_s: elapsed.as_secs_f64(),
+            server_errors: five_xx,
+            seats_sold_twice: verdict.seats_sold_twice,
+            consistent_after_last_payment_s: consistent_after.as_secs_f64(),
+            steps,
+            errors: listed,
+            sold_timeline: sale.sold.lock().unwrap().clone(),
+            requests_per_second: sale
+                .stats
+                .per_second
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        std::fs::write(path, simd_json::to_string(&summary)?)?;
+    }
     let ok = sold_out_after.is_some()
         && five_xx == 0
         && verdict.seats_sold_twice == 0

@@ -115,7 +115,7 @@ impl Config {
             flush_interval: Duration::from_millis(50),
             outbox_claim_idle: Duration::from_secs(30),
             flush_busy_rps: 1000,
-            flush_max_lag: Duration::from_secs(10),
+            flush_max_lag: Duration::from_secs(3),
             ended_token_keep: Duration::from_secs(3600),
             payment_saga_timeout: Duration::from_secs(15),
         })

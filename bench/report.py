@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""The report of one `make bench` (bench/run.sh): prints each durability setting's table,
+writes bench/results/<date>-<time>.md and a PNG chart beside it (requests/s and p99 per
+endpoint, and the flash sale's timeline), and copies both to bench/results/latest.*.
+
+usage: report.py <run directory> <machine line>
+The run directory holds, per Redis `appendfsync` setting S that was measured:
+  S.wrk    one line per wrk run: "<endpoint> RESULT requests=… seconds=… p50=… p99=… p999=…
+           bad=…" (latencies in µs), the /health runs named "GET /health…"
+  S.drains one line per run: how long the write-behind took to drain after it
+  S.flash.json   the flash sale's figures and timeline (bench/flashsale.rs)
+"""
+
+import datetime
+import json
+import os
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+SETTINGS = ["everysec", "always"]
+
+
+def read_wrk(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            name, _, rest = line.strip().partition(" RESULT ")
+            if not rest:
+                continue
+            fields = dict(kv.split("=") for kv in rest.split())
+            rows.append({
+                "name": name,
+                "rps": int(fields["requests"]) / float(fields["seconds"]),
+                "p50": int(fields["p50"]) / 1000, "p99": int(fields["p99"]) / 1000,
+                "p999": int(fields["p999"]) / 1000, "bad": int(fields["bad"]),
+            })
+    health = [r["rps"] for r in rows if r["name"].startswith("GET /health")]
+    ceiling = sum(health) / len(health)
+    for r in rows:
+        r["ratio"] = r["rps"] / ceiling
+    return rows, ceiling
+
+
+def wrk_table(rows, ceiling):
+    out = ["| endpoint | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | ratio |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                   f"{r['p999']:.2f} | {r['bad']} | {r['ratio']:.2f} |")
+    out.append(f"\nratio = req/s over the ceiling, the mean of the `/health` runs: "
+               f"{ceiling:.0f} req/s")
+    return "\n".join(out)
+
+
+def print_wrk(setting, rows, ceiling):
+    print(f"\nappendfsync {setting}")
+    print(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+          f"{'non-2xx':>9}{'ratio':>7}")
+    for r in rows:
+        print(f"{r['name']:<32}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+              f"{r['p999']:>10.2f}{r['bad']:>9}{r['ratio']:>7.2f}")
+    print(f"ratio = req/s over the ceiling, the mean of the /health runs: {ceiling:.0f} req/s")
+
+
+def flash_text(f):
+    sold = f"{f['sold_out_s']:.1f} s" if f["sold_out_s"] is not None else "NOT sold out"
+    out = [f"{f['users']} users, {f['seats']} seats, admission {f['admission_per_second']:.0f}/s: "
+           f"sold out after **{sold}**; {f['server_errors']} 5xx, {f['seats_sold_twice']} seats "
+           f"sold twice; MySQL equal to Redis {f['consistent_after_last_payment_s']:.1f} s after "
+           f"the last payment.", "",
+           "| step | requests | req/s | p50 ms | p99 ms | p99.9 ms |",
+           "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in f["steps"]:
+        out.append(f"| {s['step']} | {s['requests']} | {s['per_second']:.0f} | "
+                   f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['p999_ms']:.2f} |")
+    out.append("")
+    out.append("Refusals by code: " + (", ".join(f["errors"]) or "none") + ".")
+    return "\n".join(out)
+
+
+def chart(path, measured):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+    (rps_ax, p99_ax), (sold_ax, steps_ax) = axes
+    names = [r["name"] for r in measured[0][1]]
+    width = 0.8 / len(measured)
+    for i, (setting, rows, _, _) in enumerate(measured):
+        xs = [j + i * width for j in range(len(rows))]
+        rps_ax.bar(xs, [r["rps"] for r in rows], width, label=f"appendfsync {setting}")
+        p99_ax.bar(xs, [r["p99"] for r in rows], width, label=f"appendfsync {setting}")
+    for ax, title in ((rps_ax, "requests/s (wrk -t1 -c64)"), (p99_ax, "p99 latency, ms")):
+        ax.set_title(title)
+        ax.set_xticks([j + width * (len(measured) - 1) / 2 for j in range(len(names))])
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    for setting, _, _, flash in measured:
+        if not flash:
+            continue
+        t, n = zip(*flash["sold_timeline"]) if flash["sold_timeline"] else ((), ())
+        sold_ax.plot(t, n, label=f"appendfsync {setting}")
+        if setting == measured[0][0]:
+            for step, counts in sorted(flash["requests_per_second"].items()):
+                steps_ax.plot(range(len(counts)), counts, label=step)
+    sold_ax.set_title("flash sale: seats sold")
+    sold_ax.set_xlabel("seconds")
+    sold_ax.legend(fontsize=8)
+    steps_ax.set_title(f"flash sale: requests/s by step (appendfsync {measured[0][0]})")
+    steps_ax.set_xlabel("seconds")
+    steps_ax.set_yscale("symlog")
+    steps_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main():
+    run_dir, machine = sys.argv[1], sys.argv[2]
+    measured = []
+    for setting in SETTINGS:
+        wrk = os.path.join(run_dir, f"{setting}.wrk")
+        if not os.path.exists(wrk):
+            continue
+        rows, ceiling = read_wrk(wrk)
+        flash_path = os.path.join(run_dir, f"{setting}.flash.json")
+        flash = json.load(open(flash_path)) if os.path.exists(flash_path) else None
+        measured.append((setting, rows, ceiling, flash))
+        print_wrk(setting, rows, ceiling)
+        drains = os.path.join(run_dir, f"{setting}.drains")
+        if os.path.exists(drains):
+            print(open(drains).read().rstrip())
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M")
+    os.makedirs(RESULTS, exist_ok=True)
+    png = f"{stamp}.png"
+    md = [f"# Benchmark {stamp} UTC", "", machine, "",
+          f"![requests/s, p99 and the flash sale]({png})", ""]
+    for setting, rows, ceiling, flash in measured:
+        md += [f"## Redis `appendfsync {setting}`", "", wrk_table(rows, ceiling), ""]
+        drains = os.path.join(run_dir, f"{setting}.drains")
+        if os.path.exists(drains):
+            md += ["Write-behind after each run:", ""]
+            md += [f"- {line}" for line in open(drains).read().splitlines()] + [""]
+        if flash:
+            md += ["### Flash sale", "", flash_text(flash), ""]
+    report = os.path.join(RESULTS, f"{stamp}.md")
+    with open(report, "w") as f:
+        f.write("\n".join(md))
+    chart(os.path.join(RESULTS, png), measured)
+    shutil.copy(report, os.path.join(RESULTS, "latest.md"))
+    shutil.copy(os.path.join(RESULTS, png), os.path.join(RESULTS, "latest.png"))
+    with open(os.path.join(RESULTS, "latest.md")) as f:
+        text = f.read().replace(f"]({png})", "](latest.png)")
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write(text)
+    print(f"\nreport: {os.path.relpath(report, ROOT)} (and bench/results/latest.md, latest.png)")
+
+
+if __name__ == "__main__":
+    main()
