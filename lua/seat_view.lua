@@ -1,17 +1,35 @@
 -- uses: lib/clock.lua lib/queue.lua
--- The seat listing's one round trip: checks that the token is an ACTIVE token of this
--- schedule and returns the schedule's AVAILABLE seat ids.
+-- The seat listing's one round trip, for a batch of listings of one schedule (seatrush
+-- coalesces concurrent ones; see src/redis/coalesce.rs): checks that each token is an
+-- ACTIVE token of this schedule, and reads the schedule's AVAILABLE seat ids once for all.
 --
 -- KEYS[1] {s:S}:tokens   HASH token -> record
 -- KEYS[2] {s:S}:avail    SET of AVAILABLE seat ids
--- ARGV[1] token
+-- ARGV    the tokens
 --
--- Returns {'OK', 'seatId,seatId,…'} | {'TOKEN_NOT_HERE'} (not a token of this schedule)
---       | {'QUEUE_TOKEN_INVALID'} | {'QUEUE_TOKEN_NOT_ACTIVE'}
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return { 'TOKEN_NOT_HERE' } end
-local t = decode_token(raw)
-if not is_live(t, now_ms()) then return { 'QUEUE_TOKEN_INVALID' } end
-if t.status ~= 'ACTIVE' then return { 'QUEUE_TOKEN_NOT_ACTIVE' } end
+-- Returns {'seatId,seatId,…' (empty when no token is ACTIVE), then per token: 'OK'
+--          | 'TOKEN_NOT_HERE' (not a token of this schedule) | 'QUEUE_TOKEN_INVALID'
+--          | 'QUEUE_TOKEN_NOT_ACTIVE'}
+local now = now_ms()
+local records = redis.call('HMGET', KEYS[1], unpack(ARGV))
+local out = { '' }
+local any = false
+for i = 1, #ARGV do
+  local raw = records[i]
+  local code = 'TOKEN_NOT_HERE'
+  if raw then
+    local t = decode_token(raw)
+    if not is_live(t, now) then
+      code = 'QUEUE_TOKEN_INVALID'
+    elseif t.status ~= 'ACTIVE' then
+      code = 'QUEUE_TOKEN_NOT_ACTIVE'
+    else
+      code = 'OK'
+      any = true
+    end
+  end
+  out[i + 1] = code
+end
 -- One string rather than one reply element per seat: far cheaper to encode and decode.
-return { 'OK', table.concat(redis.call('SMEMBERS', KEYS[2]), ',') }
+if any then out[1] = table.concat(redis.call('SMEMBERS', KEYS[2]), ',') end
+return out

@@ -1,6 +1,7 @@
 //! The application: its connections and shared state ([`App`]), how it is built from a
 //! [`Config`], and its background loops.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -18,7 +19,9 @@ use crate::mysql::{Db, migrate};
 use crate::outbox::{Backlog, Deferral, OutboxFlusher};
 use crate::queue::admission;
 use crate::redis::coalesce::Coalescer;
-use crate::redis::scripts::{HoldOutcome, HoldRequest, IssueOutcome};
+use crate::redis::scripts::{
+    HoldOutcome, HoldRequest, IssueOutcome, SeatViewOutcome, StatusOutcome,
+};
 use crate::redis::{RedisConn, Scripts};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
@@ -38,6 +41,10 @@ pub struct App {
     pub token_issuer: Coalescer<(uuid::Uuid, u64), IssueOutcome>,
     /// Seat holds, coalesced the same way.
     pub seat_holder: Coalescer<HoldRequest, HoldOutcome>,
+    /// Seat listings' token checks and availability reads, coalesced the same way.
+    pub seat_viewer: Coalescer<uuid::Uuid, SeatViewOutcome>,
+    /// Queue-Token checks (`token_status`), coalesced the same way.
+    pub token_checker: Coalescer<uuid::Uuid, StatusOutcome>,
     /// Concerts, schedules and seats from the replica, cached briefly.
     pub catalogue: Catalogue,
     /// Answers "does this user exist?" without a query on the hot path.
@@ -108,24 +115,30 @@ impl App {
             .refresh(&db)
             .await
             .map_err(step("loading the user directory"))?;
-        let token_issuer = {
-            let (scripts, redis) = (scripts.clone(), redis.clone());
-            Coalescer::new(Arc::new(move |schedule, batch: Vec<(uuid::Uuid, u64)>| {
-                let (scripts, mut redis) = (scripts.clone(), redis.clone());
-                metrics::histogram!("seatrush_coalesced_batch_size", "operation" => "issue_tokens")
-                    .record(batch.len() as f64);
-                Box::pin(async move { scripts.issue_tokens(&mut redis, schedule, &batch).await })
-            }))
-        };
-        let seat_holder = {
-            let (scripts, redis) = (scripts.clone(), redis.clone());
-            Coalescer::new(Arc::new(move |schedule, batch: Vec<HoldRequest>| {
-                let (scripts, mut redis) = (scripts.clone(), redis.clone());
-                metrics::histogram!("seatrush_coalesced_batch_size", "operation" => "hold_seats")
-                    .record(batch.len() as f64);
-                Box::pin(async move { scripts.hold_seats(&mut redis, schedule, &batch).await })
-            }))
-        };
+        let token_issuer = coalescer(
+            &scripts,
+            &redis,
+            "issue_tokens",
+            |s, mut r, id, batch| async move { s.issue_tokens(&mut r, id, &batch).await },
+        );
+        let seat_holder = coalescer(
+            &scripts,
+            &redis,
+            "hold_seats",
+            |s, mut r, id, batch| async move { s.hold_seats(&mut r, id, &batch).await },
+        );
+        let seat_viewer = coalescer(
+            &scripts,
+            &redis,
+            "seat_view",
+            |s, mut r, id, batch| async move { s.seat_view(&mut r, id, &batch).await },
+        );
+        let token_checker = coalescer(
+            &scripts,
+            &redis,
+            "token_status",
+            |s, mut r, id, batch| async move { s.token_status(&mut r, id, &batch).await },
+        );
         let app = Arc::new(Self {
             config,
             redis,
@@ -133,6 +146,8 @@ impl App {
             scripts,
             token_issuer,
             seat_holder,
+            seat_viewer,
+            token_checker,
             catalogue: Catalogue::default(),
             users,
             health: Health::default(),
@@ -173,6 +188,28 @@ impl App {
             tokio::spawn(refresh_users(self.clone(), shutdown.clone())),
         ]
     }
+}
+
+/// A coalescer whose batches are `run(scripts, connection, scheduleId, batch)`, recording
+/// each batch's size under `operation`.
+fn coalescer<I, O, F, Fut>(
+    scripts: &Arc<Scripts>,
+    redis: &RedisConn,
+    operation: &'static str,
+    run: F,
+) -> Coalescer<I, O>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    F: Fn(Arc<Scripts>, RedisConn, u64, Vec<I>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = redis::RedisResult<Vec<O>>> + Send + 'static,
+{
+    let (scripts, redis) = (scripts.clone(), redis.clone());
+    Coalescer::new(Arc::new(move |schedule, batch: Vec<I>| {
+        metrics::histogram!("seatrush_coalesced_batch_size", "operation" => operation)
+            .record(batch.len() as f64);
+        Box::pin(run(scripts.clone(), redis.clone(), schedule, batch))
+    }))
 }
 
 async fn refresh_users(app: Arc<App>, shutdown: Shutdown) {

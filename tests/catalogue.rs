@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{OPEN_NOW, TestApp, Window};
+use common::{OPEN_NOW, TestApp, Window, spawn_all};
 use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
 use simd_json::prelude::*;
@@ -225,6 +225,46 @@ async fn seat_listing_errors() {
         let rsp = app.get(&path, &[("queue-token", &active)]).await;
         rsp.assert_error(400, "INVALID_REQUEST");
         assert_eq!(rsp.field(), field, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_listings_each_get_their_own_token_checked() {
+    let app = TestApp::spawn().await;
+    let (concert, [a, ..]) = concert_with_three_schedules(&app).await;
+    let active = app.active_token(a).await;
+    let (_, other) = app.create_schedule(OPEN_NOW, 1).await;
+    let elsewhere = app.active_token(other).await;
+    app.set_queue(a, r#"{"paused": true}"#).await;
+    let user = app.create_user().await;
+    let waiting = app.issue(user, a).await.str("token");
+    // Listings of one schedule share script calls; each must still be judged on its own.
+    let cases = [
+        (active, 200, ""),
+        (waiting, 401, "QUEUE_TOKEN_NOT_ACTIVE"),
+        (elsewhere, 401, "QUEUE_TOKEN_WRONG_SCHEDULE"),
+    ];
+    let path = format!("/api/v1/concerts/{concert}/schedules/{a}/seats");
+    let results = spawn_all((0..60).map(|i| {
+        let (app, path) = (app.clone(), path.clone());
+        let (token, status, code) = cases[i % 3].clone();
+        async move {
+            let rsp = app.get(&path, &[("queue-token", &token)]).await;
+            (
+                rsp.status.as_u16(),
+                rsp.code().to_string(),
+                status,
+                code,
+                rsp,
+            )
+        }
+    }))
+    .await;
+    for (got, code, status, expected, rsp) in results {
+        assert_eq!((got, code.as_str()), (status, expected), "{:?}", rsp.body);
+        if got == 200 {
+            assert_eq!(rsp.data()["seats"].as_array().map(|s| s.len()), Some(5));
+        }
     }
 }
 

@@ -2,8 +2,6 @@
 //! availability, and a schedule's AVAILABLE seats. Catalogue data comes from
 //! [`super::reads`], availability from the schedule's `avail` set in Redis.
 
-use std::collections::HashSet;
-
 use chrono::NaiveDate;
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -141,28 +139,12 @@ pub async fn list_schedules(
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SeatsView<'a> {
-    schedule_info: ScheduleInfo<'a>,
-    seats: Vec<SeatItem>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct ScheduleInfo<'a> {
     schedule_id: u64,
     concert_title: &'a str,
     performance_date: &'a str,
     performance_time: &'a str,
     venue_name: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SeatItem {
-    seat_id: u64,
-    seat_number: u64,
-    price: u64,
-    status: &'static str,
 }
 
 /// `GET /api/v1/concerts/{concertId}/schedules/{scheduleId}/seats`
@@ -172,14 +154,11 @@ pub async fn list_seats(
     concert_id: u64,
     schedule_id: u64,
 ) -> Result<Response<Body>, ApiError> {
-    // One round trip checks the token and reads the availability.
+    // One script call checks the token and reads the availability (shared with concurrent
+    // listings of the schedule).
     let token = auth::parse_token(headers)?;
-    let seat_ids = app
-        .scripts
-        .seat_view(&mut app.redis.clone(), schedule_id, &token)
-        .await?;
-    let available: HashSet<u64> = match seat_ids {
-        Ok(ids) => ids.into_iter().collect(),
+    let available = match app.seat_viewer.call(schedule_id, token).await? {
+        Ok(ids) => ids,
         Err(code) if code == "TOKEN_NOT_HERE" => {
             return Err(auth::not_here(app, &token, schedule_id).await);
         }
@@ -201,26 +180,30 @@ pub async fn list_seats(
         .seats(&app.db, &app.health, schedule_id)
         .await?
         .unwrap_or_default();
-    let view = SeatsView {
-        schedule_info: ScheduleInfo {
-            schedule_id,
-            concert_title: &schedule.concert_title,
-            performance_date: &schedule.performance_date,
-            performance_time: &schedule.performance_time,
-            venue_name: &schedule.venue_name,
-        },
-        seats: seats
-            .iter()
-            .filter(|seat| available.contains(&seat.seat_id))
-            .map(|seat| SeatItem {
-                seat_id: seat.seat_id,
-                seat_number: seat.seat_number,
-                price: seat.price,
-                status: "AVAILABLE",
-            })
-            .collect(),
+    // The envelope around the schedule's info and the AVAILABLE seats' pre-rendered JSON.
+    let mut body = Vec::with_capacity(256 + seats.len() * 80);
+    body.extend_from_slice(br#"{"success":true,"data":{"scheduleInfo":"#);
+    let info = ScheduleInfo {
+        schedule_id,
+        concert_title: &schedule.concert_title,
+        performance_date: &schedule.performance_date,
+        performance_time: &schedule.performance_time,
+        venue_name: &schedule.venue_name,
     };
-    Ok(response::ok(StatusCode::OK, &view))
+    simd_json::to_writer(&mut body, &info).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body.extend_from_slice(br#","seats":["#);
+    let mut first = true;
+    for seat in seats.iter() {
+        if available.binary_search(&seat.seat_id).is_ok() {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            body.extend_from_slice(seat.listed_json.as_bytes());
+        }
+    }
+    body.extend_from_slice(b"]}}");
+    Ok(response::json_body(StatusCode::OK, body))
 }
 
 #[cfg(test)]

@@ -39,11 +39,13 @@ pub struct ConcertView {
     pub schedules: Vec<ScheduleView>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatView {
     pub seat_id: u64,
     pub seat_number: u64,
     pub price: u64,
+    /// The seat as the seat listing shows it while AVAILABLE, rendered once per read.
+    pub listed_json: Box<str>,
 }
 
 /// When an entry was read, and what was found (`None`: nothing).
@@ -206,6 +208,10 @@ async fn load_seats(
             seat_id,
             seat_number,
             price,
+            listed_json: format!(
+                r#"{{"seatId":{seat_id},"seatNumber":{seat_number},"price":{price},"status":"AVAILABLE"}}"#
+            )
+            .into(),
         })
         .collect();
     Ok((!seats.is_empty()).then_some(seats))

@@ -30,6 +30,11 @@ pub fn ok<T: Serialize>(status: StatusCode, data: &T) -> Response<Body> {
     with_body(status, JSON, body)
 }
 
+/// A JSON body the caller has already rendered (in the envelope).
+pub fn json_body(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    with_body(status, JSON, body)
+}
+
 /// Bare JSON, for `/health`.
 pub fn bare_json<T: Serialize>(data: &T) -> Response<Body> {
     let body = simd_json::to_vec(data).expect("response types always serialize");

@@ -1,6 +1,7 @@
 //! The Queue-Token check every authorised endpoint starts with: the header names a live
 //! (WAITING or ACTIVE) token, found through the token index and confirmed by
-//! `lua/token_status.lua` in the schedule's slot.
+//! `lua/token_status.lua` in the schedule's slot (concurrent checks of one schedule share a
+//! script call).
 
 use hyper::header::HeaderMap;
 use redis::AsyncCommands;
@@ -64,11 +65,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<TokenHolder,
     let (schedule_id, indexed_user) = indexed(app, &token)
         .await?
         .ok_or(ApiError::QueueTokenInvalid)?;
-    match app
-        .scripts
-        .token_status(&mut app.redis.clone(), &token, schedule_id)
-        .await?
-    {
+    match app.token_checker.call(schedule_id, token).await? {
         StatusOutcome::Live { user_id, state } if user_id == indexed_user => Ok(TokenHolder {
             token,
             user_id,

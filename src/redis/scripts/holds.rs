@@ -1,5 +1,7 @@
 //! Seat-hold scripts: holding, cancelling, listing free seats and expiring holds.
 
+use std::sync::Arc;
+
 use redis::{RedisResult, Value};
 use uuid::Uuid;
 
@@ -136,33 +138,39 @@ impl Scripts {
         })
     }
 
-    /// The schedule's AVAILABLE seat ids if `token` is an ACTIVE token of it, else the
-    /// refusal code.
+    /// For each token of a batch, the schedule's AVAILABLE seat ids (sorted, shared by the
+    /// batch) if it is an ACTIVE token of the schedule, else the refusal code.
     pub async fn seat_view(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        token: &Uuid,
-    ) -> RedisResult<Result<Vec<u64>, String>> {
+        tokens: &[Uuid],
+    ) -> RedisResult<Vec<SeatViewOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
-        let reply: Value = self
-            .seat_view
-            .key(&k.tokens)
-            .key(&k.avail)
-            .arg(token.to_string())
-            .invoke_observed("seat_view", conn)
-            .await?;
-        let reply = Reply::new(reply)?;
-        let code = reply.code()?;
-        if code != "OK" {
-            return Ok(Err(code));
+        let mut call = self.seat_view.key(&k.tokens);
+        call.key(&k.avail);
+        for token in tokens {
+            call.arg(token.to_string());
         }
-        let ids = reply.string(1)?;
-        ids.split(',')
+        let reply = Reply::new(call.invoke_observed("seat_view", conn).await?)?;
+        let listed = reply.string(0)?;
+        let mut ids = listed
+            .split(',')
             .filter(|id| !id.is_empty())
             .map(|id| id.parse().map_err(|_| bad_reply(id)))
-            .collect::<RedisResult<_>>()
-            .map(Ok)
+            .collect::<RedisResult<Vec<u64>>>()?;
+        ids.sort_unstable();
+        let available = Arc::new(ids);
+        (1..=tokens.len())
+            .map(|i| {
+                let code = reply.string(i)?;
+                Ok(if code == "OK" {
+                    Ok(available.clone())
+                } else {
+                    Err(code)
+                })
+            })
+            .collect()
     }
 
     /// Expires the schedule's holds that are due; returns how many, and the payment sagas
@@ -188,6 +196,10 @@ impl Scripts {
         Ok((expired, stale))
     }
 }
+
+/// What a seat listing learns from `seat_view`: the schedule's AVAILABLE seat ids, sorted,
+/// or why the token is refused (`TOKEN_NOT_HERE`, `QUEUE_TOKEN_INVALID`, …).
+pub type SeatViewOutcome = Result<Arc<Vec<u64>>, String>;
 
 /// A payment saga left PAYING longer than it may run: `reservationId|userId|paymentId|total`.
 #[derive(Debug, Clone, PartialEq, Eq)]

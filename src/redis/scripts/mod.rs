@@ -14,7 +14,7 @@ mod payment;
 mod queue;
 mod wallet;
 
-pub use holds::{Hold, HoldOutcome, HoldRequest, StaleSaga};
+pub use holds::{Hold, HoldOutcome, HoldRequest, SeatViewOutcome, StaleSaga};
 pub use payment::{BeginOutcome, CommitOutcome, DebitOutcome, Payment};
 pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
 pub use wallet::ChargeOutcome;

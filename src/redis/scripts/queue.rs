@@ -3,7 +3,7 @@
 use redis::{RedisResult, Value};
 use uuid::Uuid;
 
-use super::{Observe, PER_TICK, Reply, Scripts, bad_reply, observed};
+use super::{Observe, PER_TICK, Scripts, bad_reply, observed};
 use crate::redis::RedisConn;
 use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX};
 
@@ -99,34 +99,21 @@ impl Scripts {
         Ok(outcomes)
     }
 
+    /// The live state of each token of a batch, all of one schedule.
     pub async fn token_status(
         &self,
         conn: &mut RedisConn,
-        token: &Uuid,
         schedule_id: u64,
-    ) -> RedisResult<StatusOutcome> {
+        tokens: &[Uuid],
+    ) -> RedisResult<Vec<StatusOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
-        let reply: Value = self
-            .token_status
-            .key(&k.cfg)
-            .key(&k.waiting)
-            .key(&k.tokens)
-            .arg(token.to_string())
-            .invoke_observed("token_status", conn)
-            .await?;
-        let reply = Reply::new(reply)?;
-        if reply.code()? != "OK" {
-            return Ok(StatusOutcome::Invalid);
+        let mut call = self.token_status.key(&k.cfg);
+        call.key(&k.waiting).key(&k.tokens);
+        for token in tokens {
+            call.arg(token.to_string());
         }
-        Ok(StatusOutcome::Live {
-            user_id: reply.uint(1)?,
-            state: TokenState {
-                status: reply.string(2)?,
-                position: reply.uint(3)?,
-                wait_minutes: reply.uint(4)?,
-                expires_at_ms: reply.opt_int(7)?,
-            },
-        })
+        let replies: Vec<String> = call.invoke_observed("token_status", conn).await?;
+        replies.iter().map(|r| status_outcome(r)).collect()
     }
 
     /// One admission tick for a schedule; drops records ended more than `keep` ago.
@@ -189,4 +176,30 @@ fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
         wait_minutes: int(wait)? as u64,
         expires_at_ms: opt(exp)?,
     }))
+}
+
+/// Decodes one item of `token_status`' reply: `OK|userId|status|position|wait|iat|aat|exp`
+/// or a refusal.
+fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
+    let fields: Vec<&str> = text.split('|').collect();
+    let [code, user, status, position, wait, _issued, _activated, exp] = fields[..] else {
+        return Ok(StatusOutcome::Invalid);
+    };
+    if code != "OK" {
+        return Err(bad_reply(text));
+    }
+    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(text));
+    Ok(StatusOutcome::Live {
+        user_id: int(user)? as u64,
+        state: TokenState {
+            status: status.to_string(),
+            position: int(position)? as u64,
+            wait_minutes: int(wait)? as u64,
+            expires_at_ms: if exp.is_empty() {
+                None
+            } else {
+                Some(int(exp)?)
+            },
+        },
+    })
 }
