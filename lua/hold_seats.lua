@@ -83,7 +83,7 @@ local function hold(token, user, seats)
   redis.call('HINCRBY', k.userseats, user, #seats)
   redis.call('HINCRBY', k.userholds, user, 1)
   redis.call('HINCRBY', k.stats, 'heldSeats', #seats)
-  save_reservation(k.res, k.outbox, id, r)
+  save_reservation(k.res, id, r)
   return out
 end
 
@@ -120,4 +120,5 @@ while i <= #ARGV do
   replies[#replies + 1] = hold_once(idem, fingerprint, token, user, seats)
   i = i + 5 + n
 end
+publish_reservations(k.outbox)
 return replies

@@ -27,7 +27,8 @@ redis.call('ZREM', k.holds, id)
 redis.call('ZREM', KEYS[9], id)
 redis.call('HINCRBY', KEYS[5], 'heldSeats', -seats)
 redis.call('HINCRBY', KEYS[5], 'soldSeats', seats)
-save_reservation(k.res, k.outbox, id, r)
+save_reservation(k.res, id, r)
+publish_reservations(k.outbox)
 
 if redis.call('HINCRBY', KEYS[7], r.user, -1) <= 0 then
   local token = redis.call('HGET', k.users, r.user)

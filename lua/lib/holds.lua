@@ -25,11 +25,26 @@ local function seat_list(r)
   return ids
 end
 
--- Stores a reservation and appends it to the outbox.
-local function save_reservation(res_key, outbox, id, r)
+-- Reservations this run changed, as id, record, id, record, …: every script that saves one
+-- calls publish_reservations before it returns, which appends them to the outbox together.
+local staged = {}
+
+-- Stores a reservation and stages it for the outbox.
+local function save_reservation(res_key, id, r)
   local record = encode_reservation(r)
   redis.call('HSET', res_key, id, record)
-  redis.call('XADD', outbox, '*', 'type', 'reservations', id, record)
+  staged[#staged + 1] = id
+  staged[#staged + 1] = record
+end
+
+-- Appends the staged reservations to the outbox, 500 per entry (far below Lua's unpack
+-- limit).
+local function publish_reservations(outbox)
+  for i = 1, #staged, 1000 do
+    redis.call('XADD', outbox, '*', 'type', 'reservations',
+      unpack(staged, i, math.min(i + 999, #staged)))
+  end
+  staged = {}
 end
 
 -- Ends a RESERVED hold (EXPIRED or CANCELLED): its seats are AVAILABLE again and no longer
@@ -42,7 +57,7 @@ local function release_hold(k, id, r, now, status)
   redis.call('HINCRBY', k.userholds, r.user, -1)
   redis.call('HINCRBY', k.stats, 'heldSeats', -#seats)
   r.status, r.fin = status, tostring(now)
-  save_reservation(k.res, k.outbox, id, r)
+  save_reservation(k.res, id, r)
 end
 
 -- A PAID reservation as the payment scripts reply with it:
