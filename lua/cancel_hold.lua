@@ -19,5 +19,5 @@ if r.status == 'PAYING' then return { 'PAYMENT_IN_PROGRESS' } end
 if r.status ~= 'RESERVED' then return { 'RESERVATION_NOT_CANCELLABLE' } end
 local now = now_ms()
 release_hold(k, id, r, now, 'CANCELLED')
-publish_reservations(k.outbox)
+publish_reservations(k)
 return { 'OK', encode_reservation(r) }

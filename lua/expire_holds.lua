@@ -42,5 +42,5 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', cutoff, 'LIMIT'
     redis.call('ZREM', KEYS[8], id) -- settled already
   end
 end
-publish_reservations(k.outbox)
+publish_reservations(k)
 return { expired, stale }

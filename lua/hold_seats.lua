@@ -35,11 +35,25 @@ local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[1], 'maxSeatsPerUser', 'holdTtlSeconds', 'bookingOpenAt',
   'bookingCloseAt')
 
+-- What the batch learns and changes, applied once at the end (see finish): each token's
+-- record, each user's seat count, new holds for the expiry index, counter deltas, and the
+-- reservation sequence.
+local tokens_seen, user_seats = {}, {}
+local seat_delta, hold_delta = {}, {}
+local held_delta = 0
+local expiries = {}
+local seq = tonumber(redis.call('GET', KEYS[9])) or 0
+local first_seq = seq
+
 local function hold(token, user, seats)
   if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
-  local raw = redis.call('HGET', KEYS[2], token)
-  if not raw then return { 'TOKEN_NOT_HERE' } end
-  local t = decode_token(raw)
+  local t = tokens_seen[token]
+  if t == nil then
+    local raw = redis.call('HGET', KEYS[2], token)
+    t = raw and decode_token(raw) or false
+    tokens_seen[token] = t
+  end
+  if not t then return { 'TOKEN_NOT_HERE' } end
   if not is_live(t, now) then return { 'QUEUE_TOKEN_INVALID' } end
   if t.status ~= 'ACTIVE' then return { 'QUEUE_TOKEN_NOT_ACTIVE' } end
   if t.user ~= user then return { 'FORBIDDEN' } end
@@ -53,7 +67,8 @@ local function hold(token, user, seats)
   end
   if #missing > 1 then return missing end
 
-  local have = tonumber(redis.call('HGET', k.userseats, user)) or 0
+  local have = user_seats[user]
+  if have == nil then have = tonumber(redis.call('HGET', k.userseats, user)) or 0 end
   if have + #seats > tonumber(cfg[1]) then return { 'SEAT_LIMIT_EXCEEDED' } end
 
   local free = redis.call('SMISMEMBER', k.avail, unpack(seats))
@@ -64,7 +79,8 @@ local function hold(token, user, seats)
   if #taken > 1 then return taken end
 
   redis.call('SREM', k.avail, unpack(seats))
-  local id = string.format('%.0f', tonumber(schedule) * 4294967296 + redis.call('INCR', KEYS[9]))
+  seq = seq + 1
+  local id = string.format('%.0f', tonumber(schedule) * 4294967296 + seq)
   local expires = now + tonumber(cfg[2]) * 1000
   local total = 0
   local out = { 'OK', id, 0, tostring(now), tostring(expires) }
@@ -79,12 +95,28 @@ local function hold(token, user, seats)
   local r = { user = user, status = 'RESERVED', total = string.format('%.0f', total),
               rat = tostring(now), exp = tostring(expires), seats = table.concat(priced, ','),
               pat = '', fin = '', pay = '' }
-  redis.call('ZADD', k.holds, expires, id)
-  redis.call('HINCRBY', k.userseats, user, #seats)
-  redis.call('HINCRBY', k.userholds, user, 1)
-  redis.call('HINCRBY', k.stats, 'heldSeats', #seats)
-  save_reservation(k.res, id, r)
+  expiries[#expiries + 1] = expires
+  expiries[#expiries + 1] = id
+  user_seats[user] = have + #seats
+  seat_delta[user] = (seat_delta[user] or 0) + #seats
+  hold_delta[user] = (hold_delta[user] or 0) + 1
+  held_delta = held_delta + #seats
+  save_reservation(id, r)
   return out
+end
+
+-- Writes what the batch changed: the sequence, counters, expiry index and reservations.
+local function finish()
+  if seq == first_seq then return end
+  redis.call('SET', KEYS[9], seq)
+  for user, n in pairs(seat_delta) do
+    redis.call('HINCRBY', k.userseats, user, n)
+    redis.call('HINCRBY', k.userholds, user, hold_delta[user])
+  end
+  redis.call('HINCRBY', k.stats, 'heldSeats', held_delta)
+  for i = 1, #expiries, 1000 do
+    redis.call('ZADD', k.holds, unpack(expiries, i, math.min(i + 999, #expiries)))
+  end
 end
 
 local DAY_MS = 24 * 3600 * 1000
@@ -120,5 +152,6 @@ while i <= #ARGV do
   replies[#replies + 1] = hold_once(idem, fingerprint, token, user, seats)
   i = i + 5 + n
 end
-publish_reservations(k.outbox)
+finish()
+publish_reservations(k)
 return replies

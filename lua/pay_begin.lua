@@ -78,7 +78,7 @@ if idem then
   end
 end
 local out = begin()
-publish_reservations(k.outbox) -- a hold found past its expiry was expired
+publish_reservations(k) -- a hold found past its expiry was expired
 if idem and out[1] ~= 'TOKEN_NOT_HERE' then
   local outcome = out[1] == 'PAYING' and 'PENDING|' .. out[2] or table.concat(out, ',')
   redis.call('SET', idem, fingerprint .. '\n' .. outcome, 'PX', DAY_MS)

@@ -27,8 +27,8 @@ redis.call('ZREM', k.holds, id)
 redis.call('ZREM', KEYS[9], id)
 redis.call('HINCRBY', KEYS[5], 'heldSeats', -seats)
 redis.call('HINCRBY', KEYS[5], 'soldSeats', seats)
-save_reservation(k.res, id, r)
-publish_reservations(k.outbox)
+save_reservation(id, r)
+publish_reservations(k)
 
 if redis.call('HINCRBY', KEYS[7], r.user, -1) <= 0 then
   local token = redis.call('HGET', k.users, r.user)

@@ -26,23 +26,24 @@ local function seat_list(r)
 end
 
 -- Reservations this run changed, as id, record, id, record, …: every script that saves one
--- calls publish_reservations before it returns, which appends them to the outbox together.
+-- calls publish_reservations before it returns, which stores them in `res` and appends them
+-- to the outbox together. Until then `res` still holds their previous records, so a script
+-- saves a reservation only after its last read of it.
 local staged = {}
 
--- Stores a reservation and stages it for the outbox.
-local function save_reservation(res_key, id, r)
-  local record = encode_reservation(r)
-  redis.call('HSET', res_key, id, record)
+-- Stages a reservation's new record.
+local function save_reservation(id, r)
   staged[#staged + 1] = id
-  staged[#staged + 1] = record
+  staged[#staged + 1] = encode_reservation(r)
 end
 
--- Appends the staged reservations to the outbox, 500 per entry (far below Lua's unpack
--- limit).
-local function publish_reservations(outbox)
+-- Stores the staged records in k.res and appends them to k.outbox, 500 per command (far
+-- below Lua's unpack limit).
+local function publish_reservations(k)
   for i = 1, #staged, 1000 do
-    redis.call('XADD', outbox, '*', 'type', 'reservations',
-      unpack(staged, i, math.min(i + 999, #staged)))
+    local last = math.min(i + 999, #staged)
+    redis.call('HSET', k.res, unpack(staged, i, last))
+    redis.call('XADD', k.outbox, '*', 'type', 'reservations', unpack(staged, i, last))
   end
   staged = {}
 end
@@ -57,7 +58,7 @@ local function release_hold(k, id, r, now, status)
   redis.call('HINCRBY', k.userholds, r.user, -1)
   redis.call('HINCRBY', k.stats, 'heldSeats', -#seats)
   r.status, r.fin = status, tostring(now)
-  save_reservation(k.res, id, r)
+  save_reservation(id, r)
 end
 
 -- A PAID reservation as the payment scripts reply with it:
