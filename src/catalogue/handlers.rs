@@ -180,9 +180,7 @@ pub async fn list_seats(
         .seats(&app.db, &app.health, schedule_id)
         .await?
         .unwrap_or_default();
-    // The envelope around the schedule's info and the AVAILABLE seats' pre-rendered JSON.
-    let mut body = Vec::with_capacity(256 + seats.len() * 80);
-    body.extend_from_slice(br#"{"success":true,"data":{"scheduleInfo":"#);
+    // The schedule's info, then the AVAILABLE seats' JSON as the catalogue rendered it.
     let info = ScheduleInfo {
         schedule_id,
         concert_title: &schedule.concert_title,
@@ -190,20 +188,26 @@ pub async fn list_seats(
         performance_time: &schedule.performance_time,
         venue_name: &schedule.venue_name,
     };
-    simd_json::to_writer(&mut body, &info).map_err(|e| ApiError::Internal(e.to_string()))?;
-    body.extend_from_slice(br#","seats":["#);
-    let mut first = true;
-    for seat in seats.iter() {
-        if available.binary_search(&seat.seat_id).is_ok() {
-            if !first {
-                body.push(b',');
+    Ok(response::ok_rendered(
+        StatusCode::OK,
+        256 + seats.len() * 80,
+        |body| {
+            body.extend_from_slice(br#"{"scheduleInfo":"#);
+            simd_json::to_writer(&mut *body, &info).expect("response types always serialize");
+            body.extend_from_slice(br#","seats":["#);
+            let mut first = true;
+            for seat in seats.iter() {
+                if available.binary_search(&seat.seat_id).is_ok() {
+                    if !first {
+                        body.push(b',');
+                    }
+                    first = false;
+                    body.extend_from_slice(seat.listed_json.as_bytes());
+                }
             }
-            first = false;
-            body.extend_from_slice(seat.listed_json.as_bytes());
-        }
-    }
-    body.extend_from_slice(b"]}}");
-    Ok(response::json_body(StatusCode::OK, body))
+            body.extend_from_slice(b"]}");
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -23,15 +23,22 @@ fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Re
 
 /// A success in the envelope.
 pub fn ok<T: Serialize>(status: StatusCode, data: &T) -> Response<Body> {
-    let mut body = Vec::with_capacity(256);
-    body.extend_from_slice(br#"{"success":true,"data":"#);
-    simd_json::to_writer(&mut body, data).expect("response types always serialize");
-    body.push(b'}');
-    with_body(status, JSON, body)
+    ok_rendered(status, 256, |body| {
+        simd_json::to_writer(body, data).expect("response types always serialize")
+    })
 }
 
-/// A JSON body the caller has already rendered (in the envelope).
-pub fn json_body(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+/// A success in the envelope whose `data` JSON `render` writes itself (into a buffer of
+/// `capacity` bytes to start with).
+pub fn ok_rendered(
+    status: StatusCode,
+    capacity: usize,
+    render: impl FnOnce(&mut Vec<u8>),
+) -> Response<Body> {
+    let mut body = Vec::with_capacity(capacity + 32);
+    body.extend_from_slice(br#"{"success":true,"data":"#);
+    render(&mut body);
+    body.push(b'}');
     with_body(status, JSON, body)
 }
 

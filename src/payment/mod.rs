@@ -18,10 +18,9 @@ use crate::http::request::{JsonObject, idempotency_key};
 use crate::http::response::{self, Body};
 use crate::queue::auth;
 use crate::redis::keys::ScheduleKeys;
-use crate::redis::scripts::{BeginOutcome, Idempotency, Payment};
+use crate::redis::scripts::{BeginOutcome, Idempotency, Payment, PaymentAttempt};
 use crate::reservation::{reservation_number, schedule_of};
 use crate::time::iso_ms;
-use saga::Attempt;
 
 /// The only payment method (SPEC §3 row 7).
 const METHOD: &str = "BALANCE";
@@ -147,7 +146,7 @@ async fn run(
             return Err(refusal(app, &code, token, schedule_id, reservation_id).await);
         }
     };
-    let attempt = Attempt {
+    let attempt = PaymentAttempt {
         schedule_id,
         reservation_id,
         user_id,

@@ -15,35 +15,13 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::redis::scripts::{CommitOutcome, DebitOutcome, Idempotency, Payment, StaleSaga};
-
-/// One payment attempt of a reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    pub schedule_id: u64,
-    pub reservation_id: u64,
-    pub user_id: u64,
-    pub payment_id: u64,
-    pub amount: u64,
-}
-
-impl From<StaleSaga> for Attempt {
-    fn from(s: StaleSaga) -> Self {
-        Self {
-            schedule_id: s.schedule_id,
-            reservation_id: s.reservation_id,
-            user_id: s.user_id,
-            payment_id: s.payment_id,
-            amount: s.amount,
-        }
-    }
-}
+use crate::redis::scripts::{CommitOutcome, DebitOutcome, Idempotency, Payment, PaymentAttempt};
 
 /// Steps 2 and 3 for an attempt step 1 began. The request's Idempotency-Key keeps a refusal
 /// for insufficient balance as its answer.
 pub async fn debit_and_commit(
     app: &App,
-    attempt: &Attempt,
+    attempt: &PaymentAttempt,
     idempotency: Option<&Idempotency>,
 ) -> Result<Payment, ApiError> {
     match debit(app, attempt).await? {
@@ -72,7 +50,7 @@ pub async fn debit_and_commit(
 }
 
 /// Debits the attempt, loading the user's balance into Redis first if it is not there.
-async fn debit(app: &App, a: &Attempt) -> Result<DebitOutcome, ApiError> {
+async fn debit(app: &App, a: &PaymentAttempt) -> Result<DebitOutcome, ApiError> {
     let call = || async {
         app.scripts
             .debit(
@@ -93,7 +71,7 @@ async fn debit(app: &App, a: &Attempt) -> Result<DebitOutcome, ApiError> {
 }
 
 /// Step 3 for the attempt that debited (`payment_id`).
-async fn commit(app: &App, a: &Attempt, payment_id: u64) -> Result<Payment, ApiError> {
+async fn commit(app: &App, a: &PaymentAttempt, payment_id: u64) -> Result<Payment, ApiError> {
     match app
         .scripts
         .pay_commit(
@@ -115,7 +93,7 @@ async fn commit(app: &App, a: &Attempt, payment_id: u64) -> Result<Payment, ApiE
 /// Ends an attempt whose request died or failed: `Some(payment)` if it had debited (it is
 /// now PAID), `None` if it had not (the reservation is RESERVED again and the attempt can
 /// never debit). Safe to run any number of times, from anywhere, alongside the request.
-pub async fn settle(app: &App, a: &Attempt) -> Result<Option<Payment>, ApiError> {
+pub async fn settle(app: &App, a: &PaymentAttempt) -> Result<Option<Payment>, ApiError> {
     let mut redis = app.redis.clone();
     match app
         .scripts
@@ -140,9 +118,8 @@ pub async fn settle(app: &App, a: &Attempt) -> Result<Option<Payment>, ApiError>
 }
 
 /// Settles the sagas the admission tick found running too long.
-pub async fn sweep(app: &App, stale: Vec<StaleSaga>) {
-    for saga in stale {
-        let attempt = Attempt::from(saga);
+pub async fn sweep(app: &App, stale: Vec<PaymentAttempt>) {
+    for attempt in stale {
         let outcome = match settle(app, &attempt).await {
             Ok(Some(_)) => {
                 metrics::counter!("seatrush_balance_used_krw_total").increment(attempt.amount);

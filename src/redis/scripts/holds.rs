@@ -5,6 +5,7 @@ use std::sync::Arc;
 use redis::{RedisResult, Value};
 use uuid::Uuid;
 
+use super::payment::PaymentAttempt;
 use super::{Idempotency, Observe, PER_TICK, Reply, Scripts, bad_reply};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
@@ -180,7 +181,7 @@ impl Scripts {
         conn: &mut RedisConn,
         schedule_id: u64,
         saga_timeout: std::time::Duration,
-    ) -> RedisResult<(u64, Vec<StaleSaga>)> {
+    ) -> RedisResult<(u64, Vec<PaymentAttempt>)> {
         let k = ScheduleKeys::new(schedule_id);
         let (expired, stale): (u64, Vec<String>) =
             release_keys(&mut self.expire_holds.prepare_invoke(), &k)
@@ -191,7 +192,7 @@ impl Scripts {
                 .await?;
         let stale = stale
             .iter()
-            .map(|s| StaleSaga::parse(schedule_id, s).ok_or_else(|| bad_reply(s)))
+            .map(|s| PaymentAttempt::parse(schedule_id, s).ok_or_else(|| bad_reply(s)))
             .collect::<RedisResult<_>>()?;
         Ok((expired, stale))
     }
@@ -200,29 +201,6 @@ impl Scripts {
 /// What a seat listing learns from `seat_view`: the schedule's AVAILABLE seat ids, sorted,
 /// or why the token is refused (`TOKEN_NOT_HERE`, `QUEUE_TOKEN_INVALID`, …).
 pub type SeatViewOutcome = Result<Arc<Vec<u64>>, String>;
-
-/// A payment saga left PAYING longer than it may run: `reservationId|userId|paymentId|total`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleSaga {
-    pub schedule_id: u64,
-    pub reservation_id: u64,
-    pub user_id: u64,
-    pub payment_id: u64,
-    pub amount: u64,
-}
-
-impl StaleSaga {
-    fn parse(schedule_id: u64, text: &str) -> Option<Self> {
-        let mut f = text.split('|').map(str::parse::<u64>);
-        Some(Self {
-            schedule_id,
-            reservation_id: f.next()?.ok()?,
-            user_id: f.next()?.ok()?,
-            payment_id: f.next()?.ok()?,
-            amount: f.next()?.ok()?,
-        })
-    }
-}
 
 /// The keys of scripts that end holds (`release_hold` in `lua/lib/holds.lua`), in order.
 pub(super) fn release_keys<'a, 'b>(

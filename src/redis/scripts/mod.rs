@@ -14,8 +14,8 @@ mod payment;
 mod queue;
 mod wallet;
 
-pub use holds::{Hold, HoldOutcome, HoldRequest, SeatViewOutcome, StaleSaga};
-pub use payment::{BeginOutcome, CommitOutcome, DebitOutcome, Payment};
+pub use holds::{Hold, HoldOutcome, HoldRequest, SeatViewOutcome};
+pub use payment::{BeginOutcome, CommitOutcome, DebitOutcome, Payment, PaymentAttempt};
 pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
 pub use wallet::ChargeOutcome;
 

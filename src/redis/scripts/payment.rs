@@ -15,6 +15,31 @@ use crate::redis::keys::{ScheduleKeys, WALLET_BUCKETS, WalletKeys};
 /// which is all it is consulted for (a PAID reservation never starts another attempt).
 const DEBIT_KEEP: Duration = Duration::from_secs(24 * 3600);
 
+/// One payment attempt of a reservation: what `pay_begin` started, and what
+/// `expire_holds` reports of a saga left PAYING too long
+/// (`reservationId|userId|paymentId|total`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentAttempt {
+    pub schedule_id: u64,
+    pub reservation_id: u64,
+    pub user_id: u64,
+    pub payment_id: u64,
+    pub amount: u64,
+}
+
+impl PaymentAttempt {
+    pub(super) fn parse(schedule_id: u64, text: &str) -> Option<Self> {
+        let mut f = text.split('|').map(str::parse::<u64>);
+        Some(Self {
+            schedule_id,
+            reservation_id: f.next()?.ok()?,
+            user_id: f.next()?.ok()?,
+            payment_id: f.next()?.ok()?,
+            amount: f.next()?.ok()?,
+        })
+    }
+}
+
 /// A completed payment as the scripts report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
