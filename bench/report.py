@@ -3,10 +3,14 @@
 writes bench/results/<date>-<time>.md and a PNG chart beside it (requests/s and p99 per
 endpoint, and the flash sale's timeline), and copies both to bench/results/latest.*.
 
-usage: report.py <run directory> <machine line>
+usage: report.py [--partial] <run directory> <machine line>
+(--partial: print the tables only; a run of some endpoints or settings writes no report)
 The run directory holds, per Redis `appendfsync` setting S that was measured:
   S.wrk    one line per wrk run: "<endpoint> RESULT requests=… seconds=… p50=… p99=… p999=…
            bad=…" (latencies in µs), the /health runs named "GET /health…"
+           and the runs at half the rate "<endpoint> @ half rate"
+  S.cpu    one line per wrk run: "<endpoint> CPU seatrush=… redis=… mysql=… replica=… other=…"
+           (% of one core during the run)
   S.drains one line per run: how long the write-behind took to drain after it
   S.flash.json   the flash sale's figures and timeline (bench/flashsale.rs)
 """
@@ -22,7 +26,25 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 SETTINGS = ["everysec", "always"]
 
 
+HALF = " @ half rate"
+CPU_PARTS = ["seatrush", "redis", "mysql", "replica", "other"]
+
+
+def read_cpu(path):
+    """{endpoint: "seatrush/redis/mysql/replica/other"} (% of one core)."""
+    shares = {}
+    if os.path.exists(path):
+        for line in open(path):
+            name, _, rest = line.strip().partition(" CPU ")
+            if rest:
+                fields = dict(kv.split("=") for kv in rest.split())
+                shares[name] = " / ".join(fields[p] for p in CPU_PARTS)
+    return shares
+
+
 def read_wrk(path):
+    """The full-speed runs (with their ratio to the ceiling), the half-rate runs, and the
+    ceiling."""
     rows = []
     with open(path) as f:
         for line in f:
@@ -38,23 +60,44 @@ def read_wrk(path):
             })
     health = [r["rps"] for r in rows if r["name"].startswith("GET /health")]
     ceiling = sum(health) / len(health)
-    for r in rows:
+    full = [r for r in rows if not r["name"].endswith(HALF)]
+    for r in full:
         r["ratio"] = r["rps"] / ceiling
-    return rows, ceiling
+    half = []
+    for r in rows:
+        if r["name"].endswith(HALF):
+            r["name"] = r["name"][: -len(HALF)]
+            r["max"] = next(f["rps"] for f in full if f["name"] == r["name"])
+            half.append(r)
+    return full, half, ceiling
 
 
-def wrk_table(rows, ceiling):
-    out = ["| endpoint | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | ratio |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def wrk_table(rows, ceiling, cpu):
+    out = ["| endpoint | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | ratio | CPU % |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                   f"{r['p999']:.2f} | {r['bad']} | {r['ratio']:.2f} |")
+                   f"{r['p999']:.2f} | {r['bad']} | {r['ratio']:.2f} | "
+                   f"{cpu.get(r['name'], '')} |")
     out.append(f"\nratio = req/s over the ceiling, the mean of the `/health` runs: "
-               f"{ceiling:.0f} req/s")
+               f"{ceiling:.0f} req/s. CPU % = share of one core during the run, for "
+               f"seatrush / Redis / MariaDB primary / replica / the rest (wrk, kernel); "
+               f"the machine has {os.cpu_count()} cores.")
     return "\n".join(out)
 
 
-def print_wrk(setting, rows, ceiling):
+def half_table(half, cpu):
+    out = ["| endpoint | half of max, req/s | reached req/s | p50 ms | p99 ms | p99.9 ms | "
+           "non-2xx | CPU % |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in half:
+        out.append(f"| {r['name']} | {r['max'] / 2:.0f} | {r['rps']:.0f} | {r['p50']:.2f} | "
+                   f"{r['p99']:.2f} | {r['p999']:.2f} | {r['bad']} | "
+                   f"{cpu.get(r['name'] + HALF, '')} |")
+    return "\n".join(out)
+
+
+def print_wrk(setting, rows, half, ceiling):
     print(f"\nappendfsync {setting}")
     print(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
           f"{'non-2xx':>9}{'ratio':>7}")
@@ -62,6 +105,9 @@ def print_wrk(setting, rows, ceiling):
         print(f"{r['name']:<32}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
               f"{r['p999']:>10.2f}{r['bad']:>9}{r['ratio']:>7.2f}")
     print(f"ratio = req/s over the ceiling, the mean of the /health runs: {ceiling:.0f} req/s")
+    for r in half:
+        print(f"{r['name'] + ' @ ' + str(round(r['max'] / 2)) + '/s':<40}{r['rps']:>10.0f}"
+              f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['p999']:>10.2f}{r['bad']:>9}")
 
 
 def flash_text(f):
@@ -118,34 +164,51 @@ def chart(path, measured):
 
 
 def main():
-    run_dir, machine = sys.argv[1], sys.argv[2]
+    partial = sys.argv[1] == "--partial"
+    run_dir, machine = sys.argv[1 + partial], sys.argv[2 + partial]
     measured = []
     for setting in SETTINGS:
         wrk = os.path.join(run_dir, f"{setting}.wrk")
         if not os.path.exists(wrk):
             continue
-        rows, ceiling = read_wrk(wrk)
+        rows, half, ceiling = read_wrk(wrk)
+        cpu = read_cpu(os.path.join(run_dir, f"{setting}.cpu"))
         flash_path = os.path.join(run_dir, f"{setting}.flash.json")
         flash = json.load(open(flash_path)) if os.path.exists(flash_path) else None
         measured.append((setting, rows, ceiling, flash))
-        print_wrk(setting, rows, ceiling)
+        print_wrk(setting, rows, half, ceiling)
         drains = os.path.join(run_dir, f"{setting}.drains")
         if os.path.exists(drains):
             print(open(drains).read().rstrip())
 
+    if partial:
+        return
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M")
     os.makedirs(RESULTS, exist_ok=True)
     png = f"{stamp}.png"
     md = [f"# Benchmark {stamp} UTC", "", machine, "",
           f"![requests/s, p99 and the flash sale]({png})", ""]
     for setting, rows, ceiling, flash in measured:
-        md += [f"## Redis `appendfsync {setting}`", "", wrk_table(rows, ceiling), ""]
+        cpu = read_cpu(os.path.join(run_dir, f"{setting}.cpu"))
+        _, half, _ = read_wrk(os.path.join(run_dir, f"{setting}.wrk"))
+        md += [f"## Redis `appendfsync {setting}`", "", wrk_table(rows, ceiling, cpu), ""]
+        if half:
+            md += ["At half the rate each endpoint reached (requests sent on a fixed "
+                   "schedule, `bench/report.lua`):", "", half_table(half, cpu), ""]
         drains = os.path.join(run_dir, f"{setting}.drains")
         if os.path.exists(drains):
             md += ["Write-behind after each run:", ""]
             md += [f"- {line}" for line in open(drains).read().splitlines()] + [""]
         if flash:
             md += ["### Flash sale", "", flash_text(flash), ""]
+    flames = os.path.join(RESULTS, "flamegraphs")
+    if os.path.isdir(flames):
+        md += ["## Flamegraphs", "", "seatrush under each full-speed run, from "
+               "`BENCH_PROFILE=1 make bench` (perf at 199 Hz):", ""]
+        md += [f"- [{f}](flamegraphs/{f})" for f in sorted(os.listdir(flames))] + [""]
+    changes = os.path.join(ROOT, "bench", "CHANGES.md")
+    if os.path.exists(changes):
+        md += [open(changes).read().replace("# ", "## ", 1)]
     report = os.path.join(RESULTS, f"{stamp}.md")
     with open(report, "w") as f:
         f.write("\n".join(md))

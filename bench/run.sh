@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # make bench: a release seatrush against the dev stack (its own database and Redis db). For
-# each Redis durability setting (appendfsync everysec, then always; BENCH_FSYNC picks), wrk
-# -t1 -c64 against each endpoint, with the GET /health ceiling measured first and last (the
-# ratios are to their mean, so drift during the run does not tilt them), then the flash sale
+# each Redis durability setting (appendfsync everysec, then always), wrk -t1 -c64 against
+# each endpoint at full speed and again at half the rate it reached (for latency under a
+# known load), with the GET /health ceiling measured first and last (the ratios are to
+# their mean, so drift during the run does not tilt them), then the flash sale
 # (bench/flashsale.rs). bench/report.py prints the tables and writes the dated report and
 # chart under bench/results/.
+#
+# Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
+# (endpoints, "tokens status seats holds charge payments"), BENCH_FLASH=0 (no flash sale),
+# BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
+# flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
+# a run writes bench/results/flamegraphs/*.svg and no report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_DIR="$PWD/bench"
@@ -15,12 +22,24 @@ USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
 SQL=(mariadb --no-defaults -h127.0.0.1 -P3316 -useatrush -pseatrush)
+ALL_RUNS="tokens status seats holds charge payments"
+RUNS=${BENCH_RUNS:-$ALL_RUNS}
+ALL_FSYNCS="everysec always"
+FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
+FLASH=${BENCH_FLASH:-1}
+PROFILE=${BENCH_PROFILE:-}
+INFERNO=$PWD/.dev/tools/bin
 
 command -v wrk >/dev/null || {
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get install -y -qq wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
 }
 cargo build --release --quiet --bin seatrush --example flashsale
+if [ -n "$PROFILE" ]; then
+  command -v perf >/dev/null || { echo "BENCH_PROFILE needs perf (linux-perf)" >&2; exit 1; }
+  [ -x "$INFERNO/inferno-flamegraph" ] ||
+    cargo install --quiet --locked --root .dev/tools inferno --no-default-features --features cli
+fi
 
 "${SQL[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB;"
 redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
@@ -77,55 +96,118 @@ settle() {
   echo "timeout"
 }
 
+# cpu_ticks: a reading of the clock and of the CPU time (clock ticks) used so far by
+# seatrush, Redis, the MariaDB primary and replica, and the whole machine (busy, all cores).
+cpu_ticks() {
+  local pids=("$server" "$(cat .dev/redis/redis.pid)" "$(cat .dev/primary.pid)" "$(cat .dev/replica.pid)")
+  echo "$(date +%s%N) $(for p in "${pids[@]}"; do awk '{printf "%d ", $14 + $15}' "/proc/$p/stat"; done)" \
+    "$(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)"
+}
+# cpu_shares <cpu_ticks reading>: each one's share of one core since then, in %.
+cpu_shares() {
+  echo "$1 $(cpu_ticks)" | awk -v hz="$(getconf CLK_TCK)" '{
+    s = ($7 - $1) / 1e9 * hz / 100
+    other = ($12 - $6) - ($8 - $2) - ($9 - $3) - ($10 - $4) - ($11 - $5)
+    printf "CPU seatrush=%.0f redis=%.0f mysql=%.0f replica=%.0f other=%.0f\n",
+      ($8 - $2) / s, ($9 - $3) / s, ($10 - $4) / s, ($11 - $5) / s, other / s }'
+}
+
 # measure <appendfsync setting>: every wrk run and the flash sale, on schedules of its own.
 measure() {
   local fsync=$1
   redis-cli -p 6390 CONFIG SET appendfsync "$fsync" >/dev/null
   # Token issuance: a new user per request, on a schedule that admits 1 000 at a time.
-  local schedule list_schedule list_token hold_schedule first_seat hold_token charge_token
+  local schedule list_schedule list_token charge_token
   read -r schedule _ <<<"$(new_schedule 10000)"
   admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
   # Seat listing: a 50-seat schedule (a concert hall's section), read with an ACTIVE token.
   read -r list_schedule _ <<<"$(new_schedule 50)"
   list_token=$(token "$USERS" "$list_schedule")
-  # Holds: 100 000 seats at 1 KRW, one user holding a new seat per request (seat limit
-  # lifted, holds and token kept for an hour); the payment run then pays those holds in
-  # order, from a balance of 10 000 000.
-  read -r hold_schedule first_seat <<<"$(new_schedule 100000 1)"
-  admin PUT "/api/v1/admin/schedules/$hold_schedule/queue" \
-    '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600}' >/dev/null
-  hold_token=$(token "$hold_user" "$hold_schedule")
-  curl -sf -XPOST "$base/api/v1/users/$hold_user/balance/charge" -H "Queue-Token: $hold_token" \
-    -d '{"amount":10000000}' >/dev/null
+  # Holds: two schedules of 100 000 seats at 1 KRW, one for the full-speed run and one for
+  # the half-rate run; one user holds a new seat per request (seat limit lifted, holds and
+  # tokens kept for an hour). The payment runs then pay those holds in order, from a balance
+  # of 10 000 000.
+  local holds_full holds_half
+  hold_schedule() { # prints the wrk settings of a new hold schedule
+    local schedule first_seat token
+    read -r schedule first_seat <<<"$(new_schedule 100000 1)"
+    admin PUT "/api/v1/admin/schedules/$schedule/queue" \
+      '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600}' >/dev/null
+    token=$(token "$hold_user" "$schedule")
+    echo "BENCH_HOLD_SCHEDULE=$schedule BENCH_FIRST_SEAT=$first_seat BENCH_HOLD_TOKEN=$token"
+  }
+  read -ra holds_full <<<"$(hold_schedule) BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
+  read -ra holds_half <<<"$(hold_schedule) BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
+  curl -sf -XPOST "$base/api/v1/users/$hold_user/balance/charge" \
+    -H "Queue-Token: ${holds_full[2]#BENCH_HOLD_TOKEN=}" -d '{"amount":10000000}' >/dev/null
   # Charges: 1 KRW per request for one user, with a token of the listing schedule.
   charge_token=$(token "$charge_user" "$list_schedule")
   settle >/dev/null
 
-  run() { # <name> <script> [env...]; RUN_DURATION=… in the env list shortens one run
-    local name=$1 script=$2; shift 2
-    local line duration=$DURATION
+  # run <key> <name> <script> [env...]: one wrk run, unless BENCH_RUNS leaves <key> out (the
+  # /health runs are always made). RUN_DURATION=… in the env list shortens it. Records the
+  # RESULT line, the CPU each process used during it, how long the write-behind took to
+  # settle after it, and with BENCH_PROFILE a flamegraph of seatrush.
+  run() {
+    local key=$1 name=$2 script=$3; shift 3
+    [[ $key == health || " $RUNS " == *" $key "* ]] || return 0
+    local line duration=$DURATION before perf=""
     for kv in "$@"; do [[ $kv == RUN_DURATION=* ]] && duration=${kv#RUN_DURATION=}; done
+    if [ -n "$PROFILE" ] && [[ $name != *"half rate"* ]]; then
+      perf record -q -F 199 --call-graph dwarf,32768 -p "$server" -o "$out/perf.data" \
+        -- sleep "${duration%s}" 2>/dev/null &
+      perf=$!
+    fi
+    before=$(cpu_ticks)
     line=$(env "$@" BENCH_SCHEDULE="$schedule" wrk -t1 -c"$CONNECTIONS" -d"$duration" \
       -s "bench/$script" "$base" | grep '^RESULT')
+    echo "$name $(cpu_shares "$before")" >>"$out/$fsync.cpu"
     echo "$name $line" >>"$out/$fsync.wrk"
+    if [ -n "$perf" ]; then
+      wait "$perf" || true
+      mkdir -p bench/results/flamegraphs
+      perf script -i "$out/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" \
+        | "$INFERNO/inferno-flamegraph" --title "seatrush: $name (appendfsync $fsync)" \
+        >"bench/results/flamegraphs/$fsync-$key.svg"
+    fi
     echo "$name: write-behind drained and settled $(settle) s after the run" >>"$out/$fsync.drains"
   }
-  run "GET /health" health.lua
-  run "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
-  run "GET /api/v1/queue/tokens/me" queue_status.lua BENCH_STATUS_TOKEN="$list_token"
-  run "GET …/seats (50 seats)" list_seats.lua BENCH_CONCERT="$concert" \
-    BENCH_LIST_SCHEDULE="$list_schedule" BENCH_LIST_TOKEN="$list_token"
-  # 2 s, so the 100 000 seats outlast the run and every request is a real hold.
-  run "POST /api/v1/reservations" hold_seats.lua BENCH_HOLD_SCHEDULE="$hold_schedule" \
-    BENCH_HOLD_USER="$hold_user" BENCH_HOLD_TOKEN="$hold_token" BENCH_FIRST_SEAT="$first_seat" \
-    RUN_DURATION=2s
-  run "POST …/balance/charge" charge.lua BENCH_CHARGE_USER="$charge_user" \
-    BENCH_CHARGE_TOKEN="$charge_token"
-  # 2 s, so the run pays holds the hold run made (it makes more than this one can pay).
-  run "POST /api/v1/payments" pay.lua BENCH_HOLD_SCHEDULE="$hold_schedule" \
-    BENCH_HOLD_USER="$hold_user" BENCH_HOLD_TOKEN="$hold_token" RUN_DURATION=2s
-  run "GET /health (again)" health.lua
+  # requests <name>: how many requests that run made (the half-rate token run takes new
+  # users after them, with a margin for requests in flight when wrk stopped).
+  requests() { grep -F "$1 RESULT" "$out/$fsync.wrk" | tail -1 | sed 's/.*requests=\([0-9]*\).*/\1/'; }
+  # half_rate <key> <name> <script> [env...]: the run again, at half the rate it reached
+  # (requests leave on a fixed schedule: see bench/report.lua), for latency at that load.
+  half_rate() {
+    local key=$1 name=$2 script=$3; shift 3
+    [[ " $RUNS " == *" $key "* ]] || return 0
+    local rate
+    rate=$(grep -F "$name RESULT" "$out/$fsync.wrk" | tail -1 \
+      | python3 -c 'import sys; f=dict(kv.split("=") for kv in sys.stdin.read().split()[-6:]); print(round(int(f["requests"]) / float(f["seconds"]) / 2))')
+    run "$key" "$name @ half rate" "$script" BENCH_RATE="$rate" "$@"
+  }
+  run health "GET /health" health.lua
+  run tokens "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
+  half_rate tokens "POST /api/v1/queue/tokens" issue_token.lua \
+    BENCH_FIRST_USER=$(($(requests "POST /api/v1/queue/tokens") + 4 * CONNECTIONS))
+  local status=(BENCH_STATUS_TOKEN="$list_token")
+  run status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
+  half_rate status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
+  local seats=(BENCH_CONCERT="$concert" BENCH_LIST_SCHEDULE="$list_schedule"
+    BENCH_LIST_TOKEN="$list_token")
+  run seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
+  half_rate seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
+  # 2 s each, so the seats outlast the runs and every request is a real hold.
+  run holds "POST /api/v1/reservations" hold_seats.lua "${holds_full[@]}"
+  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}"
+  local charges=(BENCH_CHARGE_USER="$charge_user" BENCH_CHARGE_TOKEN="$charge_token")
+  run charge "POST …/balance/charge" charge.lua "${charges[@]}"
+  half_rate charge "POST …/balance/charge" charge.lua "${charges[@]}"
+  # 2 s each, so the runs pay holds the hold runs made (they make more than these can pay).
+  run payments "POST /api/v1/payments" pay.lua "${holds_full[@]}"
+  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}"
+  run health "GET /health (again)" health.lua
 
+  [ "$FLASH" = 1 ] || return 0
   # The flash sale: FLASH_USERS users (not used above) race for FLASH_SEATS seats of a new
   # schedule, admitted FLASH_RATE a second (twice that may be active at once); holds last
   # 10 s, so seats whose buyer walks away come back during the sale.
@@ -146,16 +228,23 @@ hold_user=$((USERS - 1))
 charge_user=$((USERS - 2))
 settle >/dev/null
 sleep 2 # the user directory picks up the new users within a second
-for fsync in ${BENCH_FSYNC:-everysec always}; do
+for fsync in $FSYNCS; do
   measure "$fsync"
 done
 
+if [ -n "$PROFILE" ]; then
+  echo "flamegraphs: $(ls bench/results/flamegraphs/*.svg | xargs)"
+  exit 0
+fi
 venv=.dev/bench-venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'matplotlib>=3.8,<4'
 fi
-"$venv/bin/python" bench/report.py "$out" \
+# A run of some endpoints or settings only prints its tables; a whole one writes the report.
+partial=""
+[ "$RUNS" = "$ALL_RUNS" ] && [ "$FSYNCS" = "$ALL_FSYNCS" ] && [ "$FLASH" = 1 ] || partial=--partial
+"$venv/bin/python" bench/report.py $partial "$out" \
   "wrk -t1 -c$CONNECTIONS -d$DURATION (holds and payments 2 s), release build; $(nproc) cores \
 ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) shared by wrk, seatrush, Redis \
 $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) and MariaDB \

@@ -47,16 +47,8 @@ local first_seq = seq
 
 local function hold(token, user, seats)
   if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
-  local t = tokens_seen[token]
-  if t == nil then
-    local raw = redis.call('HGET', KEYS[2], token)
-    t = raw and decode_token(raw) or false
-    tokens_seen[token] = t
-  end
-  if not t then return { 'TOKEN_NOT_HERE' } end
-  if not is_live(t, now) then return { 'QUEUE_TOKEN_INVALID' } end
-  if t.status ~= 'ACTIVE' then return { 'QUEUE_TOKEN_NOT_ACTIVE' } end
-  if t.user ~= user then return { 'FORBIDDEN' } end
+  local refusal = token_refusal(tokens_seen, KEYS[2], token, user, now)
+  if refusal then return { refusal } end
   if now < tonumber(cfg[3]) then return { 'BOOKING_NOT_OPEN' } end
   if now >= tonumber(cfg[4]) then return { 'BOOKING_CLOSED' } end
 

@@ -2,7 +2,9 @@
 -- Payment saga, step 1 of 3 (SPEC §6), in the schedule's slot: checks the caller's ACTIVE
 -- token and the reservation, then marks the RESERVED reservation PAYING under a new payment
 -- attempt id, so nothing else (cancel, expiry, a second payment) can end it until the saga
--- commits or rolls back. A hold already past its expiry is expired here instead.
+-- commits or rolls back. A hold already past its expiry is expired here instead. Takes a
+-- batch of requests to one schedule and decides them in order (seatrush coalesces
+-- concurrent requests; see src/redis/coalesce.rs).
 --
 -- KEYS[1..7] {s:S}:res, :holds, :avail, :userseats, :stats, :outbox, :userholds (as for
 --            release_hold in lib/holds.lua)
@@ -10,13 +12,14 @@
 -- KEYS[9]  {s:S}:sagas   ZSET reservationId -> when its payment attempt began (ms)
 -- KEYS[10] {s:S}:pseq    payment sequence
 -- KEYS[11] {s:S}:seat    HASH seatId -> "seatNumber|price"
--- KEYS[12] {s:S}:idem:<userId>:<Idempotency-Key>   only when the request has one:
+-- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key:
 --          "fingerprint\n" followed by the first outcome (reply elements joined by ','), or
 --          by "PENDING|paymentId" while that attempt runs; kept 24 h
--- ARGV[1] scheduleId, ARGV[2] token, ARGV[3] userId, ARGV[4] reservationId,
--- ARGV[5] the request's fingerprint (with KEYS[12])
+-- ARGV[1] scheduleId, then per request: token, userId, reservationId, idempotency KEYS
+-- index (0: none), fingerprint
 --
--- Returns {'PAYING', paymentId, totalAmount} (go on with the debit)
+-- Returns one reply per request, in order:
+--         {'PAYING', paymentId, totalAmount} (go on with the debit)
 --       | the PAID reply of lib/holds.lua (a repeat of a request that completed)
 --       | {'TOKEN_NOT_HERE'} (not a token of this schedule) | {'QUEUE_TOKEN_INVALID'}
 --       | {'QUEUE_TOKEN_NOT_ACTIVE'} | {'FORBIDDEN'} (token or reservation of another user)
@@ -26,20 +29,18 @@
 --       | {'REQUEST_IN_PROGRESS'} | {'IDEMPOTENCY_KEY_REUSED'}
 local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
             stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7] }
-local schedule, token, user, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local schedule = ARGV[1]
 local now = now_ms()
+local pseq = tonumber(redis.call('GET', KEYS[10])) or 0
+local first_pseq = pseq
+local tokens_seen = {} -- the batch's tokens, read once (this script changes none)
 
-local function begin()
-  local raw = redis.call('HGET', KEYS[8], token)
-  if not raw then return { 'TOKEN_NOT_HERE' } end
-  local t = decode_token(raw)
-  if not is_live(t, now) then return { 'QUEUE_TOKEN_INVALID' } end
-  if t.status ~= 'ACTIVE' then return { 'QUEUE_TOKEN_NOT_ACTIVE' } end
-  if t.user ~= user then return { 'FORBIDDEN' } end
+local function begin(token, user, id)
+  local refusal = token_refusal(tokens_seen, KEYS[8], token, user, now)
+  if refusal then return { refusal } end
 
-  raw = redis.call('HGET', k.res, id)
-  if not raw then return { 'RESERVATION_NOT_FOUND' } end
-  local r = decode_reservation(raw)
+  local r = load_reservation(k, id)
+  if not r then return { 'RESERVATION_NOT_FOUND' } end
   if r.user ~= user then return { 'FORBIDDEN' } end
   if r.status == 'PAID' then return { 'RESERVATION_ALREADY_PAID' } end
   if r.status == 'PAYING' then return { 'PAYMENT_IN_PROGRESS' } end
@@ -51,36 +52,47 @@ local function begin()
   end
 
   r.status = 'PAYING'
-  r.pay = string.format('%.0f', tonumber(schedule) * 4294967296 + redis.call('INCR', KEYS[10]))
+  pseq = pseq + 1
+  r.pay = string.format('%.0f', tonumber(schedule) * 4294967296 + pseq)
   redis.call('HSET', k.res, id, encode_reservation(r))
   redis.call('ZADD', KEYS[9], now, id)
   return { 'PAYING', r.pay, r.total }
 end
 
 local DAY_MS = 24 * 3600 * 1000
-local idem, fingerprint = KEYS[12], ARGV[5]
-if idem then
-  local seen = redis.call('GET', idem)
-  if seen then
-    local first, outcome = string.match(seen, '^([^\n]*)\n(.*)$')
-    if first ~= fingerprint then return { 'IDEMPOTENCY_KEY_REUSED' } end
-    local attempt = string.match(outcome, '^PENDING|(.*)$')
-    if not attempt then
-      local out = {}
-      for element in string.gmatch(outcome, '[^,]+') do out[#out + 1] = element end
-      return out
+
+local function one(token, user, id, idem, fingerprint)
+  if idem then
+    local seen = redis.call('GET', idem)
+    if seen then
+      local first, outcome = string.match(seen, '^([^\n]*)\n(.*)$')
+      if first ~= fingerprint then return { 'IDEMPOTENCY_KEY_REUSED' } end
+      local attempt = string.match(outcome, '^PENDING|(.*)$')
+      if not attempt then
+        local out = {}
+        for element in string.gmatch(outcome, '[^,]+') do out[#out + 1] = element end
+        return out
+      end
+      local r = load_reservation(k, id)
+      if r and r.pay == attempt and r.status == 'PAYING' then return { 'REQUEST_IN_PROGRESS' } end
+      if r and r.pay == attempt and r.status == 'PAID' then return paid_reply(KEYS[11], r) end
+      -- That attempt was given up without an outcome (its request failed): start afresh.
     end
-    local raw = redis.call('HGET', k.res, id)
-    local r = raw and decode_reservation(raw)
-    if r and r.pay == attempt and r.status == 'PAYING' then return { 'REQUEST_IN_PROGRESS' } end
-    if r and r.pay == attempt and r.status == 'PAID' then return paid_reply(KEYS[11], r) end
-    -- That attempt was given up without an outcome (its request failed): start afresh.
   end
+  local out = begin(token, user, id)
+  if idem and out[1] ~= 'TOKEN_NOT_HERE' then
+    local outcome = out[1] == 'PAYING' and 'PENDING|' .. out[2] or table.concat(out, ',')
+    redis.call('SET', idem, fingerprint .. '\n' .. outcome, 'PX', DAY_MS)
+  end
+  return out
 end
-local out = begin()
-publish_reservations(k) -- a hold found past its expiry was expired
-if idem and out[1] ~= 'TOKEN_NOT_HERE' then
-  local outcome = out[1] == 'PAYING' and 'PENDING|' .. out[2] or table.concat(out, ',')
-  redis.call('SET', idem, fingerprint .. '\n' .. outcome, 'PX', DAY_MS)
+
+local replies = {}
+for i = 2, #ARGV, 5 do
+  local idem = tonumber(ARGV[i + 3])
+  replies[#replies + 1] = one(ARGV[i], ARGV[i + 1], ARGV[i + 2], idem > 0 and KEYS[idem] or nil,
+    ARGV[i + 4])
 end
-return out
+publish_reservations(k) -- holds found past their expiry were expired
+if pseq > first_pseq then redis.call('SET', KEYS[10], pseq) end
+return replies

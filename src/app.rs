@@ -20,7 +20,8 @@ use crate::outbox::{Backlog, Deferral, OutboxFlusher};
 use crate::queue::admission;
 use crate::redis::coalesce::Coalescer;
 use crate::redis::scripts::{
-    HoldOutcome, HoldRequest, IssueOutcome, SeatViewOutcome, StatusOutcome,
+    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, HoldOutcome,
+    HoldRequest, IssueOutcome, SeatViewOutcome, StatusOutcome,
 };
 use crate::redis::{RedisConn, Scripts};
 use crate::shutdown::Shutdown;
@@ -45,6 +46,11 @@ pub struct App {
     pub seat_viewer: Coalescer<uuid::Uuid, SeatViewOutcome>,
     /// Queue-Token checks (`token_status`), coalesced the same way.
     pub token_checker: Coalescer<uuid::Uuid, StatusOutcome>,
+    /// The payment saga's steps: beginnings and commits per schedule, debits per wallet
+    /// bucket, each coalesced the same way.
+    pub payment_begins: Coalescer<BeginRequest, BeginOutcome>,
+    pub debits: Coalescer<DebitRequest, DebitOutcome>,
+    pub payment_commits: Coalescer<(u64, u64), CommitOutcome>,
     /// Concerts, schedules and seats from the replica, cached briefly.
     pub catalogue: Catalogue,
     /// Answers "does this user exist?" without a query on the hot path.
@@ -139,6 +145,24 @@ impl App {
             "token_status",
             |s, mut r, id, batch| async move { s.token_status(&mut r, id, &batch).await },
         );
+        let payment_begins = coalescer(
+            &scripts,
+            &redis,
+            "pay_begin",
+            |s, mut r, id, batch| async move { s.pay_begin(&mut r, id, &batch).await },
+        );
+        let debits = coalescer(
+            &scripts,
+            &redis,
+            "debit",
+            |s, mut r, bucket, batch| async move { s.debit(&mut r, bucket, &batch).await },
+        );
+        let payment_commits = coalescer(
+            &scripts,
+            &redis,
+            "pay_commit",
+            |s, mut r, id, batch| async move { s.pay_commit(&mut r, id, &batch).await },
+        );
         let app = Arc::new(Self {
             config,
             redis,
@@ -148,6 +172,9 @@ impl App {
             seat_holder,
             seat_viewer,
             token_checker,
+            payment_begins,
+            debits,
+            payment_commits,
             catalogue: Catalogue::default(),
             users,
             health: Health::default(),
@@ -190,7 +217,8 @@ impl App {
     }
 }
 
-/// A coalescer whose batches are `run(scripts, connection, scheduleId, batch)`, recording
+/// A coalescer whose batches are `run(scripts, connection, slot, batch)` (the slot is a
+/// scheduleId, or a wallet bucket for debits), recording
 /// each batch's size under `operation`.
 fn coalescer<I, O, F, Fut>(
     scripts: &Arc<Scripts>,

@@ -20,7 +20,7 @@
 //! - [`http`]: hyper server, router, request parsing, response envelope.
 //! - [`error`]: every client-visible error and its status/code.
 //! - [`redis`]: the shared connection, key layout, typed Lua script calls (`lua/`), and
-//!   coalescing of concurrent calls per schedule into one script call.
+//!   coalescing of concurrent calls per schedule (or wallet bucket) into one script call.
 //! - [`mysql`]: primary and replica pools, migrations (`migrations/`).
 //! - [`outbox`]: the write-behind flusher from Redis streams to MySQL.
 //! - [`health`], [`telemetry`]: `/health` probes, logs and Prometheus metrics.

@@ -11,7 +11,9 @@ use common::{OPEN_NOW, TestApp, eventually, spawn_all};
 use redis::AsyncCommands;
 use seatrush::outbox::reservations::ReservationRow;
 use seatrush::redis::keys::{ScheduleKeys, WalletKeys};
-use seatrush::redis::scripts::{BeginOutcome, DebitOutcome, Idempotency};
+use seatrush::redis::scripts::{
+    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, Idempotency,
+};
 use seatrush::wallet::Balance;
 use simd_json::prelude::*;
 use uuid::Uuid;
@@ -323,14 +325,23 @@ async fn payment_errors() {
     // While an attempt runs (its request stopped after the first step): no second payment,
     // no cancel; a repeat with that request's Idempotency-Key is told it is still running.
     let uuid = Uuid::parse_str(&token).unwrap();
-    let scripts = &app.app.scripts;
     let running = hold(&app, &token, schedule, user, &seats[3..4]).await;
     let key = Idempotency {
         key: "pay-running".into(),
         fingerprint: seatrush::payment::fingerprint(running),
     };
-    let begun = scripts
-        .pay_begin(&mut app.redis(), schedule, &uuid, user, running, Some(&key))
+    let begun = app
+        .app
+        .payment_begins
+        .call(
+            schedule,
+            BeginRequest {
+                token: uuid,
+                user_id: user,
+                reservation_id: running,
+                idempotency: Some(key),
+            },
+        )
         .await
         .unwrap();
     assert!(matches!(begun, BeginOutcome::Paying { .. }), "{begun:?}");
@@ -465,27 +476,33 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
     let a = hold(&app, &token, schedule, user, &seats[..1]).await;
     let b = hold(&app, &token, schedule, user, &seats[1..]).await;
     let uuid = Uuid::parse_str(&token).unwrap();
-    let scripts = &app.app.scripts;
-    let mut redis = app.redis();
-    let begin = |id: u64| {
-        let mut redis = app.redis();
-        async move {
-            match scripts
-                .pay_begin(&mut redis, schedule, &uuid, user, id, None)
-                .await
-                .unwrap()
-            {
-                BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
-                other => panic!("{other:?}"),
-            }
+    let server = &app.app;
+    let begin = |id: u64| async move {
+        let request = BeginRequest {
+            token: uuid,
+            user_id: user,
+            reservation_id: id,
+            idempotency: None,
+        };
+        match server.payment_begins.call(schedule, request).await.unwrap() {
+            BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
+            other => panic!("{other:?}"),
         }
+    };
+    let debit = |reservation_id: u64, payment_id: u64, amount: u64| {
+        app.app.debits.call(
+            WalletKeys::bucket_of(user),
+            DebitRequest {
+                user_id: user,
+                reservation_id,
+                payment_id,
+                amount,
+            },
+        )
     };
     // A's request died after the debit, B's before it.
     let (attempt_a, amount) = begin(a).await;
-    let debited = scripts
-        .debit(&mut redis, user, a, attempt_a, amount)
-        .await
-        .unwrap();
+    let debited = debit(a, attempt_a, amount).await.unwrap();
     assert!(
         matches!(debited, DebitOutcome::Debited { .. }),
         "{debited:?}"
@@ -512,16 +529,95 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
         "A debited once"
     );
     // B's attempt is fenced off: its debit, should it still arrive, takes nothing.
-    let late = scripts
-        .debit(&mut redis, user, b, attempt_b, amount)
-        .await
-        .unwrap();
+    let late = debit(b, attempt_b, amount).await.unwrap();
     assert_eq!(late, DebitOutcome::Voided);
     assert_eq!(balance_of(&app, user).await.balance, 50_000);
     // B was left RESERVED and can be paid as usual.
     let rsp = pay(&app, &token, user, b).await;
     assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
     assert_eq!(balance_of(&app, user).await.total_used, 100_000);
+}
+
+/// The saga's scripts take batches (seatrush coalesces concurrent calls); a batch that names
+/// one reservation twice, as a request and the sweeper settling it at once can, changes it
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_naming_one_reservation_twice_changes_it_once() {
+    let app = TestApp::spawn().await;
+    let Buyer {
+        schedule,
+        seats,
+        user,
+        token,
+    } = buyer(&app, 2, 100_000).await;
+    let id = hold(&app, &token, schedule, user, &seats).await;
+    let scripts = &app.app.scripts;
+    let mut redis = app.redis();
+    let request = BeginRequest {
+        token: Uuid::parse_str(&token).unwrap(),
+        user_id: user,
+        reservation_id: id,
+        idempotency: None,
+    };
+    let begun = scripts
+        .pay_begin(&mut redis, schedule, &[request.clone(), request])
+        .await
+        .unwrap();
+    let (BeginOutcome::Paying { payment_id, amount }, BeginOutcome::Refused(second)) =
+        (&begun[0], &begun[1])
+    else {
+        panic!("{begun:?}");
+    };
+    assert_eq!(second, "PAYMENT_IN_PROGRESS");
+    let debit = DebitRequest {
+        user_id: user,
+        reservation_id: id,
+        payment_id: *payment_id,
+        amount: *amount,
+    };
+    let bucket = WalletKeys::bucket_of(user);
+    let debited = scripts
+        .debit(&mut redis, bucket, &[debit.clone(), debit])
+        .await
+        .unwrap();
+    assert_eq!(debited[0], debited[1], "the second debit finds the first");
+    assert_eq!(
+        balance_of(&app, user).await.total_used,
+        *amount,
+        "debited once"
+    );
+
+    let stats = ScheduleKeys::new(schedule).stats;
+    let counters = || async {
+        let (held, sold): (Option<i64>, Option<i64>) = app
+            .redis()
+            .hmget(&stats, &["heldSeats", "soldSeats"])
+            .await
+            .unwrap();
+        (held.unwrap_or(0), sold.unwrap_or(0))
+    };
+    let (held_before, sold_before) = counters().await;
+    let committed = scripts
+        .pay_commit(
+            &mut redis,
+            schedule,
+            &[(id, *payment_id), (id, *payment_id)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        committed
+            .iter()
+            .all(|c| matches!(c, CommitOutcome::Paid(p) if p.payment_id == *payment_id)),
+        "{committed:?}"
+    );
+    let (held, sold) = counters().await;
+    assert_eq!(
+        (held, sold),
+        (held_before - 2, sold_before + 2),
+        "2 seats sold once"
+    );
+    assert_eq!(reservation(&app, id).await.status, "PAID");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

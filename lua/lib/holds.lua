@@ -28,13 +28,22 @@ end
 -- Reservations this run changed, as id, record, id, record, …: every script that saves one
 -- calls publish_reservations before it returns, which stores them in `res` and appends them
 -- to the outbox together. Until then `res` still holds their previous records, so a script
--- saves a reservation only after its last read of it.
-local staged = {}
+-- that may read a reservation again after saving it (a batch naming it twice) reads it with
+-- load_reservation, which sees the staged record.
+local staged, staged_by_id = {}, {}
 
 -- Stages a reservation's new record.
 local function save_reservation(id, r)
+  local raw = encode_reservation(r)
   staged[#staged + 1] = id
-  staged[#staged + 1] = encode_reservation(r)
+  staged[#staged + 1] = raw
+  staged_by_id[id] = raw
+end
+
+-- The reservation's current record (staged or stored), or nil if there is none.
+local function load_reservation(k, id)
+  local raw = staged_by_id[id] or redis.call('HGET', k.res, id)
+  return raw and decode_reservation(raw) or nil
 end
 
 -- Stores the staged records in k.res and appends them to k.outbox, 500 per command (far
@@ -45,7 +54,7 @@ local function publish_reservations(k)
     redis.call('HSET', k.res, unpack(staged, i, last))
     redis.call('XADD', k.outbox, '*', 'type', 'reservations', unpack(staged, i, last))
   end
-  staged = {}
+  staged, staged_by_id = {}, {}
 end
 
 -- Ends a RESERVED hold (EXPIRED or CANCELLED): its seats are AVAILABLE again and no longer

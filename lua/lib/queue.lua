@@ -64,6 +64,23 @@ local function is_live(t, now)
   return false
 end
 
+-- Why `token` (of the schedule whose `tokens` hash is `tokens_key`) may not act for `user`
+-- now, as a refusal code, or nil if it may: it must be their live ACTIVE token. `seen`
+-- keeps the records a batch read, for scripts that change no token before their last check.
+local function token_refusal(seen, tokens_key, token, user, now)
+  local t = seen[token]
+  if t == nil then
+    local raw = redis.call('HGET', tokens_key, token)
+    t = raw and decode_token(raw) or false
+    seen[token] = t
+  end
+  if not t then return 'TOKEN_NOT_HERE' end
+  if not is_live(t, now) then return 'QUEUE_TOKEN_INVALID' end
+  if t.status ~= 'ACTIVE' then return 'QUEUE_TOKEN_NOT_ACTIVE' end
+  if t.user ~= user then return 'FORBIDDEN' end
+  return nil
+end
+
 -- Admissions so far in the current wall-clock second, shared by every caller. On a new second
 -- the finished one is folded into the measured admission rate (cfg field `measuredRate`, read
 -- by wait_minutes) if anyone was waiting in it; `demand` marks the current second so.

@@ -18,7 +18,7 @@ use crate::http::request::{JsonObject, idempotency_key};
 use crate::http::response::{self, Body};
 use crate::queue::auth;
 use crate::redis::keys::ScheduleKeys;
-use crate::redis::scripts::{BeginOutcome, Idempotency, Payment, PaymentAttempt};
+use crate::redis::scripts::{BeginOutcome, BeginRequest, Idempotency, Payment, PaymentAttempt};
 use crate::reservation::{reservation_number, schedule_of};
 use crate::time::iso_ms;
 
@@ -128,17 +128,13 @@ async fn run(
     idempotency: Option<&Idempotency>,
 ) -> Result<Payment, ApiError> {
     let schedule_id = schedule_of(reservation_id);
-    let begun = app
-        .scripts
-        .pay_begin(
-            &mut app.redis.clone(),
-            schedule_id,
-            token,
-            user_id,
-            reservation_id,
-            idempotency,
-        )
-        .await?;
+    let request = BeginRequest {
+        token: *token,
+        user_id,
+        reservation_id,
+        idempotency: idempotency.cloned(),
+    };
+    let begun = app.payment_begins.call(schedule_id, request).await?;
     let (payment_id, amount) = match begun {
         BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
         BeginOutcome::Paid(payment) => return Ok(payment),

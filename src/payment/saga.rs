@@ -15,7 +15,10 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::redis::scripts::{CommitOutcome, DebitOutcome, Idempotency, Payment, PaymentAttempt};
+use crate::redis::keys::WalletKeys;
+use crate::redis::scripts::{
+    CommitOutcome, DebitOutcome, DebitRequest, Idempotency, Payment, PaymentAttempt,
+};
 
 /// Steps 2 and 3 for an attempt step 1 began. The request's Idempotency-Key keeps a refusal
 /// for insufficient balance as its answer.
@@ -51,16 +54,16 @@ pub async fn debit_and_commit(
 
 /// Debits the attempt, loading the user's balance into Redis first if it is not there.
 async fn debit(app: &App, a: &PaymentAttempt) -> Result<DebitOutcome, ApiError> {
-    let call = || async {
-        app.scripts
-            .debit(
-                &mut app.redis.clone(),
-                a.user_id,
-                a.reservation_id,
-                a.payment_id,
-                a.amount,
-            )
-            .await
+    let call = || {
+        app.debits.call(
+            WalletKeys::bucket_of(a.user_id),
+            DebitRequest {
+                user_id: a.user_id,
+                reservation_id: a.reservation_id,
+                payment_id: a.payment_id,
+                amount: a.amount,
+            },
+        )
     };
     let outcome = call().await?;
     if outcome != DebitOutcome::NotLoaded {
@@ -73,13 +76,8 @@ async fn debit(app: &App, a: &PaymentAttempt) -> Result<DebitOutcome, ApiError> 
 /// Step 3 for the attempt that debited (`payment_id`).
 async fn commit(app: &App, a: &PaymentAttempt, payment_id: u64) -> Result<Payment, ApiError> {
     match app
-        .scripts
-        .pay_commit(
-            &mut app.redis.clone(),
-            a.schedule_id,
-            a.reservation_id,
-            payment_id,
-        )
+        .payment_commits
+        .call(a.schedule_id, (a.reservation_id, payment_id))
         .await?
     {
         CommitOutcome::Paid(payment) => Ok(payment),

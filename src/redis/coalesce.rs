@@ -1,5 +1,5 @@
-//! Smart batching for the hot path: concurrent calls for the same schedule are run as one
-//! script call. Each schedule has [`LANES`] lanes per instance, calls spread over them in
+//! Smart batching for the hot path: concurrent calls for the same schedule (or, for debits,
+//! the same wallet bucket: whatever names the script's slot) are run as one script call. Each schedule has [`LANES`] lanes per instance, calls spread over them in
 //! turn, and each lane has at most one batch in Redis: what arrives while it is there goes
 //! together in the lane's next one. So Redis always has the next batch queued while seatrush
 //! handles the last one's replies. An idle instance sends batches of one, so no timer adds

@@ -113,7 +113,12 @@ impl WalletKeys {
     }
 
     pub fn of_user(user_id: u64) -> Self {
-        Self::bucket(user_id % WALLET_BUCKETS)
+        Self::bucket(Self::bucket_of(user_id))
+    }
+
+    /// The bucket holding the user's wallet.
+    pub fn bucket_of(user_id: u64) -> u64 {
+        user_id % WALLET_BUCKETS
     }
 
     pub fn bucket(bucket: u64) -> Self {

@@ -6,7 +6,7 @@ use redis::{RedisResult, Value};
 use uuid::Uuid;
 
 use super::payment::PaymentAttempt;
-use super::{Idempotency, Observe, PER_TICK, Reply, Scripts, bad_reply};
+use super::{Idempotency, Observe, PER_TICK, Reply, Scripts, bad_reply, batch_idempotency};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
 
@@ -54,17 +54,13 @@ impl Scripts {
         let mut next_key = 12;
         for request in batch {
             call.arg(request.token.to_string()).arg(request.user_id);
-            match &request.idempotency {
-                Some(idem) => {
-                    call.key(k.idempotency(request.user_id, &idem.key))
-                        .arg(next_key)
-                        .arg(&idem.fingerprint);
-                    next_key += 1;
-                }
-                None => {
-                    call.arg(0).arg("");
-                }
-            }
+            batch_idempotency(
+                &mut call,
+                &k,
+                request.user_id,
+                request.idempotency.as_ref(),
+                &mut next_key,
+            );
             call.arg(request.seat_ids.len()).arg(&request.seat_ids);
         }
         let replies: Vec<Value> = call.invoke_observed("hold_seats", conn).await?;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation, Value};
 
 use super::RedisConn;
+use super::keys::ScheduleKeys;
 
 mod holds;
 mod payment;
@@ -15,7 +16,9 @@ mod queue;
 mod wallet;
 
 pub use holds::{Hold, HoldOutcome, HoldRequest, SeatViewOutcome};
-pub use payment::{BeginOutcome, CommitOutcome, DebitOutcome, Payment, PaymentAttempt};
+pub use payment::{
+    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, Payment, PaymentAttempt,
+};
 pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
 pub use wallet::ChargeOutcome;
 
@@ -158,6 +161,29 @@ impl Scripts {
 pub struct Idempotency {
     pub key: String,
     pub fingerprint: String,
+}
+
+/// Adds one batched request's Idempotency-Key to a call of a script whose batch items name
+/// theirs by KEYS index: the key (at index `next_key`, then advanced) and its fingerprint,
+/// or `0, ""` for a request without one.
+fn batch_idempotency(
+    call: &mut ScriptInvocation<'_>,
+    k: &ScheduleKeys,
+    user_id: u64,
+    idempotency: Option<&Idempotency>,
+    next_key: &mut usize,
+) {
+    match idempotency {
+        Some(idem) => {
+            call.key(k.idempotency(user_id, &idem.key))
+                .arg(*next_key)
+                .arg(&idem.fingerprint);
+            *next_key += 1;
+        }
+        None => {
+            call.arg(0).arg("");
+        }
+    }
 }
 
 /// A script's array reply: element 0 is the code, the rest positional values.

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use redis::RedisResult;
+use redis::{RedisResult, Value};
 use uuid::Uuid;
 
 use super::holds::release_keys;
-use super::{Idempotency, Observe, Reply, Scripts, bad_reply};
+use super::{Idempotency, Observe, Reply, Scripts, bad_reply, batch_idempotency};
 use crate::redis::RedisConn;
 use crate::redis::keys::{ScheduleKeys, WALLET_BUCKETS, WalletKeys};
 
@@ -103,6 +103,18 @@ fn paid(reply: &Reply) -> RedisResult<Payment> {
     })
 }
 
+fn begin_outcome(reply: Value) -> RedisResult<BeginOutcome> {
+    let reply = Reply::new(reply)?;
+    Ok(match reply.code()?.as_str() {
+        "PAYING" => BeginOutcome::Paying {
+            payment_id: reply.uint(1)?,
+            amount: reply.uint(2)?,
+        },
+        "PAID" => BeginOutcome::Paid(paid(&reply)?),
+        other => BeginOutcome::Refused(other.to_string()),
+    })
+}
+
 fn debit_outcome(reply: &Reply) -> RedisResult<DebitOutcome> {
     Ok(match reply.code()?.as_str() {
         "DEBITED" => DebitOutcome::Debited {
@@ -118,17 +130,33 @@ fn debit_outcome(reply: &Reply) -> RedisResult<DebitOutcome> {
     })
 }
 
+/// One request of a `pay_begin` batch.
+#[derive(Debug, Clone)]
+pub struct BeginRequest {
+    pub token: Uuid,
+    pub user_id: u64,
+    pub reservation_id: u64,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// One debit of a `debit` batch: the attempt's amount from its user's balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebitRequest {
+    pub user_id: u64,
+    pub reservation_id: u64,
+    pub payment_id: u64,
+    pub amount: u64,
+}
+
 impl Scripts {
-    /// Step 1: checks the token and the reservation and marks it PAYING under a new attempt.
+    /// Step 1 for a batch of requests to one schedule, in order: checks each token and
+    /// reservation and marks the reservation PAYING under a new attempt.
     pub async fn pay_begin(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        token: &Uuid,
-        user_id: u64,
-        reservation_id: u64,
-        idempotency: Option<&Idempotency>,
-    ) -> RedisResult<BeginOutcome> {
+        batch: &[BeginRequest],
+    ) -> RedisResult<Vec<BeginOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.pay_begin.prepare_invoke();
         release_keys(&mut call, &k)
@@ -136,51 +164,50 @@ impl Scripts {
             .key(&k.sagas)
             .key(&k.pseq)
             .key(&k.seat)
-            .arg(schedule_id)
-            .arg(token.to_string())
-            .arg(user_id)
-            .arg(reservation_id);
-        if let Some(idem) = idempotency {
-            call.key(k.idempotency(user_id, &idem.key))
-                .arg(&idem.fingerprint);
+            .arg(schedule_id);
+        let mut next_key = 12;
+        for request in batch {
+            call.arg(request.token.to_string())
+                .arg(request.user_id)
+                .arg(request.reservation_id);
+            batch_idempotency(
+                &mut call,
+                &k,
+                request.user_id,
+                request.idempotency.as_ref(),
+                &mut next_key,
+            );
         }
-        let reply = Reply::new(call.invoke_observed("pay_begin", conn).await?)?;
-        Ok(match reply.code()?.as_str() {
-            "PAYING" => BeginOutcome::Paying {
-                payment_id: reply.uint(1)?,
-                amount: reply.uint(2)?,
-            },
-            "PAID" => BeginOutcome::Paid(paid(&reply)?),
-            other => BeginOutcome::Refused(other.to_string()),
-        })
+        let replies: Vec<Value> = call.invoke_observed("pay_begin", conn).await?;
+        replies.into_iter().map(begin_outcome).collect()
     }
 
-    /// Step 2: debits the reservation's amount from the user's balance for the attempt.
+    /// Step 2 for a batch of debits of one wallet bucket, in order.
     pub async fn debit(
         &self,
         conn: &mut RedisConn,
-        user_id: u64,
-        reservation_id: u64,
-        payment_id: u64,
-        amount: u64,
-    ) -> RedisResult<DebitOutcome> {
-        let k = WalletKeys::of_user(user_id);
-        let reply = self
-            .debit
-            .key(&k.balances)
-            .key(&k.txseq)
+        bucket: u64,
+        batch: &[DebitRequest],
+    ) -> RedisResult<Vec<DebitOutcome>> {
+        let k = WalletKeys::bucket(bucket);
+        let mut call = self.debit.key(&k.balances);
+        call.key(&k.txseq)
             .key(&k.outbox)
-            .key(k.debit(reservation_id))
-            .arg(user_id)
-            .arg(reservation_id)
-            .arg(payment_id)
-            .arg(amount)
             .arg(k.bucket)
             .arg(WALLET_BUCKETS)
-            .arg(DEBIT_KEEP.as_millis() as u64)
-            .invoke_observed("debit", conn)
-            .await?;
-        debit_outcome(&Reply::new(reply)?)
+            .arg(DEBIT_KEEP.as_millis() as u64);
+        for d in batch {
+            call.key(k.debit(d.reservation_id))
+                .arg(d.user_id)
+                .arg(d.reservation_id)
+                .arg(d.payment_id)
+                .arg(d.amount);
+        }
+        let replies: Vec<Value> = call.invoke_observed("debit", conn).await?;
+        replies
+            .into_iter()
+            .map(|reply| debit_outcome(&Reply::new(reply)?))
+            .collect()
     }
 
     /// Settling a given-up attempt: `Debited` if the reservation was debited, else the
@@ -202,14 +229,14 @@ impl Scripts {
         debit_outcome(&Reply::new(reply)?)
     }
 
-    /// Step 3: the debited attempt's reservation becomes PAID.
+    /// Step 3 for a batch of debited attempts (reservationId, paymentId) of one schedule:
+    /// each reservation becomes PAID.
     pub async fn pay_commit(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        reservation_id: u64,
-        payment_id: u64,
-    ) -> RedisResult<CommitOutcome> {
+        batch: &[(u64, u64)],
+    ) -> RedisResult<Vec<CommitOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.pay_commit.prepare_invoke();
         release_keys(&mut call, &k)
@@ -219,14 +246,21 @@ impl Scripts {
             .key(&k.users)
             .key(&k.active)
             .key(&k.waiting)
-            .key(&k.ended)
-            .arg(reservation_id)
-            .arg(payment_id);
-        let reply = Reply::new(call.invoke_observed("pay_commit", conn).await?)?;
-        Ok(match reply.code()?.as_str() {
-            "PAID" => CommitOutcome::Paid(paid(&reply)?),
-            _ => CommitOutcome::NotPaying(reply.string(1)?),
-        })
+            .key(&k.ended);
+        for (reservation_id, payment_id) in batch {
+            call.arg(reservation_id).arg(payment_id);
+        }
+        let replies: Vec<Value> = call.invoke_observed("pay_commit", conn).await?;
+        replies
+            .into_iter()
+            .map(|reply| {
+                let reply = Reply::new(reply)?;
+                Ok(match reply.code()?.as_str() {
+                    "PAID" => CommitOutcome::Paid(paid(&reply)?),
+                    _ => CommitOutcome::NotPaying(reply.string(1)?),
+                })
+            })
+            .collect()
     }
 
     /// Puts the attempt's PAYING reservation back to RESERVED; with the request's
