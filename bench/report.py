@@ -97,17 +97,18 @@ def half_table(half, cpu):
     return "\n".join(out)
 
 
-def print_wrk(setting, rows, half, ceiling):
+def print_wrk(setting, rows, half, ceiling, cpu):
     print(f"\nappendfsync {setting}")
     print(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
-          f"{'non-2xx':>9}{'ratio':>7}")
+          f"{'non-2xx':>9}{'ratio':>7}  CPU % seatrush/redis/mysql/replica/other")
     for r in rows:
         print(f"{r['name']:<32}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
-              f"{r['p999']:>10.2f}{r['bad']:>9}{r['ratio']:>7.2f}")
+              f"{r['p999']:>10.2f}{r['bad']:>9}{r['ratio']:>7.2f}  {cpu.get(r['name'], '')}")
     print(f"ratio = req/s over the ceiling, the mean of the /health runs: {ceiling:.0f} req/s")
     for r in half:
         print(f"{r['name'] + ' @ ' + str(round(r['max'] / 2)) + '/s':<40}{r['rps']:>10.0f}"
-              f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['p999']:>10.2f}{r['bad']:>9}")
+              f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['p999']:>10.2f}{r['bad']:>9}"
+              f"{'':>7}  {cpu.get(r['name'] + HALF, '')}")
 
 
 def flash_text(f):
@@ -176,7 +177,7 @@ def main():
         flash_path = os.path.join(run_dir, f"{setting}.flash.json")
         flash = json.load(open(flash_path)) if os.path.exists(flash_path) else None
         measured.append((setting, rows, ceiling, flash))
-        print_wrk(setting, rows, half, ceiling)
+        print_wrk(setting, rows, half, ceiling, cpu)
         drains = os.path.join(run_dir, f"{setting}.drains")
         if os.path.exists(drains):
             print(open(drains).read().rstrip())

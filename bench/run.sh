@@ -11,7 +11,7 @@
 # (endpoints, "tokens status seats holds charge payments"), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
-# a run writes bench/results/flamegraphs/*.svg and no report).
+# a run writes bench/results/flamegraphs/*.svg, and the stacks as *.folded, and no report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_DIR="$PWD/bench"
@@ -165,10 +165,15 @@ measure() {
     echo "$name $line" >>"$out/$fsync.wrk"
     if [ -n "$perf" ]; then
       wait "$perf" || true
+      # Named after the run: "GET /health (again)" -> everysec-get-health-again.
+      local graph
+      graph=bench/results/flamegraphs/$fsync-$(echo "$name" | tr -cs 'a-zA-Z0-9' - \
+        | tr 'A-Z' 'a-z' | sed 's/^-//; s/-$//')
       mkdir -p bench/results/flamegraphs
       perf script -i "$out/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" \
-        | "$INFERNO/inferno-flamegraph" --title "seatrush: $name (appendfsync $fsync)" \
-        >"bench/results/flamegraphs/$fsync-$key.svg"
+        >"$graph.folded"
+      "$INFERNO/inferno-flamegraph" --title "seatrush: $name (appendfsync $fsync)" \
+        <"$graph.folded" >"$graph.svg"
     fi
     echo "$name: write-behind drained and settled $(settle) s after the run" >>"$out/$fsync.drains"
   }

@@ -40,6 +40,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "`production` refuses the dev admin key",
     ),
     (
+        "SEATRUSH_FLUSH_MAX_LAG",
+        "10",
+        "seconds the write-behind may fall behind while the server is busy",
+    ),
+    (
         "SEATRUSH_LOG",
         "info",
         "log filter (tracing env-filter syntax)",
@@ -81,6 +86,8 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{0} is not a valid socket address: {1}")]
     BadAddr(&'static str, String),
+    #[error("{0} must be a number of seconds, not {1:?}")]
+    BadSeconds(&'static str, String),
     #[error("SEATRUSH_ADMIN_KEY must be set to a non-default value when SEATRUSH_ENV=production")]
     DevKeyInProduction,
 }
@@ -93,6 +100,17 @@ fn var(name: &'static str) -> String {
             .expect("every variable read is listed in VARIABLES");
         (*default).to_string()
     })
+}
+
+/// A variable holding a duration in (possibly fractional) seconds.
+fn seconds(name: &'static str) -> Result<Duration, ConfigError> {
+    let value = var(name);
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or(ConfigError::BadSeconds(name, value))
 }
 
 impl Config {
@@ -115,7 +133,7 @@ impl Config {
             flush_interval: Duration::from_millis(50),
             outbox_claim_idle: Duration::from_secs(30),
             flush_busy_rps: 1000,
-            flush_max_lag: Duration::from_secs(3),
+            flush_max_lag: seconds("SEATRUSH_FLUSH_MAX_LAG")?,
             ended_token_keep: Duration::from_secs(3600),
             payment_saga_timeout: Duration::from_secs(15),
         })
@@ -133,5 +151,31 @@ impl Config {
             out.push_str(&format!("  {name:<28} {meaning} ({default})\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_seconds_and_refuse_anything_else() {
+        let name = "SEATRUSH_FLUSH_MAX_LAG";
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var(name, "2.5") };
+        assert_eq!(seconds(name).unwrap(), Duration::from_millis(2500));
+        for bad in ["-1", "soon", "", "inf"] {
+            unsafe { std::env::set_var(name, bad) };
+            assert!(
+                matches!(seconds(name), Err(ConfigError::BadSeconds(_, _))),
+                "{bad:?}"
+            );
+        }
+        unsafe { std::env::remove_var(name) };
+        assert_eq!(
+            seconds(name).unwrap(),
+            Duration::from_secs(10),
+            "the default"
+        );
     }
 }
