@@ -206,7 +206,8 @@ def main():
     if os.path.isdir(flames):
         md += ["## Flamegraphs", "", "seatrush under each full-speed run, from "
                "`BENCH_PROFILE=1 make bench` (perf at 199 Hz):", ""]
-        md += [f"- [{f}](flamegraphs/{f})" for f in sorted(os.listdir(flames))] + [""]
+        md += [f"- [{f}](flamegraphs/{f})" for f in sorted(os.listdir(flames))
+               if f.endswith(".svg")] + [""]
     changes = os.path.join(ROOT, "bench", "CHANGES.md")
     if os.path.exists(changes):
         md += [open(changes).read().replace("# ", "## ", 1)]
