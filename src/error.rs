@@ -67,9 +67,16 @@ pub enum ApiError {
     Internal(String),
     #[error("a dependency is unavailable; retry shortly")]
     Unavailable(String),
+    /// Redis could not be reached (or its circuit is open): reads fall back to MySQL.
+    #[error("a dependency is unavailable; retry shortly")]
+    RedisUnavailable(String),
 }
 
 impl ApiError {
+    pub fn is_redis_down(&self) -> bool {
+        matches!(self, ApiError::RedisUnavailable(_))
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidRequest {
             field: field.into(),
@@ -114,19 +121,17 @@ impl ApiError {
             BookingClosed => (StatusCode::UNPROCESSABLE_ENTITY, "BOOKING_CLOSED"),
             QueueFull => (StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
-            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            Unavailable(_) | RedisUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+            }
         }
     }
 }
 
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_timeout()
-            || e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-        {
-            ApiError::Unavailable(format!("redis: {e}"))
+        if crate::redis::is_unreachable(&e) {
+            ApiError::RedisUnavailable(format!("redis: {e}"))
         } else {
             ApiError::Internal(format!("redis: {e}"))
         }

@@ -19,8 +19,10 @@
 //! Infrastructure beneath them:
 //! - [`http`]: hyper server, router, request parsing, response envelope.
 //! - [`error`]: every client-visible error and its status/code.
-//! - [`redis`]: the shared connection, key layout, typed Lua script calls (`lua/`), and
-//!   coalescing of concurrent calls per schedule (or wallet bucket) into one script call.
+//! - [`redis`]: the shared connection behind a circuit breaker, key layout, typed Lua script
+//!   calls (`lua/`), and coalescing of concurrent calls per schedule (or wallet bucket) into
+//!   one script call.
+//! - [`stale`]: reads answered from MySQL (`X-Data-Stale: true`) while Redis is unreachable.
 //! - [`mysql`]: primary and replica pools, migrations (`migrations/`).
 //! - [`outbox`]: the write-behind flusher from Redis streams to MySQL.
 //! - [`health`], [`telemetry`]: `/health` probes, logs and Prometheus metrics.
@@ -42,6 +44,7 @@ pub mod queue;
 pub mod redis;
 pub mod reservation;
 pub mod shutdown;
+pub mod stale;
 pub mod telemetry;
 pub mod time;
 pub mod wallet;

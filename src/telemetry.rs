@@ -213,6 +213,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         Gauge,
         "1 when a dependency answered its last probe, by dependency",
     ),
+    (
+        "seatrush_stale_reads_total",
+        Counter,
+        "Reads answered from MySQL (X-Data-Stale: true) because Redis was unreachable",
+    ),
+    (
+        "seatrush_circuit_state",
+        Gauge,
+        "Circuit breaker state by dependency: 0 closed, 1 half-open, 2 open (calls fail at once)",
+    ),
 ];
 
 fn describe() {

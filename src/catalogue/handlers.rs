@@ -2,6 +2,8 @@
 //! availability, and a schedule's AVAILABLE seats. Catalogue data comes from
 //! [`super::reads`], availability from the schedule's `avail` set in Redis.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -12,6 +14,7 @@ use crate::error::ApiError;
 use crate::http::response::{self, Body};
 use crate::queue::auth;
 use crate::redis::keys::ScheduleKeys;
+use crate::stale;
 use crate::time::iso_ms;
 
 #[derive(Serialize)]
@@ -85,7 +88,7 @@ pub async fn list_schedules(
     query: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let (from, to) = date_range(query)?;
-    auth::authenticate(app, headers).await?;
+    let (_, stale_token) = stale::authenticate(app, headers).await?;
     let concert = app
         .catalogue
         .concert(&app.db, &app.health, concert_id)
@@ -101,15 +104,19 @@ pub async fn list_schedules(
         .iter()
         .filter(|s| in_range(&s.performance_date))
         .collect();
-    let mut pipe = redis::pipe();
-    for s in &schedules {
-        pipe.scard(ScheduleKeys::new(s.schedule_id).avail);
-    }
-    let available: Vec<u64> = if schedules.is_empty() {
-        Vec::new() // an empty pipeline is an error to redis-rs
-    } else {
-        pipe.query_async(&mut app.redis.clone()).await?
+    let ids: Vec<u64> = schedules.iter().map(|s| s.schedule_id).collect();
+    let fresh = async {
+        if ids.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error to redis-rs
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.scard(ScheduleKeys::new(*id).avail);
+        }
+        Ok(pipe.query_async(&mut app.redis.clone()).await?)
     };
+    let (available, stale_counts) =
+        stale::or_mysql(fresh, || stale::available_counts(app, &ids)).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let items: Vec<ScheduleItem> = schedules
         .iter()
@@ -134,7 +141,8 @@ pub async fn list_schedules(
             ),
         })
         .collect();
-    Ok(response::ok(StatusCode::OK, &items))
+    let rsp = response::ok(StatusCode::OK, &items);
+    Ok(stale::mark(rsp, stale_token || stale_counts))
 }
 
 #[derive(Serialize)]
@@ -157,14 +165,27 @@ pub async fn list_seats(
     // One script call checks the token and reads the availability (shared with concurrent
     // listings of the schedule).
     let token = auth::parse_token(headers)?;
-    let available = match app.seat_viewer.call(schedule_id, token).await? {
-        Ok(ids) => ids,
-        Err(code) if code == "TOKEN_NOT_HERE" => {
-            return Err(auth::not_here(app, &token, schedule_id).await);
+    let fresh = async {
+        match app.seat_viewer.call(schedule_id, token).await? {
+            Ok(ids) => Ok(ids),
+            Err(code) if code == "TOKEN_NOT_HERE" => {
+                Err(auth::not_here(app, &token, schedule_id).await)
+            }
+            Err(code) if code == "QUEUE_TOKEN_NOT_ACTIVE" => Err(ApiError::QueueTokenNotActive),
+            Err(_) => Err(ApiError::QueueTokenInvalid),
         }
-        Err(code) if code == "QUEUE_TOKEN_NOT_ACTIVE" => return Err(ApiError::QueueTokenNotActive),
-        Err(_) => return Err(ApiError::QueueTokenInvalid),
     };
+    let from_mysql = || async {
+        let holder = stale::holder(app, headers).await?;
+        if holder.schedule_id != schedule_id {
+            return Err(ApiError::QueueTokenWrongSchedule);
+        }
+        if holder.state.status != "ACTIVE" {
+            return Err(ApiError::QueueTokenNotActive);
+        }
+        Ok(Arc::new(stale::available_seats(app, schedule_id).await?))
+    };
+    let (available, stale) = stale::or_mysql(fresh, from_mysql).await?;
     let concert = app
         .catalogue
         .concert(&app.db, &app.health, concert_id)
@@ -188,26 +209,23 @@ pub async fn list_seats(
         performance_time: &schedule.performance_time,
         venue_name: &schedule.venue_name,
     };
-    Ok(response::ok_rendered(
-        StatusCode::OK,
-        256 + seats.len() * 80,
-        |body| {
-            body.extend_from_slice(br#"{"scheduleInfo":"#);
-            simd_json::to_writer(&mut *body, &info).expect("response types always serialize");
-            body.extend_from_slice(br#","seats":["#);
-            let mut first = true;
-            for seat in seats.iter() {
-                if available.binary_search(&seat.seat_id).is_ok() {
-                    if !first {
-                        body.push(b',');
-                    }
-                    first = false;
-                    body.extend_from_slice(seat.listed_json.as_bytes());
+    let rsp = response::ok_rendered(StatusCode::OK, 256 + seats.len() * 80, |body| {
+        body.extend_from_slice(br#"{"scheduleInfo":"#);
+        simd_json::to_writer(&mut *body, &info).expect("response types always serialize");
+        body.extend_from_slice(br#","seats":["#);
+        let mut first = true;
+        for seat in seats.iter() {
+            if available.binary_search(&seat.seat_id).is_ok() {
+                if !first {
+                    body.push(b',');
                 }
+                first = false;
+                body.extend_from_slice(seat.listed_json.as_bytes());
             }
-            body.extend_from_slice(b"]}");
-        },
-    ))
+        }
+        body.extend_from_slice(b"]}");
+    });
+    Ok(stale::mark(rsp, stale))
 }
 
 #[cfg(test)]

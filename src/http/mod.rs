@@ -121,7 +121,16 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                     "internal error"
                 )
             }
-            ApiError::Unavailable(detail) => {
+            // An open circuit fails every request at once: it logged when it opened.
+            ApiError::RedisUnavailable(detail) if detail.contains("circuit open") => {
+                tracing::debug!(
+                    request_id = id_text,
+                    route = matched.template,
+                    detail,
+                    "Redis circuit open"
+                )
+            }
+            ApiError::Unavailable(detail) | ApiError::RedisUnavailable(detail) => {
                 tracing::warn!(
                     request_id = id_text,
                     route = matched.template,

@@ -113,7 +113,7 @@ pub fn error(err: &ApiError) -> Response<Body> {
             rsp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
-        ApiError::Unavailable(_) => {
+        ApiError::Unavailable(_) | ApiError::RedisUnavailable(_) => {
             rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
         }
         _ => {}

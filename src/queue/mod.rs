@@ -81,9 +81,9 @@ struct TokenStatus {
 
 /// `GET /api/v1/queue/tokens/me`
 pub async fn my_token(app: &App, headers: &HeaderMap) -> Result<hyper::Response<Body>, ApiError> {
-    let holder = auth::authenticate(app, headers).await?;
+    let (holder, stale) = crate::stale::authenticate(app, headers).await?;
     let state = holder.state;
-    Ok(response::ok(
+    let rsp = response::ok(
         StatusCode::OK,
         &TokenStatus {
             token: holder.token,
@@ -94,5 +94,6 @@ pub async fn my_token(app: &App, headers: &HeaderMap) -> Result<hyper::Response<
             active_until: state.expires_at_ms.map(iso_ms),
             status: state.status,
         },
-    ))
+    );
+    Ok(crate::stale::mark(rsp, stale))
 }

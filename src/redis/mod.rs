@@ -1,20 +1,36 @@
 //! Redis: one multiplexed, self-reconnecting connection shared by every request (commands from
 //! concurrent requests are pipelined on it), the key layout, and the Lua scripts.
 
+pub mod breaker;
 pub mod coalesce;
 pub mod keys;
 pub mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
+pub use breaker::Breaker;
 pub use scripts::Scripts;
 
 /// SPEC §8: every Redis call gives up after one second.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
 
-pub type RedisConn = ConnectionManager;
+/// The shared connection: cheap to clone (clones share the socket and the breaker), and
+/// every call on it goes through the circuit breaker.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: ConnectionManager,
+    breaker: Arc<Breaker>,
+}
+
+impl RedisConn {
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
 
 pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
     let client = redis::Client::open(url)?;
@@ -23,5 +39,59 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
         .set_connection_timeout(Some(TIMEOUT))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_millis(500));
-    client.get_connection_manager_with_config(config).await
+    Ok(RedisConn {
+        inner: client.get_connection_manager_with_config(config).await?,
+        breaker: Arc::new(Breaker::new("redis")),
+    })
+}
+
+/// Whether an error says Redis could not be reached (as opposed to an error reply).
+pub fn is_unreachable(e: &RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+fn circuit_open() -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Io,
+        "circuit open",
+        "Redis was unreachable; calls fail at once until a probe gets through".to_string(),
+    ))
+}
+
+/// Runs a call on `inner` if the breaker admits it, and tells the breaker how it went.
+macro_rules! guarded {
+    ($self:ident, $call:expr) => {
+        Box::pin(async move {
+            if !$self.breaker.admits() {
+                return Err(circuit_open());
+            }
+            let result = $call.await;
+            $self
+                .breaker
+                .record(!matches!(&result, Err(e) if is_unreachable(e)));
+            result
+        })
+    };
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        guarded!(self, self.inner.req_packed_command(cmd))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        guarded!(
+            self,
+            self.inner.req_packed_commands(pipeline, offset, count)
+        )
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
 }

@@ -17,6 +17,7 @@ use crate::outbox::reservations::ReservationRow;
 use crate::queue::auth;
 use crate::redis::keys::ScheduleKeys;
 use crate::redis::scripts::{Hold, HoldOutcome, HoldRequest, Idempotency};
+use crate::stale;
 use crate::time::iso_ms;
 
 /// Most seats one request may name (the per-user limit is usually far lower).
@@ -188,19 +189,26 @@ pub async fn get(
     headers: &HeaderMap,
     reservation_id: u64,
 ) -> Result<Response<Body>, ApiError> {
-    let holder = auth::authenticate(app, headers).await?;
+    let (holder, stale_token) = stale::authenticate(app, headers).await?;
     let schedule_id = schedule_of(reservation_id);
-    let record: Option<String> = redis::cmd("HGET")
-        .arg(ScheduleKeys::new(schedule_id).res)
-        .arg(reservation_id)
-        .query_async(&mut app.redis.clone())
-        .await?;
-    let record = record.ok_or(ApiError::ReservationNotFound)?;
-    let row = parse_record(reservation_id, schedule_id, &record)?;
+    let fresh = async {
+        let record: Option<String> = redis::cmd("HGET")
+            .arg(ScheduleKeys::new(schedule_id).res)
+            .arg(reservation_id)
+            .query_async(&mut app.redis.clone())
+            .await?;
+        record
+            .map(|r| parse_record(reservation_id, schedule_id, &r))
+            .transpose()
+    };
+    let (row, stale_row) =
+        stale::or_mysql(fresh, || stale::reservation(app, reservation_id)).await?;
+    let row = row.ok_or(ApiError::ReservationNotFound)?;
     if row.user_id != holder.user_id {
         return Err(ApiError::Forbidden);
     }
-    Ok(response::ok(StatusCode::OK, &view(app, &row).await?))
+    let rsp = response::ok(StatusCode::OK, &view(app, &row).await?);
+    Ok(stale::mark(rsp, stale_token || stale_row))
 }
 
 /// `DELETE /api/v1/reservations/{reservationId}`: the owner cancels a RESERVED hold.

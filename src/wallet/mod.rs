@@ -7,17 +7,16 @@
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
-use mysql_async::prelude::*;
 use serde::Serialize;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::request::{JsonObject, idempotency_key};
 use crate::http::response::{self, Body};
-use crate::mysql::timed;
 use crate::queue::auth;
 use crate::redis::keys::{WALLET_BUCKETS, WalletKeys};
 use crate::redis::scripts::{ChargeOutcome, Idempotency};
+use crate::stale;
 use crate::time::iso_ms;
 
 /// SPEC §4: one charge is at most 10 000 000 KRW…
@@ -72,21 +71,9 @@ async fn owner(app: &App, headers: &HeaderMap, user_id: u64) -> Result<(), ApiEr
 
 /// Loads the user's balance from the primary into Redis (unless Redis has one by now).
 pub(crate) async fn load(app: &App, user_id: u64) -> Result<Balance, ApiError> {
-    let mut conn = app.db.primary_conn().await?;
-    let row: Option<(u64, u64, u64, i64)> = timed(conn.exec_first(
-        "SELECT balance, total_charged, total_used,
-           CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED)
-         FROM user_balances WHERE user_id = ?",
-        (user_id,),
-    ))
-    .await?;
-    let (balance, total_charged, total_used, updated_at_ms) = row.ok_or(ApiError::UserNotFound)?;
-    let stored = Balance {
-        balance,
-        total_charged,
-        total_used,
-        updated_at_ms,
-    };
+    let stored = crate::stale::balance(app, user_id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
     let now = app
         .scripts
         .load_balance(&mut app.redis.clone(), user_id, &stored.record())
@@ -182,17 +169,28 @@ pub async fn balance(
     headers: &HeaderMap,
     user_id: u64,
 ) -> Result<Response<Body>, ApiError> {
-    owner(app, headers, user_id).await?;
-    let record: Option<String> = redis::cmd("HGET")
-        .arg(WalletKeys::of_user(user_id).balances)
-        .arg(user_id)
-        .query_async(&mut app.redis.clone())
-        .await?;
-    let balance = match record.as_deref().and_then(Balance::parse) {
-        Some(balance) => balance,
-        None => load(app, user_id).await?,
+    let (holder, stale_token) = stale::authenticate(app, headers).await?;
+    if holder.user_id != user_id {
+        return Err(ApiError::Forbidden);
+    }
+    let fresh = async {
+        let record: Option<String> = redis::cmd("HGET")
+            .arg(WalletKeys::of_user(user_id).balances)
+            .arg(user_id)
+            .query_async(&mut app.redis.clone())
+            .await?;
+        match record.as_deref().and_then(Balance::parse) {
+            Some(balance) => Ok(balance),
+            None => load(app, user_id).await,
+        }
     };
-    Ok(response::ok(
+    let (balance, stale_balance) = stale::or_mysql(fresh, || async {
+        stale::balance(app, user_id)
+            .await?
+            .ok_or(ApiError::UserNotFound)
+    })
+    .await?;
+    let rsp = response::ok(
         StatusCode::OK,
         &BalanceView {
             user_id,
@@ -201,7 +199,8 @@ pub async fn balance(
             total_used: balance.total_used,
             last_updated: iso_ms(balance.updated_at_ms),
         },
-    ))
+    );
+    Ok(stale::mark(rsp, stale_token || stale_balance))
 }
 
 #[cfg(test)]

@@ -193,6 +193,18 @@ impl TestApp {
             .expect("app builds against the dev stack")
     }
 
+    /// A harness for a seatrush running elsewhere (a spawned binary) at `addr`: requests go
+    /// there, and `app` is a [`TestApp::quiet`] app on Redis db 2 for reading state, so the
+    /// binary should use db 2 too.
+    pub async fn remote(addr: SocketAddr) -> Self {
+        let (trigger, _) = shutdown::channel();
+        Self {
+            addr,
+            app: Self::quiet().await,
+            _stop: Arc::new(trigger),
+        }
+    }
+
     pub async fn request(
         &self,
         method: Method,
@@ -200,11 +212,26 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Rsp {
-        let stream = TcpStream::connect(self.addr).await.unwrap();
+        self.try_request(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// A request on a new connection; `Err` when the connection or the exchange fails.
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Rsp, String> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .unwrap();
+                .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
         let mut req = Request::builder()
             .method(method)
@@ -216,20 +243,29 @@ impl TestApp {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
-        let rsp = sender.send_request(req).await.unwrap();
+        let rsp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
         let status = rsp.status();
         let headers = rsp.headers().clone();
-        let mut bytes = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let mut bytes = rsp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes()
+            .to_vec();
         let body = if bytes.is_empty() {
             OwnedValue::null()
         } else {
             simd_json::to_owned_value(&mut bytes).unwrap_or_else(|_| OwnedValue::null())
         };
-        Rsp {
+        Ok(Rsp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Rsp {

@@ -1,0 +1,151 @@
+//! The circuit breaker in front of Redis (SPEC §8). After [`TRIP_AFTER`] calls in a row
+//! found Redis unreachable (refused, dropped or timed out), the circuit opens: every call
+//! fails at once for [`OPEN_FOR`], so requests answer `503` with `Retry-After` instead of
+//! each waiting out the connection timeout and piling up. Then one call is let through as a
+//! probe (half-open): if Redis answers, the circuit closes; if not, it opens again. Any
+//! answer from Redis, an error reply included, counts as reachable.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Unreachable calls in a row that open the circuit.
+pub const TRIP_AFTER: u32 = 5;
+/// How long an open circuit fails calls before it lets a probe through.
+pub const OPEN_FOR: Duration = Duration::from_millis(500);
+
+/// The `seatrush_circuit_state` gauge's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+#[derive(Debug)]
+pub struct Breaker {
+    name: &'static str,
+    open_for: Duration,
+    epoch: Instant,
+    /// Unreachable calls in a row.
+    failures: AtomicU32,
+    /// 0 while closed; else when (ms after `epoch`, at least 1) the open circuit admits a
+    /// probe.
+    open_until_ms: AtomicU64,
+    /// A probe is out.
+    probing: AtomicBool,
+}
+
+impl Breaker {
+    /// A closed breaker for the dependency `name` (the gauge's label).
+    pub fn new(name: &'static str) -> Self {
+        Self::with_open_for(name, OPEN_FOR)
+    }
+
+    fn with_open_for(name: &'static str, open_for: Duration) -> Self {
+        let breaker = Self {
+            name,
+            open_for,
+            epoch: Instant::now(),
+            failures: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        };
+        breaker.publish(State::Closed);
+        breaker
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    pub fn state(&self) -> State {
+        match self.open_until_ms.load(Ordering::Acquire) {
+            0 => State::Closed,
+            until if self.now_ms() < until => State::Open,
+            _ => State::HalfOpen,
+        }
+    }
+
+    /// Whether a call may go to Redis now. In the half-open state only one caller (the
+    /// probe) gets `true` until [`Breaker::record`] hears how it went.
+    pub fn admits(&self) -> bool {
+        match self.state() {
+            State::Closed => true,
+            State::Open => false,
+            State::HalfOpen => self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+        }
+    }
+
+    /// What an admitted call found: Redis reachable or not.
+    pub fn record(&self, reachable: bool) {
+        if reachable {
+            self.failures.store(0, Ordering::Release);
+            if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
+                tracing::warn!(
+                    dependency = self.name,
+                    "circuit closed: Redis answers again"
+                );
+                self.publish(State::Closed);
+            }
+            self.probing.store(false, Ordering::Release);
+            return;
+        }
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let was_probe = self.probing.swap(false, Ordering::AcqRel);
+        if failures >= TRIP_AFTER || was_probe {
+            let until = self.now_ms() + self.open_for.as_millis() as u64;
+            if self.open_until_ms.swap(until, Ordering::AcqRel) == 0 {
+                tracing::error!(
+                    dependency = self.name,
+                    failures,
+                    "circuit open: Redis unreachable; writes answer 503 until it returns"
+                );
+            }
+            self.publish(State::Open);
+        }
+    }
+
+    fn publish(&self, state: State) {
+        metrics::gauge!("seatrush_circuit_state", "dependency" => self.name)
+            .set(state as u8 as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_failures_in_a_row_then_probes_once_and_closes() {
+        let open_for = Duration::from_millis(30);
+        let b = Breaker::with_open_for("test", open_for);
+        for _ in 0..TRIP_AFTER - 1 {
+            assert!(b.admits());
+            b.record(false);
+        }
+        b.record(true); // an answer in between resets the count
+        for _ in 0..TRIP_AFTER - 1 {
+            b.record(false);
+        }
+        assert_eq!(b.state(), State::Closed);
+        b.record(false);
+        assert_eq!(b.state(), State::Open);
+        assert!(!b.admits(), "open: calls fail at once");
+
+        std::thread::sleep(open_for + Duration::from_millis(5));
+        assert_eq!(b.state(), State::HalfOpen);
+        assert!(b.admits(), "the probe");
+        assert!(!b.admits(), "one probe at a time");
+        b.record(false);
+        assert_eq!(b.state(), State::Open, "a failed probe opens it again");
+
+        std::thread::sleep(open_for + Duration::from_millis(5));
+        assert!(b.admits());
+        b.record(true);
+        assert_eq!(b.state(), State::Closed);
+        assert!(b.admits() && b.admits(), "closed: everyone goes");
+    }
+}

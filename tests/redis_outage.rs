@@ -1,0 +1,482 @@
+//! Redis killed (`kill -9`) under write load, then restarted from its AOF (SPEC §8). The
+//! test runs its own redis-server (a port, a directory and an AOF of its own), so killing
+//! it disturbs no other test; seatrush and MariaDB are the usual test ones.
+//!
+//! While Redis is down, writes answer `503` with `Retry-After` within about a second (the
+//! circuit breaker fails them at once after the first few), nothing waits longer; when
+//! Redis is back the service resumes by itself, and every write answered 2xx before the
+//! kill is still there, in Redis and, after the drain, in MySQL.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestApp, eventually};
+use mysql_async::prelude::Queryable;
+use redis::AsyncCommands;
+use seatrush::redis::keys::{ScheduleKeys, WalletKeys};
+
+/// A redis-server of the test's own, persisting to an AOF in its own directory.
+struct OwnRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    fsync: &'static str,
+}
+
+impl OwnRedis {
+    fn start(fsync: &'static str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("seatrush-redis-outage-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            fsync,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port and directory: a restart replays the AOF.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", self.dir.to_str().unwrap()])
+            .args(["--appendonly", "yes", "--appendfsync", self.fsync])
+            .args(["--save", "", "--maxmemory-policy", "noeviction"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (the dev stack uses it)");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final fsync.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a write changed, when it was answered 2xx.
+#[derive(Debug, Clone)]
+enum Write {
+    Token(String),
+    Hold(u64),
+    Charge,
+}
+
+#[derive(Debug)]
+struct Answer {
+    sent: Instant,
+    answered: Instant,
+    status: u16,
+    retry_after: bool,
+    write: Option<Write>,
+}
+
+type Answers = Arc<Mutex<Vec<Answer>>>;
+
+/// Sends writes until `stop`: tokens for the users in `users`, holds of the seats in
+/// `seats`, and 1 KRW charges, each kind from its own tasks, recording every answer.
+fn write_load(
+    app: &TestApp,
+    schedule: u64,
+    users: Vec<u64>,
+    holder: (u64, String),
+    seats: Vec<u64>,
+    stop: Arc<AtomicBool>,
+    answers: Answers,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let users = Arc::new(Mutex::new(users));
+    let seats = Arc::new(Mutex::new(seats));
+    (0..12)
+        .map(|i| {
+            let (app, users, seats, stop, answers) = (
+                app.clone(),
+                users.clone(),
+                seats.clone(),
+                stop.clone(),
+                answers.clone(),
+            );
+            let (holder, token) = holder.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let (rsp, write) = match i % 3 {
+                        0 => {
+                            let Some(user) = users.lock().unwrap().pop() else {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                continue;
+                            };
+                            let rsp = app.issue(user, schedule).await;
+                            let token = rsp.status.is_success().then(|| rsp.str("token"));
+                            (rsp, token.map(Write::Token))
+                        }
+                        1 => {
+                            let Some(seat) = seats.lock().unwrap().pop() else {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                continue;
+                            };
+                            let rsp = app.hold(&token, schedule, holder, &[seat]).await;
+                            let id = rsp.status.is_success().then(|| rsp.u64("reservationId"));
+                            (rsp, id.map(Write::Hold))
+                        }
+                        _ => {
+                            let rsp = app
+                                .post(
+                                    &format!("/api/v1/users/{holder}/balance/charge"),
+                                    &[("queue-token", &token)],
+                                    r#"{"amount":1}"#,
+                                )
+                                .await;
+                            let ok = rsp.status.is_success();
+                            (rsp, ok.then_some(Write::Charge))
+                        }
+                    };
+                    answers.lock().unwrap().push(Answer {
+                        sent,
+                        answered: Instant::now(),
+                        status: rsp.status.as_u16(),
+                        retry_after: rsp.headers.contains_key("retry-after"),
+                        write,
+                    });
+                }
+            })
+        })
+        .collect()
+}
+
+/// One read's answer: when, what, and whether it said `X-Data-Stale: true`.
+#[derive(Debug)]
+struct Read {
+    sent: Instant,
+    answered: Instant,
+    path: String,
+    status: u16,
+    stale: bool,
+}
+
+/// Reads every read endpoint in turn until `stop`, with the holder's token: the schedules
+/// and seats listings, the holder's reservation `held`, balance and token status.
+fn read_load(
+    app: &TestApp,
+    concert: u64,
+    schedule: u64,
+    holder: (u64, String),
+    held: u64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Read>> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let (user, token) = holder;
+        let paths = [
+            format!("/api/v1/concerts/{concert}/schedules"),
+            format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats"),
+            format!("/api/v1/reservations/{held}"),
+            format!("/api/v1/users/{user}/balance"),
+            "/api/v1/queue/tokens/me".to_string(),
+        ];
+        let mut reads = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for path in &paths {
+                let sent = Instant::now();
+                let rsp = app.get(path, &[("queue-token", &token)]).await;
+                reads.push(Read {
+                    sent,
+                    answered: Instant::now(),
+                    path: path.clone(),
+                    status: rsp.status.as_u16(),
+                    stale: rsp.headers.get("x-data-stale").is_some_and(|v| v == "true"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reads
+    })
+}
+
+/// What one outage did, for the assertions and the printed figures.
+struct Outage {
+    /// Reads answered before the kill, and those sent and answered while Redis was down.
+    reads_before: Vec<Read>,
+    reads_during: Vec<Read>,
+    during: Vec<(u16, bool, Duration)>,
+    recovered_after: Duration,
+    acknowledged_before_kill: usize,
+    lost_in_redis: usize,
+}
+
+/// Runs the write load, kills Redis for `down`, restarts it, waits for the service to
+/// resume and the write-behind to drain, and checks the writes answered 2xx before the kill.
+async fn outage(fsync: &'static str, down: Duration) -> Outage {
+    let mut redis = OwnRedis::start(fsync);
+    let mut config = TestApp::config();
+    config.redis_url = redis.url();
+    let app = TestApp::spawn_with(config).await;
+    let (concert, schedule) = app.create_schedule(common::OPEN_NOW, 3000).await;
+    app.set_queue(
+        schedule,
+        r#"{"admissionPerSecond": 100000, "maxActiveUsers": 100000, "maxSeatsPerUser": 100000}"#,
+    )
+    .await;
+    let mut seats = app.seats_of(schedule).await;
+    let users = app.create_users(1500).await;
+    let holder = app.active_user(schedule).await;
+    // A hold the reads look at, once MySQL has it (reads during the outage come from there).
+    let held = app
+        .hold(&holder.1, schedule, holder.0, &[seats.pop().unwrap()])
+        .await
+        .u64("reservationId");
+    let pool = app.app.db.primary.clone();
+    eventually(Duration::from_secs(10), "the hold to reach MySQL", || {
+        let pool = pool.clone();
+        async move {
+            let mut db = pool.get_conn().await.unwrap();
+            let n: Option<u64> = db
+                .exec_first("SELECT COUNT(*) FROM reservations WHERE id = ?", (held,))
+                .await
+                .unwrap();
+            (n == Some(1)).then_some(())
+        }
+    })
+    .await;
+
+    let (stop, answers): (Arc<AtomicBool>, Answers) = Default::default();
+    let tasks = write_load(
+        &app,
+        schedule,
+        users,
+        holder.clone(),
+        seats,
+        stop.clone(),
+        answers.clone(),
+    );
+    let reader = read_load(&app, concert, schedule, holder.clone(), held, stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed = Instant::now();
+    redis.kill();
+    tokio::time::sleep(down).await;
+    let restarted = Instant::now();
+    redis.restart();
+    let recovered = eventually(Duration::from_secs(20), "a write to succeed again", || {
+        let answers = answers.clone();
+        async move {
+            let answers = answers.lock().unwrap();
+            answers
+                .iter()
+                .filter(|a| a.sent > restarted && a.write.is_some())
+                .map(|a| a.answered)
+                .min()
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let (reads_before, reads_during): (Vec<Read>, Vec<Read>) = reader
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.answered < killed || (r.sent >= killed && r.answered <= restarted))
+        .partition(|r| r.answered < killed);
+
+    // Answers to writes sent while Redis was down (from the kill to the restart).
+    let during: Vec<_> = answers
+        .iter()
+        .filter(|a| a.sent >= killed && a.answered <= restarted)
+        .map(|a| (a.status, a.retry_after, a.answered - a.sent))
+        .collect();
+    let before: Vec<&Write> = answers
+        .iter()
+        .filter(|a| a.answered < killed)
+        .filter_map(|a| a.write.as_ref())
+        .collect();
+
+    // Every write acknowledged before the kill, as Redis has it after the restart.
+    let mut conn = app.redis();
+    let k = ScheduleKeys::new(schedule);
+    let mut lost = 0;
+    let mut tokens = Vec::new();
+    let mut holds = Vec::new();
+    for write in &before {
+        match write {
+            Write::Token(t) => tokens.push(t.clone()),
+            Write::Hold(id) => holds.push(*id),
+            Write::Charge => {}
+        }
+    }
+    for t in &tokens {
+        let there: bool = conn.hexists(&k.tokens, t).await.unwrap();
+        lost += usize::from(!there);
+    }
+    for id in &holds {
+        let there: bool = conn.hexists(&k.res, id).await.unwrap();
+        lost += usize::from(!there);
+    }
+    let charged_before = before.iter().filter(|w| matches!(w, Write::Charge)).count() as u64;
+    let charged_total = answers
+        .iter()
+        .filter(|a| matches!(a.write, Some(Write::Charge)))
+        .count() as u64;
+    let record: Option<String> = conn
+        .hget(WalletKeys::of_user(holder.0).balances, holder.0)
+        .await
+        .unwrap();
+    let balance: u64 = record
+        .as_deref()
+        .and_then(|r| r.split('|').next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0);
+    // Charges answered after the restart add to what survived; those before must all have.
+    let survived = balance.saturating_sub(charged_total - charged_before);
+    lost += charged_before.saturating_sub(survived) as usize;
+
+    if lost == 0 {
+        // After the drain MySQL has them too: each token and hold, and Redis's balance.
+        eventually(
+            Duration::from_secs(20),
+            "MySQL to hold every acknowledged write",
+            || {
+                let (tokens, holds, pool) = (tokens.clone(), holds.clone(), pool.clone());
+                async move {
+                    let db = &mut pool.get_conn().await.unwrap();
+                    let mut missing = 0;
+                    for t in &tokens {
+                        let n: Option<u64> = db
+                            .exec_first("SELECT COUNT(*) FROM queue_tokens WHERE token = ?", (t,))
+                            .await
+                            .unwrap();
+                        missing += usize::from(n != Some(1));
+                    }
+                    for id in &holds {
+                        let n: Option<u64> = db
+                            .exec_first("SELECT COUNT(*) FROM reservations WHERE id = ?", (id,))
+                            .await
+                            .unwrap();
+                        missing += usize::from(n != Some(1));
+                    }
+                    let in_mysql: Option<u64> = db
+                        .exec_first(
+                            "SELECT balance FROM user_balances WHERE user_id = ?",
+                            (holder.0,),
+                        )
+                        .await
+                        .unwrap();
+                    (missing == 0 && in_mysql == Some(balance)).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    Outage {
+        reads_before,
+        reads_during,
+        during,
+        recovered_after: recovered - restarted,
+        acknowledged_before_kill: before.len(),
+        lost_in_redis: lost,
+    }
+}
+
+fn report(fsync: &str, o: &Outage) {
+    let slowest = o.during.iter().map(|d| d.2).max().unwrap_or_default();
+    let mut by_status = std::collections::BTreeMap::new();
+    for (status, _, _) in &o.during {
+        *by_status.entry(*status).or_insert(0) += 1;
+    }
+    let stale = o.reads_during.iter().filter(|r| r.stale).count();
+    println!(
+        "appendfsync {fsync}: {} writes answered while Redis was down ({by_status:?}), slowest \
+         {slowest:?}; {} reads then, {stale} of them 200 from MySQL with X-Data-Stale; writes \
+         resumed {:?} after the restart; {} acknowledged before the kill, {} of them lost",
+        o.during.len(),
+        o.reads_during.len(),
+        o.recovered_after,
+        o.acknowledged_before_kill,
+        o.lost_in_redis
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_write_load_with_fsync_always_loses_no_acknowledged_write() {
+    let o = outage("always", Duration::from_secs(2)).await;
+    report("always", &o);
+    assert!(o.acknowledged_before_kill > 100, "the load ran");
+    assert!(o.during.len() > 50, "writes kept coming during the outage");
+    for (status, retry_after, took) in &o.during {
+        assert_eq!(*status, 503, "a write while Redis is down");
+        assert!(retry_after, "503 says when to retry");
+        assert!(*took < Duration::from_millis(1500), "answered in {took:?}");
+    }
+    let fast = o
+        .during
+        .iter()
+        .filter(|d| d.2 < Duration::from_millis(50))
+        .count();
+    assert!(
+        fast * 10 >= o.during.len() * 9,
+        "the open circuit answers at once: {fast} of {} under 50 ms",
+        o.during.len()
+    );
+    assert!(o.recovered_after < Duration::from_secs(5));
+    assert_eq!(o.lost_in_redis, 0, "acknowledged writes survive the kill");
+    assert!(!o.reads_before.is_empty() && o.reads_during.len() >= 5);
+    for r in &o.reads_before {
+        assert_eq!(
+            (r.status, r.stale),
+            (200, false),
+            "{} before the kill",
+            r.path
+        );
+    }
+    for r in &o.reads_during {
+        assert_eq!(
+            (r.status, r.stale),
+            (200, true),
+            "{} while Redis is down",
+            r.path
+        );
+    }
+}
+
+/// `everysec` may lose up to about a second of acknowledged writes: reported, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_write_load_with_fsync_everysec_resumes_and_reports_losses() {
+    let o = outage("everysec", Duration::from_secs(2)).await;
+    report("everysec", &o);
+    assert!(o.during.iter().all(|d| d.0 == 503));
+    assert!(o.recovered_after < Duration::from_secs(5));
+}
