@@ -45,6 +45,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "seconds the write-behind may fall behind while the server is busy",
     ),
     (
+        "SEATRUSH_OUTBOX_CLAIM_IDLE",
+        "30",
+        "seconds an outbox entry may stay with a silent instance before another claims it",
+    ),
+    (
+        "SEATRUSH_PAYMENT_SAGA_TIMEOUT",
+        "15",
+        "seconds after which a payment left unfinished (its request died) is settled",
+    ),
+    (
         "SEATRUSH_LOG",
         "info",
         "log filter (tracing env-filter syntax)",
@@ -131,11 +141,11 @@ impl Config {
             admin_key,
             admission_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
-            outbox_claim_idle: Duration::from_secs(30),
+            outbox_claim_idle: seconds("SEATRUSH_OUTBOX_CLAIM_IDLE")?,
             flush_busy_rps: 1000,
             flush_max_lag: seconds("SEATRUSH_FLUSH_MAX_LAG")?,
             ended_token_keep: Duration::from_secs(3600),
-            payment_saga_timeout: Duration::from_secs(15),
+            payment_saga_timeout: seconds("SEATRUSH_PAYMENT_SAGA_TIMEOUT")?,
         })
     }
 

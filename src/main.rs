@@ -46,14 +46,18 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "seatrush listening");
-    let (trigger, shutdown) = shutdown::channel();
-    let background = app.spawn_background(&shutdown);
+    // Two stages: the server stops and finishes its requests first, then the background
+    // loops stop, the flusher draining the outbox last, so it sees every request's writes.
+    let (stop_serving, serving) = shutdown::channel();
+    let (stop_background, background_shutdown) = shutdown::channel();
+    let background = app.spawn_background(&background_shutdown);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing requests and flushing the outbox");
-        trigger.trigger();
+        stop_serving.trigger();
     });
-    http::serve(listener, app, shutdown).await;
+    http::serve(listener, app, serving).await;
+    stop_background.trigger();
     for task in background {
         let _ = task.await;
     }

@@ -101,6 +101,19 @@ async fn queue_tokens_in_mysql_equal_redis_after_the_drain() {
     );
 }
 
+/// Applies `batch` in one transaction, as the flusher does; a deadlock victim (other tests'
+/// flushers write the same tables) is tried again.
+async fn apply_batch(pool: &mysql_async::Pool, batch: &[Event]) {
+    seatrush::mysql::retry_lock_conflicts(|| async {
+        let mut conn = pool.get_conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await?;
+        events::apply(&mut tx, batch).await?;
+        tx.commit().await
+    })
+    .await
+    .unwrap();
+}
+
 fn token_row(user: u64, schedule: u64, token: &str, status: &str) -> TokenRow {
     TokenRow {
         token: token.into(),
@@ -123,16 +136,13 @@ async fn replayed_and_reordered_events_change_nothing() {
     let token = uuid::Uuid::new_v4().to_string();
     let event = |status| Event::Tokens(vec![token_row(user, schedule, &token, status)]);
     let (waiting, active, expired) = (event("WAITING"), event("ACTIVE"), event("EXPIRED"));
-    let mut conn = app.app.db.primary.get_conn().await.unwrap();
     for batch in [
         vec![waiting.clone(), active.clone(), expired.clone()],
         vec![waiting.clone()],
         vec![active.clone(), waiting.clone()],
         vec![expired.clone(), expired.clone()],
     ] {
-        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
-        events::apply(&mut tx, &batch).await.unwrap();
-        tx.commit().await.unwrap();
+        apply_batch(&app.app.db.primary, &batch).await;
     }
     let rows = mysql_tokens(&app, schedule).await;
     assert_eq!(rows.len(), 1);
@@ -324,9 +334,7 @@ async fn replayed_reservation_events_change_nothing() {
         vec![held.clone()],
         vec![expired],
     ] {
-        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
-        events::apply(&mut tx, &batch).await.unwrap();
-        tx.commit().await.unwrap();
+        apply_batch(&app.app.db.primary, &batch).await;
     }
     let status: Option<String> = conn
         .exec_first("SELECT status FROM reservations WHERE id = ?", (id,))

@@ -4,9 +4,11 @@
 mod common;
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use common::{TestApp, eventually};
+use hyper::Method;
 use simd_json::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -35,11 +37,26 @@ async fn read_until(
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn start(port: u16) -> Child {
+    start_on(port, &TestApp::config().redis_url, &[])
+}
+
+/// The binary on `port`, against the test database and the Redis at `redis_url`, with the
+/// extra variables `env`.
+fn start_on(port: u16, redis_url: &str, env: &[(&str, &str)]) -> Child {
     let config = TestApp::config();
     Command::new(env!("CARGO_BIN_EXE_seatrush"))
+        .envs(env.iter().copied())
         .env("SEATRUSH_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("SEATRUSH_REDIS_URL", &config.redis_url)
+        .env("SEATRUSH_REDIS_URL", redis_url)
         .env("SEATRUSH_MYSQL_PRIMARY_URL", &config.mysql_primary_url)
         .env("SEATRUSH_MYSQL_REPLICA_URL", &config.mysql_replica_url)
         .env("SEATRUSH_LOG", "seatrush=debug")
@@ -52,11 +69,7 @@ fn start(port: u16) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_logs_json_with_request_ids_never_tokens_and_stops_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = start(port);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     read_until(&mut lines, Duration::from_secs(60), "listening", |l| {
@@ -114,4 +127,372 @@ async fn the_binary_logs_json_with_request_ids_never_tokens_and_stops_on_sigterm
     for line in before.iter().chain(&after).chain([&line]) {
         assert!(!line.contains(&token), "a token reached the log: {line}");
     }
+}
+
+/// Waits until the binary listens, then reads its log to the end in the background (so it
+/// never blocks on a full pipe); the task returns how many lines there were.
+async fn listening(child: &mut Child) -> tokio::task::JoinHandle<usize> {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, Duration::from_secs(60), "listening", |l| {
+        l.contains("seatrush listening")
+    })
+    .await;
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(Some(_)) = lines.next_line().await {
+            n += 1;
+        }
+        n
+    })
+}
+
+/// SIGTERM under write load (SPEC §8): the server stops taking connections, finishes the
+/// requests it has, flushes the outbox to MySQL and exits 0. The binary runs on Redis db 2,
+/// where no other app's flusher runs, so what reaches MySQL is its own doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
+    let port = free_port();
+    let redis_url = TestApp::config().redis_url.replace("6390/1", "6390/2");
+    let mut child = start_on(port, &redis_url, &[]);
+    let drained = listening(&mut child).await;
+    let app = TestApp::remote(([127, 0, 0, 1], port).into(), &redis_url).await;
+    let (schedule, seats) = app.open_schedule(2000).await;
+    let users = Arc::new(Mutex::new(app.create_users(1500).await));
+    let seats = Arc::new(Mutex::new(seats));
+
+    // Each task: a token for a new user, then a hold of one seat with it; until refused.
+    // (when answered, status or why there was none, the hold's id)
+    type Answers = Vec<(Instant, Result<u16, String>, Option<u64>)>;
+    let answers: Arc<Mutex<Answers>> = Arc::default();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (app, users, seats, answers) =
+                (app.clone(), users.clone(), seats.clone(), answers.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(user) = users.lock().unwrap().pop() else {
+                        return;
+                    };
+                    let body = format!(r#"{{"userId":{user},"scheduleId":{schedule}}}"#);
+                    let issued = app
+                        .try_request(Method::POST, "/api/v1/queue/tokens", &[], Some(body.into()))
+                        .await;
+                    let token = match &issued {
+                        Ok(rsp) if rsp.status.is_success() => Some(rsp.str("token")),
+                        _ => None,
+                    };
+                    let refused = issued.is_err();
+                    answers.lock().unwrap().push((
+                        Instant::now(),
+                        issued.map(|r| r.status.as_u16()),
+                        None,
+                    ));
+                    if refused {
+                        return; // the server no longer takes connections
+                    }
+                    let (Some(token), Some(seat)) = (token, seats.lock().unwrap().pop()) else {
+                        continue;
+                    };
+                    let body = format!(
+                        r#"{{"scheduleId":{schedule},"seatIds":[{seat}],"userId":{user}}}"#
+                    );
+                    let held = app
+                        .try_request(
+                            Method::POST,
+                            "/api/v1/reservations",
+                            &[("queue-token", &token)],
+                            Some(body.into()),
+                        )
+                        .await;
+                    let id = match &held {
+                        Ok(rsp) if rsp.status.is_success() => Some(rsp.u64("reservationId")),
+                        _ => None,
+                    };
+                    answers.lock().unwrap().push((
+                        Instant::now(),
+                        held.map(|r| r.status.as_u16()),
+                        id,
+                    ));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id().unwrap().to_string();
+    let signalled = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("seatrush exits after SIGTERM")
+        .unwrap();
+    let exited_after = signalled.elapsed();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let log_lines = drained.await.unwrap();
+    assert!(status.success(), "{status}");
+
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let answered = |after: bool| {
+        answers
+            .iter()
+            .filter(|(at, r, _)| r.is_ok() && (*at >= signalled) == after)
+            .count()
+    };
+    let server_errors = answers
+        .iter()
+        .filter(|(_, r, _)| matches!(r, Ok(s) if *s >= 500))
+        .count();
+    let refused = answers.iter().filter(|(_, r, _)| r.is_err()).count();
+    let holds: Vec<u64> = answers.iter().filter_map(|(_, _, id)| *id).collect();
+    println!(
+        "SIGTERM under load: {} answered before, {} completed after the signal, {server_errors} \
+         5xx, {refused} connections refused; exited {exited_after:?} after it; {} holds, \
+         {log_lines} log lines",
+        answered(false),
+        answered(true),
+        holds.len()
+    );
+    assert_eq!(server_errors, 0, "no 5xx while shutting down");
+    for (_, r, _) in &answers {
+        if let Err(e) = r {
+            assert!(e.starts_with("connect:"), "a request was cut off: {e}");
+        }
+    }
+    assert!(answered(false) > 100, "the load ran");
+    assert!(refused > 0, "new connections are refused after the signal");
+
+    // Flushed before exit: nothing left in the schedule's outbox, every hold in MySQL.
+    let outbox = seatrush::redis::keys::ScheduleKeys::new(schedule).outbox;
+    let left: u64 = redis::AsyncCommands::xlen(&mut app.redis(), &outbox)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the outbox was flushed before exit");
+    let mut db = app.app.db.primary.get_conn().await.unwrap();
+    for id in &holds {
+        let n: Option<u64> = mysql_async::prelude::Queryable::exec_first(
+            &mut db,
+            "SELECT COUNT(*) FROM reservations WHERE id = ?",
+            (id,),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, Some(1), "hold {id} reached MySQL before exit");
+    }
+}
+
+/// seatrush killed (`kill -9`) in the middle of payments and of its write-behind: the
+/// restarted server's sweeper settles every saga the dead one left, and its flusher claims
+/// the outbox entries the dead one had taken. Every reservation ends paid and debited once,
+/// or unpaid and not debited; MySQL ends equal to Redis; the unpaid ones can then be paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_payment_the_restarted_server_settles_every_saga() {
+    const FUNDS: u64 = 100_000;
+    const PRICE: u64 = 50_000; // the harness's seat price
+    let port = free_port();
+    // Redis db 1 with the other tests: ledger ids are numbered per Redis, so a server on
+    // another db would write ids that collide in the shared test database.
+    let redis_url = TestApp::config().redis_url;
+    // Settled and claimed after 1 s instead of 15 s and 30 s, so the test is short.
+    let env = [
+        ("SEATRUSH_PAYMENT_SAGA_TIMEOUT", "1"),
+        ("SEATRUSH_OUTBOX_CLAIM_IDLE", "1"),
+        ("SEATRUSH_LOG", "warn"),
+    ];
+    let mut first = start_on(port, &redis_url, &env);
+    let _log = listening(&mut first).await;
+    let app = TestApp::remote(([127, 0, 0, 1], port).into(), &redis_url).await;
+    let (schedule, seats) = app.open_schedule(200).await;
+
+    // 200 buyers: an ACTIVE token, 100 000 KRW, one seat held.
+    let buyers = common::spawn_all(seats.into_iter().map(|seat| {
+        let app = app.clone();
+        async move {
+            let (user, token) = app.active_user(schedule).await;
+            let charged = app
+                .post(
+                    &format!("/api/v1/users/{user}/balance/charge"),
+                    &[("queue-token", &token)],
+                    &format!(r#"{{"amount":{FUNDS}}}"#),
+                )
+                .await;
+            assert_eq!(charged.status.as_u16(), 200, "{:?}", charged.body);
+            let held = app.hold(&token, schedule, user, &[seat]).await;
+            (user, token, held.u64("reservationId"))
+        }
+    }))
+    .await;
+
+    // Pay them all from 16 tasks; kill -9 the server in the middle.
+    let queue = Arc::new(Mutex::new(buyers.clone()));
+    let paid_before: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let cut = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (app, queue, paid_before, cut) =
+                (app.clone(), queue.clone(), paid_before.clone(), cut.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some((user, token, id)) = queue.lock().unwrap().pop() else {
+                        return;
+                    };
+                    let body = format!(
+                        r#"{{"reservationId":{id},"paymentMethod":"BALANCE","userId":{user}}}"#
+                    );
+                    let rsp = app
+                        .try_request(
+                            Method::POST,
+                            "/api/v1/payments",
+                            &[("queue-token", &token)],
+                            Some(body.into()),
+                        )
+                        .await;
+                    match rsp {
+                        Ok(rsp) if rsp.status.as_u16() == 201 => {
+                            paid_before.lock().unwrap().push(id)
+                        }
+                        Ok(rsp) => panic!("payment {id}: {:?}", rsp.body),
+                        Err(_) => {
+                            cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(10), "the first payments", || {
+        let paid_before = paid_before.clone();
+        async move { (paid_before.lock().unwrap().len() >= 20).then_some(()) }
+    })
+    .await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let paid_before = std::mem::take(&mut *paid_before.lock().unwrap());
+    let cut = cut.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(!paid_before.is_empty(), "payments ran before the kill");
+    assert!(cut > 0, "the kill cut payments off");
+
+    let mut second = start_on(port, &redis_url, &env);
+    let _log = listening(&mut second).await;
+    let restarted = Instant::now();
+    let mut redis = app.redis();
+    let keys = seatrush::redis::keys::ScheduleKeys::new(schedule);
+    eventually(
+        Duration::from_secs(30),
+        "every saga settled and flushed",
+        || {
+            let (mut redis, keys) = (redis.clone(), keys.clone());
+            async move {
+                let sagas: u64 = redis::AsyncCommands::zcard(&mut redis, &keys.sagas)
+                    .await
+                    .unwrap();
+                let outbox: u64 = redis::AsyncCommands::xlen(&mut redis, &keys.outbox)
+                    .await
+                    .unwrap();
+                (sagas == 0 && outbox == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    let settled_after = restarted.elapsed();
+
+    // Redis: paid and debited once, or unpaid and not debited; every 201 is PAID.
+    let mut paid = Vec::new();
+    for (user, _, id) in &buyers {
+        let record: String = redis::AsyncCommands::hget(&mut redis, &keys.res, id)
+            .await
+            .unwrap();
+        let status = record.split('|').nth(1).unwrap().to_string();
+        let balance: String = redis::AsyncCommands::hget(
+            &mut redis,
+            seatrush::redis::keys::WalletKeys::of_user(*user).balances,
+            user,
+        )
+        .await
+        .unwrap();
+        let balance = seatrush::wallet::Balance::parse(&balance).unwrap();
+        match status.as_str() {
+            "PAID" => {
+                assert_eq!(
+                    (balance.balance, balance.total_used),
+                    (FUNDS - PRICE, PRICE)
+                );
+                paid.push(*id);
+            }
+            "RESERVED" => assert_eq!((balance.balance, balance.total_used), (FUNDS, 0)),
+            other => panic!("reservation {id} is {other}"),
+        }
+    }
+    for id in &paid_before {
+        assert!(paid.contains(id), "{id} was answered 201, so it is PAID");
+    }
+
+    // MySQL, once drained: the same statuses, balances, one payment and one ledger line per
+    // paid reservation, none for the others.
+    let pool = app.app.db.primary.clone();
+    let check = |paid: Vec<u64>| {
+        let (pool, buyers) = (pool.clone(), buyers.clone());
+        async move {
+            let mut db = pool.get_conn().await.unwrap();
+            for (user, _, id) in &buyers {
+                let is_paid = paid.contains(id);
+                let row: Option<(String, u64, u64, u64)> =
+                    mysql_async::prelude::Queryable::exec_first(
+                        &mut db,
+                        "SELECT r.status, b.balance,
+                       (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id),
+                       (SELECT COUNT(*) FROM balance_transactions t
+                        WHERE t.ref_id = r.id AND t.type = 'PAYMENT')
+                     FROM reservations r JOIN user_balances b ON b.user_id = ?
+                     WHERE r.id = ?",
+                        (user, id),
+                    )
+                    .await
+                    .unwrap();
+                let want = if is_paid {
+                    ("PAID".to_string(), FUNDS - PRICE, 1, 1)
+                } else {
+                    ("RESERVED".to_string(), FUNDS, 0, 0)
+                };
+                if row.as_ref() != Some(&want) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    eventually(Duration::from_secs(30), "MySQL equal to Redis", || {
+        check(paid.clone())
+    })
+    .await;
+
+    // The reservations left unpaid can be paid now, once each.
+    for (user, token, id) in buyers.iter().filter(|b| !paid.contains(&b.2)) {
+        let body = format!(r#"{{"reservationId":{id},"paymentMethod":"BALANCE","userId":{user}}}"#);
+        let rsp = app
+            .post("/api/v1/payments", &[("queue-token", token)], &body)
+            .await;
+        assert_eq!(rsp.status.as_u16(), 201, "{id}: {:?}", rsp.body);
+    }
+    let all: Vec<u64> = buyers.iter().map(|b| b.2).collect();
+    eventually(Duration::from_secs(30), "every payment in MySQL", || {
+        check(all.clone())
+    })
+    .await;
+    println!(
+        "killed mid-payment: {} paid before the kill, {cut} requests cut off; all sagas settled \
+         and flushed {settled_after:?} after the restart; {} paid in all, {} left unpaid and \
+         paid afterwards; every balance debited once",
+        paid_before.len(),
+        paid.len(),
+        buyers.len() - paid.len()
+    );
 }

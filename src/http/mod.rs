@@ -35,6 +35,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(20);
+/// After the listener closes, how long connections just accepted have to send their request
+/// before idle connections are closed.
+const LINGER: Duration = Duration::from_millis(100);
 
 /// Serves on `listener` until `shutdown` fires, then lets in-flight requests finish.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
@@ -44,6 +47,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
+    let serve_one = |stream: tokio::net::TcpStream| {
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| handle(app.clone(), req));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    };
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -55,18 +69,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
             },
             _ = shutdown.triggered() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| handle(app.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        serve_one(stream);
+    }
+    // Connections the kernel completed before the signal are served too, rather than reset
+    // with the listener; new ones are refused from here on.
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        serve_one(stream);
     }
     drop(listener);
+    // Connections accepted a moment ago read their request first: graceful shutdown closes
+    // the ones that are idle then, and lets each running request finish.
+    tokio::time::sleep(LINGER).await;
     if tokio::time::timeout(GRACE, graceful.shutdown())
         .await
         .is_err()

@@ -400,6 +400,10 @@ impl OutboxFlusher {
                         .await?;
                     applied += 1;
                 }
+                // Another writer held the rows: the rest waits for the next pass.
+                Err(FlushError::Mysql(e)) if crate::mysql::is_lock_conflict(&e) => {
+                    return Ok((applied, false));
+                }
                 Err(e) if is_outage(&e) => return Ok((applied, true)),
                 Err(e) => {
                     let tries = self.attempts.entry(entry.id.clone()).or_insert(Attempts {
@@ -470,13 +474,13 @@ fn is_order_conflict(e: &FlushError) -> bool {
 
 /// An outage (connection refused, timeout, lock conflict) is retried forever; a refusal by the server
 /// (constraint, bad data) counts towards dead-lettering.
+/// MySQL unreachable (not a refusal of the entries, nor a lock conflict, which callers
+/// retry on the next pass without backing off).
 fn is_outage(e: &FlushError) -> bool {
-    match e {
-        FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)) => true,
-        // A deadlock or lock timeout says nothing about the entries: retry, don't count.
-        FlushError::Mysql(e) => crate::mysql::is_lock_conflict(e),
-        FlushError::Decode(_) => false,
-    }
+    matches!(
+        e,
+        FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+    )
 }
 
 #[cfg(test)]

@@ -193,14 +193,18 @@ impl TestApp {
             .expect("app builds against the dev stack")
     }
 
-    /// A harness for a seatrush running elsewhere (a spawned binary) at `addr`: requests go
-    /// there, and `app` is a [`TestApp::quiet`] app on Redis db 2 for reading state, so the
-    /// binary should use db 2 too.
-    pub async fn remote(addr: SocketAddr) -> Self {
+    /// A harness for a seatrush running elsewhere (a spawned binary) at `addr`, on the Redis
+    /// at `redis_url`: requests go there, and `app` (no server, no loops) reads state.
+    pub async fn remote(addr: SocketAddr, redis_url: &str) -> Self {
+        let mut config = test_config();
+        config.redis_url = redis_url.to_string();
+        ensure_database(&config).await;
         let (trigger, _) = shutdown::channel();
         Self {
             addr,
-            app: Self::quiet().await,
+            app: App::build(config)
+                .await
+                .expect("app builds against the dev stack"),
             _stop: Arc::new(trigger),
         }
     }
