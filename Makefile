@@ -7,7 +7,7 @@ TEST_ENV := SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/1 \
 	SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/seatrush_test \
 	SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/seatrush_test
 
-.PHONY: run test stack stack-down bench check api-check check-observability
+.PHONY: run test stack stack-down bench check api-check check-observability chaos
 
 run: stack
 	cargo build --release
@@ -21,15 +21,21 @@ stack-down:
 	@scripts/stack.sh down
 
 # Tests get their own database and Redis db, emptied first so every run starts clean. After
-# the Rust tests: the dashboards and alert rules against a real Prometheus, schemathesis
-# against /openapi.json (both start the debug binary the tests built), and the compose file
-# against the Compose Specification.
+# the Rust tests: the failure tests that stop the stack's own servers (one at a time, with
+# nothing else running), the dashboards and alert rules against a real Prometheus,
+# schemathesis against /openapi.json (both start the debug binary the tests built), and the
+# compose file against the Compose Specification.
 test: stack
 	@scripts/reset-test-data.sh
 	$(TEST_ENV) cargo test --all-targets -- --test-threads=4
+	$(TEST_ENV) cargo test --test chaos -- --ignored --test-threads=1 --nocapture
 	$(TEST_ENV) scripts/check-observability.py
 	$(TEST_ENV) scripts/api-check.sh
 	scripts/check-deploy.sh
+
+# Only the failure tests (tests/chaos.rs): MariaDB primary and replica stopped and started.
+chaos: stack
+	$(TEST_ENV) cargo test --test chaos -- --ignored --test-threads=1 --nocapture
 
 check-observability: stack
 	cargo build

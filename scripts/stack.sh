@@ -155,9 +155,20 @@ status() {
   alive "$dev/replica.pid" && log "replica up" || log "replica down"
 }
 
+# stop <redis|primary|replica>: stops one server (the failure tests do); `up` starts it again.
+stop_one() {
+  case "${1:-}" in
+    redis) stop_pid "$dev/redis/redis.pid" "redis" ;;
+    primary) stop_pid "$dev/primary.pid" "mariadb primary" ;;
+    replica) stop_pid "$dev/replica.pid" "mariadb replica" ;;
+    *) echo "usage: $0 stop redis|primary|replica" >&2; exit 2 ;;
+  esac
+}
+
 case "${1:-up}" in
   up) up ;;
   down) down ;;
+  stop) stop_one "${2:-}" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|stop <server>|status" >&2; exit 2 ;;
 esac

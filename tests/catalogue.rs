@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{OPEN_NOW, TestApp, Window, spawn_all};
+use std::time::Duration;
+
+use common::{OPEN_NOW, TestApp, Window, eventually, spawn_all};
 use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
 use simd_json::prelude::*;
@@ -300,4 +302,38 @@ async fn catalogue_reads_go_to_the_primary_when_the_replica_is_unreadable() {
         .unwrap();
     assert_eq!(seats.len(), 5);
     assert!(fallbacks() >= before + 2, "each primary read is counted");
+}
+
+/// The user directory asks the primary about users it has not seen; while the primary
+/// cannot answer, a user the replica has still exists (users are never deleted), and one it
+/// lacks is an error, not a "no".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_directory_finds_users_on_the_replica_while_the_primary_is_down() {
+    use seatrush::catalogue::users::UserDirectory;
+    use seatrush::mysql::Db;
+    let app = TestApp::spawn().await;
+    let user = app.create_user().await;
+    let config = TestApp::config();
+    let primary_down = Db::new(
+        "mysql://seatrush:seatrush@127.0.0.1:1/seatrush_test",
+        &config.mysql_replica_url,
+    )
+    .unwrap();
+    let directory = UserDirectory::default();
+    eventually(
+        Duration::from_secs(10),
+        "the replica to have the user",
+        || {
+            let (directory, db) = (&directory, &primary_down);
+            async move { directory.exists(db, user).await.ok().filter(|&found| found) }
+        },
+    )
+    .await;
+    assert!(
+        directory
+            .exists(&primary_down, u64::MAX >> 20)
+            .await
+            .is_err(),
+        "a user the replica lacks may be too new for it: that is an error, not a no"
+    );
 }

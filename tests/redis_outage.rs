@@ -11,10 +11,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::load::{Answers, Write, write_load};
 use common::{TestApp, eventually};
 use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
@@ -85,95 +86,6 @@ impl Drop for OwnRedis {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// What a write changed, when it was answered 2xx.
-#[derive(Debug, Clone)]
-enum Write {
-    Token(String),
-    Hold(u64),
-    Charge,
-}
-
-#[derive(Debug)]
-struct Answer {
-    sent: Instant,
-    answered: Instant,
-    status: u16,
-    retry_after: bool,
-    write: Option<Write>,
-}
-
-type Answers = Arc<Mutex<Vec<Answer>>>;
-
-/// Sends writes until `stop`: tokens for the users in `users`, holds of the seats in
-/// `seats`, and 1 KRW charges, each kind from its own tasks, recording every answer.
-fn write_load(
-    app: &TestApp,
-    schedule: u64,
-    users: Vec<u64>,
-    holder: (u64, String),
-    seats: Vec<u64>,
-    stop: Arc<AtomicBool>,
-    answers: Answers,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let users = Arc::new(Mutex::new(users));
-    let seats = Arc::new(Mutex::new(seats));
-    (0..12)
-        .map(|i| {
-            let (app, users, seats, stop, answers) = (
-                app.clone(),
-                users.clone(),
-                seats.clone(),
-                stop.clone(),
-                answers.clone(),
-            );
-            let (holder, token) = holder.clone();
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    let (rsp, write) = match i % 3 {
-                        0 => {
-                            let Some(user) = users.lock().unwrap().pop() else {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                                continue;
-                            };
-                            let rsp = app.issue(user, schedule).await;
-                            let token = rsp.status.is_success().then(|| rsp.str("token"));
-                            (rsp, token.map(Write::Token))
-                        }
-                        1 => {
-                            let Some(seat) = seats.lock().unwrap().pop() else {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                                continue;
-                            };
-                            let rsp = app.hold(&token, schedule, holder, &[seat]).await;
-                            let id = rsp.status.is_success().then(|| rsp.u64("reservationId"));
-                            (rsp, id.map(Write::Hold))
-                        }
-                        _ => {
-                            let rsp = app
-                                .post(
-                                    &format!("/api/v1/users/{holder}/balance/charge"),
-                                    &[("queue-token", &token)],
-                                    r#"{"amount":1}"#,
-                                )
-                                .await;
-                            let ok = rsp.status.is_success();
-                            (rsp, ok.then_some(Write::Charge))
-                        }
-                    };
-                    answers.lock().unwrap().push(Answer {
-                        sent,
-                        answered: Instant::now(),
-                        status: rsp.status.as_u16(),
-                        retry_after: rsp.headers.contains_key("retry-after"),
-                        write,
-                    });
-                }
-            })
-        })
-        .collect()
 }
 
 /// One read's answer: when, what, and whether it said `X-Data-Stale: true`.

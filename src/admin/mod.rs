@@ -53,6 +53,7 @@ fn created(name: &'static str, id: u64) -> Response<Body> {
 pub async fn create_user(app: &App, body: Vec<u8>) -> Result<Response<Body>, ApiError> {
     let name = JsonObject::parse(body)?.text("name", 100)?;
     let id = users::create_user(&app.db, &name).await?;
+    app.users.mark(&[id]);
     Ok(created("userId", id))
 }
 

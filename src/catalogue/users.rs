@@ -29,7 +29,8 @@ impl UserDirectory {
             .is_some_and(|word| word & (1 << (id % 64)) != 0)
     }
 
-    fn mark(&self, ids: &[u64]) {
+    /// Records that these users exist (a refresh found them, or this instance created one).
+    pub fn mark(&self, ids: &[u64]) {
         let mut known = self.known.write().expect("directory lock");
         for &id in ids.iter().filter(|&&id| id < MAX_DIRECT_ID) {
             let word = (id / 64) as usize;
@@ -40,18 +41,29 @@ impl UserDirectory {
         }
     }
 
-    /// Whether user `id` exists; asks the primary only for ids not seen yet.
+    /// Whether user `id` exists; asks the primary only for ids not seen yet. While the
+    /// primary cannot answer, a user the replica has is known too (users are never deleted);
+    /// one it lacks may be too new for it, so the primary's error stands.
     pub async fn exists(&self, db: &Db, id: u64) -> Result<bool, mysql_async::Error> {
         if self.is_known(id) {
             return Ok(true);
         }
-        let mut conn = db.primary_conn().await?;
-        let found: Option<u64> =
-            timed(conn.exec_first("SELECT id FROM users WHERE id = ?", (id,))).await?;
-        if found.is_some() {
+        let lookup = |conn: Result<mysql_async::Conn, mysql_async::Error>| async move {
+            let found: Option<u64> =
+                timed(conn?.exec_first("SELECT id FROM users WHERE id = ?", (id,))).await?;
+            Ok::<_, mysql_async::Error>(found.is_some())
+        };
+        let found = match lookup(db.primary_conn().await).await {
+            Ok(found) => found,
+            Err(e) => match lookup(db.replica_conn().await).await {
+                Ok(true) => true,
+                _ => return Err(e),
+            },
+        };
+        if found {
             self.mark(&[id]);
         }
-        Ok(found.is_some())
+        Ok(found)
     }
 
     /// Loads users created since the last refresh (from the replica, which may lag: a user

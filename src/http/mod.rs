@@ -7,7 +7,7 @@ pub mod router;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -31,13 +31,38 @@ pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 
 /// Longest a request may take end to end before it is answered `503`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on the buffer a request head (request line and headers) is read into; a head that
+/// outgrows it is answered 431. hyper reads in chunks of up to this size, so a head passes
+/// it by less than one chunk before it is refused: memory per connection stays bounded.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Longest a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(20);
-/// After the listener closes, how long connections just accepted have to send their request
-/// before idle connections are closed.
-const LINGER: Duration = Duration::from_millis(100);
+/// After a shutdown signal, how long connections that have not begun a request yet (just
+/// accepted, their request maybe already on its way) get to begin one before idle
+/// connections are closed.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Connections that have not begun a request yet.
+#[derive(Clone, Default)]
+struct Fresh(Arc<AtomicUsize>);
+
+/// One connection's place in [`Fresh`]: left when it begins a request or ends.
+struct FreshMark(Fresh, AtomicBool);
+
+impl FreshMark {
+    fn new(fresh: &Fresh) -> Arc<Self> {
+        fresh.0.fetch_add(1, Ordering::AcqRel);
+        Arc::new(Self(fresh.clone(), AtomicBool::new(true)))
+    }
+
+    fn leave(&self) {
+        if self.1.swap(false, Ordering::AcqRel) {
+            (self.0).0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
 
 /// Serves on `listener` until `shutdown` fires, then lets in-flight requests finish.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
@@ -46,16 +71,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
+    let fresh = Fresh::default();
     let serve_one = |stream: tokio::net::TcpStream| {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| handle(app.clone(), req));
+        let mark = FreshMark::new(&fresh);
+        let begun = mark.clone();
+        let service = service_fn(move |req| {
+            begun.leave();
+            handle(app.clone(), req)
+        });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            mark.leave();
         });
     };
     loop {
@@ -77,9 +110,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
         serve_one(stream);
     }
     drop(listener);
-    // Connections accepted a moment ago read their request first: graceful shutdown closes
-    // the ones that are idle then, and lets each running request finish.
-    tokio::time::sleep(LINGER).await;
+    // A connection accepted a moment ago may have its request on the way: graceful shutdown
+    // would close it as idle. So wait (bounded) until each has begun one; then graceful
+    // shutdown closes the idle connections and lets each running request finish.
+    let waiting_since = tokio::time::Instant::now();
+    while fresh.0.load(Ordering::Acquire) > 0 && waiting_since.elapsed() < FIRST_REQUEST_GRACE {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     if tokio::time::timeout(GRACE, graceful.shutdown())
         .await
         .is_err()

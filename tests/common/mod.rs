@@ -3,6 +3,8 @@
 //! create their own users and schedules, so they can run in parallel.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod load;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,103 @@
+//! A write load for failure tests: tokens, holds and charges from 12 tasks, every answer
+//! recorded with its timing, so a test can say what was acknowledged before a fault and what
+//! the service answered during it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::TestApp;
+
+/// What a write changed, when it was answered 2xx.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Token(String),
+    Hold(u64),
+    Charge,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub sent: Instant,
+    pub answered: Instant,
+    pub status: u16,
+    pub retry_after: bool,
+    pub write: Option<Write>,
+    /// What was asked (token, hold or charge), and the error code of a refusal.
+    pub kind: &'static str,
+    pub error: String,
+}
+
+pub type Answers = Arc<Mutex<Vec<Answer>>>;
+
+/// Sends writes until `stop`: tokens for the users in `users`, holds of the seats in
+/// `seats`, and 1 KRW charges, each kind from its own tasks, recording every answer.
+pub fn write_load(
+    app: &TestApp,
+    schedule: u64,
+    users: Vec<u64>,
+    holder: (u64, String),
+    seats: Vec<u64>,
+    stop: Arc<AtomicBool>,
+    answers: Answers,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let users = Arc::new(Mutex::new(users));
+    let seats = Arc::new(Mutex::new(seats));
+    (0..12)
+        .map(|i| {
+            let (app, users, seats, stop, answers) = (
+                app.clone(),
+                users.clone(),
+                seats.clone(),
+                stop.clone(),
+                answers.clone(),
+            );
+            let (holder, token) = holder.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let (rsp, write) = match i % 3 {
+                        0 => {
+                            let Some(user) = users.lock().unwrap().pop() else {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                continue;
+                            };
+                            let rsp = app.issue(user, schedule).await;
+                            let token = rsp.status.is_success().then(|| rsp.str("token"));
+                            (rsp, token.map(Write::Token))
+                        }
+                        1 => {
+                            let Some(seat) = seats.lock().unwrap().pop() else {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                continue;
+                            };
+                            let rsp = app.hold(&token, schedule, holder, &[seat]).await;
+                            let id = rsp.status.is_success().then(|| rsp.u64("reservationId"));
+                            (rsp, id.map(Write::Hold))
+                        }
+                        _ => {
+                            let rsp = app
+                                .post(
+                                    &format!("/api/v1/users/{holder}/balance/charge"),
+                                    &[("queue-token", &token)],
+                                    r#"{"amount":1}"#,
+                                )
+                                .await;
+                            let ok = rsp.status.is_success();
+                            (rsp, ok.then_some(Write::Charge))
+                        }
+                    };
+                    answers.lock().unwrap().push(Answer {
+                        sent,
+                        answered: Instant::now(),
+                        status: rsp.status.as_u16(),
+                        retry_after: rsp.headers.contains_key("retry-after"),
+                        write,
+                        kind: ["token", "hold", "charge"][i % 3],
+                        error: rsp.code().to_string(),
+                    });
+                }
+            })
+        })
+        .collect()
+}
