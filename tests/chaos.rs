@@ -80,6 +80,13 @@ async fn read_concert(app: &TestApp, concert: u64, n: usize) {
     }
 }
 
+/// `Some` when a read of the concert went to the replica.
+async fn served_by_replica(app: &TestApp, concert: u64) -> Option<()> {
+    let before = replica_fallbacks(app);
+    read_concert(app, concert, 1).await;
+    (replica_fallbacks(app) == before).then_some(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "stops the dev stack's replica; run by `make chaos`"]
 async fn replica_stopped_reads_go_to_the_primary_and_come_back_when_it_returns() {
@@ -88,14 +95,7 @@ async fn replica_stopped_reads_go_to_the_primary_and_come_back_when_it_returns()
     eventually(
         Duration::from_secs(10),
         "the replica to serve reads",
-        || {
-            let app = app.clone();
-            async move {
-                let before = replica_fallbacks(&app);
-                read_concert(&app, concert, 1).await;
-                (replica_fallbacks(&app) == before).then_some(())
-            }
-        },
+        || served_by_replica(&app, concert),
     )
     .await;
 
@@ -121,14 +121,7 @@ async fn replica_stopped_reads_go_to_the_primary_and_come_back_when_it_returns()
     eventually(
         Duration::from_secs(60),
         "reads to return to the replica",
-        || {
-            let app = app.clone();
-            async move {
-                let before = replica_fallbacks(&app);
-                read_concert(&app, concert, 1).await;
-                (replica_fallbacks(&app) == before).then_some(())
-            }
-        },
+        || served_by_replica(&app, concert),
     )
     .await;
     let returned = since.elapsed();

@@ -5,6 +5,9 @@ pub mod request;
 pub mod response;
 pub mod router;
 
+#[cfg(test)]
+mod properties;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
