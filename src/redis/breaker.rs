@@ -66,21 +66,28 @@ impl Breaker {
         }
     }
 
-    /// Whether a call may go to Redis now. In the half-open state only one caller (the
-    /// probe) gets `true` until [`Breaker::record`] hears how it went.
-    pub fn admits(&self) -> bool {
-        match self.state() {
-            State::Closed => true,
-            State::Open => false,
-            State::HalfOpen => self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok(),
-        }
+    /// Lets a call go to Redis now, or not (`None`). In the half-open state only one call
+    /// (the probe) is let through until its [`Admission`] reports how it went, or is dropped
+    /// unreported (the call was abandoned), which lets the next call probe instead.
+    pub fn admit(&self) -> Option<Admission<'_>> {
+        let probe = match self.state() {
+            State::Closed => false,
+            State::Open => return None,
+            State::HalfOpen => {
+                self.probing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .ok()?;
+                true
+            }
+        };
+        Some(Admission {
+            breaker: self,
+            probe,
+        })
     }
 
     /// What an admitted call found: Redis reachable or not.
-    pub fn record(&self, reachable: bool) {
+    fn record(&self, reachable: bool) {
         if reachable {
             self.failures.store(0, Ordering::Release);
             if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
@@ -114,38 +121,68 @@ impl Breaker {
     }
 }
 
+/// A call the breaker let through; [`Admission::record`] says how it went.
+pub struct Admission<'a> {
+    breaker: &'a Breaker,
+    /// This call is the half-open circuit's one probe.
+    probe: bool,
+}
+
+impl Admission<'_> {
+    pub fn record(mut self, reachable: bool) {
+        self.probe = false;
+        self.breaker.record(reachable);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.breaker.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One call through the breaker that found Redis reachable or not; false if refused.
+    fn call(b: &Breaker, reachable: bool) -> bool {
+        b.admit().map(|a| a.record(reachable)).is_some()
+    }
 
     #[test]
     fn opens_after_failures_in_a_row_then_probes_once_and_closes() {
         let open_for = Duration::from_millis(30);
         let b = Breaker::with_open_for("test", open_for);
         for _ in 0..TRIP_AFTER - 1 {
-            assert!(b.admits());
-            b.record(false);
+            assert!(call(&b, false));
         }
-        b.record(true); // an answer in between resets the count
+        assert!(call(&b, true), "an answer in between resets the count");
         for _ in 0..TRIP_AFTER - 1 {
-            b.record(false);
+            call(&b, false);
         }
         assert_eq!(b.state(), State::Closed);
-        b.record(false);
+        call(&b, false);
         assert_eq!(b.state(), State::Open);
-        assert!(!b.admits(), "open: calls fail at once");
+        assert!(b.admit().is_none(), "open: calls fail at once");
 
         std::thread::sleep(open_for + Duration::from_millis(5));
         assert_eq!(b.state(), State::HalfOpen);
-        assert!(b.admits(), "the probe");
-        assert!(!b.admits(), "one probe at a time");
-        b.record(false);
+        let probe = b.admit().expect("the probe");
+        assert!(b.admit().is_none(), "one probe at a time");
+        probe.record(false);
         assert_eq!(b.state(), State::Open, "a failed probe opens it again");
 
         std::thread::sleep(open_for + Duration::from_millis(5));
-        assert!(b.admits());
-        b.record(true);
+        let abandoned = b.admit().expect("a probe");
+        drop(abandoned);
+        let probe = b
+            .admit()
+            .expect("an abandoned probe lets the next call probe");
+        probe.record(true);
         assert_eq!(b.state(), State::Closed);
-        assert!(b.admits() && b.admits(), "closed: everyone goes");
+        assert!(call(&b, true) && call(&b, true), "closed: everyone goes");
     }
 }

@@ -1,5 +1,6 @@
 //! Redis: one multiplexed, self-reconnecting connection shared by every request (commands from
-//! concurrent requests are pipelined on it), the key layout, and the Lua scripts.
+//! concurrent requests are pipelined on it) behind a circuit breaker, the key layout, and the
+//! Lua scripts.
 
 pub mod breaker;
 pub mod coalesce;
@@ -24,12 +25,6 @@ pub const TIMEOUT: Duration = Duration::from_secs(1);
 pub struct RedisConn {
     inner: ConnectionManager,
     breaker: Arc<Breaker>,
-}
-
-impl RedisConn {
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
-    }
 }
 
 pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
@@ -62,13 +57,11 @@ fn circuit_open() -> RedisError {
 macro_rules! guarded {
     ($self:ident, $call:expr) => {
         Box::pin(async move {
-            if !$self.breaker.admits() {
+            let Some(admission) = $self.breaker.admit() else {
                 return Err(circuit_open());
-            }
+            };
             let result = $call.await;
-            $self
-                .breaker
-                .record(!matches!(&result, Err(e) if is_unreachable(e)));
+            admission.record(!matches!(&result, Err(e) if is_unreachable(e)));
             result
         })
     };
