@@ -161,7 +161,7 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
     let seats = Arc::new(Mutex::new(seats));
 
     // Each task: a token for a new user, then a hold of one seat with it; until refused.
-    // (when answered, status or why there was none, the hold's id)
+    // (when sent, status or why there was none, the hold's id)
     type Answers = Vec<(Instant, Result<u16, String>, Option<u64>)>;
     let answers: Arc<Mutex<Answers>> = Arc::default();
     let tasks: Vec<_> = (0..16)
@@ -174,6 +174,7 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
                         return;
                     };
                     let body = format!(r#"{{"userId":{user},"scheduleId":{schedule}}}"#);
+                    let sent = Instant::now();
                     let issued = app
                         .try_request(Method::POST, "/api/v1/queue/tokens", &[], Some(body.into()))
                         .await;
@@ -182,11 +183,10 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
                         _ => None,
                     };
                     let refused = issued.is_err();
-                    answers.lock().unwrap().push((
-                        Instant::now(),
-                        issued.map(|r| r.status.as_u16()),
-                        None,
-                    ));
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((sent, issued.map(|r| r.status.as_u16()), None));
                     if refused {
                         return; // the server no longer takes connections
                     }
@@ -196,6 +196,7 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
                     let body = format!(
                         r#"{{"scheduleId":{schedule},"seatIds":[{seat}],"userId":{user}}}"#
                     );
+                    let sent = Instant::now();
                     let held = app
                         .try_request(
                             Method::POST,
@@ -208,11 +209,10 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
                         Ok(rsp) if rsp.status.is_success() => Some(rsp.u64("reservationId")),
                         _ => None,
                     };
-                    answers.lock().unwrap().push((
-                        Instant::now(),
-                        held.map(|r| r.status.as_u16()),
-                        id,
-                    ));
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((sent, held.map(|r| r.status.as_u16()), id));
                 }
             })
         })
@@ -251,17 +251,20 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
     let refused = answers.iter().filter(|(_, r, _)| r.is_err()).count();
     let holds: Vec<u64> = answers.iter().filter_map(|(_, _, id)| *id).collect();
     println!(
-        "SIGTERM under load: {} answered before, {} completed after the signal, {server_errors} \
-         5xx, {refused} connections refused; exited {exited_after:?} after it; {} holds, \
+        "SIGTERM under load: {} requests sent before the signal, all answered; {} sent after it \
+         still answered, {refused} refused; {server_errors} 5xx; exited {exited_after:?} after it; {} holds, \
          {log_lines} log lines",
         answered(false),
         answered(true),
         holds.len()
     );
     assert_eq!(server_errors, 0, "no 5xx while shutting down");
-    for (_, r, _) in &answers {
+    // A request sent before the signal was in flight: it is answered. One sent after it
+    // races the listener's close: refused, or reset if the kernel had just completed its
+    // connection.
+    for (sent, r, _) in &answers {
         if let Err(e) = r {
-            assert!(e.starts_with("connect:"), "a request was cut off: {e}");
+            assert!(*sent >= signalled, "a request in flight was cut off: {e}");
         }
     }
     assert!(answered(false) > 100, "the load ran");

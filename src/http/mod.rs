@@ -42,6 +42,10 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest in-flight requests get to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(20);
+/// After a shutdown signal, the listener stays open while connections keep arriving, at most
+/// this long, and closes once none has come for [`BACKLOG_QUIET`].
+const BACKLOG_DRAIN: Duration = Duration::from_millis(500);
+const BACKLOG_QUIET: Duration = Duration::from_millis(20);
 /// After a shutdown signal, how long connections that have not begun a request yet (just
 /// accepted, their request maybe already on its way) get to begin one before idle
 /// connections are closed.
@@ -108,9 +112,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
         serve_one(stream);
     }
     // Connections the kernel completed before the signal are served too, rather than reset
-    // with the listener; new ones are refused from here on.
-    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-        serve_one(stream);
+    // with the listener: accept until none has come for a moment (bounded); new ones are
+    // refused once the listener is closed.
+    let draining_since = tokio::time::Instant::now();
+    while draining_since.elapsed() < BACKLOG_DRAIN {
+        match tokio::time::timeout(BACKLOG_QUIET, listener.accept()).await {
+            Ok(Ok((stream, _))) => serve_one(stream),
+            _ => break,
+        }
     }
     drop(listener);
     // A connection accepted a moment ago may have its request on the way: graceful shutdown
