@@ -7,11 +7,9 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::load::{Answers, Write, write_load};
+use common::load::{Write, WriteLoad};
 use common::{OPEN_NOW, TestApp, eventually};
 use mysql_async::prelude::Queryable;
 
@@ -158,16 +156,7 @@ async fn primary_stopped_for_30_s_under_load_the_hot_path_answers_and_the_backlo
         .await;
     assert_eq!(charged.status.as_u16(), 200, "{:?}", charged.body);
 
-    let (stop, answers): (Arc<AtomicBool>, Answers) = Default::default();
-    let tasks = write_load(
-        &app,
-        schedule,
-        users,
-        holder.clone(),
-        seats,
-        stop.clone(),
-        answers.clone(),
-    );
+    let load = WriteLoad::start(&app, schedule, users, holder.clone(), seats);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped = Stopped::server("primary");
     let down_at = Instant::now();
@@ -180,17 +169,13 @@ async fn primary_stopped_for_30_s_under_load_the_hot_path_answers_and_the_backlo
     drop(stopped);
     let up_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let answers = load.finish().await;
     let drained = eventually(Duration::from_secs(120), "the backlog to drain", || {
         let app = app.clone();
         async move { (health(&app, "mysqlPrimary").await.1 == 0).then(|| up_at.elapsed()) }
     })
     .await;
 
-    let answers = std::mem::take(&mut *answers.lock().unwrap());
     let during: Vec<_> = answers
         .iter()
         .filter(|a| a.sent >= down_at && a.answered <= up_at)

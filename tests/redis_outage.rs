@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::load::{Answers, Write, write_load};
+use common::load::{Write, WriteLoad};
 use common::{TestApp, eventually};
 use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
@@ -200,17 +200,15 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     })
     .await;
 
-    let (stop, answers): (Arc<AtomicBool>, Answers) = Default::default();
-    let tasks = write_load(
+    let load = WriteLoad::start(&app, schedule, users, holder.clone(), seats);
+    let reader = read_load(
         &app,
+        concert,
         schedule,
-        users,
         holder.clone(),
-        seats,
-        stop.clone(),
-        answers.clone(),
+        held,
+        load.stop.clone(),
     );
-    let reader = read_load(&app, concert, schedule, holder.clone(), held, stop.clone());
     tokio::time::sleep(Duration::from_millis(800)).await;
     let killed = Instant::now();
     redis.kill();
@@ -218,7 +216,7 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     let restarted = Instant::now();
     redis.restart();
     let recovered = eventually(Duration::from_secs(20), "a write to succeed again", || {
-        let answers = answers.clone();
+        let answers = load.answers.clone();
         async move {
             let answers = answers.lock().unwrap();
             answers
@@ -230,11 +228,7 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let answers = load.finish().await;
     let (reads_before, reads_during): (Vec<Read>, Vec<Read>) = reader
         .await
         .unwrap()

@@ -56,17 +56,23 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 struct Fresh(Arc<AtomicUsize>);
 
 /// One connection's place in [`Fresh`]: left when it begins a request or ends.
-struct FreshMark(Fresh, AtomicBool);
+struct FreshMark {
+    fresh: Fresh,
+    counted: AtomicBool,
+}
 
 impl FreshMark {
     fn new(fresh: &Fresh) -> Arc<Self> {
         fresh.0.fetch_add(1, Ordering::AcqRel);
-        Arc::new(Self(fresh.clone(), AtomicBool::new(true)))
+        Arc::new(Self {
+            fresh: fresh.clone(),
+            counted: AtomicBool::new(true),
+        })
     }
 
     fn leave(&self) {
-        if self.1.swap(false, Ordering::AcqRel) {
-            (self.0).0.fetch_sub(1, Ordering::AcqRel);
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.fresh.0.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -30,9 +30,51 @@ pub struct Answer {
 
 pub type Answers = Arc<Mutex<Vec<Answer>>>;
 
-/// Sends writes until `stop`: tokens for the users in `users`, holds of the seats in
-/// `seats`, and 1 KRW charges, each kind from its own tasks, recording every answer.
-pub fn write_load(
+/// A running write load: `answers` fills as it goes; it runs until `stop` is set.
+pub struct WriteLoad {
+    pub stop: Arc<AtomicBool>,
+    pub answers: Answers,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WriteLoad {
+    /// Starts sending tokens for the users in `users`, holds of the seats in `seats` and
+    /// 1 KRW charges by `holder`, each kind from its own tasks, recording every answer.
+    pub fn start(
+        app: &TestApp,
+        schedule: u64,
+        users: Vec<u64>,
+        holder: (u64, String),
+        seats: Vec<u64>,
+    ) -> Self {
+        let (stop, answers): (Arc<AtomicBool>, Answers) = Default::default();
+        let tasks = write_load(
+            app,
+            schedule,
+            users,
+            holder,
+            seats,
+            stop.clone(),
+            answers.clone(),
+        );
+        Self {
+            stop,
+            answers,
+            tasks,
+        }
+    }
+
+    /// Stops the load, waits for its last requests, and returns every answer.
+    pub async fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        std::mem::take(&mut *self.answers.lock().unwrap())
+    }
+}
+
+fn write_load(
     app: &TestApp,
     schedule: u64,
     users: Vec<u64>,
