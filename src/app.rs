@@ -10,7 +10,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
 use crate::catalogue::reads::Catalogue;
-use crate::catalogue::schedules;
 use crate::catalogue::users::UserDirectory;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -18,6 +17,7 @@ use crate::health::{self, Health};
 use crate::mysql::{Db, migrate};
 use crate::outbox::{Backlog, Deferral, OutboxFlusher};
 use crate::queue::admission;
+use crate::rebuild;
 use crate::redis::coalesce::Coalescer;
 use crate::redis::scripts::{
     BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, HoldOutcome,
@@ -90,31 +90,20 @@ fn step<E: Into<ApiError>>(step: &'static str) -> impl FnOnce(E) -> StartError {
 }
 
 impl App {
-    /// Connects, migrates, loads the scripts and makes sure Redis knows every schedule.
+    /// Connects, migrates, loads the scripts and rebuilds whatever Redis lacks from MySQL
+    /// (see [`crate::rebuild`]).
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
         let metrics = telemetry::metrics_handle();
-        let mut redis = crate::redis::connect(&config.redis_url)
+        let (mut redis, db, scripts) = open_stores(&config).await?;
+        let options = rebuild::Options {
+            ended_token_keep: config.ended_token_keep,
+            balances: false,
+        };
+        let report = rebuild::restore(&db, &mut redis, &scripts, &options)
             .await
-            .map_err(|source| StartError::Redis {
-                url: config.redis_url.clone(),
-                source,
-            })?;
-        let db = Db::new(&config.mysql_primary_url, &config.mysql_replica_url)
-            .map_err(StartError::MysqlConfig)?;
-        migrate::run(&db.primary).await?;
-        let scripts = Arc::new(Scripts::new());
-        scripts
-            .load_all(&mut redis)
-            .await
-            .map_err(step("loading scripts"))?;
-        crate::wallet::prepare_outboxes(&mut redis)
-            .await
-            .map_err(step("preparing the wallet outboxes"))?;
-        let registered = schedules::sync_to_redis(&db, &mut redis)
-            .await
-            .map_err(step("registering schedules in Redis"))?;
-        if registered > 0 {
-            tracing::info!(registered, "schedules registered in Redis from MySQL");
+            .map_err(step("rebuilding Redis from MySQL"))?;
+        if !report.rebuilt.is_empty() || report.sequences_raised > 0 {
+            tracing::info!("Redis rebuilt from MySQL:\n{report}");
         }
         let users = UserDirectory::default();
         users
@@ -215,6 +204,25 @@ impl App {
             tokio::spawn(refresh_users(self.clone(), shutdown.clone())),
         ]
     }
+}
+
+/// Connects to Redis and MySQL, migrates the database and loads the scripts into Redis.
+pub async fn open_stores(config: &Config) -> Result<(RedisConn, Db, Arc<Scripts>), StartError> {
+    let mut redis = crate::redis::connect(&config.redis_url)
+        .await
+        .map_err(|source| StartError::Redis {
+            url: config.redis_url.clone(),
+            source,
+        })?;
+    let db = Db::new(&config.mysql_primary_url, &config.mysql_replica_url)
+        .map_err(StartError::MysqlConfig)?;
+    migrate::run(&db.primary).await?;
+    let scripts = Arc::new(Scripts::new());
+    scripts
+        .load_all(&mut redis)
+        .await
+        .map_err(step("loading scripts"))?;
+    Ok((redis, db, scripts))
 }
 
 /// A coalescer whose batches are `run(scripts, connection, slot, batch)` (the slot is a

@@ -155,6 +155,7 @@ impl Config {
             "seatrush: flash-sale ticket booking server\n\n\
              usage:\n  seatrush                migrate the database and serve\n  \
              seatrush demo-data      migrate and load demo data into an empty database\n  \
+             seatrush rebuild-redis  rebuild Redis state from MySQL after Redis lost it\n  \
              seatrush --help         this text\n\nenvironment (default):\n",
         );
         for (name, default, meaning) in VARIABLES {

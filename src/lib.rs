@@ -23,6 +23,8 @@
 //!   calls (`lua/`), and coalescing of concurrent calls per schedule (or wallet bucket) into
 //!   one script call.
 //! - [`stale`]: reads answered from MySQL (`X-Data-Stale: true`) while Redis is unreachable.
+//! - [`rebuild`]: Redis state rebuilt from MySQL after Redis lost it (`seatrush rebuild-redis`,
+//!   and every start-up).
 //! - [`mysql`]: primary and replica pools, migrations (`migrations/`).
 //! - [`outbox`]: the write-behind flusher from Redis streams to MySQL.
 //! - [`health`], [`telemetry`]: `/health` probes, logs and Prometheus metrics.
@@ -41,6 +43,7 @@ pub mod mysql;
 pub mod outbox;
 pub mod payment;
 pub mod queue;
+pub mod rebuild;
 pub mod redis;
 pub mod reservation;
 pub mod shutdown;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use seatrush::app::App;
+use seatrush::app::{self, App};
 use seatrush::config::Config;
-use seatrush::{demo, http, shutdown, telemetry};
+use seatrush::{demo, http, rebuild, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,12 +18,16 @@ async fn main() -> ExitCode {
         print!("{}", Config::help());
         return ExitCode::SUCCESS;
     }
-    if !matches!(command, None | Some("demo-data")) || args.len() > 1 {
+    if !matches!(command, None | Some("demo-data" | "rebuild-redis")) || args.len() > 1 {
         eprint!("unknown arguments {args:?}\n\n{}", Config::help());
         return ExitCode::from(2);
     }
     telemetry::init_logging();
-    match run(command == Some("demo-data")).await {
+    let outcome = match command {
+        Some("rebuild-redis") => rebuild_redis().await,
+        _ => run(command == Some("demo-data")).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -61,6 +65,20 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
     for task in background {
         let _ = task.await;
     }
+    Ok(())
+}
+
+/// Rebuilds what Redis lacks from MySQL, balances included, and prints what it did.
+async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env()?;
+    let (mut redis, db, scripts) = app::open_stores(&config).await?;
+    let options = rebuild::Options {
+        ended_token_keep: config.ended_token_keep,
+        balances: true,
+    };
+    let started = std::time::Instant::now();
+    let report = rebuild::restore(&db, &mut redis, &scripts, &options).await?;
+    println!("rebuild-redis ({:.2?}):\n{report}", started.elapsed());
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::response::Body;
 use crate::mysql::timed;
-use crate::outbox::reservations::ReservationRow;
+use crate::outbox::reservations::{self, ReservationRow};
 use crate::queue::auth::{self, TokenHolder};
 use crate::redis::scripts::TokenState;
 use crate::wallet::Balance;
@@ -126,59 +126,13 @@ pub async fn available_counts(app: &App, schedule_ids: &[u64]) -> Result<Vec<u64
 /// A reservation with its seats, as MySQL has it.
 pub async fn reservation(app: &App, id: u64) -> Result<Option<ReservationRow>, ApiError> {
     let mut conn = app.db.primary_conn().await?;
-    type Row = (u64, u64, String, u64, i64, i64, Option<i64>, Option<i64>);
-    let row: Option<Row> = timed(conn.exec_first(
-        "SELECT user_id, schedule_id, status, total_amount,
-           CAST(UNIX_TIMESTAMP(reserved_at) * 1000 AS SIGNED),
-           CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED),
-           CAST(UNIX_TIMESTAMP(paid_at) * 1000 AS SIGNED),
-           CAST(UNIX_TIMESTAMP(ended_at) * 1000 AS SIGNED)
-         FROM reservations WHERE id = ?",
-        (id,),
-    ))
-    .await?;
-    let Some((user_id, schedule_id, status, total_amount, reserved, expires, paid, ended)) = row
-    else {
-        return Ok(None);
-    };
-    let seats: Vec<(u64, u64)> = timed(conn.exec(
-        "SELECT seat_id, price FROM reservation_seats WHERE reservation_id = ? ORDER BY seat_id",
-        (id,),
-    ))
-    .await?;
-    let payment_id: Option<u64> =
-        timed(conn.exec_first("SELECT id FROM payments WHERE reservation_id = ?", (id,))).await?;
-    Ok(Some(ReservationRow {
-        id,
-        user_id,
-        schedule_id,
-        status,
-        total_amount,
-        reserved_at_ms: reserved,
-        expires_at_ms: expires,
-        seats,
-        paid_at_ms: paid,
-        ended_at_ms: ended,
-        payment_id,
-    }))
+    let rows = reservations::load(&mut conn, reservations::Scope::One(id)).await?;
+    Ok(rows.into_iter().next())
 }
 
 /// The user's balance as MySQL has it (`None`: no such user).
 pub async fn balance(app: &App, user_id: u64) -> Result<Option<Balance>, ApiError> {
-    let mut conn = app.db.primary_conn().await?;
-    let row: Option<(u64, u64, u64, i64)> = timed(conn.exec_first(
-        "SELECT balance, total_charged, total_used,
-           CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED)
-         FROM user_balances WHERE user_id = ?",
-        (user_id,),
-    ))
-    .await?;
-    Ok(row.map(
-        |(balance, total_charged, total_used, updated_at_ms)| Balance {
-            balance,
-            total_charged,
-            total_used,
-            updated_at_ms,
-        },
-    ))
+    Ok(crate::wallet::stored(&app.db, user_id)
+        .await?
+        .map(|(balance, _)| balance))
 }

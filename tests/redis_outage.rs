@@ -154,23 +154,7 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     let mut redis = OwnRedis::start(fsync);
     let mut config = TestApp::config();
     config.redis_url = redis.url();
-    // A database of its own too, emptied first: ledger ids are numbered per Redis, so this
-    // Redis's ids would collide with the shared test database's.
-    let database = format!("seatrush_outage_{fsync}");
-    let (server, _) = config.mysql_primary_url.rsplit_once('/').unwrap();
-    let admin = mysql_async::Pool::new(format!("{server}/").as_str());
-    let mut conn = admin.get_conn().await.unwrap();
-    conn.query_drop(format!(
-        "DROP DATABASE IF EXISTS `{database}`; CREATE DATABASE `{database}`"
-    ))
-    .await
-    .unwrap();
-    drop(conn);
-    admin.disconnect().await.unwrap();
-    for url in [&mut config.mysql_primary_url, &mut config.mysql_replica_url] {
-        let (server, _) = url.rsplit_once('/').unwrap();
-        *url = format!("{server}/{database}");
-    }
+    common::own_database(&mut config, &format!("seatrush_outage_{fsync}")).await;
     let app = TestApp::spawn_with(config).await;
     let (concert, schedule) = app.create_schedule(common::OPEN_NOW, 3000).await;
     app.set_queue(

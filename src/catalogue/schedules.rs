@@ -88,6 +88,9 @@ pub async fn create_schedule(
     let seat_ids: Vec<u64> = seats.iter().map(|s| s.0).collect();
     timed(tx.commit()).await?;
 
+    // Seats first, the settings (`cfg`) last: a schedule whose `cfg` exists is complete, and
+    // one left without it (a crash here) is rebuilt from MySQL at the next start-up.
+    load_seats(redis, schedule_id, &seats).await?;
     let window = BookingWindow {
         open_ms: new.booking_open_at.timestamp_millis(),
         close_ms: new.booking_close_at.timestamp_millis(),
@@ -95,21 +98,17 @@ pub async fn create_schedule(
     QueueSettings::default()
         .register(redis, schedule_id, window)
         .await?;
-    load_seat_state(redis, schedule_id, &seats, &seat_ids).await?;
     Ok((schedule_id, seat_ids))
 }
 
 /// (id, seat number, price)
 type SeatRow = (u64, u64, u64);
 
-/// Puts a schedule's seats (numbers and prices) and its available seats into Redis and marks
-/// them loaded (`cfg.seatsLoaded`). Only for a schedule Redis has no seat state for: the
-/// writes are idempotent, so a load cut short is simply done again.
-async fn load_seat_state(
+/// Puts a new schedule's seats (numbers and prices), all available, into Redis.
+async fn load_seats(
     redis: &mut RedisConn,
     schedule_id: u64,
     seats: &[SeatRow],
-    available: &[u64],
 ) -> redis::RedisResult<()> {
     let k = ScheduleKeys::new(schedule_id);
     let mut pipe = redis::pipe();
@@ -119,11 +118,9 @@ async fn load_seat_state(
             .map(|&(id, number, price)| (id, format!("{number}|{price}")))
             .collect();
         pipe.hset_multiple(&k.seat, &infos).ignore();
+        let ids: Vec<u64> = chunk.iter().map(|s| s.0).collect();
+        pipe.sadd(&k.avail, ids).ignore();
     }
-    for chunk in available.chunks(10_000) {
-        pipe.sadd(&k.avail, chunk).ignore();
-    }
-    pipe.hset(&k.cfg, "seatsLoaded", 1).ignore();
     pipe.query_async(redis).await
 }
 
@@ -158,59 +155,4 @@ pub async fn update_queue_settings(
     .await?;
     settings.store(redis, schedule_id).await?;
     Ok(())
-}
-
-type ScheduleRow = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
-
-/// Registers in Redis every schedule MySQL has and Redis lacks (a new Redis, or a schedule
-/// whose registration failed after its commit), with its seat state if that is missing too.
-/// Returns how many were registered.
-pub async fn sync_to_redis(db: &Db, redis: &mut RedisConn) -> Result<usize, ApiError> {
-    let mut conn = db.primary_conn().await?;
-    let rows: Vec<ScheduleRow> = timed(conn.query(
-        "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
-           CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,
-           max_waiting_users, admission_per_second, active_ttl_seconds, hold_ttl_seconds,
-           max_seats_per_user, queue_paused FROM concert_schedules",
-    ))
-    .await?;
-    let mut registered = 0;
-    for (id, open_ms, close_ms, active, waiting, rate, active_ttl, hold_ttl, seats, paused) in rows
-    {
-        let k = ScheduleKeys::new(id);
-        let (exists, seats_loaded): (bool, bool) = redis::pipe()
-            .exists(&k.cfg)
-            .hexists(&k.cfg, "seatsLoaded")
-            .query_async(redis)
-            .await?;
-        if !seats_loaded {
-            let all: Vec<SeatRow> = timed(conn.exec(
-                "SELECT id, seat_number, price FROM seats WHERE schedule_id = ?",
-                (id,),
-            ))
-            .await?;
-            let available: Vec<u64> = timed(conn.exec(
-                "SELECT id FROM seats WHERE schedule_id = ? AND status = 'AVAILABLE'",
-                (id,),
-            ))
-            .await?;
-            load_seat_state(redis, id, &all, &available).await?;
-        }
-        if exists {
-            continue;
-        }
-        let settings = QueueSettings {
-            max_active_users: active,
-            max_waiting_users: waiting,
-            admission_per_second: rate,
-            active_ttl_seconds: active_ttl,
-            hold_ttl_seconds: hold_ttl,
-            max_seats_per_user: seats,
-            paused,
-        };
-        let window = BookingWindow { open_ms, close_ms };
-        settings.register(redis, id, window).await?;
-        registered += 1;
-    }
-    Ok(registered)
 }

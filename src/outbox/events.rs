@@ -107,6 +107,11 @@ impl Event {
     }
 }
 
+/// An optional number as the scripts' records write it: empty when unset.
+pub(super) fn opt_text<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(String::new, |v| v.to_string())
+}
+
 pub(super) fn opt_datetime(ms: Option<i64>) -> mysql_async::Value {
     ms.map_or(mysql_async::Value::NULL, datetime_ms)
 }
@@ -149,6 +154,21 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec())))
             .collect()
+    }
+
+    #[test]
+    fn records_rebuilt_from_rows_are_the_records_the_scripts_wrote() {
+        for record in ["9|WAITING|12|1700000000123|||", "8|USED|13|1|2|3|4"] {
+            let row = TokenRow::parse("t", 3, record).unwrap();
+            assert_eq!(row.record(), record);
+        }
+        for record in [
+            "9|RESERVED|100000|1700000000000|1700000300000|101:50000,102:50000|||",
+            "9|PAID|50000|1|2|103:50000|3||4294967297",
+        ] {
+            let row = ReservationRow::parse("7", 3, record).unwrap();
+            assert_eq!(row.record(), record);
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Reservations as the flusher writes them: `reservations`, their `reservation_seats`, the
 //! `seats` statuses they imply, and the `payments` of PAID ones.
 
+use std::collections::HashMap;
+
 use mysql_async::prelude::*;
 
-use super::events::{DecodeError, number, opt_datetime, opt_ms};
+use super::events::{DecodeError, number, opt_datetime, opt_ms, opt_text};
 use super::rows::{self, Row, Table};
 use crate::mysql::{datetime_ms, placeholders, shaped_chunks, timed};
 use crate::reservation::reservation_number;
@@ -64,6 +66,27 @@ impl ReservationRow {
         })
     }
 
+    /// The record as `lua/lib/holds.lua` stores it: the inverse of [`Self::parse`].
+    pub fn record(&self) -> String {
+        let seats: Vec<String> = self
+            .seats
+            .iter()
+            .map(|(seat, price)| format!("{seat}:{price}"))
+            .collect();
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.user_id,
+            self.status,
+            self.total_amount,
+            self.reserved_at_ms,
+            self.expires_at_ms,
+            seats.join(","),
+            opt_text(self.paid_at_ms),
+            opt_text(self.ended_at_ms),
+            opt_text(self.payment_id),
+        )
+    }
+
     /// The status MySQL records: a hold being paid (PAYING, transient) is still RESERVED.
     fn stored_status(&self) -> &str {
         match self.status.as_str() {
@@ -105,6 +128,83 @@ impl Row for ReservationRow {
             opt_datetime(self.ended_at_ms),
         ]
     }
+}
+
+/// Which reservations [`load`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    One(u64),
+    Schedule(u64),
+}
+
+/// Reservations as MySQL has them, with their seats (by seat id) and the payment of PAID
+/// ones, in id order.
+pub async fn load(
+    conn: &mut mysql_async::Conn,
+    scope: Scope,
+) -> Result<Vec<ReservationRow>, mysql_async::Error> {
+    let (filter, id) = match scope {
+        Scope::One(id) => ("r.id = ?", id),
+        Scope::Schedule(id) => ("r.schedule_id = ?", id),
+    };
+    type Head = (
+        u64,
+        u64,
+        u64,
+        String,
+        u64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    );
+    let heads: Vec<(Head, Option<u64>)> = timed(conn.exec_map(
+        format!(
+            "SELECT r.id, r.user_id, r.schedule_id, r.status, r.total_amount,
+               CAST(UNIX_TIMESTAMP(r.reserved_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(r.expires_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(r.paid_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(r.ended_at) * 1000 AS SIGNED), p.id
+             FROM reservations r LEFT JOIN payments p ON p.reservation_id = r.id
+             WHERE {filter} ORDER BY r.id"
+        ),
+        (id,),
+        |(a, b, c, d, e, f, g, h, i, payment)| ((a, b, c, d, e, f, g, h, i), payment),
+    ))
+    .await?;
+    let seat_rows: Vec<(u64, u64, u64)> = timed(conn.exec(
+        format!(
+            "SELECT rs.reservation_id, rs.seat_id, rs.price
+             FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+             WHERE {filter} ORDER BY rs.reservation_id, rs.seat_id"
+        ),
+        (id,),
+    ))
+    .await?;
+    let mut seats: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    for (reservation, seat, price) in seat_rows {
+        seats.entry(reservation).or_default().push((seat, price));
+    }
+    Ok(heads
+        .into_iter()
+        .map(|(head, payment_id)| {
+            let (id, user_id, schedule_id, status, total_amount, reserved, expires, paid, ended) =
+                head;
+            ReservationRow {
+                id,
+                user_id,
+                schedule_id,
+                status,
+                total_amount,
+                reserved_at_ms: reserved,
+                expires_at_ms: expires,
+                seats: seats.remove(&id).unwrap_or_default(),
+                paid_at_ms: paid,
+                ended_at_ms: ended,
+                payment_id,
+            }
+        })
+        .collect())
 }
 
 /// The payment of a PAID reservation.

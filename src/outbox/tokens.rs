@@ -1,8 +1,10 @@
 //! Queue tokens as the flusher writes them to `queue_tokens`.
 
-use super::events::{DecodeError, number, opt_datetime, opt_ms};
+use mysql_async::prelude::*;
+
+use super::events::{DecodeError, number, opt_datetime, opt_ms, opt_text};
 use super::rows::{Row, Table};
-use crate::mysql::datetime_ms;
+use crate::mysql::{datetime_ms, timed};
 
 /// A queue token's full state (see `lua/lib/queue.lua`, `save_token`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,60 @@ impl TokenRow {
             ended_at_ms: opt_ms(fin, "endedAt")?,
         })
     }
+
+    /// The record as `lua/lib/queue.lua` stores it: the inverse of [`Self::parse`].
+    pub fn record(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.user_id,
+            self.status,
+            self.seq,
+            self.issued_at_ms,
+            opt_text(self.activated_at_ms),
+            opt_text(self.expires_at_ms),
+            opt_text(self.ended_at_ms),
+        )
+    }
+}
+
+/// The schedule's tokens as MySQL has them: the live ones and those ended at or after
+/// `ended_since_ms`.
+pub async fn load(
+    conn: &mut mysql_async::Conn,
+    schedule_id: u64,
+    ended_since_ms: i64,
+) -> Result<Vec<TokenRow>, mysql_async::Error> {
+    type Sql = (
+        String,
+        u64,
+        String,
+        u64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    timed(conn.exec_map(
+        "SELECT token, user_id, status, seq, CAST(UNIX_TIMESTAMP(issued_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(activated_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(ended_at) * 1000 AS SIGNED)
+         FROM queue_tokens WHERE schedule_id = ?
+           AND (status IN ('WAITING', 'ACTIVE') OR ended_at >= ?)",
+        (schedule_id, datetime_ms(ended_since_ms)),
+        |(token, user_id, status, seq, issued, activated, expires, ended): Sql| TokenRow {
+            token,
+            user_id,
+            schedule_id,
+            status,
+            seq,
+            issued_at_ms: issued,
+            activated_at_ms: activated,
+            expires_at_ms: expires,
+            ended_at_ms: ended,
+        },
+    ))
+    .await
 }
 
 pub const TABLE: Table = Table {

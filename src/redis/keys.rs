@@ -45,6 +45,8 @@ pub struct ScheduleKeys {
     pub sagas: String,
     /// STRING: payment (attempt) sequence.
     pub pseq: String,
+    /// STRING: the process rebuilding the schedule from MySQL (see `src/rebuild.rs`).
+    pub rebuild: String,
     /// STREAM: events for the write-behind flusher.
     pub outbox: String,
     /// STREAM: outbox entries that could not be applied.
@@ -78,6 +80,7 @@ impl ScheduleKeys {
             rseq: key("rseq"),
             sagas: key("sagas"),
             pseq: key("pseq"),
+            rebuild: key("rebuild"),
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
         }

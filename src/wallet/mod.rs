@@ -7,15 +7,17 @@
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
+use mysql_async::prelude::Queryable;
 use serde::Serialize;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::request::{JsonObject, idempotency_key};
 use crate::http::response::{self, Body};
+use crate::mysql::{Db, timed};
 use crate::queue::auth;
 use crate::redis::keys::{WALLET_BUCKETS, WalletKeys};
-use crate::redis::scripts::{ChargeOutcome, Idempotency};
+use crate::redis::scripts::{ChargeOutcome, Idempotency, ledger_floor};
 use crate::stale;
 use crate::time::iso_ms;
 
@@ -44,7 +46,7 @@ impl Balance {
         })
     }
 
-    fn record(&self) -> String {
+    pub fn record(&self) -> String {
         format!(
             "{}|{}|{}|{}",
             self.balance, self.total_charged, self.total_used, self.updated_at_ms
@@ -69,14 +71,39 @@ async fn owner(app: &App, headers: &HeaderMap, user_id: u64) -> Result<(), ApiEr
     Ok(())
 }
 
+/// The user's balance as the primary has it (`None`: no such user), with the ledger
+/// sequence floor of [`ledger_floor`] for the ledger the primary holds.
+pub async fn stored(db: &Db, user_id: u64) -> Result<Option<(Balance, u64)>, ApiError> {
+    let mut conn = db.primary_conn().await?;
+    let row: Option<(u64, u64, u64, i64, u64)> = timed(conn.exec_first(
+        "SELECT balance, total_charged, total_used,
+           CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED),
+           (SELECT COALESCE(MAX(id), 0) FROM balance_transactions)
+         FROM user_balances WHERE user_id = ?",
+        (user_id,),
+    ))
+    .await?;
+    Ok(row.map(
+        |(balance, total_charged, total_used, updated_at_ms, max_ledger_id)| {
+            let balance = Balance {
+                balance,
+                total_charged,
+                total_used,
+                updated_at_ms,
+            };
+            (balance, ledger_floor(max_ledger_id))
+        },
+    ))
+}
+
 /// Loads the user's balance from the primary into Redis (unless Redis has one by now).
 pub(crate) async fn load(app: &App, user_id: u64) -> Result<Balance, ApiError> {
-    let stored = crate::stale::balance(app, user_id)
+    let (stored, floor) = stored(&app.db, user_id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
     let now = app
         .scripts
-        .load_balance(&mut app.redis.clone(), user_id, &stored.record())
+        .load_balance(&mut app.redis.clone(), user_id, &stored.record(), floor)
         .await?;
     Balance::parse(&now).ok_or_else(|| ApiError::Internal(format!("balance record {now:?}")))
 }

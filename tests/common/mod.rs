@@ -83,6 +83,27 @@ async fn ensure_database(config: &Config) {
     .await;
 }
 
+/// Points `config` at a database of its own, `name`, dropped and created empty: for tests
+/// whose Redis numbers ids apart from the shared test Redis (ledger ids are numbered per
+/// Redis, so they would collide in a shared database) or that empty their Redis.
+pub async fn own_database(config: &mut Config, name: &str) {
+    use mysql_async::prelude::Queryable;
+    let (server, _) = config.mysql_primary_url.rsplit_once('/').unwrap();
+    let admin = mysql_async::Pool::new(format!("{server}/").as_str());
+    let mut conn = admin.get_conn().await.unwrap();
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
+    ))
+    .await
+    .unwrap();
+    drop(conn);
+    admin.disconnect().await.unwrap();
+    for url in [&mut config.mysql_primary_url, &mut config.mysql_replica_url] {
+        let (server, _) = url.rsplit_once('/').unwrap();
+        *url = format!("{server}/{name}");
+    }
+}
+
 /// Cheap to clone, so tests can hand a copy to each of many parallel tasks.
 #[derive(Clone)]
 pub struct TestApp {

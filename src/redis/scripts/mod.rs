@@ -17,10 +17,11 @@ mod wallet;
 
 pub use holds::{Hold, HoldOutcome, HoldRequest, SeatViewOutcome};
 pub use payment::{
-    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, Payment, PaymentAttempt,
+    BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest, Payment,
+    PaymentAttempt,
 };
 pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
-pub use wallet::ChargeOutcome;
+pub use wallet::{ChargeOutcome, ledger_floor};
 
 /// Runs one script call (or a pipeline around one), recording its latency and whether it
 /// failed under the script's name, and counting it in flight while it waits for Redis.
@@ -100,6 +101,7 @@ pub struct Scripts {
     pay_commit: Script,
     pay_rollback: Script,
     void_debit: Script,
+    raise_sequences: Script,
 }
 
 /// Most records one background call expires, drops or ends (the rest wait for the next).
@@ -128,6 +130,7 @@ impl Scripts {
             pay_commit: with_libs(include_str!("../../../lua/pay_commit.lua")),
             pay_rollback: with_libs(include_str!("../../../lua/pay_rollback.lua")),
             void_debit: with_libs(include_str!("../../../lua/void_debit.lua")),
+            raise_sequences: with_libs(include_str!("../../../lua/raise_sequences.lua")),
         }
     }
 
@@ -148,6 +151,7 @@ impl Scripts {
             &self.pay_commit,
             &self.pay_rollback,
             &self.void_debit,
+            &self.raise_sequences,
         ] {
             script.prepare_invoke().load_async(conn).await?;
         }

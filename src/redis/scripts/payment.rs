@@ -13,7 +13,7 @@ use crate::redis::keys::{ScheduleKeys, WALLET_BUCKETS, WalletKeys};
 
 /// How long a reservation's debit record is kept: far longer than any payment attempt runs,
 /// which is all it is consulted for (a PAID reservation never starts another attempt).
-const DEBIT_KEEP: Duration = Duration::from_secs(24 * 3600);
+pub const DEBIT_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// One payment attempt of a reservation: what `pay_begin` started, and what
 /// `expire_holds` reports of a saga left PAYING too long

@@ -74,18 +74,59 @@ impl Scripts {
         })
     }
 
-    /// Puts `record` in as the user's balance unless Redis has one; returns the one it has.
+    /// Puts `record` in as the user's balance unless Redis has one, and raises the bucket's
+    /// ledger sequence to at least `ledger_floor`; returns the balance Redis has.
     pub async fn load_balance(
         &self,
         conn: &mut RedisConn,
         user_id: u64,
         record: &str,
+        ledger_floor: u64,
     ) -> RedisResult<String> {
+        let k = WalletKeys::of_user(user_id);
         self.load_balance
-            .key(WalletKeys::of_user(user_id).balances)
+            .key(k.balances)
+            .key(k.txseq)
             .arg(user_id)
             .arg(record)
+            .arg(ledger_floor)
             .invoke_observed("load_balance", conn)
             .await
+    }
+
+    /// Raises each sequence (all keys in one slot) to at least its floor; returns how many
+    /// were raised.
+    pub async fn raise_sequences(
+        &self,
+        conn: &mut RedisConn,
+        floors: &[(String, u64)],
+    ) -> RedisResult<u64> {
+        let mut call = self.raise_sequences.prepare_invoke();
+        for (key, floor) in floors {
+            call.key(key).arg(floor);
+        }
+        call.invoke_observed("raise_sequences", conn).await
+    }
+}
+
+/// The lowest ledger sequence a wallet bucket may continue from when MySQL's ledger holds
+/// ids up to `max_id`: ids are `seq * WALLET_BUCKETS + bucket`, so any sequence above
+/// `max_id / WALLET_BUCKETS` gives ids above `max_id` in every bucket.
+pub fn ledger_floor(max_id: u64) -> u64 {
+    max_id / WALLET_BUCKETS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_ids_after_the_floor_lie_above_every_stored_id() {
+        for max_id in [0, 1, 63, 64, 65, 6_400, 1_000_003] {
+            for bucket in [0, 1, WALLET_BUCKETS - 1] {
+                let next = (ledger_floor(max_id) + 1) * WALLET_BUCKETS + bucket;
+                assert!(next > max_id, "max {max_id}, bucket {bucket}: {next}");
+            }
+        }
     }
 }
