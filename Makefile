@@ -6,8 +6,15 @@ SHELL := /bin/bash
 TEST_ENV := SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/1 \
 	SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/seatrush_test \
 	SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/seatrush_test
+# The same suite on two 3-master Redis Clusters: one for the apps, one for the tests that
+# need a quiet Redis or one they may empty.
+CLUSTER_TEST_ENV := $(TEST_ENV) \
+	SEATRUSH_REDIS_URL=redis://127.0.0.1:6391,redis://127.0.0.1:6392,redis://127.0.0.1:6393 \
+	SEATRUSH_TEST_REDIS_QUIET_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396 \
+	SEATRUSH_TEST_REDIS_OWN_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396
 
-.PHONY: run test stack stack-down bench check api-check check-observability chaos
+.PHONY: run test test-cluster stack stack-cluster stack-down bench check api-check \
+	check-observability chaos
 
 run: stack
 	cargo build --release
@@ -17,6 +24,9 @@ run: stack
 stack:
 	@scripts/stack.sh up
 
+stack-cluster: stack
+	@scripts/stack.sh cluster-up
+
 stack-down:
 	@scripts/stack.sh down
 
@@ -24,7 +34,7 @@ stack-down:
 # the Rust tests: the failure tests that stop the stack's own servers (one at a time, with
 # nothing else running), the dashboards and alert rules against a real Prometheus,
 # schemathesis against /openapi.json (both start the debug binary the tests built), and the
-# compose file against the Compose Specification.
+# compose file against the Compose Specification. Then all of it again on Redis Cluster.
 test: stack
 	@scripts/reset-test-data.sh
 	$(TEST_ENV) cargo test --all-targets -- --test-threads=4
@@ -32,6 +42,13 @@ test: stack
 	$(TEST_ENV) scripts/check-observability.py
 	$(TEST_ENV) scripts/api-check.sh
 	scripts/check-deploy.sh
+	$(MAKE) --no-print-directory test-cluster
+
+# The Rust tests and the failure tests with seatrush on a 3-master Redis Cluster.
+test-cluster: stack-cluster
+	@scripts/reset-test-data.sh cluster
+	$(CLUSTER_TEST_ENV) cargo test --all-targets -- --test-threads=4
+	$(CLUSTER_TEST_ENV) cargo test --test chaos -- --ignored --test-threads=1 --nocapture
 
 # Only the failure tests (tests/chaos.rs): MariaDB primary and replica stopped and started.
 chaos: stack

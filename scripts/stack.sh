@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The dev stack: Redis (6390, AOF) and a MariaDB primary (3316) with a GTID replica (3317),
 # all on loopback, with their data under .dev/. `up` is idempotent; `down` stops only the
-# processes whose pid files live under .dev/.
+# processes whose pid files live under .dev/. `cluster-up` adds two 3-master Redis Clusters
+# (6391-6393 for the application, 6394-6396 for tests that need a Redis of their own).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dev="$root/.dev"
 REDIS_PORT=6390
+CLUSTERS=("6391 6392 6393" "6394 6395 6396")
 PRIMARY_PORT=3316
 REPLICA_PORT=3317
 DB_USER=seatrush
@@ -65,6 +67,56 @@ redis_up() {
     --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log"
   wait_for "redis" redis_ready
   log "redis on 127.0.0.1:$REDIS_PORT"
+}
+
+# One Redis Cluster of three masters (no replicas: losing a master is out of scope here),
+# each node with its AOF under .dev/cluster-<port>/.
+cluster_up() { # <ports...>
+  local port
+  for port in "$@"; do
+    local dir="$dev/cluster-$port"
+    mkdir -p "$dir"
+    if ! alive "$dir/redis.pid"; then
+      require_free "$port" "redis cluster node"
+      redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+        --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
+        --maxmemory-policy noeviction --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+    fi
+    wait_for "redis cluster node $port" redis_cli_ping "$port"
+  done
+  if ! redis-cli -p "$1" cluster info | grep -q 'cluster_state:ok'; then
+    local nodes=()
+    for port in "$@"; do nodes+=("127.0.0.1:$port"); done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+    wait_for "redis cluster on $*" cluster_ok "$@"
+  fi
+  log "redis cluster on 127.0.0.1 ports $(IFS=,; echo "$*")"
+}
+
+redis_cli_ping() { [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; }
+
+# Every node sees the cluster as ok (slots assigned and agreed on).
+cluster_ok() {
+  local port
+  for port in "$@"; do redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' || return 1; done
+}
+
+clusters_up() {
+  ensure_packages
+  local ports
+  for ports in "${CLUSTERS[@]}"; do
+    # shellcheck disable=SC2086 # the ports are words
+    cluster_up $ports
+  done
+}
+
+clusters_down() {
+  local ports port
+  for ports in "${CLUSTERS[@]}"; do
+    for port in $ports; do stop_pid "$dev/cluster-$port/redis.pid" "redis cluster node $port"; done
+  done
 }
 
 # mariadb_sql <name> <sql>: runs SQL as root over the instance's socket.
@@ -144,6 +196,7 @@ stop_pid() { # <pidfile> <name>
 }
 
 down() {
+  clusters_down
   stop_pid "$dev/replica.pid" "mariadb replica"
   stop_pid "$dev/primary.pid" "mariadb primary"
   stop_pid "$dev/redis/redis.pid" "redis"
@@ -167,8 +220,9 @@ stop_one() {
 
 case "${1:-up}" in
   up) up ;;
+  cluster-up) clusters_up ;;
   down) down ;;
   stop) stop_one "${2:-}" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|stop <server>|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|cluster-up|down|stop <server>|status" >&2; exit 2 ;;
 esac

@@ -19,9 +19,9 @@
 //! Infrastructure beneath them:
 //! - [`http`]: hyper server, router, request parsing, response envelope.
 //! - [`error`]: every client-visible error and its status/code.
-//! - [`redis`]: the shared connection behind a circuit breaker, key layout, typed Lua script
-//!   calls (`lua/`), and coalescing of concurrent calls per schedule (or wallet bucket) into
-//!   one script call.
+//! - [`redis`]: the shared connection (one Redis or a Redis Cluster) behind a circuit
+//!   breaker, key layout, typed Lua script calls (`lua/`), and coalescing of concurrent calls
+//!   per schedule (or wallet bucket) into one script call.
 //! - [`stale`]: reads answered from MySQL (`X-Data-Stale: true`) while Redis is unreachable.
 //! - [`rebuild`]: Redis state rebuilt from MySQL after Redis lost it (`seatrush rebuild-redis`,
 //!   and every start-up).

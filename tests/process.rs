@@ -147,12 +147,12 @@ async fn listening(child: &mut Child) -> tokio::task::JoinHandle<usize> {
 }
 
 /// SIGTERM under write load (SPEC §8): the server stops taking connections, finishes the
-/// requests it has, flushes the outbox to MySQL and exits 0. The binary runs on Redis db 2,
+/// requests it has, flushes the outbox to MySQL and exits 0. The binary runs on the quiet Redis,
 /// where no other app's flusher runs, so what reaches MySQL is its own doing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
     let port = free_port();
-    let redis_url = TestApp::config().redis_url.replace("6390/1", "6390/2");
+    let redis_url = common::quiet_redis_url();
     let mut child = start_on(port, &redis_url, &[]);
     let drained = listening(&mut child).await;
     let app = TestApp::remote(([127, 0, 0, 1], port).into(), &redis_url).await;

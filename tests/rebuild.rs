@@ -18,8 +18,7 @@ use seatrush::wallet::Balance;
 use simd_json::OwnedValue;
 use uuid::Uuid;
 
-/// A Redis db and a database no other test uses: this test empties its Redis.
-const REDIS_DB: &str = "4";
+/// A database no other test uses: this test empties its Redis (`common::own_redis_url`).
 const DATABASE: &str = "seatrush_rebuild";
 
 async fn charge(app: &TestApp, user: u64, token: &str, amount: u64) -> common::Rsp {
@@ -154,16 +153,11 @@ async fn max_id(app: &TestApp, sql: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     let mut config = TestApp::config();
-    let (server, _) = config.redis_url.rsplit_once('/').unwrap();
-    config.redis_url = format!("{server}/{REDIS_DB}");
+    config.redis_url = common::own_redis_url();
     common::own_database(&mut config, DATABASE).await;
     // The resumed payment is left to the rebuild, not to a sweeper that finds it first.
     config.payment_saga_timeout = Duration::from_secs(60);
-    let mut flush = redis::Client::open(config.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut flush = seatrush::redis::connect(&config.redis_url).await.unwrap();
     redis::cmd("FLUSHDB")
         .query_async::<()>(&mut flush)
         .await

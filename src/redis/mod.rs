@@ -1,8 +1,10 @@
 //! Redis: one multiplexed, self-reconnecting connection shared by every request (commands from
 //! concurrent requests are pipelined on it) behind a circuit breaker, the key layout, and the
-//! Lua scripts.
+//! Lua scripts. The connection is to one Redis, or to a Redis Cluster when the URL names
+//! several nodes (comma-separated).
 
 pub mod breaker;
+pub mod cluster;
 pub mod coalesce;
 pub mod keys;
 pub mod scripts;
@@ -11,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use breaker::Breaker;
@@ -23,21 +27,46 @@ pub const TIMEOUT: Duration = Duration::from_secs(1);
 /// every call on it goes through the circuit breaker.
 #[derive(Clone)]
 pub struct RedisConn {
-    inner: ConnectionManager,
+    inner: Inner,
     breaker: Arc<Breaker>,
 }
 
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Connects to the Redis at `url`, or to the cluster whose nodes `url` lists
+/// comma-separated (any of its nodes will do; the client learns the rest).
 pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(TIMEOUT))
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
+    let inner = if url.contains(',') {
+        let client = ClusterClient::builder(url.split(',').map(str::trim))
+            .connection_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            .retries(2)
+            .build()?;
+        Inner::Cluster(client.get_async_connection().await?)
+    } else {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(TIMEOUT))
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        Inner::Single(client.get_connection_manager_with_config(config).await?)
+    };
     Ok(RedisConn {
-        inner: client.get_connection_manager_with_config(config).await?,
+        inner,
         breaker: Arc::new(Breaker::new("redis")),
     })
+}
+
+impl RedisConn {
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
+    }
 }
 
 /// Whether an error says Redis could not be reached (as opposed to an error reply).
@@ -69,7 +98,12 @@ macro_rules! guarded {
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        guarded!(self, self.inner.req_packed_command(cmd))
+        guarded!(self, async {
+            match &mut self.inner {
+                Inner::Single(c) => c.req_packed_command(cmd).await,
+                Inner::Cluster(c) => c.req_packed_command(cmd).await,
+            }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -78,13 +112,23 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        guarded!(
-            self,
-            self.inner.req_packed_commands(pipeline, offset, count)
-        )
+        guarded!(self, async {
+            match &mut self.inner {
+                Inner::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
+                // Pipelines spanning slots are split per slot; transactions (offset > 0) are
+                // never sent across slots by seatrush.
+                Inner::Cluster(c) if offset == 0 && count == pipeline.len() => {
+                    cluster::send(c, pipeline).await
+                }
+                Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+            }
+        })
     }
 
     fn get_db(&self) -> i64 {
-        self.inner.get_db()
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+        }
     }
 }

@@ -62,6 +62,19 @@ fn test_config() -> Config {
     config
 }
 
+/// A Redis (or cluster) where no test app runs its background loops (`make test-cluster`
+/// names a second cluster).
+pub fn quiet_redis_url() -> String {
+    std::env::var("SEATRUSH_TEST_REDIS_QUIET_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6390/2".into())
+}
+
+/// A Redis (or cluster) a test may empty: no other test uses it while that test runs.
+pub fn own_redis_url() -> String {
+    std::env::var("SEATRUSH_TEST_REDIS_OWN_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6390/4".into())
+}
+
 /// Creates the test database if a plain `cargo test` runs before `make test` ever did.
 async fn ensure_database(config: &Config) {
     static ONCE: OnceCell<()> = OnceCell::const_new();
@@ -201,15 +214,14 @@ impl TestApp {
         test_config()
     }
 
-    /// An app with no server and no background loops, on Redis db 2 where no other test's
-    /// loops run: for driving the flusher or the admission tick step by step.
+    /// An app with no server and no background loops, on the quiet Redis where no other
+    /// test's loops run: for driving the flusher or the admission tick step by step.
     pub async fn quiet() -> Arc<App> {
         Self::quiet_with(test_config()).await
     }
 
     pub async fn quiet_with(mut config: Config) -> Arc<App> {
-        config.redis_url = config.redis_url.replace("6390/1", "6390/2");
-        assert!(config.redis_url.ends_with("/2"), "{}", config.redis_url);
+        config.redis_url = quiet_redis_url();
         ensure_database(&config).await;
         App::build(config)
             .await
