@@ -11,40 +11,15 @@ use common::{OPEN_NOW, TestApp, eventually};
 use mysql_async::prelude::*;
 use redis::AsyncCommands;
 use seatrush::outbox::events::{self, Event};
-use seatrush::outbox::tokens::TokenRow;
+use seatrush::outbox::tokens::{self, TokenRow};
 use seatrush::outbox::{OutboxFlusher, ensure_group};
 use seatrush::redis::keys::{FLUSH_GROUP, Outbox, ScheduleKeys};
 
-type MysqlToken = (
-    String,
-    u64,
-    String,
-    u64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
-
-async fn mysql_tokens(app: &TestApp, schedule: u64) -> HashMap<String, MysqlToken> {
+/// Every token of the schedule in MySQL (live, or ended since 1970), by token.
+async fn mysql_tokens(app: &TestApp, schedule: u64) -> HashMap<String, TokenRow> {
     let mut conn = app.app.db.primary.get_conn().await.unwrap();
-    let rows: Vec<MysqlToken> = conn
-        .exec(
-            "SELECT token, user_id, status, seq,
-               CAST(UNIX_TIMESTAMP(issued_at) * 1000 AS SIGNED),
-               CAST(UNIX_TIMESTAMP(activated_at) * 1000 AS SIGNED),
-               CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED),
-               CAST(UNIX_TIMESTAMP(ended_at) * 1000 AS SIGNED)
-             FROM queue_tokens WHERE schedule_id = ?",
-            (schedule,),
-        )
-        .await
-        .unwrap();
-    rows.into_iter().map(|r| (r.0.clone(), r)).collect()
-}
-
-fn ms(field: &str) -> Option<i64> {
-    (!field.is_empty()).then(|| field.parse().unwrap())
+    let rows = tokens::load(&mut conn, schedule, 0).await.unwrap();
+    rows.into_iter().map(|r| (r.token.clone(), r)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,16 +59,10 @@ async fn queue_tokens_in_mysql_equal_redis_after_the_drain() {
     assert_eq!(in_mysql.len(), 8);
     let mut statuses = HashMap::new();
     for (token, record) in &in_redis {
-        let f: Vec<&str> = record.split('|').collect();
+        // User, status, seq and every time, as one record.
         let row = &in_mysql[token];
-        assert_eq!(row.1.to_string(), f[0], "user of {token}");
-        assert_eq!(row.2, f[1], "status of {token}");
-        assert_eq!(row.3.to_string(), f[2], "seq of {token}");
-        assert_eq!(Some(row.4), ms(f[3]), "issuedAt of {token}");
-        assert_eq!(row.5, ms(f[4]), "activatedAt of {token}");
-        assert_eq!(row.6, ms(f[5]), "expiresAt of {token}");
-        assert_eq!(row.7, ms(f[6]), "endedAt of {token}");
-        *statuses.entry(f[1].to_string()).or_insert(0) += 1;
+        assert_eq!(&row.record(), record, "{token}");
+        *statuses.entry(row.status.clone()).or_insert(0) += 1;
     }
     assert!(
         statuses["EXPIRED"] >= 6 && statuses["WAITING"] >= 1,
@@ -147,9 +116,9 @@ async fn replayed_and_reordered_events_change_nothing() {
     let rows = mysql_tokens(&app, schedule).await;
     assert_eq!(rows.len(), 1);
     let row = &rows[&token];
-    assert_eq!(row.2, "EXPIRED");
+    assert_eq!(row.status, "EXPIRED");
     assert_eq!(
-        (row.5, row.7),
+        (row.activated_at_ms, row.ended_at_ms),
         (Some(1_790_000_001_000), Some(1_790_000_301_000))
     );
 }

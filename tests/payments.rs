@@ -324,27 +324,13 @@ async fn payment_errors() {
 
     // While an attempt runs (its request stopped after the first step): no second payment,
     // no cancel; a repeat with that request's Idempotency-Key is told it is still running.
-    let uuid = Uuid::parse_str(&token).unwrap();
     let running = hold(&app, &token, schedule, user, &seats[3..4]).await;
     let key = Idempotency {
         key: "pay-running".into(),
         fingerprint: seatrush::payment::fingerprint(running),
     };
-    let begun = app
-        .app
-        .payment_begins
-        .call(
-            schedule,
-            BeginRequest {
-                token: uuid,
-                user_id: user,
-                reservation_id: running,
-                idempotency: Some(key),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(matches!(begun, BeginOutcome::Paying { .. }), "{begun:?}");
+    app.begin_payment(schedule, &token, user, running, Some(key))
+        .await;
     pay(&app, &token, user, running)
         .await
         .assert_error(409, "PAYMENT_IN_PROGRESS");
@@ -475,39 +461,14 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
     } = buyer(&app, 2, 100_000).await;
     let a = hold(&app, &token, schedule, user, &seats[..1]).await;
     let b = hold(&app, &token, schedule, user, &seats[1..]).await;
-    let uuid = Uuid::parse_str(&token).unwrap();
-    let server = &app.app;
-    let begin = |id: u64| async move {
-        let request = BeginRequest {
-            token: uuid,
-            user_id: user,
-            reservation_id: id,
-            idempotency: None,
-        };
-        match server.payment_begins.call(schedule, request).await.unwrap() {
-            BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
-            other => panic!("{other:?}"),
-        }
-    };
-    let debit = |reservation_id: u64, payment_id: u64, amount: u64| {
-        app.app.debits.call(
-            WalletKeys::bucket_of(user),
-            DebitRequest {
-                user_id: user,
-                reservation_id,
-                payment_id,
-                amount,
-            },
-        )
-    };
     // A's request died after the debit, B's before it.
-    let (attempt_a, amount) = begin(a).await;
-    let debited = debit(a, attempt_a, amount).await.unwrap();
+    let (attempt_a, amount) = app.begin_payment(schedule, &token, user, a, None).await;
+    let debited = app.debit(user, a, attempt_a, amount).await;
     assert!(
         matches!(debited, DebitOutcome::Debited { .. }),
         "{debited:?}"
     );
-    let (attempt_b, _) = begin(b).await;
+    let (attempt_b, _) = app.begin_payment(schedule, &token, user, b, None).await;
     pay(&app, &token, user, b)
         .await
         .assert_error(409, "PAYMENT_IN_PROGRESS");
@@ -529,7 +490,7 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
         "A debited once"
     );
     // B's attempt is fenced off: its debit, should it still arrive, takes nothing.
-    let late = debit(b, attempt_b, amount).await.unwrap();
+    let late = app.debit(user, b, attempt_b, amount).await;
     assert_eq!(late, DebitOutcome::Voided);
     assert_eq!(balance_of(&app, user).await.balance, 50_000);
     // B was left RESERVED and can be paid as usual.

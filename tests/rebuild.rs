@@ -13,10 +13,9 @@ use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
 use seatrush::outbox::reservations::ReservationRow;
 use seatrush::redis::keys::{ScheduleKeys, WalletKeys};
-use seatrush::redis::scripts::{BeginOutcome, BeginRequest, DebitOutcome, DebitRequest};
+use seatrush::redis::scripts::DebitOutcome;
 use seatrush::wallet::Balance;
 use simd_json::OwnedValue;
-use uuid::Uuid;
 
 /// A database no other test uses: this test empties its Redis (`common::own_redis_url`).
 const DATABASE: &str = "seatrush_rebuild";
@@ -213,38 +212,11 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
         .await;
     assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
     let dying = hold(3, &seats[4..5]).await;
-    let (user3, token3) = (users[3].0, Uuid::parse_str(&users[3].1).unwrap());
-    let begun = app
-        .app
-        .payment_begins
-        .call(
-            schedule,
-            BeginRequest {
-                token: token3,
-                user_id: user3,
-                reservation_id: dying,
-                idempotency: None,
-            },
-        )
-        .await
-        .unwrap();
-    let BeginOutcome::Paying { payment_id, amount } = begun else {
-        panic!("{begun:?}");
-    };
-    let debited = app
-        .app
-        .debits
-        .call(
-            WalletKeys::bucket_of(user3),
-            DebitRequest {
-                user_id: user3,
-                reservation_id: dying,
-                payment_id,
-                amount,
-            },
-        )
-        .await
-        .unwrap();
+    let user3 = users[3].0;
+    let (attempt, amount) = app
+        .begin_payment(schedule, &users[3].1, user3, dying, None)
+        .await;
+    let debited = app.debit(user3, dying, attempt, amount).await;
     assert!(
         matches!(debited, DebitOutcome::Debited { .. }),
         "{debited:?}"

@@ -494,6 +494,53 @@ impl TestApp {
     pub fn redis(&self) -> seatrush::redis::RedisConn {
         self.app.redis.clone()
     }
+
+    /// The payment saga's first step alone, as a request that then dies leaves it: the
+    /// reservation PAYING under a new attempt. Returns (attempt id, amount).
+    pub async fn begin_payment(
+        &self,
+        schedule: u64,
+        token: &str,
+        user: u64,
+        reservation: u64,
+        idempotency: Option<seatrush::redis::scripts::Idempotency>,
+    ) -> (u64, u64) {
+        use seatrush::redis::scripts::{BeginOutcome, BeginRequest};
+        let request = BeginRequest {
+            token: uuid::Uuid::parse_str(token).unwrap(),
+            user_id: user,
+            reservation_id: reservation,
+            idempotency,
+        };
+        match self
+            .app
+            .payment_begins
+            .call(schedule, request)
+            .await
+            .unwrap()
+        {
+            BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
+            other => panic!("the payment did not begin: {other:?}"),
+        }
+    }
+
+    /// The saga's second step for an attempt: debits `amount` from the user's balance.
+    pub async fn debit(
+        &self,
+        user: u64,
+        reservation: u64,
+        attempt: u64,
+        amount: u64,
+    ) -> seatrush::redis::scripts::DebitOutcome {
+        let request = seatrush::redis::scripts::DebitRequest {
+            user_id: user,
+            reservation_id: reservation,
+            payment_id: attempt,
+            amount,
+        };
+        let bucket = seatrush::redis::keys::WalletKeys::bucket_of(user);
+        self.app.debits.call(bucket, request).await.unwrap()
+    }
 }
 
 /// Runs each future as its own task (in parallel) and collects the outputs in order.
