@@ -48,7 +48,7 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         }
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = http::bind(addr)?;
     tracing::info!(%addr, "seatrush listening");
     // Two stages: the server stops and finishes its requests first, then the background
     // loops stop, the flusher draining the outbox last, so it sees every request's writes.

@@ -77,6 +77,24 @@ impl FreshMark {
     }
 }
 
+/// Connections the kernel completes and keeps for `accept` (capped by
+/// `net.core.somaxconn`). The standard library's 128 overflows when a crowd connects at
+/// once: the kernel then drops the handshakes' last step and clients wait for SYN-ACK
+/// retransmissions (1 s, 2 s, 4 s, …) before they are even accepted.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for a burst of connections ([`ACCEPT_BACKLOG`]).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Serves on `listener` until `shutdown` fires, then lets in-flight requests finish.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();

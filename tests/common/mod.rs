@@ -198,7 +198,7 @@ impl TestApp {
         let app = App::build(config)
             .await
             .expect("app builds against the dev stack");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = seatrush::http::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, stop) = shutdown::channel();
         app.spawn_background(&stop);
