@@ -13,8 +13,8 @@ CLUSTER_TEST_ENV := $(TEST_ENV) \
 	SEATRUSH_TEST_REDIS_QUIET_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396 \
 	SEATRUSH_TEST_REDIS_OWN_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396
 
-.PHONY: run test test-cluster stack stack-cluster stack-down bench check api-check \
-	check-observability chaos
+.PHONY: run test test-cluster stack stack-cluster stack-down scale scale-down bench \
+	bench-scale check api-check check-observability chaos
 
 run: stack
 	cargo build --release
@@ -29,6 +29,15 @@ stack-cluster: stack
 
 stack-down:
 	@scripts/stack.sh down
+
+# Scale-out on loopback: SCALE_INSTANCES (3) release instances on the Redis Cluster, behind
+# nginx on 127.0.0.1:8080 (scripts/scale.sh; `make stack-down` stops them too).
+scale: stack-cluster
+	cargo build --release
+	scripts/scale.sh up $(or $(SCALE_INSTANCES),3)
+
+scale-down:
+	@scripts/scale.sh down
 
 # Tests get their own database and Redis db, emptied first so every run starts clean. After
 # the Rust tests: the failure tests that stop the stack's own servers (one at a time, with
@@ -68,3 +77,7 @@ check:
 
 bench: stack
 	bench/run.sh
+
+# One instance against three behind nginx, and the flash sale on three with one killed.
+bench-scale: stack-cluster
+	bench/scale.sh

@@ -4,11 +4,20 @@
 //! expire instead. It reports the time to sell out, requests/s and latency per step and
 //! errors by code, then waits for the write-behind and verifies, from MySQL and Redis:
 //! no seat sold twice, every PAID reservation with exactly one payment and one debit,
-//! money conserved, and MySQL equal to Redis.
+//! money conserved, MySQL equal to Redis, and the queue's limits held: never more tokens
+//! ACTIVE at once than `maxActiveUsers`, never more admitted within a second than
+//! `admissionPerSecond`, whichever instance admitted them.
+//!
+//! Users behave as a client behind a load balancer should: a request whose answer was lost
+//! (connection broken, or 502/503/504) is sent again after a pause, with the same
+//! Idempotency-Key where the endpoint takes one (holds, charges, payments), so an instance
+//! killed mid-request (`make bench-scale`) costs retries, not lost or doubled work. When the
+//! sale is sold out it pauses the queue, so the checks read a settled one.
 //!
 //! `cargo run --release --example flashsale -- <base url> <concertId> <scheduleId>
 //! <first userId> <users> <admission/s>`, with `SEATRUSH_REDIS_URL` and
-//! `SEATRUSH_MYSQL_PRIMARY_URL` naming the server's stores (bench/run.sh does all this).
+//! `SEATRUSH_MYSQL_PRIMARY_URL` naming the server's stores (a Redis Cluster's nodes
+//! comma-separated, as seatrush takes them; bench/run.sh and bench/scale.sh do all this).
 //! With `FLASHSALE_JSON=<file>` it also writes the figures and the sale's timeline (seats
 //! sold and requests per step, second by second) there, for bench/report.py.
 
@@ -30,6 +39,12 @@ use tokio::sync::mpsc;
 const CONNECTIONS: usize = 128;
 /// Steps of a user's journey, in order.
 const STEPS: [&str; 6] = ["issue", "status", "seats", "hold", "charge", "pay"];
+/// How long a request whose answer was lost is retried, and the pause between tries.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// A payment whose first request died mid-saga answers `REQUEST_IN_PROGRESS` until the
+/// sweeper settles it (after the saga timeout): asked again this often.
+const IN_PROGRESS_PAUSE: Duration = Duration::from_secs(1);
 
 /// A pool of keep-alive HTTP/1 connections to the server.
 struct Client {
@@ -162,26 +177,69 @@ struct Sale {
     last_payment_ms: AtomicU64,
     /// (seconds after the start, seats sold), as the watcher saw them.
     sold: Mutex<Vec<(f64, u64)>>,
+    /// Requests that still had no answer, or a 5xx, after their retries.
     server_errors: AtomicU64,
+    /// Tries after a lost answer.
+    retries: AtomicU64,
+    /// Issuances retried after a lost answer that then met `TOKEN_ALREADY_ISSUED`: the first
+    /// try had issued a token its user never learnt (issuance takes no Idempotency-Key).
+    tokens_lost: AtomicU64,
+}
+
+/// An answer that may not come from an instance that handled the request: the connection
+/// broke (0) or nginx found no instance to answer (502/503/504; seatrush's own 503, while
+/// Redis is unreachable, asks for a retry too).
+fn lost(status: u16) -> bool {
+    matches!(status, 0 | 502 | 503 | 504)
+}
+
+fn error_code(body: &OwnedValue) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
 }
 
 impl Sale {
+    /// One request of a user's, retried while its answer is lost (see [`lost`]) for up to
+    /// [`RETRY_FOR`], with the same `idempotency_key`. Every try is recorded in the stats.
+    /// Returns the last answer and whether it came from a retry.
     async fn call(
         &self,
         step: &'static str,
         method: Method,
         path: &str,
         token: Option<&str>,
+        idempotency_key: Option<&str>,
         body: Option<String>,
-    ) -> (u16, OwnedValue) {
-        let headers: Vec<(&str, &str)> = token.map(|t| ("queue-token", t)).into_iter().collect();
-        let (status, json, took) = self.client.call(method, path, &headers, body).await;
-        let second = self.started.elapsed().as_secs() as usize;
-        self.stats.record(step, second, took, status, &json);
-        if status >= 500 || status == 0 {
-            self.server_errors.fetch_add(1, Ordering::Relaxed);
+    ) -> (u16, OwnedValue, bool) {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        headers.extend(token.map(|t| ("queue-token", t)));
+        headers.extend(idempotency_key.map(|k| ("idempotency-key", k)));
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut retried = false;
+        loop {
+            let (status, json, took) = self
+                .client
+                .call(method.clone(), path, &headers, body.clone())
+                .await;
+            let second = self.started.elapsed().as_secs() as usize;
+            self.stats.record(step, second, took, status, &json);
+            // Only a repeat can find its first try still running (a payment whose request
+            // died after it began: the sweeper settles it after the saga timeout).
+            let in_progress = retried && error_code(&json) == "REQUEST_IN_PROGRESS";
+            if !(lost(status) || in_progress) || Instant::now() >= deadline {
+                if status >= 500 || status == 0 {
+                    self.server_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                return (status, json, retried);
+            }
+            retried = true;
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            let pause = if in_progress {
+                IN_PROGRESS_PAUSE
+            } else {
+                RETRY_PAUSE
+            };
+            tokio::time::sleep(pause).await;
         }
-        (status, json)
     }
 }
 
@@ -195,11 +253,12 @@ fn next(state: &mut u64) -> u64 {
 
 /// One user's journey.
 async fn user(sale: Arc<Sale>, user_id: u64) {
-    let (status, body) = sale
+    let (status, body, retried) = sale
         .call(
             "issue",
             Method::POST,
             "/api/v1/queue/tokens",
+            None,
             None,
             Some(format!(
                 r#"{{"userId":{user_id},"scheduleId":{}}}"#,
@@ -208,6 +267,9 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         )
         .await;
     if status != 200 {
+        if retried && error_code(&body) == "TOKEN_ALREADY_ISSUED" {
+            sale.tokens_lost.fetch_add(1, Ordering::Relaxed);
+        }
         return;
     }
     let token = body["data"]["token"]
@@ -226,12 +288,13 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         if sale.sold_out.load(Ordering::Relaxed) {
             return;
         }
-        let (status, body) = sale
+        let (status, body, _) = sale
             .call(
                 "status",
                 Method::GET,
                 "/api/v1/queue/tokens/me",
                 Some(&token),
+                None,
                 None,
             )
             .await;
@@ -246,11 +309,11 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
     }
     let mut rng = user_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let want = 1 + (next(&mut rng) % 4) as usize;
-    for _ in 0..60 {
+    for attempt in 0..60 {
         if sale.sold_out.load(Ordering::Relaxed) {
             return;
         }
-        let (status, body) = sale
+        let (status, body, _) = sale
             .call(
                 "seats",
                 Method::GET,
@@ -259,6 +322,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
                     sale.concert, sale.schedule
                 ),
                 Some(&token),
+                None,
                 None,
             )
             .await;
@@ -281,12 +345,13 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
             let i = (next(&mut rng) % free.len() as u64) as usize;
             pick.push(free.swap_remove(i));
         }
-        let (status, body) = sale
+        let (status, body, _) = sale
             .call(
                 "hold",
                 Method::POST,
                 "/api/v1/reservations",
                 Some(&token),
+                Some(&format!("hold-{attempt}")),
                 Some(format!(
                     r#"{{"scheduleId":{},"seatIds":{pick:?},"userId":{user_id}}}"#,
                     sale.schedule
@@ -304,24 +369,26 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         }
         let reservation = body["data"]["reservationId"].as_u64().unwrap_or(0);
         let total = body["data"]["totalAmount"].as_u64().unwrap_or(0);
-        let (status, _) = sale
+        let (status, _, _) = sale
             .call(
                 "charge",
                 Method::POST,
                 &format!("/api/v1/users/{user_id}/balance/charge"),
                 Some(&token),
+                Some(&format!("charge-{reservation}")),
                 Some(format!(r#"{{"amount":{total}}}"#)),
             )
             .await;
         if status != 200 {
             return;
         }
-        let (status, _) = sale
+        let (status, _, _) = sale
             .call(
                 "pay",
                 Method::POST,
                 "/api/v1/payments",
                 Some(&token),
+                Some(&format!("pay-{reservation}")),
                 Some(format!(
                     r#"{{"reservationId":{reservation},"paymentMethod":"BALANCE","userId":{user_id}}}"#
                 )),
@@ -383,6 +450,10 @@ struct Summary {
     sold_out_s: Option<f64>,
     elapsed_s: f64,
     server_errors: u64,
+    retries: u64,
+    tokens_lost: u64,
+    most_admitted_in_a_second: u64,
+    most_active_at_once: u64,
     seats_sold_twice: u64,
     consistent_after_last_payment_s: f64,
     steps: Vec<StepFigures>,
@@ -408,11 +479,38 @@ struct Verdict {
     money_gap: i64,
     reservations_differing: u64,
     balances_differing: u64,
+    /// Tokens WAITING, ACTIVE, ended and ever admitted: MySQL's counts against Redis's.
+    tokens_differing: u64,
+    /// The queue's limits, from MySQL's admission and end times.
+    most_admitted_in_a_second: u64,
+    most_active_at_once: u64,
+}
+
+/// The most admissions within one second (as the admission scripts count them: per whole
+/// second of Redis's clock) and the most tokens ACTIVE at once (a token leaves at the instant
+/// it ends; ends before admissions at the same instant, as the scripts run them), from each
+/// admitted token's (activated, ended) times in ms.
+fn queue_limits(tokens: &[(i64, Option<i64>)]) -> (u64, u64) {
+    let mut per_second: HashMap<i64, u64> = HashMap::new();
+    let mut changes: Vec<(i64, i64)> = Vec::with_capacity(tokens.len() * 2);
+    for &(activated, ended) in tokens {
+        *per_second.entry(activated.div_euclid(1000)).or_default() += 1;
+        changes.push((activated, 1));
+        changes.extend(ended.map(|at| (at, -1)));
+    }
+    changes.sort_unstable();
+    let (mut active, mut most_active) = (0i64, 0i64);
+    for (_, change) in changes {
+        active += change;
+        most_active = most_active.max(active);
+    }
+    let most_admitted = per_second.into_values().max().unwrap_or(0);
+    (most_admitted, most_active as u64)
 }
 
 async fn verify(
     db: &mysql_async::Pool,
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut seatrush::redis::RedisConn,
     schedule: u64,
     buyers: &[u64],
 ) -> Result<Verdict, Box<dyn std::error::Error>> {
@@ -526,7 +624,48 @@ async fn verify(
             balances_differing += 1;
         }
     }
+    // Tokens: the paused queue's counts in both stores, then the limits from MySQL.
+    let k = seatrush::redis::keys::ScheduleKeys::new(schedule);
+    let (waiting, active, ended, admitted): (u64, u64, u64, Option<u64>) = redis::pipe()
+        .zcard(&k.waiting)
+        .zcard(&k.active)
+        .zcard(&k.ended)
+        .hget(&k.stats, "admitted")
+        .query_async(redis)
+        .await?;
+    let (mysql_waiting, mysql_active, mysql_ended, mysql_admitted): (u64, u64, u64, u64) = conn
+        .exec_first(
+            "SELECT CAST(COALESCE(SUM(status = 'WAITING'), 0) AS UNSIGNED),
+                    CAST(COALESCE(SUM(status = 'ACTIVE'), 0) AS UNSIGNED),
+                    CAST(COALESCE(SUM(status IN ('EXPIRED', 'USED')), 0) AS UNSIGNED),
+                    COUNT(activated_at)
+             FROM queue_tokens WHERE schedule_id = ?",
+            (schedule,),
+        )
+        .await?
+        .unwrap_or_default();
+    let tokens_differing = [
+        (waiting, mysql_waiting),
+        (active, mysql_active),
+        (ended, mysql_ended),
+        (admitted.unwrap_or(0), mysql_admitted),
+    ]
+    .iter()
+    .map(|&(a, b)| a.abs_diff(b))
+    .sum();
+    let admitted_tokens: Vec<(i64, Option<i64>)> = conn
+        .exec(
+            "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01', activated_at) DIV 1000,
+                    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ended_at) DIV 1000
+             FROM queue_tokens WHERE schedule_id = ? AND activated_at IS NOT NULL",
+            (schedule,),
+        )
+        .await?;
+    let (most_admitted_in_a_second, most_active_at_once) = queue_limits(&admitted_tokens);
     Ok(Verdict {
+        tokens_differing,
+        most_admitted_in_a_second,
+        most_active_at_once,
         seats_sold_twice,
         sold_seats,
         paid_without_one_payment,
@@ -560,19 +699,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         last_payment_ms: AtomicU64::new(0),
         sold: Mutex::default(),
         server_errors: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+        tokens_lost: AtomicU64::new(0),
     });
+    let queue_path = format!("/api/v1/admin/schedules/{}/queue", sale.schedule);
+    let admin = [
+        ("x-admin-key", "dev-admin-key"),
+        ("content-type", "application/json"),
+    ];
     let (status, body, _) = sale
         .client
-        .call(
-            Method::GET,
-            &format!("/api/v1/admin/schedules/{}/queue", sale.schedule),
-            &[("x-admin-key", "dev-admin-key")],
-            None,
-        )
+        .call(Method::GET, &queue_path, &admin, None)
         .await;
     if status != 200 {
         return Err(format!("schedule {}: {status} {body:?}", sale.schedule).into());
     }
+    let max_active = body["data"]["maxActiveUsers"].as_u64().unwrap_or(0);
+    let rate_limit = body["data"]["admissionPerSecond"].as_u64().unwrap_or(0);
     let mysql = mysql_async::Pool::new(std::env::var("SEATRUSH_MYSQL_PRIMARY_URL")?.as_str());
     let mut conn = mysql.get_conn().await?;
     let seats: u64 = conn
@@ -590,22 +733,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let sold_out_after = watcher.await?;
     let elapsed = sale.started.elapsed();
+    // Nothing is left to sell: the queue admits no one more, so its tokens settle.
+    let (status, body, _) = sale
+        .client
+        .call(
+            Method::PUT,
+            &queue_path,
+            &admin,
+            Some(r#"{"paused":true}"#.to_string()),
+        )
+        .await;
+    if status != 200 {
+        return Err(format!("pausing the queue: {status} {body:?}").into());
+    }
 
     // The drain, from the moment the last seat was sold: MySQL equal to Redis, timed from the
     // last payment (users still waiting notice the end at their next poll, meanwhile).
-    let mut redis = redis::Client::open(std::env::var("SEATRUSH_REDIS_URL")?)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut conn = mysql.get_conn().await?;
-    let buyers: Vec<u64> = conn
-        .exec(
-            "SELECT DISTINCT user_id FROM reservations WHERE schedule_id = ?",
-            (sale.schedule,),
-        )
-        .await?;
-    drop(conn);
+    let mut redis = seatrush::redis::connect(&std::env::var("SEATRUSH_REDIS_URL")?).await?;
     let last_payment = Duration::from_millis(sale.last_payment_ms.load(Ordering::Relaxed));
     let verdict = loop {
+        // Read each time: a killed instance's last holds reach MySQL only once another
+        // instance claims its outbox entries.
+        let buyers: Vec<u64> = mysql
+            .get_conn()
+            .await?
+            .exec(
+                "SELECT DISTINCT user_id FROM reservations WHERE schedule_id = ?",
+                (sale.schedule,),
+            )
+            .await?;
         let v = verify(&mysql, &mut redis, sale.schedule, &buyers).await?;
         // The checks read MySQL one query after another, so a flush may land between them:
         // wait until every one of them holds (a real fault outlasts the two minutes).
@@ -614,7 +770,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             && v.sold_seats == seats
             && v.paid_without_one_payment == 0
             && v.paid_without_one_debit == 0
-            && v.money_gap == 0;
+            && v.money_gap == 0
+            && v.tokens_differing == 0;
         if caught_up || sale.started.elapsed() > elapsed + Duration::from_secs(120) {
             break v;
         }
@@ -687,6 +844,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verdict.balances_differing,
         consistent_after.as_secs_f64()
     );
+    let retries = sale.retries.load(Ordering::Relaxed);
+    let tokens_lost = sale.tokens_lost.load(Ordering::Relaxed);
+    println!(
+        "queue limits: at most {} admitted within a second (admissionPerSecond {rate_limit}), \
+         at most {} ACTIVE at once (maxActiveUsers {max_active}); {} tokens differing between \
+         MySQL and Redis",
+        verdict.most_admitted_in_a_second, verdict.most_active_at_once, verdict.tokens_differing
+    );
+    println!(
+        "lost answers: {retries} retries, {five_xx} requests still failing after them, \
+         {tokens_lost} tokens issued to users who never learnt them"
+    );
     if let Ok(path) = std::env::var("FLASHSALE_JSON") {
         let summary = Summary {
             users,
@@ -695,6 +864,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sold_out_s: sold_out_after.map(|t| t.as_secs_f64()),
             elapsed_s: elapsed.as_secs_f64(),
             server_errors: five_xx,
+            retries,
+            tokens_lost,
+            most_admitted_in_a_second: verdict.most_admitted_in_a_second,
+            most_active_at_once: verdict.most_active_at_once,
             seats_sold_twice: verdict.seats_sold_twice,
             consistent_after_last_payment_s: consistent_after.as_secs_f64(),
             steps,
@@ -719,9 +892,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         && verdict.paid_without_one_debit == 0
         && verdict.money_gap == 0
         && verdict.reservations_differing == 0
-        && verdict.balances_differing == 0;
+        && verdict.balances_differing == 0
+        && verdict.tokens_differing == 0
+        && verdict.most_admitted_in_a_second <= rate_limit
+        && verdict.most_active_at_once <= max_active;
     if !ok {
         return Err("the flash sale failed a check (see above)".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_limits;
+
+    #[test]
+    fn queue_limits_count_per_second_and_at_once() {
+        // Two admitted in second 1 and three in second 2; at 2 000 ms the first ends as the
+        // fourth is admitted (ends count first), so at most three are ACTIVE at once.
+        let tokens = [
+            (1_000, Some(2_000)),
+            (1_999, None),
+            (2_000, Some(2_500)),
+            (2_100, None),
+            (2_999, Some(3_000)),
+        ];
+        assert_eq!(queue_limits(&tokens), (3, 3));
+        assert_eq!(queue_limits(&[]), (0, 0));
+        // Back to back: one ends exactly when the next starts.
+        assert_eq!(queue_limits(&[(0, Some(10)), (10, Some(20))]), (2, 1));
+    }
 }

@@ -21,7 +21,6 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-SQL=(mariadb --no-defaults -h127.0.0.1 -P3316 -useatrush -pseatrush)
 ALL_RUNS="tokens status seats holds charge payments"
 RUNS=${BENCH_RUNS:-$ALL_RUNS}
 ALL_FSYNCS="everysec always"
@@ -29,11 +28,10 @@ FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
 FLASH=${BENCH_FLASH:-1}
 PROFILE=${BENCH_PROFILE:-}
 INFERNO=$PWD/.dev/tools/bin
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
-command -v wrk >/dev/null || {
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
-}
+ensure_wrk
 cargo build --release --quiet --bin seatrush --example flashsale
 if [ -n "$PROFILE" ]; then
   command -v perf >/dev/null || { echo "BENCH_PROFILE needs perf (linux-perf)" >&2; exit 1; }
@@ -61,40 +59,8 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true
 base=http://127.0.0.1:$PORT
 for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
 
-admin() { curl -sf -X "$1" -H 'X-Admin-Key: dev-admin-key' -H 'Content-Type: application/json' "$base$2" ${3:+-d "$3"}; }
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)['data']['$1'])"; }
-
-# Users in bulk (MariaDB's sequence engine), picked up by the server's user directory.
-"${SQL[@]}" "$DB" -e "INSERT INTO users (name) SELECT CONCAT('bench-', seq) FROM seq_1_to_$USERS;
-  INSERT INTO user_balances (user_id) SELECT id FROM users;"
-venue=$(admin POST /api/v1/admin/venues '{"name":"Bench Arena"}' | json venueId)
-concert=$(admin POST /api/v1/admin/concerts '{"title":"Bench Live"}' | json concertId)
-now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z); close=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%S.000Z)
-new_schedule() { # <seatCount> [price]: prints "scheduleId firstSeatId"
-  admin POST "/api/v1/admin/concerts/$concert/schedules" \
-    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":${2:-50000}}" \
-    | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print(d['scheduleId'], d['seatIds'][0])"
-}
-token() { # <userId> <scheduleId>
-  curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$1,\"scheduleId\":$2}" | json token
-}
-
-# settle: waits until the write-behind has drained and the replica has caught up, so one
-# run's deferred work does not land in the next run. Prints how long that took.
-settle() {
-  local started=$SECONDS
-  for _ in $(seq 1200); do
-    local backlog primary replica
-    backlog=$(curl -sf "$base/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["outboxBacklog"])')
-    primary=$("${SQL[@]}" -N -e "SELECT @@gtid_binlog_pos")
-    replica=$(mariadb --no-defaults -h127.0.0.1 -P3317 -useatrush -pseatrush -N -e "SELECT @@gtid_slave_pos")
-    if [ "$backlog" = 0 ] && [ "$primary" = "$replica" ]; then
-      echo $((SECONDS - started)); return
-    fi
-    sleep 0.25
-  done
-  echo "timeout"
-}
+add_users "$DB" "$USERS"
+add_concert
 
 # cpu_ticks: a reading of the clock and of the CPU time (clock ticks) used so far by
 # seatrush, Redis, the MariaDB primary and replica, and the whole machine (busy, all cores).
@@ -213,22 +179,15 @@ measure() {
   run health "GET /health (again)" health.lua
 
   [ "$FLASH" = 1 ] || return 0
-  # The flash sale: FLASH_USERS users (not used above) race for FLASH_SEATS seats of a new
-  # schedule, admitted FLASH_RATE a second (twice that may be active at once); holds last
-  # 10 s, so seats whose buyer walks away come back during the sale.
+  # The flash sale: FLASH_USERS users (not used above) race for the seats.
   local flash_schedule
-  read -r flash_schedule _ <<<"$(new_schedule "$FLASH_SEATS")"
-  admin PUT "/api/v1/admin/schedules/$flash_schedule/queue" \
-    "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$((2 * FLASH_RATE)),\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":10}" >/dev/null
+  flash_schedule=$(flash_schedule)
   echo "appendfsync $fsync: flash sale"
   FLASHSALE_JSON="$out/$fsync.flash.json" ./target/release/examples/flashsale "$base" \
     "$concert" "$flash_schedule" $((USERS / 2 + 1)) "$FLASH_USERS" "$FLASH_RATE"
   settle >/dev/null
 }
 
-FLASH_USERS=${BENCH_FLASH_USERS:-100000}
-FLASH_SEATS=${BENCH_FLASH_SEATS:-10000}
-FLASH_RATE=${BENCH_FLASH_RATE:-2000}
 hold_user=$((USERS - 1))
 charge_user=$((USERS - 2))
 settle >/dev/null

@@ -17,6 +17,9 @@ REPL_USER=repl
 REPL_PASS=repl
 
 log() { printf 'stack: %s\n' "$*"; }
+LOGS="$dev/*.log"
+# shellcheck source=scripts/processes.sh
+. "$root/scripts/processes.sh"
 
 ensure_packages() {
   local missing=()
@@ -25,33 +28,8 @@ ensure_packages() {
   command -v mariadb >/dev/null || missing+=(mariadb-client)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
   fi
-}
-
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-# Refuses to start on a port something else already listens on (another checkout's stack,
-# say): this stack only ever talks to servers it started itself.
-require_free() { # <port> <what>
-  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    log "port $1 ($2) is taken by a process this checkout did not start; stop it first"
-    log "(another checkout's dev stack? run 'make stack-down' there)"
-    exit 1
-  fi
-}
-
-# wait_for <what> <command...>: polls the command for up to 300 s (a large AOF takes a while).
-wait_for() {
-  local what=$1; shift
-  local deadline=$((SECONDS + 300))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS > deadline)); then log "$what did not come up; see $dev/*.log"; exit 1; fi
-    sleep 0.2
-  done
 }
 
 # PONG, not the LOADING error Redis answers while it replays its AOF.
@@ -182,20 +160,8 @@ up() {
     CREATE DATABASE IF NOT EXISTS seatrush;"
 }
 
-stop_pid() { # <pidfile> <name>
-  local pidfile=$1
-  alive "$pidfile" || return 0
-  local pid; pid=$(cat "$pidfile")
-  kill "$pid"
-  local deadline=$((SECONDS + 60))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS > deadline)); then kill -9 "$pid"; fi
-    sleep 0.2
-  done
-  log "stopped $2"
-}
-
 down() {
+  "$root/scripts/scale.sh" down
   clusters_down
   stop_pid "$dev/replica.pid" "mariadb replica"
   stop_pid "$dev/primary.pid" "mariadb primary"

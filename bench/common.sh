@@ -1,0 +1,66 @@
+# Sourced by bench/run.sh and bench/scale.sh: wrk, a benchmark database with users in bulk,
+# and the admin calls that set up schedules on the seatrush (or nginx) at $base.
+
+SQL=(mariadb --no-defaults -h127.0.0.1 -P3316 -useatrush -pseatrush)
+
+ensure_wrk() {
+  command -v wrk >/dev/null && return
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get install -y -qq wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
+}
+
+# Users 1..<n> with empty balances (MariaDB's sequence engine), in the database seatrush
+# migrated; its user directory picks them up within a second.
+add_users() { # <database> <n>
+  "${SQL[@]}" "$1" -e "INSERT INTO users (name) SELECT CONCAT('bench-', seq) FROM seq_1_to_$2;
+    INSERT INTO user_balances (user_id) SELECT id FROM users;"
+}
+
+# settle: waits until the write-behind has drained and the replica has caught up, so one
+# run's deferred work does not land in the next run. Prints how long that took.
+settle() {
+  local started=$SECONDS
+  for _ in $(seq 1200); do
+    local backlog primary replica
+    backlog=$(curl -sf "$base/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["outboxBacklog"])')
+    primary=$("${SQL[@]}" -N -e "SELECT @@gtid_binlog_pos")
+    replica=$(mariadb --no-defaults -h127.0.0.1 -P3317 -useatrush -pseatrush -N -e "SELECT @@gtid_slave_pos")
+    if [ "$backlog" = 0 ] && [ "$primary" = "$replica" ]; then
+      echo $((SECONDS - started)); return
+    fi
+    sleep 0.25
+  done
+  echo "timeout"
+}
+
+admin() { curl -sf -X "$1" -H 'X-Admin-Key: dev-admin-key' -H 'Content-Type: application/json' "$base$2" ${3:+-d "$3"}; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)['data']['$1'])"; }
+
+# A venue and a concert for new_schedule, whose schedules are open from now for a day.
+add_concert() {
+  venue=$(admin POST /api/v1/admin/venues '{"name":"Bench Arena"}' | json venueId)
+  concert=$(admin POST /api/v1/admin/concerts '{"title":"Bench Live"}' | json concertId)
+  now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z); close=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%S.000Z)
+}
+new_schedule() { # <seatCount> [price]: prints "scheduleId firstSeatId"
+  admin POST "/api/v1/admin/concerts/$concert/schedules" \
+    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":${2:-50000}}" \
+    | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print(d['scheduleId'], d['seatIds'][0])"
+}
+token() { # <userId> <scheduleId>
+  curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$1,\"scheduleId\":$2}" | json token
+}
+
+# The flash sale's schedule: FLASH_SEATS seats, admitted FLASH_RATE a second (twice that may
+# be active at once); holds last 10 s, so seats whose buyer walks away come back during the
+# sale. Prints its id.
+flash_schedule() {
+  local schedule
+  read -r schedule _ <<<"$(new_schedule "$FLASH_SEATS")"
+  admin PUT "/api/v1/admin/schedules/$schedule/queue" \
+    "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$((2 * FLASH_RATE)),\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":10}" >/dev/null
+  echo "$schedule"
+}
+FLASH_USERS=${BENCH_FLASH_USERS:-100000}
+FLASH_SEATS=${BENCH_FLASH_SEATS:-10000}
+FLASH_RATE=${BENCH_FLASH_RATE:-2000}
