@@ -118,7 +118,11 @@ impl Client {
                 let json = simd_json::to_owned_value(&mut bytes).unwrap_or(OwnedValue::null());
                 (status, json)
             }
-            Err(_) => (0, OwnedValue::null()),
+            // No answer: recorded under what broke, in the envelope's place for a code.
+            Err(e) => (
+                0,
+                simd_json::json!({"error": {"code": format!("NO ANSWER ({e})")}}),
+            ),
         };
         let took = started.elapsed();
         let _ = self.idle_tx.send(sender);
@@ -157,9 +161,7 @@ impl Stats {
         }
         counts[second] += 1;
         if !(200..300).contains(&status) {
-            let code = body["error"]["code"]
-                .as_str()
-                .map_or_else(|| format!("HTTP {status}"), str::to_string);
+            let code = error_code(body).map_or_else(|| format!("HTTP {status}"), str::to_string);
             *self.errors.lock().unwrap().entry((step, code)).or_default() += 1;
         }
     }
@@ -181,6 +183,9 @@ struct Sale {
     server_errors: AtomicU64,
     /// Tries after a lost answer.
     retries: AtomicU64,
+    /// Charges answered 200: each must be one CHARGE line in the ledger, however many
+    /// times its request was sent.
+    charges: AtomicU64,
     /// Issuances retried after a lost answer that then met `TOKEN_ALREADY_ISSUED`: the first
     /// try had issued a token its user never learnt (issuance takes no Idempotency-Key).
     tokens_lost: AtomicU64,
@@ -193,8 +198,14 @@ fn lost(status: u16) -> bool {
     matches!(status, 0 | 502 | 503 | 504)
 }
 
-fn error_code(body: &OwnedValue) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
+/// The `error.code` of an answer, if it has one.
+fn error_code(body: &OwnedValue) -> Option<&str> {
+    body.get("error")?.get("code")?.as_str()
+}
+
+/// `data.<key>` of an answer, if it has it (indexing would panic on any other body).
+fn data<'a>(body: &'a OwnedValue, key: &str) -> Option<&'a OwnedValue> {
+    body.get("data")?.get(key)
 }
 
 impl Sale {
@@ -224,7 +235,7 @@ impl Sale {
             self.stats.record(step, second, took, status, &json);
             // Only a repeat can find its first try still running (a payment whose request
             // died after it began: the sweeper settles it after the saga timeout).
-            let in_progress = retried && error_code(&json) == "REQUEST_IN_PROGRESS";
+            let in_progress = retried && error_code(&json) == Some("REQUEST_IN_PROGRESS");
             if !(lost(status) || in_progress) || Instant::now() >= deadline {
                 if status >= 500 || status == 0 {
                     self.server_errors.fetch_add(1, Ordering::Relaxed);
@@ -267,20 +278,20 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         )
         .await;
     if status != 200 {
-        if retried && error_code(&body) == "TOKEN_ALREADY_ISSUED" {
+        if retried && error_code(&body) == Some("TOKEN_ALREADY_ISSUED") {
             sale.tokens_lost.fetch_add(1, Ordering::Relaxed);
         }
         return;
     }
-    let token = body["data"]["token"]
+    let token = data(&body, "token")
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let mut state = body["data"]["status"]
+    let mut state = data(&body, "status")
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let mut position = body["data"]["queuePosition"].as_u64().unwrap_or(0);
+    let mut position = data(&body, "queuePosition").as_u64().unwrap_or(0);
     // Waiting: poll about when the admission rate says the turn comes: after 1 to 10 s.
     while state == "WAITING" {
         let wait = (position as f64 / sale.admission_per_second).clamp(1.0, 10.0);
@@ -301,11 +312,11 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         if status != 200 {
             return;
         }
-        state = body["data"]["status"]
+        state = data(&body, "status")
             .as_str()
             .unwrap_or_default()
             .to_string();
-        position = body["data"]["queuePosition"].as_u64().unwrap_or(0);
+        position = data(&body, "queuePosition").as_u64().unwrap_or(0);
     }
     let mut rng = user_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let want = 1 + (next(&mut rng) % 4) as usize;
@@ -330,9 +341,9 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
             return;
         }
         // Only the ids are kept: a parsed listing of thousands of seats is megabytes.
-        let mut free: Vec<u64> = body["data"]["seats"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s["seatId"].as_u64()).collect())
+        let mut free: Vec<u64> = data(&body, "seats")
+            .and_then(|seats| seats.as_array())
+            .map(|a| a.iter().filter_map(|s| s.get("seatId")?.as_u64()).collect())
             .unwrap_or_default();
         drop(body);
         if free.is_empty() {
@@ -367,8 +378,8 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         if user_id.is_multiple_of(10) {
             return; // this one walks away and lets the hold expire
         }
-        let reservation = body["data"]["reservationId"].as_u64().unwrap_or(0);
-        let total = body["data"]["totalAmount"].as_u64().unwrap_or(0);
+        let reservation = data(&body, "reservationId").as_u64().unwrap_or(0);
+        let total = data(&body, "totalAmount").as_u64().unwrap_or(0);
         let (status, _, _) = sale
             .call(
                 "charge",
@@ -382,6 +393,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         if status != 200 {
             return;
         }
+        sale.charges.fetch_add(1, Ordering::Relaxed);
         let (status, _, _) = sale
             .call(
                 "pay",
@@ -415,7 +427,7 @@ async fn watch(sale: Arc<Sale>, seats: u64, limit: Duration) -> Option<Duration>
                 None,
             )
             .await;
-        let sold = body["data"]["soldSeats"].as_u64();
+        let sold = data(&body, "soldSeats").as_u64();
         if let Some(n) = sold {
             let at = sale.started.elapsed().as_secs_f64();
             sale.sold.lock().unwrap().push((at, n));
@@ -506,6 +518,21 @@ fn queue_limits(tokens: &[(i64, Option<i64>)]) -> (u64, u64) {
     }
     let most_admitted = per_second.into_values().max().unwrap_or(0);
     (most_admitted, most_active as u64)
+}
+
+/// CHARGE lines in the ledger of the schedule's buyers (who charge only within the sale,
+/// after a hold).
+async fn charge_lines(db: &mysql_async::Pool, schedule: u64) -> mysql_async::Result<u64> {
+    let n: Option<u64> = db
+        .get_conn()
+        .await?
+        .exec_first(
+            "SELECT COUNT(*) FROM balance_transactions WHERE type = 'CHARGE' AND user_id IN
+               (SELECT user_id FROM reservations WHERE schedule_id = ?)",
+            (schedule,),
+        )
+        .await?;
+    Ok(n.unwrap_or(0))
 }
 
 async fn verify(
@@ -701,6 +728,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server_errors: AtomicU64::new(0),
         retries: AtomicU64::new(0),
         tokens_lost: AtomicU64::new(0),
+        charges: AtomicU64::new(0),
     });
     let queue_path = format!("/api/v1/admin/schedules/{}/queue", sale.schedule);
     let admin = [
@@ -714,8 +742,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if status != 200 {
         return Err(format!("schedule {}: {status} {body:?}", sale.schedule).into());
     }
-    let max_active = body["data"]["maxActiveUsers"].as_u64().unwrap_or(0);
-    let rate_limit = body["data"]["admissionPerSecond"].as_u64().unwrap_or(0);
+    let max_active = data(&body, "maxActiveUsers").as_u64().unwrap_or(0);
+    let rate_limit = data(&body, "admissionPerSecond").as_u64().unwrap_or(0);
     let mysql = mysql_async::Pool::new(std::env::var("SEATRUSH_MYSQL_PRIMARY_URL")?.as_str());
     let mut conn = mysql.get_conn().await?;
     let seats: u64 = conn
@@ -783,6 +811,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Requests/s are over the whole run, until the last user gave up.
     let elapsed = sale.started.elapsed();
+    // Each charge answered 200 is one ledger line, however often its request was sent: read
+    // once the last user is done (one whose hold expired may have been charging until then).
+    let charged = sale.charges.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let charges_in_ledger = loop {
+        let n = charge_lines(&mysql, sale.schedule).await?;
+        if n == charged || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     let latencies = sale.stats.latencies.lock().unwrap();
     println!(
@@ -854,7 +893,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "lost answers: {retries} retries, {five_xx} requests still failing after them, \
-         {tokens_lost} tokens issued to users who never learnt them"
+         {tokens_lost} tokens issued to users who never learnt them; {charged} charges \
+         answered, {charges_in_ledger} in the ledger"
     );
     if let Ok(path) = std::env::var("FLASHSALE_JSON") {
         let summary = Summary {
@@ -895,7 +935,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         && verdict.balances_differing == 0
         && verdict.tokens_differing == 0
         && verdict.most_admitted_in_a_second <= rate_limit
-        && verdict.most_active_at_once <= max_active;
+        && verdict.most_active_at_once <= max_active
+        && charges_in_ledger == charged;
     if !ok {
         return Err("the flash sale failed a check (see above)".into());
     }

@@ -5,9 +5,10 @@
 #   2. GET /health and token issuance with one instance behind nginx, then with three, then
 #      with one again (each ratio is three's figure to the mean of the two with one, so
 #      drift during the run does not tilt it), the write-behind settled before each run;
-#   3. the flash sale (bench/flashsale.rs) on three instances, instance 2 killed with
-#      kill -9 once a quarter of the seats are sold (buying in full swing, so payments are
-#      in flight on it): it must still sell out with no seat sold twice,
+#   3. the flash sale (bench/flashsale.rs) on three instances, with buying in full swing:
+#      instance 2 killed with kill -9 once a quarter of the seats are sold and started again,
+#      instance 3 killed once half are sold (two kills, so that most runs cut off a POST or
+#      two mid-request): it must still sell out with no seat sold twice,
 #      the queue's limits held across the instances, and MySQL equal to Redis after the drain;
 #   4. how the keys spread over the cluster's masters (scripts/cluster-keys.sh).
 # wrk -t1 -c64 for BENCH_DURATION (8s) per run. Settings: BENCH_USERS, BENCH_FLASH_USERS/
@@ -107,15 +108,22 @@ if [ "$FLASH" = 1 ]; then
   scripts/scale.sh up 3
   settle >/dev/null
   schedule=$(flash_schedule)
-  echo "flash sale on 3 instances; instance 2 killed (kill -9) once $((FLASH_SEATS / 4)) seats are sold"
+  echo "flash sale on 3 instances: kill -9 of instance 2 at $((FLASH_SEATS / 4)) seats sold," \
+    "of instance 3 at $((FLASH_SEATS / 2))"
   sold() {
     admin GET "/api/v1/admin/schedules/$schedule/queue" 2>/dev/null | json soldSeats 2>/dev/null || echo 0
   }
+  started=$SECONDS
+  kill_at() { # <seats sold> <instance>
+    until (($(sold) >= $1)) || ((SECONDS - started > 600)); do sleep 0.2; done
+    echo "$(sold) seats sold, $((SECONDS - started)) s in: kill -9 instance $2"
+    scripts/scale.sh kill "$2" >/dev/null
+  }
   (
-    started=$SECONDS
-    until (($(sold) >= FLASH_SEATS / 4)) || ((SECONDS - started > 600)); do sleep 0.2; done
-    echo "$(date -u +%T): $(sold) seats sold, $((SECONDS - started)) s in"
-    scripts/scale.sh kill 2
+    kill_at $((FLASH_SEATS / 4)) 2
+    scripts/scale.sh up 3 >/dev/null
+    echo "instance 2 started again, $((SECONDS - started)) s in"
+    kill_at $((FLASH_SEATS / 2)) 3
   ) &
   killer=$!
   SEATRUSH_REDIS_URL=redis://127.0.0.1:6391,redis://127.0.0.1:6392,redis://127.0.0.1:6393 \
@@ -124,6 +132,8 @@ if [ "$FLASH" = 1 ]; then
     $((USERS / 2 + 1)) "$FLASH_USERS" "$FLASH_RATE"
   wait "$killer"
   scripts/scale.sh status
+  echo "nginx passed $(grep -c 'upstream=[^ ]*, ' .dev/scale/nginx.log || true) requests on to" \
+    "another instance after the first failed"
   echo "nginx's answers since it started, by status: $(grep -oE '" [0-9]{3} ' .dev/scale/nginx.log \
     | sort | uniq -c | awk '{printf "%s%s ×%s", (NR > 1 ? ", " : ""), $3, $1}')"
 fi

@@ -68,15 +68,25 @@ write_upstreams() { # <n>
       /^[[:space:]]*resolver / { next }
       /^[[:space:]]*server seatrush-/ { if (!done) printf "%s", servers; done = 1; next }
       { print }' "$root/deploy/nginx-upstreams.conf"
-  } >"$dir/nginx/nginx-upstreams.conf"
+  } >"$dir/nginx/nginx-upstreams.conf.new"
 }
 
+# Starts nginx, or reloads it when its configuration changed: a reload replaces the workers,
+# which close their idle client connections, so a client may see a request it sent at that
+# moment go unanswered (and must send it again).
 nginx_up() { # <n>
-  mkdir -p "$dir/nginx"
-  cp "$root/deploy/nginx.conf" "$dir/nginx/nginx.conf"
+  local conf="$dir/nginx"
+  mkdir -p "$conf"
   write_upstreams "$1"
+  if alive "$conf/nginx.pid" && cmp -s "$root/deploy/nginx.conf" "$conf/nginx.conf" &&
+    cmp -s "$conf/nginx-upstreams.conf.new" "$conf/nginx-upstreams.conf"; then
+    rm "$conf/nginx-upstreams.conf.new"
+    return
+  fi
+  cp "$root/deploy/nginx.conf" "$conf/nginx.conf"
+  mv "$conf/nginx-upstreams.conf.new" "$conf/nginx-upstreams.conf"
   nginx -t -q "${nginx_args[@]}"
-  if alive "$dir/nginx/nginx.pid"; then
+  if alive "$conf/nginx.pid"; then
     nginx -s reload "${nginx_args[@]}" 2>>"$dir/nginx.log"
     log "nginx reloaded: instances 1..$1"
   else
