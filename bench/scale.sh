@@ -7,15 +7,15 @@
 #      drift during the run does not tilt it), the write-behind settled before each run;
 #   3. the flash sale (bench/flashsale.rs) on three instances, with buying in full swing:
 #      instance 2 killed with kill -9 once a quarter of the seats are sold and started again,
-#      instance 3 killed once half are sold (two kills, so that most runs cut off a POST or
-#      two mid-request): it must still sell out with no seat sold twice,
-#      the queue's limits held across the instances, and MySQL equal to Redis after the drain;
+#      instance 3 killed once half are sold (two chances to cut requests off mid-flight): it
+#      must still sell out with no seat sold twice, the queue's limits held across the
+#      instances, each charge in the ledger once, and MySQL equal to Redis after the drain;
 #   4. how the keys spread over the cluster's masters (scripts/cluster-keys.sh).
 # wrk -t1 -c64 for BENCH_DURATION (8s) per run. Settings: BENCH_USERS, BENCH_FLASH_USERS/
 # SEATS/RATE (as bench/run.sh), BENCH_FLASH=0 (steps 1, 2 and 4).
 #
 # The flash sale is half bench/run.sh's by default, 50 000 users for 5 000 seats: its waiting
-# users poll their status every 10 s, and 100 000 of them ask for about 9 500 polls a second,
+# users poll their status every 1 to 10 s, and 100 000 of them ask for about 9 500 a second,
 # more than nginx and three instances answer on a 2-core machine (about 8 000), so that sale
 # stalls behind its own polls instead of measuring anything.
 set -euo pipefail

@@ -12,8 +12,8 @@
 #   status    each instance's /health, and nginx
 #
 # Settings (environment): SCALE_DB (seatrush_scale), SCALE_BIN (target/release/seatrush),
-# SCALE_DEMO=0 (no demo data); SEATRUSH_* variables other than the addresses pass through to
-# the instances (SEATRUSH_LOG=warn, say). `make scale` starts the cluster and builds first.
+# SCALE_DEMO=0 (no demo data); other SEATRUSH_* variables pass through to the instances
+# (SEATRUSH_LOG=warn, say). `make scale` starts the cluster and builds first.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +35,7 @@ port_of() { echo $((FIRST_PORT + $1 - 1)); }
 # The instances this set has pid files for, running or not.
 known() { ls "$dir"/seatrush-*.pid 2>/dev/null | sed 's/.*seatrush-\([0-9]*\)\.pid/\1/' | sort -n; }
 
-# The environment every instance shares: the cluster, the database, and no address.
+# The stores every instance shares (each gets its own SEATRUSH_HTTP_ADDR).
 export_stores() {
   export SEATRUSH_REDIS_URL=$REDIS_URL
   export SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/$DB
