@@ -78,6 +78,6 @@ check:
 bench: stack
 	bench/run.sh
 
-# One instance against three behind nginx, and the flash sale on three with one killed.
+# One instance against three behind nginx, and the flash sale on three with instances killed.
 bench-scale: stack-cluster
 	bench/scale.sh
