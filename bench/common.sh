@@ -3,11 +3,12 @@
 
 SQL=(mariadb --no-defaults -h127.0.0.1 -P3316 -useatrush -pseatrush)
 
-ensure_wrk() {
-  command -v wrk >/dev/null && return
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
-}
+log() { printf 'bench: %s\n' "$*"; }
+LOGS="the output above"
+# shellcheck source=scripts/processes.sh
+. scripts/processes.sh
+
+ensure_wrk() { command -v wrk >/dev/null || apt_install wrk; }
 
 # Users 1..<n> with empty balances (MariaDB's sequence engine), in the database seatrush
 # migrated; its user directory picks them up within a second.

@@ -539,9 +539,16 @@ async fn verify(
     db: &mysql_async::Pool,
     redis: &mut seatrush::redis::RedisConn,
     schedule: u64,
-    buyers: &[u64],
 ) -> Result<Verdict, Box<dyn std::error::Error>> {
     let mut conn = db.get_conn().await?;
+    // Read each time: a killed instance's last holds reach MySQL only once another instance
+    // claims its outbox entries.
+    let buyers: Vec<u64> = conn
+        .exec(
+            "SELECT DISTINCT user_id FROM reservations WHERE schedule_id = ?",
+            (schedule,),
+        )
+        .await?;
     let seats_sold_twice: u64 = conn
         .exec_first(
             "SELECT COUNT(*) FROM (SELECT rs.seat_id FROM reservation_seats rs
@@ -621,7 +628,7 @@ async fn verify(
     }
     // Balances: one pipelined read from Redis, one query to MySQL.
     let mut pipe = redis::pipe();
-    for &user in buyers {
+    for &user in &buyers {
         pipe.hget(
             seatrush::redis::keys::WalletKeys::of_user(user).balances,
             user,
@@ -780,17 +787,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut redis = seatrush::redis::connect(&std::env::var("SEATRUSH_REDIS_URL")?).await?;
     let last_payment = Duration::from_millis(sale.last_payment_ms.load(Ordering::Relaxed));
     let verdict = loop {
-        // Read each time: a killed instance's last holds reach MySQL only once another
-        // instance claims its outbox entries.
-        let buyers: Vec<u64> = mysql
-            .get_conn()
-            .await?
-            .exec(
-                "SELECT DISTINCT user_id FROM reservations WHERE schedule_id = ?",
-                (sale.schedule,),
-            )
-            .await?;
-        let v = verify(&mysql, &mut redis, sale.schedule, &buyers).await?;
+        let v = verify(&mysql, &mut redis, sale.schedule).await?;
         // The checks read MySQL one query after another, so a flush may land between them:
         // wait until every one of them holds (a real fault outlasts the two minutes).
         let caught_up = v.reservations_differing == 0

@@ -3,6 +3,7 @@
 # process does not come up).
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+gone() { ! alive "$1"; }
 
 # Refuses to start on a port something else already listens on (another checkout's stack,
 # say): these scripts only ever talk to servers they started themselves.

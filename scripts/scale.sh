@@ -138,7 +138,7 @@ kill_instance() { # <i>
   alive "$pidfile" || { log "instance ${1:-} is not running"; exit 1; }
   kill -9 "$(cat "$pidfile")"
   # Gone once reaped: until then `alive` still sees it, and `up` would not restart it.
-  wait_for "the end of instance $1" eval "! alive '$pidfile'"
+  wait_for "the end of instance $1" gone "$pidfile"
   log "killed instance $1 (kill -9)"
 }
 
