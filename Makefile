@@ -39,12 +39,15 @@ scale: stack-cluster
 scale-down:
 	@scripts/scale.sh down
 
-# Tests get their own database and Redis db, emptied first so every run starts clean. After
+# First the layering of src/ (no import circles between modules, model/ free of I/O, see
+# ARCHITECTURE.md). Tests get their own database and Redis db, emptied first so every run
+# starts clean. After
 # the Rust tests: the failure tests that stop the stack's own servers (one at a time, with
 # nothing else running), the dashboards and alert rules against a real Prometheus,
 # schemathesis against /openapi.json (both start the debug binary the tests built), and the
 # compose file against the Compose Specification. Then all of it again on Redis Cluster.
 test: stack
+	scripts/check-layers.py
 	@scripts/reset-test-data.sh
 	$(TEST_ENV) cargo test --all-targets -- --test-threads=4
 	$(TEST_ENV) cargo test --test chaos -- --ignored --test-threads=1 --nocapture
@@ -74,6 +77,7 @@ api-check: stack
 check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/check-layers.py
 
 bench: stack
 	bench/run.sh

@@ -1,4 +1,4 @@
-//! The flash-sale scenario (SPEC §9): `users` people race for the `seats` seats of one
+//! The flash-sale scenario (README, "Benchmarks"): `users` people race for the `seats` seats of one
 //! schedule through a running seatrush. Each joins the queue, polls until admitted, lists
 //! the seats, holds 1–4 of them, charges their balance and pays; one in ten lets the hold
 //! expire instead. It reports the time to sell out, requests/s and latency per step and

@@ -1,10 +1,10 @@
 -- uses: lib/clock.lua
--- Payment saga, step 2 of 3 (SPEC §6), in a wallet bucket: debits a reservation's total from
--- its user's balance at most once. The reservation's debit record says what happened to it;
--- a debit names the payment attempt it belongs to, and an attempt the saga gave up on (see
--- void_debit.lua) or that found too little money is fenced off, so a late call of it debits
--- nothing. Takes a batch of debits of one bucket and decides them in order (seatrush
--- coalesces concurrent requests; see src/redis/coalesce.rs).
+-- Payment saga, step 2 of 3 (see src/payment/saga.rs), in a wallet bucket: debits a
+-- reservation's total from its user's balance at most once. The reservation's debit record
+-- says what happened to it; a debit names the payment attempt it belongs to, and an attempt
+-- the saga gave up on (see void_debit.lua) or that found too little money is fenced off, so a
+-- late call of it debits nothing. Takes a batch of debits of one bucket and decides them in
+-- order (seatrush coalesces concurrent requests; see src/redis/coalesce.rs).
 --
 -- KEYS[1] {w:n}:bal     HASH userId -> "balance|totalCharged|totalUsed|updatedAt"
 -- KEYS[2] {w:n}:txseq   ledger sequence of the bucket

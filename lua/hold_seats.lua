@@ -1,8 +1,7 @@
 -- uses: lib/clock.lua lib/queue.lua lib/holds.lua
--- Holds seats for users with ACTIVE tokens: per request, every seat or none (SPEC §4 "Seat
--- holds"). Takes a batch of requests to one schedule and decides them in order, each seeing
--- the holds of those before it (seatrush coalesces concurrent requests; see
--- src/redis/coalesce.rs).
+-- Holds seats for users with ACTIVE tokens: per request, every seat or none. Takes a batch
+-- of requests to one schedule and decides them in order, each seeing the holds of those
+-- before it (seatrush coalesces concurrent requests; see src/redis/coalesce.rs).
 --
 -- KEYS[1]  {s:S}:cfg        settings and booking window
 -- KEYS[2]  {s:S}:tokens     HASH token -> record
@@ -113,7 +112,7 @@ end
 
 local DAY_MS = 24 * 3600 * 1000
 
--- The request's reply, decided once per Idempotency-Key (checked first, SPEC §2).
+-- The request's reply, decided once per Idempotency-Key (checked first).
 local function hold_once(idem, fingerprint, token, user, seats)
   if not idem then return hold(token, user, seats) end
   local seen = redis.call('GET', idem)

@@ -1,10 +1,10 @@
 -- uses: lib/clock.lua lib/queue.lua lib/holds.lua
--- Payment saga, step 1 of 3 (SPEC §6), in the schedule's slot: checks the caller's ACTIVE
--- token and the reservation, then marks the RESERVED reservation PAYING under a new payment
--- attempt id, so nothing else (cancel, expiry, a second payment) can end it until the saga
--- commits or rolls back. A hold already past its expiry is expired here instead. Takes a
--- batch of requests to one schedule and decides them in order (seatrush coalesces
--- concurrent requests; see src/redis/coalesce.rs).
+-- Payment saga, step 1 of 3 (see src/payment/saga.rs), in the schedule's slot: checks the
+-- caller's ACTIVE token and the reservation, then marks the RESERVED reservation PAYING under
+-- a new payment attempt id, so nothing else (cancel, expiry, a second payment) can end it
+-- until the saga commits or rolls back. A hold already past its expiry is expired here
+-- instead. Takes a batch of requests to one schedule and decides them in order (seatrush
+-- coalesces concurrent requests; see src/redis/coalesce.rs).
 --
 -- KEYS[1..7] {s:S}:res, :holds, :avail, :userseats, :stats, :outbox, :userholds (as for
 --            release_hold in lib/holds.lua)

@@ -1,10 +1,10 @@
 -- uses: lib/clock.lua lib/queue.lua lib/holds.lua
--- Payment saga, step 3 of 3 (SPEC §6), in the schedule's slot, once the balance was debited
--- for the attempt: the PAYING reservation becomes PAID (its seats SOLD for good), and the
--- user's token is retired (USED, its slot freed) unless they still have an open hold here.
--- Committing again is harmless: a PAID reservation is answered as it is. Takes a batch of
--- commits of one schedule and decides them in order (seatrush coalesces concurrent calls;
--- see src/redis/coalesce.rs).
+-- Payment saga, step 3 of 3 (see src/payment/saga.rs), in the schedule's slot, once the
+-- balance was debited for the attempt: the PAYING reservation becomes PAID (its seats SOLD for
+-- good), and the user's token is retired (USED, its slot freed) unless they still have an open
+-- hold here. Committing again is harmless: a PAID reservation is answered as it is. Takes a
+-- batch of commits of one schedule and decides them in order (seatrush coalesces concurrent
+-- calls; see src/redis/coalesce.rs).
 --
 -- KEYS[1..7] {s:S}:res, :holds, :avail, :userseats, :stats, :outbox, :userholds
 -- KEYS[8]  {s:S}:tokens, KEYS[9] {s:S}:sagas, KEYS[10] {s:S}:seat, KEYS[11] {s:S}:users,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the dashboards and alert rules against a real Prometheus (SPEC §9, part of make test).
+"""Checks the dashboards and alert rules against a real Prometheus (README "Observability", part of make test).
 
 Starts the debug seatrush binary against the dev stack (the test database and Redis db, from
 the SEATRUSH_* environment), drives a short mixed load through it (tokens, seat listings,

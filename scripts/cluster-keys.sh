@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How seatrush's keys spread over a Redis Cluster's masters. All of a schedule's keys share
-# the hash tag {s:<id>} and so one slot (SPEC §6); a user's money lives in one of 64 wallet
+# the hash tag {s:<id>} and so one slot (ARCHITECTURE.md, "Invariants"); a user's money lives in one of 64 wallet
 # buckets, {w:<n>}. Per master: its slots, its keys (DBSIZE), and the tags it holds with
 # their slots and key counts; the untagged keys (the schedule set, the token index) last.
 #   scripts/cluster-keys.sh [port of any node]   (6391: the dev stack's application cluster)

@@ -1,7 +1,7 @@
-//! The application: its connections and shared state ([`App`]), how it is built from a
-//! [`Config`], and its background loops.
+//! Start-up: the application's connections and shared state ([`App`]), how it is built from
+//! a [`Config`], and its background loops. Only start-up and the edge (`api`) see the whole
+//! of it; the services get the handles they need.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -9,23 +9,18 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
-use crate::catalogue::reads::Catalogue;
-use crate::catalogue::users::UserDirectory;
+use crate::catalogue::Catalogue;
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::health::{self, Health};
+use crate::housekeeping::{self, Timing};
+use crate::model::Error;
 use crate::mysql::{Db, migrate};
-use crate::outbox::{Backlog, Deferral, OutboxFlusher};
-use crate::queue::admission;
 use crate::rebuild;
-use crate::redis::coalesce::Coalescer;
-use crate::redis::scripts::{
-    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, HoldOutcome,
-    HoldRequest, IssueOutcome, SeatViewOutcome, StatusOutcome,
-};
-use crate::redis::{RedisConn, Scripts};
+use crate::redis::{HotPath, RedisConn, Scripts};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
+use crate::users::UserDirectory;
+use crate::writebehind::{Backlog, Deferral, OutboxFlusher};
 
 /// How often the user directory picks up users created elsewhere.
 const USER_REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -34,29 +29,15 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub config: Config,
-    /// Shared multiplexed connection; clone it per use (clones share the socket).
-    pub redis: RedisConn,
+    /// Every Redis operation of the services, by name.
+    pub hot: HotPath,
     pub db: Db,
-    pub scripts: Arc<Scripts>,
-    /// Token issuance, coalesced per schedule into batched script calls.
-    pub token_issuer: Coalescer<(uuid::Uuid, u64), IssueOutcome>,
-    /// Seat holds, coalesced the same way.
-    pub seat_holder: Coalescer<HoldRequest, HoldOutcome>,
-    /// Seat listings' token checks and availability reads, coalesced the same way.
-    pub seat_viewer: Coalescer<uuid::Uuid, SeatViewOutcome>,
-    /// Queue-Token checks (`token_status`), coalesced the same way.
-    pub token_checker: Coalescer<uuid::Uuid, StatusOutcome>,
-    /// The payment saga's steps: beginnings and commits per schedule, debits per wallet
-    /// bucket, each coalesced the same way.
-    pub payment_begins: Coalescer<BeginRequest, BeginOutcome>,
-    pub debits: Coalescer<DebitRequest, DebitOutcome>,
-    pub payment_commits: Coalescer<(u64, u64), CommitOutcome>,
     /// Concerts, schedules and seats from the replica, cached briefly.
     pub catalogue: Catalogue,
     /// Answers "does this user exist?" without a query on the hot path.
     pub users: UserDirectory,
     /// Dependency states for `/health`, refreshed in the background.
-    pub health: Health,
+    pub health: Arc<Health>,
     /// Outbox size, kept by the flusher.
     pub backlog: Arc<Backlog>,
     /// HTTP requests answered so far (the flusher holds back while they come fast).
@@ -76,13 +57,10 @@ pub enum StartError {
     #[error(transparent)]
     Migrate(#[from] migrate::MigrateError),
     #[error("start-up step {step} failed: {source}")]
-    Step {
-        step: &'static str,
-        source: ApiError,
-    },
+    Step { step: &'static str, source: Error },
 }
 
-fn step<E: Into<ApiError>>(step: &'static str) -> impl FnOnce(E) -> StartError {
+fn step<E: Into<Error>>(step: &'static str) -> impl FnOnce(E) -> StartError {
     move |e| StartError::Step {
         step,
         source: e.into(),
@@ -110,86 +88,38 @@ impl App {
             .refresh(&db)
             .await
             .map_err(step("loading the user directory"))?;
-        let token_issuer = coalescer(
-            &scripts,
-            &redis,
-            "issue_tokens",
-            |s, mut r, id, batch| async move { s.issue_tokens(&mut r, id, &batch).await },
-        );
-        let seat_holder = coalescer(
-            &scripts,
-            &redis,
-            "hold_seats",
-            |s, mut r, id, batch| async move { s.hold_seats(&mut r, id, &batch).await },
-        );
-        let seat_viewer = coalescer(
-            &scripts,
-            &redis,
-            "seat_view",
-            |s, mut r, id, batch| async move { s.seat_view(&mut r, id, &batch).await },
-        );
-        let token_checker = coalescer(
-            &scripts,
-            &redis,
-            "token_status",
-            |s, mut r, id, batch| async move { s.token_status(&mut r, id, &batch).await },
-        );
-        let payment_begins = coalescer(
-            &scripts,
-            &redis,
-            "pay_begin",
-            |s, mut r, id, batch| async move { s.pay_begin(&mut r, id, &batch).await },
-        );
-        let debits = coalescer(
-            &scripts,
-            &redis,
-            "debit",
-            |s, mut r, bucket, batch| async move { s.debit(&mut r, bucket, &batch).await },
-        );
-        let payment_commits = coalescer(
-            &scripts,
-            &redis,
-            "pay_commit",
-            |s, mut r, id, batch| async move { s.pay_commit(&mut r, id, &batch).await },
-        );
-        let app = Arc::new(Self {
+        let health = Arc::new(Health::default());
+        health.probe(&redis, &db).await;
+        Ok(Arc::new(Self {
             config,
-            redis,
+            hot: HotPath::new(redis, scripts),
+            catalogue: Catalogue::new(db.clone(), health.clone()),
             db,
-            scripts,
-            token_issuer,
-            seat_holder,
-            seat_viewer,
-            token_checker,
-            payment_begins,
-            debits,
-            payment_commits,
-            catalogue: Catalogue::default(),
             users,
-            health: Health::default(),
+            health,
             backlog: Arc::default(),
             requests: Arc::default(),
             metrics,
-        });
-        app.health.probe(&app).await;
-        Ok(app)
+        }))
     }
 
-    /// Starts the admission loop, the flusher, the health probe and the directory refresh.
-    /// The handles finish after `shutdown` fires (the flusher after draining).
+    /// Starts the housekeeping loop, the flusher, the health probe and the directory
+    /// refresh. The handles finish after `shutdown` fires (the flusher after draining).
     pub fn spawn_background(self: &Arc<Self>, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
         let flusher = OutboxFlusher::new(
             self.db.clone(),
-            self.redis.clone(),
+            self.hot.conn(),
             self.backlog.clone(),
             self.config.outbox_claim_idle,
         );
+        let timing = self.housekeeping_timing();
+        let app = self.clone();
+        let housekeeping_shutdown = shutdown.clone();
+        let interval = self.config.admission_interval;
         vec![
-            tokio::spawn(admission::run(
-                self.clone(),
-                self.config.admission_interval,
-                shutdown.clone(),
-            )),
+            tokio::spawn(async move {
+                housekeeping::run(&app.hot, timing, interval, housekeeping_shutdown).await
+            }),
             tokio::spawn(flusher.run(
                 self.config.flush_interval,
                 Deferral::new(
@@ -200,9 +130,22 @@ impl App {
                 shutdown.clone(),
                 SHUTDOWN_DRAIN,
             )),
-            tokio::spawn(health::probe_loop(self.clone(), shutdown.clone())),
+            tokio::spawn(health::probe_loop(
+                self.health.clone(),
+                self.hot.conn(),
+                self.db.clone(),
+                shutdown.clone(),
+            )),
             tokio::spawn(refresh_users(self.clone(), shutdown.clone())),
         ]
+    }
+
+    /// What the housekeeping tick needs to know from the configuration.
+    pub fn housekeeping_timing(&self) -> Timing {
+        Timing {
+            keep_ended_tokens: self.config.ended_token_keep,
+            payment_saga_timeout: self.config.payment_saga_timeout,
+        }
     }
 }
 
@@ -223,29 +166,6 @@ pub async fn open_stores(config: &Config) -> Result<(RedisConn, Db, Arc<Scripts>
         .await
         .map_err(step("loading scripts"))?;
     Ok((redis, db, scripts))
-}
-
-/// A coalescer whose batches are `run(scripts, connection, slot, batch)` (the slot is a
-/// scheduleId, or a wallet bucket for debits), recording
-/// each batch's size under `operation`.
-fn coalescer<I, O, F, Fut>(
-    scripts: &Arc<Scripts>,
-    redis: &RedisConn,
-    operation: &'static str,
-    run: F,
-) -> Coalescer<I, O>
-where
-    I: Send + 'static,
-    O: Send + 'static,
-    F: Fn(Arc<Scripts>, RedisConn, u64, Vec<I>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = redis::RedisResult<Vec<O>>> + Send + 'static,
-{
-    let (scripts, redis) = (scripts.clone(), redis.clone());
-    Coalescer::new(Arc::new(move |schedule, batch: Vec<I>| {
-        metrics::histogram!("seatrush_coalesced_batch_size", "operation" => operation)
-            .record(batch.len() as f64);
-        Box::pin(run(scripts.clone(), redis.clone(), schedule, batch))
-    }))
 }
 
 async fn refresh_users(app: Arc<App>, shutdown: Shutdown) {

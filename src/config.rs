@@ -73,7 +73,7 @@ pub struct Config {
     pub mysql_primary_url: String,
     pub mysql_replica_url: String,
     pub admin_key: String,
-    /// How often each instance runs the admission tick (SPEC: about every 100 ms).
+    /// How often each instance runs the admission tick (about every 100 ms).
     pub admission_interval: Duration,
     /// How often the flusher polls the outbox streams when they were empty.
     pub flush_interval: Duration,

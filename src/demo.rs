@@ -5,11 +5,11 @@
 use chrono::{Duration, NaiveTime, Utc};
 use mysql_async::prelude::*;
 
-use crate::app::App;
 use crate::catalogue::schedules::{self, NewSchedule};
-use crate::catalogue::users;
-use crate::error::ApiError;
-use crate::mysql::timed;
+use crate::model::Error;
+use crate::mysql::{Db, timed};
+use crate::redis::RedisConn;
+use crate::users::create_user;
 
 const USERS: &[&str] = &[
     "Kim Minji",
@@ -22,17 +22,17 @@ const SEATS_PER_SCHEDULE: u64 = 50;
 const PRICE_KRW: u64 = 110_000;
 
 /// Loads the demo data if there are no users yet; returns whether it did.
-pub async fn load_if_empty(app: &App) -> Result<bool, ApiError> {
-    let mut conn = app.db.primary_conn().await?;
+pub async fn load_if_empty(db: &Db, redis: &mut RedisConn) -> Result<bool, Error> {
+    let mut conn = db.primary_conn().await?;
     let users_now: Option<u64> = timed(conn.query_first("SELECT COUNT(*) FROM users")).await?;
     if users_now.unwrap_or(0) > 0 {
         return Ok(false);
     }
     for name in USERS {
-        users::create_user(&app.db, name).await?;
+        create_user(db, name).await?;
     }
-    let venue_id = schedules::create_venue(&app.db, "Olympic Hall, Seoul").await?;
-    let concert_id = schedules::create_concert(&app.db, "Winter Flash Live 2026").await?;
+    let venue_id = schedules::create_venue(db, "Olympic Hall, Seoul").await?;
+    let concert_id = schedules::create_concert(db, "Winter Flash Live 2026").await?;
     let now = Utc::now();
     for days_ahead in [30, 31] {
         let new = NewSchedule {
@@ -44,7 +44,7 @@ pub async fn load_if_empty(app: &App) -> Result<bool, ApiError> {
             booking_close_at: now + Duration::days(days_ahead - 1),
             seats: (1..=SEATS_PER_SCHEDULE).map(|n| (n, PRICE_KRW)).collect(),
         };
-        schedules::create_schedule(&app.db, &mut app.redis.clone(), &new).await?;
+        schedules::create_schedule(db, redis, &new).await?;
     }
     Ok(true)
 }

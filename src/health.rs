@@ -8,12 +8,12 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use serde::Serialize;
 
-use crate::app::App;
-use crate::mysql::timed;
+use crate::mysql::{Db, PRIMARY, REPLICA, timed};
+use crate::redis::RedisConn;
 use crate::shutdown::Shutdown;
 
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// A replica further behind than this is not read from (SPEC §8).
+/// A replica further behind than this is not read from.
 const MAX_REPLICA_LAG_SECONDS: u64 = 5;
 
 #[derive(Default)]
@@ -84,14 +84,13 @@ impl Health {
     }
 
     /// Probes every dependency once and records the result.
-    pub async fn probe(&self, app: &App) {
-        let mut redis = app.redis.clone();
+    pub async fn probe(&self, redis: &RedisConn, db: &Db) {
         let redis_up = redis::cmd("PING")
-            .query_async::<String>(&mut redis)
+            .query_async::<String>(&mut redis.clone())
             .await
             .is_ok();
-        let primary_up = ping_mysql(&app.db.primary).await;
-        let replica_lag = replica_lag_seconds(&app.db.replica).await;
+        let primary_up = ping_mysql(&db.primary).await;
+        let replica_lag = replica_lag_seconds(&db.replica).await;
         let replica_up = replica_lag.is_some();
         if let Some(lag) = replica_lag.flatten() {
             metrics::gauge!("seatrush_mysql_replica_lag_seconds").set(lag as f64);
@@ -101,8 +100,8 @@ impl Health {
         self.mysql_primary.store(primary_up, Ordering::Relaxed);
         self.mysql_replica.store(replica_up, Ordering::Relaxed);
         self.replica_readable.store(readable, Ordering::Relaxed);
-        pool_gauges(&app.db.primary, crate::mysql::PRIMARY);
-        pool_gauges(&app.db.replica, crate::mysql::REPLICA);
+        pool_gauges(&db.primary, PRIMARY);
+        pool_gauges(&db.replica, REPLICA);
         gauge("redis", redis_up);
         gauge("mysql_primary", primary_up);
         gauge("mysql_replica", replica_up);
@@ -133,9 +132,10 @@ async fn replica_lag_seconds(pool: &mysql_async::Pool) -> Option<Option<u64>> {
     }))
 }
 
-pub async fn probe_loop(app: Arc<App>, shutdown: Shutdown) {
+/// Probes every second until `shutdown` fires.
+pub async fn probe_loop(health: Arc<Health>, redis: RedisConn, db: Db, shutdown: Shutdown) {
     while !shutdown.is_triggered() {
-        app.health.probe(&app).await;
+        health.probe(&redis, &db).await;
         tokio::select! {
             _ = tokio::time::sleep(PROBE_EVERY) => {}
             _ = shutdown.triggered() => {}

@@ -8,7 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use seatrush::app::{self, App};
 use seatrush::config::Config;
-use seatrush::{demo, http, rebuild, shutdown, telemetry};
+use seatrush::{api, demo, rebuild, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -41,14 +41,14 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
     let addr = config.http_addr;
     let app = App::build(config).await?;
     if demo_only {
-        if demo::load_if_empty(&app).await? {
+        if demo::load_if_empty(&app.db, &mut app.hot.conn()).await? {
             tracing::info!("demo data loaded");
         } else {
             tracing::info!("database already has data; demo data not loaded");
         }
         return Ok(());
     }
-    let listener = http::bind(addr)?;
+    let listener = api::bind(addr)?;
     tracing::info!(%addr, "seatrush listening");
     // Two stages: the server stops and finishes its requests first, then the background
     // loops stop, the flusher draining the outbox last, so it sees every request's writes.
@@ -60,7 +60,7 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("shutting down: finishing requests and flushing the outbox");
         stop_serving.trigger();
     });
-    http::serve(listener, app, serving).await;
+    api::serve(listener, app, serving).await;
     stop_background.trigger();
     for task in background {
         let _ = task.await;

@@ -1,5 +1,5 @@
-//! Rebuilding Redis from MySQL (SPEC §7) after Redis lost its data: `seatrush rebuild-redis`,
-//! and every start-up.
+//! Rebuilding Redis from MySQL after Redis lost its data: `seatrush rebuild-redis`, and
+//! every start-up.
 //!
 //! MySQL holds what the flusher wrote: every schedule with its seats, its queue tokens,
 //! reservations, payments and the ledger. [`restore`] puts back into Redis each schedule
@@ -24,21 +24,19 @@ use std::time::Duration;
 
 use mysql_async::prelude::*;
 
-use crate::error::ApiError;
+use crate::model::{
+    Balance, BookingWindow, Error, PaymentId, QueueSettings, ReservationId, ReservationRecord,
+    ReservationStatus, TokenRecord, TokenStatus, WALLET_BUCKETS, ledger_floor,
+};
+use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
-use crate::outbox::reservations;
-use crate::outbox::tokens::{self, TokenRow};
-use crate::queue::settings::{BookingWindow, QueueSettings};
-use crate::redis::RedisConn;
-use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX, WALLET_BUCKETS, WalletKeys};
-use crate::redis::scripts::{DEBIT_KEEP, Scripts, ledger_floor};
+use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX, WalletKeys};
+use crate::redis::schedules::{self, CHUNK};
+use crate::redis::scripts::{DEBIT_KEEP, Scripts};
+use crate::redis::{RedisConn, streams};
 
 /// How long one process may hold a schedule's rebuild before another may take it over.
 const CLAIM: Duration = Duration::from_secs(60);
-/// Most values per Redis command.
-const CHUNK: usize = 5_000;
-/// Reservation and payment ids are `scheduleId * 2^32 + sequence`.
-const ID_SHIFT: u32 = 32;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -105,7 +103,56 @@ impl fmt::Display for Report {
     }
 }
 
-type ScheduleRow = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
+/// A schedule as MySQL records it: what Redis needs to know it.
+struct StoredSchedule {
+    id: u64,
+    window: BookingWindow,
+    settings: QueueSettings,
+}
+
+async fn stored_schedules(
+    conn: &mut mysql_async::Conn,
+) -> Result<Vec<StoredSchedule>, mysql_async::Error> {
+    type Columns = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
+    let rows: Vec<Columns> = timed(conn.query(
+        "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,
+           max_waiting_users, admission_per_second, active_ttl_seconds, hold_ttl_seconds,
+           max_seats_per_user, queue_paused FROM concert_schedules ORDER BY id",
+    ))
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                open_ms,
+                close_ms,
+                active,
+                waiting,
+                rate,
+                active_ttl,
+                hold_ttl,
+                seats,
+                paused,
+            )| {
+                StoredSchedule {
+                    id,
+                    window: BookingWindow { open_ms, close_ms },
+                    settings: QueueSettings {
+                        max_active_users: active,
+                        max_waiting_users: waiting,
+                        admission_per_second: rate,
+                        active_ttl_seconds: active_ttl,
+                        hold_ttl_seconds: hold_ttl,
+                        max_seats_per_user: seats,
+                        paused,
+                    },
+                }
+            },
+        )
+        .collect())
+}
 
 /// Rebuilds what Redis is missing from MySQL (see the module note). Safe to run from many
 /// processes at once and while others serve: a schedule is rebuilt by one process at a
@@ -115,26 +162,18 @@ pub async fn restore(
     redis: &mut RedisConn,
     scripts: &Scripts,
     options: &Options,
-) -> Result<Report, ApiError> {
-    crate::wallet::prepare_outboxes(redis).await?;
+) -> Result<Report, Error> {
+    streams::prepare_wallet_outboxes(redis).await?;
     let mut conn = db.primary_conn().await?;
-    let schedules: Vec<ScheduleRow> = timed(conn.query(
-        "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
-           CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,
-           max_waiting_users, admission_per_second, active_ttl_seconds, hold_ttl_seconds,
-           max_seats_per_user, queue_paused FROM concert_schedules ORDER BY id",
-    ))
-    .await?;
     let mut report = Report::default();
     let mut present = Vec::new();
-    for row in schedules {
-        let id = row.0;
-        let k = ScheduleKeys::new(id);
-        let exists: bool = redis::cmd("EXISTS").arg(&k.cfg).query_async(redis).await?;
-        if exists {
+    for schedule in stored_schedules(&mut conn).await? {
+        let id = schedule.id;
+        if schedules::is_known(redis, id).await? {
             present.push(id);
             continue;
         }
+        let k = ScheduleKeys::new(id);
         let claim = uuid::Uuid::new_v4().to_string();
         let claimed: Option<String> = redis::cmd("SET")
             .arg(&k.rebuild)
@@ -148,7 +187,7 @@ pub async fn restore(
             report.busy.push(id);
             continue;
         }
-        let outcome = rebuild_schedule(&mut conn, redis, row, options).await;
+        let outcome = rebuild_schedule(&mut conn, redis, &schedule, options).await;
         redis::cmd("DEL")
             .arg(&k.rebuild)
             .query_async::<()>(redis)
@@ -163,20 +202,72 @@ pub async fn restore(
     Ok(report)
 }
 
-/// Puts one schedule back (its claim held); its `cfg` last, which makes it known.
+/// Puts one schedule back (its claim held): whatever a loss or an interrupted rebuild left
+/// is cleared, then seats, reservations and tokens are staged in one pipeline, the keys of
+/// other slots written, and its `cfg` last, which makes it known.
 async fn rebuild_schedule(
     conn: &mut mysql_async::Conn,
     redis: &mut RedisConn,
-    row: ScheduleRow,
+    schedule: &StoredSchedule,
     options: &Options,
-) -> Result<ScheduleReport, ApiError> {
-    let (id, open_ms, close_ms, active, waiting, rate, active_ttl, hold_ttl, seats, paused) = row;
+) -> Result<ScheduleReport, Error> {
+    let id = schedule.id;
     let k = ScheduleKeys::new(id);
     let mut report = ScheduleReport {
         schedule_id: id,
         ..ScheduleReport::default()
     };
-    // Whatever an interrupted rebuild (or the loss) left behind goes first.
+    clear_schedule(redis, &k).await?;
+
+    let mut pipe = redis::pipe();
+    let seats = records::seats(conn, id).await?;
+    let mut reservations = records::reservations(conn, Scope::Schedule(id)).await?;
+    let debited = debited_unpaid(conn, id).await?;
+    let holds = stage_reservations(&mut pipe, &k, &mut reservations, &debited, &mut report);
+    let available: Vec<u64> = seats
+        .iter()
+        .map(|s| s.seat_id)
+        .filter(|seat| holds.taken.binary_search(seat).is_err())
+        .collect();
+    report.seats = seats.len();
+    report.available = available.len();
+    schedules::stage_seats(&mut pipe, id, &seats, &available);
+
+    let (max_token_sequence, admitted): (u64, u64) = timed(conn.exec_first(
+        "SELECT COALESCE(MAX(seq), 0), COUNT(activated_at) FROM queue_tokens
+         WHERE schedule_id = ?",
+        (id,),
+    ))
+    .await?
+    .unwrap_or_default();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let keep_from = now_ms - options.ended_token_keep.as_millis() as i64;
+    let tokens = records::tokens(conn, id, keep_from).await?;
+    let index = stage_tokens(&mut pipe, &k, &tokens, &mut report);
+    pipe.hset_multiple(
+        &k.stats,
+        &[
+            ("heldSeats", holds.held_seats as u64),
+            ("soldSeats", holds.sold_seats as u64),
+            ("admitted", admitted),
+        ],
+    )
+    .ignore()
+    .set(&k.token_sequence, max_token_sequence)
+    .ignore()
+    .set(&k.reservation_sequence, holds.reservation_sequence)
+    .ignore()
+    .set(&k.payment_sequence, holds.payment_sequence)
+    .ignore();
+    pipe.query_async::<()>(redis).await?;
+
+    write_other_slots(redis, &index, &holds.debit_records).await?;
+    schedules::register(redis, id, &schedule.settings, schedule.window).await?;
+    Ok(report)
+}
+
+/// Deletes the schedule's keys, whatever an interrupted rebuild (or the loss) left behind.
+async fn clear_schedule(redis: &mut RedisConn, k: &ScheduleKeys) -> redis::RedisResult<()> {
     redis::cmd("DEL")
         .arg(&[
             &k.seat,
@@ -187,104 +278,125 @@ async fn rebuild_schedule(
             &k.userseats,
             &k.userholds,
             &k.stats,
-            &k.rseq,
-            &k.pseq,
+            &k.reservation_sequence,
+            &k.payment_sequence,
             &k.tokens,
             &k.users,
             &k.waiting,
             &k.active,
             &k.ended,
-            &k.seq,
+            &k.token_sequence,
         ])
-        .query_async::<()>(redis)
-        .await?;
+        .query_async(redis)
+        .await
+}
 
-    // Seats, reservations, and the payments to resume.
-    let all_seats: Vec<(u64, u64, u64)> = timed(conn.exec(
-        "SELECT id, seat_number, price FROM seats WHERE schedule_id = ? ORDER BY seat_number",
-        (id,),
-    ))
-    .await?;
-    let mut rows = reservations::load(conn, reservations::Scope::Schedule(id)).await?;
-    let debited: Vec<(u64, u64, u64, i64)> = timed(conn.exec(
+/// A PAYMENT ledger line of a reservation MySQL still has RESERVED.
+struct Debit {
+    transaction_id: u64,
+    balance_after: u64,
+    at_ms: i64,
+}
+
+/// The schedule's RESERVED reservations whose debit is already in the ledger (the payment's
+/// last step had not been written), by reservation id.
+async fn debited_unpaid(
+    conn: &mut mysql_async::Conn,
+    schedule_id: u64,
+) -> Result<HashMap<ReservationId, Debit>, mysql_async::Error> {
+    let rows: Vec<(u64, u64, u64, i64)> = timed(conn.exec(
         "SELECT b.ref_id, b.id, b.balance_after,
            CAST(UNIX_TIMESTAMP(b.created_at) * 1000 AS SIGNED)
          FROM balance_transactions b JOIN reservations r ON r.id = b.ref_id
          WHERE b.type = 'PAYMENT' AND r.schedule_id = ? AND r.status = 'RESERVED'",
-        (id,),
+        (schedule_id,),
     ))
     .await?;
-    let debited: HashMap<u64, (u64, u64, i64)> = debited
+    Ok(rows
         .into_iter()
-        .map(|(reservation, tx, after, at)| (reservation, (tx, after, at)))
-        .collect();
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let base = id << ID_SHIFT;
-    let mut pseq = rows
-        .iter()
-        .filter_map(|r| r.payment_id)
-        .max()
-        .map_or(0, |p| p - base);
-    let rseq = rows.last().map_or(0, |r| r.id - base);
+        .map(|(reservation, transaction_id, balance_after, at_ms)| {
+            let debit = Debit {
+                transaction_id,
+                balance_after,
+                at_ms,
+            };
+            (ReservationId::from_u64(reservation), debit)
+        })
+        .collect())
+}
 
-    let mut pipe = redis::pipe();
-    let mut taken: Vec<u64> = Vec::new();
-    let (mut held, mut sold) = (0, 0);
+/// What the schedule's reservations hold.
+#[derive(Default)]
+struct HeldState {
+    /// Seats of RESERVED and PAID reservations, sorted.
+    taken: Vec<u64>,
+    held_seats: usize,
+    sold_seats: usize,
+    reservation_sequence: u64,
+    payment_sequence: u64,
+    /// Debit records to write in the wallet buckets' slots.
+    debit_records: Vec<(String, String)>,
+}
+
+/// Adds the schedule's reservations to `pipe`: records, open holds, per-user counts, and
+/// sagas for the debited holds, which come back PAYING under a new attempt begun now.
+fn stage_reservations(
+    pipe: &mut redis::Pipeline,
+    k: &ScheduleKeys,
+    reservations: &mut [ReservationRecord],
+    debited: &HashMap<ReservationId, Debit>,
+    report: &mut ScheduleReport,
+) -> HeldState {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut state = HeldState {
+        reservation_sequence: reservations.last().map_or(0, |r| r.id.sequence()),
+        payment_sequence: reservations
+            .iter()
+            .filter_map(|r| r.payment_id)
+            .max()
+            .map_or(0, |p| p.sequence()),
+        ..HeldState::default()
+    };
     let mut user_seats: HashMap<u64, usize> = HashMap::new();
     let mut user_holds: HashMap<u64, usize> = HashMap::new();
-    let mut debit_records = Vec::new();
-    for r in &mut rows {
-        match r.status.as_str() {
-            "RESERVED" => {
-                if let Some(&(tx, after, at)) = debited.get(&r.id) {
-                    pseq += 1;
-                    let attempt = base + pseq;
-                    r.status = "PAYING".into();
+    for r in reservations.iter_mut() {
+        match r.status {
+            ReservationStatus::Reserved => {
+                if let Some(debit) = debited.get(&r.id) {
+                    state.payment_sequence += 1;
+                    let attempt = PaymentId::new(k.schedule_id, state.payment_sequence);
+                    r.status = ReservationStatus::Paying;
                     r.payment_id = Some(attempt);
-                    pipe.zadd(&k.sagas, r.id, now_ms).ignore();
-                    debit_records.push((
+                    pipe.zadd(&k.sagas, r.id.get(), now_ms).ignore();
+                    state.debit_records.push((
                         WalletKeys::of_user(r.user_id).debit(r.id),
-                        format!("DEBIT|{attempt}|{tx}|{after}|{at}"),
+                        format!(
+                            "DEBIT|{attempt}|{}|{}|{}",
+                            debit.transaction_id, debit.balance_after, debit.at_ms
+                        ),
                     ));
                 }
-                pipe.zadd(&k.holds, r.id, r.expires_at_ms).ignore();
-                held += r.seats.len();
+                pipe.zadd(&k.holds, r.id.get(), r.expires_at_ms).ignore();
+                state.held_seats += r.seats.len();
                 *user_holds.entry(r.user_id).or_default() += 1;
                 *user_seats.entry(r.user_id).or_default() += r.seats.len();
-                taken.extend(r.seats.iter().map(|s| s.0));
+                state.taken.extend(r.seats.iter().map(|s| s.0));
                 report.open += 1;
             }
-            "PAID" => {
-                sold += r.seats.len();
+            ReservationStatus::Paid => {
+                state.sold_seats += r.seats.len();
                 *user_seats.entry(r.user_id).or_default() += r.seats.len();
-                taken.extend(r.seats.iter().map(|s| s.0));
+                state.taken.extend(r.seats.iter().map(|s| s.0));
                 report.paid += 1;
             }
             _ => {}
         }
     }
-    report.payments_resumed = debit_records.len();
-    report.reservations = rows.len();
-    taken.sort_unstable();
-    let available: Vec<u64> = all_seats
-        .iter()
-        .map(|s| s.0)
-        .filter(|seat| taken.binary_search(seat).is_err())
-        .collect();
-    report.seats = all_seats.len();
-    report.available = available.len();
-    for chunk in all_seats.chunks(CHUNK) {
-        let infos: Vec<(u64, String)> = chunk
-            .iter()
-            .map(|&(seat, number, price)| (seat, format!("{number}|{price}")))
-            .collect();
-        pipe.hset_multiple(&k.seat, &infos).ignore();
-    }
-    for chunk in available.chunks(CHUNK) {
-        pipe.sadd(&k.avail, chunk).ignore();
-    }
-    for chunk in rows.chunks(CHUNK) {
-        let records: Vec<(u64, String)> = chunk.iter().map(|r| (r.id, r.record())).collect();
+    state.taken.sort_unstable();
+    report.payments_resumed = state.debit_records.len();
+    report.reservations = reservations.len();
+    for chunk in reservations.chunks(CHUNK) {
+        let records: Vec<(u64, String)> = chunk.iter().map(|r| (r.id.get(), r.record())).collect();
         pipe.hset_multiple(&k.res, &records).ignore();
     }
     let counts = |m: HashMap<u64, usize>| m.into_iter().collect::<Vec<_>>();
@@ -293,66 +405,7 @@ async fn rebuild_schedule(
             pipe.hset_multiple(key, chunk).ignore();
         }
     }
-
-    // Tokens: the live ones and those ended within the keep period.
-    let (max_seq, admitted): (u64, u64) = timed(conn.exec_first(
-        "SELECT COALESCE(MAX(seq), 0), COUNT(activated_at) FROM queue_tokens
-         WHERE schedule_id = ?",
-        (id,),
-    ))
-    .await?
-    .unwrap_or_default();
-    let keep_from = now_ms - options.ended_token_keep.as_millis() as i64;
-    let tokens = tokens::load(conn, id, keep_from).await?;
-    let index = stage_tokens(&mut pipe, &k, &tokens, &mut report);
-    pipe.hset_multiple(
-        &k.stats,
-        &[
-            ("heldSeats", held as u64),
-            ("soldSeats", sold as u64),
-            ("admitted", admitted),
-        ],
-    )
-    .ignore()
-    .set(&k.seq, max_seq)
-    .ignore()
-    .set(&k.rseq, rseq)
-    .ignore()
-    .set(&k.pseq, pseq)
-    .ignore();
-    pipe.query_async::<()>(redis).await?;
-
-    // Keys of other slots: the token index and the wallet buckets' debit records.
-    for chunk in index.chunks(CHUNK) {
-        redis::cmd("HSET")
-            .arg(TOKEN_INDEX)
-            .arg(chunk)
-            .query_async::<()>(redis)
-            .await?;
-    }
-    for (key, record) in &debit_records {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(record)
-            .arg("PX")
-            .arg(DEBIT_KEEP.as_millis() as u64)
-            .query_async::<()>(redis)
-            .await?;
-    }
-
-    let settings = QueueSettings {
-        max_active_users: active,
-        max_waiting_users: waiting,
-        admission_per_second: rate,
-        active_ttl_seconds: active_ttl,
-        hold_ttl_seconds: hold_ttl,
-        max_seats_per_user: seats,
-        paused,
-    };
-    settings
-        .register(redis, id, BookingWindow { open_ms, close_ms })
-        .await?;
-    Ok(report)
+    state
 }
 
 /// Adds the schedule's tokens to `pipe`: records, the waiting and active sets, the users'
@@ -360,7 +413,7 @@ async fn rebuild_schedule(
 fn stage_tokens(
     pipe: &mut redis::Pipeline,
     k: &ScheduleKeys,
-    tokens: &[TokenRow],
+    tokens: &[TokenRecord],
     report: &mut ScheduleReport,
 ) -> Vec<(String, String)> {
     let mut index = Vec::with_capacity(tokens.len());
@@ -372,13 +425,13 @@ fn stage_tokens(
         pipe.hset_multiple(&k.tokens, &records).ignore();
     }
     for t in tokens {
-        match (t.status.as_str(), t.expires_at_ms, t.ended_at_ms) {
-            ("WAITING", ..) => {
-                pipe.zadd(&k.waiting, &t.token, t.seq).ignore();
+        match (t.status, t.expires_at_ms, t.ended_at_ms) {
+            (TokenStatus::Waiting, ..) => {
+                pipe.zadd(&k.waiting, &t.token, t.sequence).ignore();
                 pipe.hset(&k.users, t.user_id, &t.token).ignore();
                 report.live_tokens += 1;
             }
-            ("ACTIVE", Some(expires), _) => {
+            (TokenStatus::Active, Some(expires), _) => {
                 pipe.zadd(&k.active, &t.token, expires).ignore();
                 pipe.hset(&k.users, t.user_id, &t.token).ignore();
                 report.live_tokens += 1;
@@ -394,6 +447,31 @@ fn stage_tokens(
     index
 }
 
+/// Keys of other slots: the token index and the wallet buckets' debit records.
+async fn write_other_slots(
+    redis: &mut RedisConn,
+    index: &[(String, String)],
+    debit_records: &[(String, String)],
+) -> redis::RedisResult<()> {
+    for chunk in index.chunks(CHUNK) {
+        redis::cmd("HSET")
+            .arg(TOKEN_INDEX)
+            .arg(chunk)
+            .query_async::<()>(redis)
+            .await?;
+    }
+    for (key, record) in debit_records {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(record)
+            .arg("PX")
+            .arg(DEBIT_KEEP.as_millis() as u64)
+            .query_async::<()>(redis)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Raises the sequences of the schedules Redis still has, and every wallet bucket's ledger
 /// sequence, above the ids MySQL holds (a Redis back from an older snapshot is behind it).
 async fn raise_sequences(
@@ -401,35 +479,37 @@ async fn raise_sequences(
     redis: &mut RedisConn,
     scripts: &Scripts,
     schedules: &[u64],
-) -> Result<u64, ApiError> {
+) -> Result<u64, Error> {
+    // Per schedule: the token, reservation and payment sequences MySQL has reached.
     let mut floors: HashMap<u64, [u64; 3]> = HashMap::new();
-    let token_seqs: Vec<(u64, u64)> =
+    let token_sequences: Vec<(u64, u64)> =
         timed(conn.query("SELECT schedule_id, MAX(seq) FROM queue_tokens GROUP BY schedule_id"))
             .await?;
-    for (schedule, seq) in token_seqs {
-        floors.entry(schedule).or_default()[0] = seq;
+    for (schedule, sequence) in token_sequences {
+        floors.entry(schedule).or_default()[0] = sequence;
     }
-    let reservation_ids: Vec<(u64, u64)> =
-        timed(conn.query("SELECT schedule_id, MAX(id) FROM reservations GROUP BY schedule_id"))
-            .await?;
-    for (schedule, id) in reservation_ids {
-        floors.entry(schedule).or_default()[1] = id - (schedule << ID_SHIFT);
+    let reservation_ids: Vec<u64> =
+        timed(conn.query("SELECT MAX(id) FROM reservations GROUP BY schedule_id")).await?;
+    for id in reservation_ids.into_iter().map(ReservationId::from_u64) {
+        floors.entry(id.schedule()).or_default()[1] = id.sequence();
     }
     let payment_ids: Vec<u64> =
         timed(conn.query("SELECT MAX(id) FROM payments GROUP BY id >> 32")).await?;
-    for id in payment_ids {
-        let schedule = id >> ID_SHIFT;
-        floors.entry(schedule).or_default()[2] = id - (schedule << ID_SHIFT);
+    for id in payment_ids.into_iter().map(PaymentId::from_u64) {
+        floors.entry(id.schedule()).or_default()[2] = id.sequence();
     }
     let mut raised = 0;
     for schedule in schedules {
-        let Some([seq, rseq, pseq]) = floors.get(schedule) else {
+        let Some([tokens, reservations, payments]) = floors.get(schedule) else {
             continue;
         };
         let k = ScheduleKeys::new(*schedule);
-        raised += scripts
-            .raise_sequences(redis, &[(k.seq, *seq), (k.rseq, *rseq), (k.pseq, *pseq)])
-            .await?;
+        let sequences = [
+            (k.token_sequence, *tokens),
+            (k.reservation_sequence, *reservations),
+            (k.payment_sequence, *payments),
+        ];
+        raised += scripts.raise_sequences(redis, &sequences).await?;
     }
     let max_ledger_id: Option<u64> =
         timed(conn.query_first("SELECT COALESCE(MAX(id), 0) FROM balance_transactions")).await?;
@@ -443,10 +523,7 @@ async fn raise_sequences(
 }
 
 /// Puts every balance MySQL has into Redis where Redis has none; returns how many.
-async fn load_balances(
-    conn: &mut mysql_async::Conn,
-    redis: &mut RedisConn,
-) -> Result<u64, ApiError> {
+async fn load_balances(conn: &mut mysql_async::Conn, redis: &mut RedisConn) -> Result<u64, Error> {
     let balances: Vec<(u64, u64, u64, u64, i64)> = timed(conn.query(
         "SELECT user_id, balance, total_charged, total_used,
            CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) FROM user_balances",
@@ -456,7 +533,7 @@ async fn load_balances(
     for chunk in balances.chunks(CHUNK) {
         let mut pipe = redis::pipe();
         for &(user, balance, total_charged, total_used, updated_at_ms) in chunk {
-            let record = crate::wallet::Balance {
+            let record = Balance {
                 balance,
                 total_charged,
                 total_used,

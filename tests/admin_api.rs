@@ -1,4 +1,4 @@
-//! The admin API (SPEC §3 admin table) on the real server: keys, creation, validation, and
+//! The admin API on the real server: keys, creation, validation, and
 //! queue settings with every error code.
 
 mod common;
@@ -48,7 +48,7 @@ async fn users_venues_and_concerts_are_created_with_ids() {
     ] {
         let first = app.admin(Method::POST, path, Some(body)).await;
         let second = app.admin(Method::POST, path, Some(body)).await;
-        assert_eq!(first.status.as_u16(), 201, "{:?}", first.body);
+        first.assert_created();
         assert!(second.u64(id) > first.u64(id), "{path}: ids increase");
     }
 }
@@ -93,7 +93,7 @@ async fn schedules_are_created_with_their_seats() {
             Some(&schedule_body(venue, r#","seatCount":30,"price":88000"#)),
         )
         .await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     let seat_ids = rsp.data()["seatIds"].as_array().unwrap();
     assert_eq!(seat_ids.len(), 30);
 
@@ -101,7 +101,7 @@ async fn schedules_are_created_with_their_seats() {
     let rsp = app
         .admin(Method::POST, &path, Some(&schedule_body(venue, listed)))
         .await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     assert_eq!(rsp.data()["seatIds"].as_array().unwrap().len(), 2);
 
     // The new schedule is live in Redis at once: its queue answers with the defaults.
@@ -202,7 +202,7 @@ async fn queue_settings_are_read_and_updated() {
     let app = TestApp::spawn().await;
     let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
     let state = app.queue_state(schedule).await;
-    assert_eq!(state.status.as_u16(), 200);
+    state.assert_ok();
     for (name, default) in [
         ("maxActiveUsers", 1000),
         ("maxWaitingUsers", 100_000),
@@ -226,7 +226,7 @@ async fn queue_settings_are_read_and_updated() {
             r#"{"maxActiveUsers": 3, "paused": true, "holdTtlSeconds": 60}"#,
         )
         .await;
-    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    rsp.assert_ok();
     assert_eq!(rsp.u64("maxActiveUsers"), 3);
     assert_eq!(
         rsp.u64("admissionPerSecond"),

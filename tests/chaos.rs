@@ -1,4 +1,4 @@
-//! Failures of the dev stack's own MariaDB servers (SPEC §7, §8), stopped and started for
+//! Failures of the dev stack's own MariaDB servers (README, "Failure behaviour"), stopped and started for
 //! real with `scripts/stack.sh`. Every other test reads and writes those servers, so these
 //! are ignored by a plain `cargo test` and run one at a time, after the rest, by
 //! `make chaos` (part of `make test`). Whatever happens, a test leaves the stack up again.
@@ -68,9 +68,9 @@ fn replica_fallbacks(app: &TestApp) -> u64 {
 /// Reads the concert `n` times with an empty cache each time, so every read goes to MySQL.
 async fn read_concert(app: &TestApp, concert: u64, n: usize) {
     for _ in 0..n {
-        let fresh = seatrush::catalogue::reads::Catalogue::default();
+        let fresh = seatrush::catalogue::Catalogue::new(app.app.db.clone(), app.app.health.clone());
         let found = fresh
-            .concert(&app.app.db, &app.app.health, concert)
+            .concert(concert)
             .await
             .expect("the catalogue answers")
             .expect("the concert exists");
@@ -154,7 +154,7 @@ async fn primary_stopped_for_30_s_under_load_the_hot_path_answers_and_the_backlo
             r#"{"amount":1}"#,
         )
         .await;
-    assert_eq!(charged.status.as_u16(), 200, "{:?}", charged.body);
+    charged.assert_ok();
 
     let load = WriteLoad::start(&app, schedule, users, holder.clone(), seats);
     tokio::time::sleep(Duration::from_millis(500)).await;

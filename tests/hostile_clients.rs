@@ -11,7 +11,7 @@ use common::TestApp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The server's bound on reading a request head (src/http/mod.rs).
+/// The server's bound on reading a request head (src/api/mod.rs).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client that connects and then sends a request head one header every 500 ms

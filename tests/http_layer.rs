@@ -1,4 +1,4 @@
-//! SPEC §2 conventions on the real server: the envelope for every outcome, 404/405/413,
+//! The HTTP conventions (README, "API") on the real server: the envelope for every outcome, 404/405/413,
 //! malformed bodies, `/health` and `/metrics`.
 
 mod common;

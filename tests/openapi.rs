@@ -1,4 +1,4 @@
-//! `/openapi.json` (SPEC §3) is the document in `api/openapi.json`, and it describes exactly
+//! `/openapi.json` is the document in `api/openapi.json`, and it describes exactly
 //! the routes the router serves, with exactly their methods.
 
 mod common;
@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 
 use common::TestApp;
 use hyper::Method;
-use seatrush::error::ApiError;
-use seatrush::http::router::{self, UNMATCHED};
+use seatrush::api::router::{self, UNMATCHED};
+use seatrush::model::Error;
 use simd_json::prelude::*;
 
 fn document() -> simd_json::OwnedValue {
-    let mut text = seatrush::http::OPENAPI.as_bytes().to_vec();
+    let mut text = seatrush::api::OPENAPI.as_bytes().to_vec();
     simd_json::to_owned_value(&mut text).expect("api/openapi.json is JSON")
 }
 
@@ -20,7 +20,7 @@ fn document() -> simd_json::OwnedValue {
 fn router_methods(path: &str) -> (String, BTreeSet<String>) {
     let matched = router::resolve(&Method::PATCH, path);
     match matched.route {
-        Err(ApiError::MethodNotAllowed { allow }) => (
+        Err(Error::MethodNotAllowed { allow }) => (
             matched.template.to_string(),
             allow.split(", ").map(str::to_string).collect(),
         ),
@@ -57,7 +57,7 @@ fn every_documented_path_is_routed_with_exactly_its_methods() {
 #[test]
 fn every_routed_path_is_documented() {
     // Each route's template is a string literal of the router, starting with '/'.
-    let source = include_str!("../src/http/router.rs");
+    let source = include_str!("../src/api/router.rs");
     let doc = document();
     let paths = doc["paths"].as_object().unwrap();
     let templates: BTreeSet<&str> = source

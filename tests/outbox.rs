@@ -1,4 +1,4 @@
-//! The write-behind flusher (SPEC §7) against real Redis and MariaDB: MySQL equals Redis after
+//! The write-behind flusher against real Redis and MariaDB: MySQL equals Redis after
 //! the drain, replays change nothing, abandoned entries are claimed, poison is dead-lettered.
 
 mod common;
@@ -10,15 +10,19 @@ use std::time::Duration;
 use common::{OPEN_NOW, TestApp, eventually};
 use mysql_async::prelude::*;
 use redis::AsyncCommands;
-use seatrush::outbox::events::{self, Event};
-use seatrush::outbox::tokens::{self, TokenRow};
-use seatrush::outbox::{OutboxFlusher, ensure_group};
+use seatrush::model::{
+    PaymentId, ReservationId, ReservationRecord, ReservationStatus, TokenRecord, TokenStatus,
+};
+use seatrush::mysql::records;
 use seatrush::redis::keys::{FLUSH_GROUP, Outbox, ScheduleKeys};
+use seatrush::redis::streams::ensure_group;
+use seatrush::writebehind::OutboxFlusher;
+use seatrush::writebehind::events::{self, Event};
 
 /// Every token of the schedule in MySQL (live, or ended since 1970), by token.
-async fn mysql_tokens(app: &TestApp, schedule: u64) -> HashMap<String, TokenRow> {
+async fn mysql_tokens(app: &TestApp, schedule: u64) -> HashMap<String, TokenRecord> {
     let mut conn = app.app.db.primary.get_conn().await.unwrap();
-    let rows = tokens::load(&mut conn, schedule, 0).await.unwrap();
+    let rows = records::tokens(&mut conn, schedule, 0).await.unwrap();
     rows.into_iter().map(|r| (r.token.clone(), r)).collect()
 }
 
@@ -30,7 +34,7 @@ async fn queue_tokens_in_mysql_equal_redis_after_the_drain() {
         .await;
     let users = app.create_users(8).await;
     for &user in &users {
-        assert_eq!(app.issue(user, schedule).await.status.as_u16(), 200);
+        app.issue(user, schedule).await.assert_ok();
     }
     // Let tokens be admitted and expire, then freeze the queue in a mixed state.
     eventually(Duration::from_secs(10), "six admissions", || async {
@@ -62,7 +66,7 @@ async fn queue_tokens_in_mysql_equal_redis_after_the_drain() {
         // User, status, seq and every time, as one record.
         let row = &in_mysql[token];
         assert_eq!(&row.record(), record, "{token}");
-        *statuses.entry(row.status.clone()).or_insert(0) += 1;
+        *statuses.entry(row.status.as_str()).or_insert(0) += 1;
     }
     assert!(
         statuses["EXPIRED"] >= 6 && statuses["WAITING"] >= 1,
@@ -83,13 +87,13 @@ async fn apply_batch(pool: &mysql_async::Pool, batch: &[Event]) {
     .unwrap();
 }
 
-fn token_row(user: u64, schedule: u64, token: &str, status: &str) -> TokenRow {
-    TokenRow {
+fn token_row(user: u64, schedule: u64, token: &str, status: &str) -> TokenRecord {
+    TokenRecord {
         token: token.into(),
         user_id: user,
         schedule_id: schedule,
-        status: status.into(),
-        seq: 1,
+        status: TokenStatus::parse(status).unwrap(),
+        sequence: 1,
         issued_at_ms: 1_790_000_000_000,
         activated_at_ms: (status != "WAITING").then_some(1_790_000_001_000),
         expires_at_ms: (status != "WAITING").then_some(1_790_000_301_000),
@@ -116,7 +120,7 @@ async fn replayed_and_reordered_events_change_nothing() {
     let rows = mysql_tokens(&app, schedule).await;
     assert_eq!(rows.len(), 1);
     let row = &rows[&token];
-    assert_eq!(row.status, "EXPIRED");
+    assert_eq!(row.status, TokenStatus::Expired);
     assert_eq!(
         (row.activated_at_ms, row.ended_at_ms),
         (Some(1_790_000_001_000), Some(1_790_000_301_000))
@@ -151,7 +155,7 @@ async fn setup() -> Setup {
     let user = app.create_user().await;
     let quiet = TestApp::quiet().await;
     let keys = ScheduleKeys::new(schedule);
-    let mut redis = quiet.redis.clone();
+    let mut redis = quiet.hot.conn();
     ensure_group(&mut redis, &keys.outbox).await.unwrap();
     Setup {
         app,
@@ -171,7 +175,7 @@ fn unused_seq() -> u64 {
 async fn flusher(quiet: &Arc<seatrush::app::App>, claim_idle: Duration) -> OutboxFlusher {
     OutboxFlusher::new(
         quiet.db.clone(),
-        quiet.redis.clone(),
+        quiet.hot.conn(),
         Arc::default(),
         claim_idle,
     )
@@ -274,17 +278,16 @@ async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_reservation_events_change_nothing() {
-    use seatrush::outbox::reservations::ReservationRow;
     let app = TestApp::spawn().await;
     let (_, schedule) = app.create_schedule(OPEN_NOW, 3).await;
     let seats = app.seats_of(schedule).await;
     let user = app.create_user().await;
-    let id = schedule << 32 | 7_000_001;
-    let row = |status: &str| ReservationRow {
+    let id = ReservationId::new(schedule, 7_000_001);
+    let row = |status: &str| ReservationRecord {
         id,
         user_id: user,
         schedule_id: schedule,
-        status: status.into(),
+        status: ReservationStatus::parse(status).unwrap(),
         total_amount: 100_000,
         reserved_at_ms: 1_790_000_000_000,
         expires_at_ms: 1_790_000_300_000,
@@ -306,14 +309,14 @@ async fn replayed_reservation_events_change_nothing() {
         apply_batch(&app.app.db.primary, &batch).await;
     }
     let status: Option<String> = conn
-        .exec_first("SELECT status FROM reservations WHERE id = ?", (id,))
+        .exec_first("SELECT status FROM reservations WHERE id = ?", (id.get(),))
         .await
         .unwrap();
     assert_eq!(status.as_deref(), Some("EXPIRED"));
     let seat_rows: Option<u64> = conn
         .exec_first(
             "SELECT COUNT(*) FROM reservation_seats WHERE reservation_id = ?",
-            (id,),
+            (id.get(),),
         )
         .await
         .unwrap();
@@ -330,23 +333,23 @@ async fn replayed_reservation_events_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_entry_cannot_move_a_seat_backwards() {
-    use seatrush::outbox::reservations::ReservationRow;
     let app = TestApp::spawn().await;
     let (_, schedule) = app.create_schedule(OPEN_NOW, 1).await;
     let seat = app.seats_of(schedule).await[0];
     let user = app.create_user().await;
-    let row = |n: u64, status: &str| ReservationRow {
-        id: schedule << 32 | n,
+    let row = |n: u64, status: &str| ReservationRecord {
+        id: ReservationId::new(schedule, n),
         user_id: user,
         schedule_id: schedule,
-        status: status.into(),
+        status: ReservationStatus::parse(status).unwrap(),
         total_amount: 50_000,
         reserved_at_ms: 1_790_000_000_000,
         expires_at_ms: 1_790_000_300_000,
         seats: vec![(seat, 50_000)],
         paid_at_ms: (status == "PAID").then_some(1_790_000_100_000),
         ended_at_ms: (status == "CANCELLED").then_some(1_790_000_050_000),
-        payment_id: (status == "PAYING" || status == "PAID").then_some(schedule << 32 | 77),
+        payment_id: (status == "PAYING" || status == "PAID")
+            .then_some(PaymentId::new(schedule, 77)),
     };
     let mut conn = app.app.db.primary.get_conn().await.unwrap();
     // X was cancelled and Y then sold the seat; X's first entry (RESERVED) arrives last,
@@ -373,7 +376,10 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
     let statuses: Vec<String> = conn
         .exec(
             "SELECT status FROM reservations WHERE id IN (?, ?) ORDER BY id",
-            (schedule << 32 | 1, schedule << 32 | 2),
+            (
+                ReservationId::new(schedule, 1).get(),
+                ReservationId::new(schedule, 2).get(),
+            ),
         )
         .await
         .unwrap();
@@ -382,12 +388,16 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
     let payments: Vec<(u64, u64, u64)> = conn
         .exec(
             "SELECT id, reservation_id, amount FROM payments WHERE reservation_id = ?",
-            (schedule << 32 | 2,),
+            (ReservationId::new(schedule, 2).get(),),
         )
         .await
         .unwrap();
     assert_eq!(
         payments,
-        [(schedule << 32 | 77, schedule << 32 | 2, 50_000)]
+        [(
+            PaymentId::new(schedule, 77).get(),
+            ReservationId::new(schedule, 2).get(),
+            50_000
+        )]
     );
 }

@@ -1,4 +1,4 @@
-//! Payment (SPEC §3 row 7, §4 "Balance and payment", §6 saga) on the real server: the
+//! Payment (the saga of `src/payment/saga.rs`) on the real server: the
 //! payment itself, every error code, the races with real parallel requests, sagas
 //! interrupted between their steps, and money conserved in Redis and MySQL after the drain.
 
@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use common::{OPEN_NOW, TestApp, eventually, spawn_all};
 use redis::AsyncCommands;
-use seatrush::outbox::reservations::ReservationRow;
+use seatrush::model::{
+    Balance, Idempotency, PaymentId, Refusal, ReservationId, ReservationRecord, wallet_bucket,
+};
 use seatrush::redis::keys::{ScheduleKeys, WalletKeys};
 use seatrush::redis::scripts::{
-    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest, Idempotency,
+    BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest,
 };
-use seatrush::wallet::Balance;
 use simd_json::prelude::*;
 use uuid::Uuid;
 
@@ -26,7 +27,7 @@ async fn charge(app: &TestApp, user: u64, token: &str, amount: u64) {
             &format!(r#"{{"amount": {amount}}}"#),
         )
         .await;
-    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    rsp.assert_ok();
 }
 
 /// A schedule and one ACTIVE user of it with money to spend.
@@ -54,7 +55,7 @@ async fn buyer(app: &TestApp, seats: u64, funds: u64) -> Buyer {
 /// A hold that must succeed; returns its reservation id.
 async fn hold(app: &TestApp, token: &str, schedule: u64, user: u64, seats: &[u64]) -> u64 {
     let rsp = app.hold(token, schedule, user, seats).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     rsp.u64("reservationId")
 }
 
@@ -97,14 +98,14 @@ async fn balance_of(app: &TestApp, user: u64) -> Balance {
 }
 
 /// A reservation as Redis has it.
-async fn reservation(app: &TestApp, id: u64) -> ReservationRow {
+async fn reservation(app: &TestApp, id: u64) -> ReservationRecord {
     let schedule = id >> 32;
     let record: String = app
         .redis()
         .hget(ScheduleKeys::new(schedule).res, id)
         .await
         .unwrap();
-    ReservationRow::parse(&id.to_string(), schedule, &record).unwrap()
+    ReservationRecord::parse(ReservationId::from_u64(id), &record).unwrap()
 }
 
 async fn is_available(app: &TestApp, schedule: u64, seat: u64) -> bool {
@@ -127,7 +128,7 @@ async fn paying_debits_once_sells_the_seats_and_retires_the_token() {
     let id = held.u64("reservationId");
 
     let rsp = pay(&app, &token, user, id).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     assert_eq!(
         (
             rsp.u64("reservationId"),
@@ -153,8 +154,8 @@ async fn paying_debits_once_sells_the_seats_and_retires_the_token() {
         (20_000, 120_000, 100_000)
     );
     let r = reservation(&app, id).await;
-    assert_eq!(r.status, "PAID");
-    assert_eq!(r.payment_id, Some(rsp.u64("paymentId")));
+    assert_eq!(r.status.as_str(), "PAID");
+    assert_eq!(r.payment_id.map(PaymentId::get), Some(rsp.u64("paymentId")));
     for &seat in &seats[..2] {
         assert!(
             !is_available(&app, schedule, seat).await,
@@ -176,7 +177,7 @@ async fn paying_debits_once_sells_the_seats_and_retires_the_token() {
         .await
         .assert_error(401, "QUEUE_TOKEN_INVALID");
     let again = app.issue(user, schedule).await;
-    assert_eq!(again.status.as_u16(), 200, "{:?}", again.body);
+    again.assert_ok();
     let read = app
         .get(
             &format!("/api/v1/reservations/{id}"),
@@ -197,12 +198,12 @@ async fn the_token_stays_while_another_hold_is_open() {
     } = buyer(&app, 2, 100_000).await;
     let a = hold(&app, &token, schedule, user, &seats[..1]).await;
     let b = hold(&app, &token, schedule, user, &seats[1..]).await;
-    assert_eq!(pay(&app, &token, user, a).await.status.as_u16(), 201);
+    pay(&app, &token, user, a).await.assert_created();
     assert_eq!(app.me(&token).await.str("status"), "ACTIVE");
     pay(&app, &token, user, a)
         .await
         .assert_error(409, "RESERVATION_ALREADY_PAID");
-    assert_eq!(pay(&app, &token, user, b).await.status.as_u16(), 201);
+    pay(&app, &token, user, b).await.assert_created();
     app.me(&token)
         .await
         .assert_error(401, "QUEUE_TOKEN_INVALID");
@@ -307,14 +308,14 @@ async fn payment_errors() {
             None,
         )
         .await;
-    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    rsp.assert_ok();
     pay(&app, &token, user, cancelled)
         .await
         .assert_error(422, "RESERVATION_NOT_PAYABLE");
     app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
     let expiring = hold(&app, &token, schedule, user, &seats[2..3]).await;
     eventually(Duration::from_secs(5), "the hold to expire", || async {
-        (reservation(&app, expiring).await.status == "EXPIRED").then_some(())
+        (reservation(&app, expiring).await.status.as_str() == "EXPIRED").then_some(())
     })
     .await;
     pay(&app, &token, user, expiring)
@@ -325,12 +326,8 @@ async fn payment_errors() {
     // While an attempt runs (its request stopped after the first step): no second payment,
     // no cancel; a repeat with that request's Idempotency-Key is told it is still running.
     let running = hold(&app, &token, schedule, user, &seats[3..4]).await;
-    let key = Idempotency {
-        key: "pay-running".into(),
-        fingerprint: seatrush::payment::fingerprint(running),
-    };
-    app.begin_payment(schedule, &token, user, running, Some(key))
-        .await;
+    let key = Idempotency::payment("pay-running".into(), ReservationId::from_u64(running));
+    app.begin_payment(&token, user, running, Some(key)).await;
     pay(&app, &token, user, running)
         .await
         .assert_error(409, "PAYMENT_IN_PROGRESS");
@@ -429,14 +426,14 @@ async fn a_payment_racing_the_holds_expiry_is_paid_or_expired_never_both() {
         match rsp.status.as_u16() {
             201 => {
                 paid += 1;
-                assert_eq!(r.status, "PAID");
+                assert_eq!(r.status.as_str(), "PAID");
                 assert_eq!((b.balance, b.total_used), (0, 50_000));
                 assert!(!is_available(&app, schedule, *seat).await);
             }
             _ => {
                 rsp.assert_error(409, "RESERVATION_EXPIRED");
                 expired += 1;
-                assert_eq!(r.status, "EXPIRED");
+                assert_eq!(r.status.as_str(), "EXPIRED");
                 assert_eq!(
                     (b.balance, b.total_used),
                     (50_000, 0),
@@ -462,13 +459,13 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
     let a = hold(&app, &token, schedule, user, &seats[..1]).await;
     let b = hold(&app, &token, schedule, user, &seats[1..]).await;
     // A's request died after the debit, B's before it.
-    let (attempt_a, amount) = app.begin_payment(schedule, &token, user, a, None).await;
+    let (attempt_a, amount) = app.begin_payment(&token, user, a, None).await;
     let debited = app.debit(user, a, attempt_a, amount).await;
     assert!(
         matches!(debited, DebitOutcome::Debited { .. }),
         "{debited:?}"
     );
-    let (attempt_b, _) = app.begin_payment(schedule, &token, user, b, None).await;
+    let (attempt_b, _) = app.begin_payment(&token, user, b, None).await;
     pay(&app, &token, user, b)
         .await
         .assert_error(409, "PAYMENT_IN_PROGRESS");
@@ -478,11 +475,14 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
         "the sweeper to settle both",
         || async {
             let (ra, rb) = (reservation(&app, a).await, reservation(&app, b).await);
-            (ra.status == "PAID" && rb.status == "RESERVED").then_some(())
+            (ra.status.as_str() == "PAID" && rb.status.as_str() == "RESERVED").then_some(())
         },
     )
     .await;
-    assert_eq!(reservation(&app, a).await.payment_id, Some(attempt_a));
+    assert_eq!(
+        reservation(&app, a).await.payment_id,
+        Some(PaymentId::from_u64(attempt_a))
+    );
     let bal = balance_of(&app, user).await;
     assert_eq!(
         (bal.balance, bal.total_used),
@@ -495,7 +495,7 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
     assert_eq!(balance_of(&app, user).await.balance, 50_000);
     // B was left RESERVED and can be paid as usual.
     let rsp = pay(&app, &token, user, b).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     assert_eq!(balance_of(&app, user).await.total_used, 100_000);
 }
 
@@ -511,8 +511,8 @@ async fn a_batch_naming_one_reservation_twice_changes_it_once() {
         user,
         token,
     } = buyer(&app, 2, 100_000).await;
-    let id = hold(&app, &token, schedule, user, &seats).await;
-    let scripts = &app.app.scripts;
+    let id = ReservationId::from_u64(hold(&app, &token, schedule, user, &seats).await);
+    let scripts = &app.app.hot.scripts();
     let mut redis = app.redis();
     let request = BeginRequest {
         token: Uuid::parse_str(&token).unwrap(),
@@ -529,14 +529,14 @@ async fn a_batch_naming_one_reservation_twice_changes_it_once() {
     else {
         panic!("{begun:?}");
     };
-    assert_eq!(second, "PAYMENT_IN_PROGRESS");
+    assert_eq!(*second, Refusal::PaymentInProgress);
     let debit = DebitRequest {
         user_id: user,
         reservation_id: id,
         payment_id: *payment_id,
         amount: *amount,
     };
-    let bucket = WalletKeys::bucket_of(user);
+    let bucket = wallet_bucket(user);
     let debited = scripts
         .debit(&mut redis, bucket, &[debit.clone(), debit])
         .await
@@ -578,7 +578,7 @@ async fn a_batch_naming_one_reservation_twice_changes_it_once() {
         (held_before - 2, sold_before + 2),
         "2 seats sold once"
     );
-    assert_eq!(reservation(&app, id).await.status, "PAID");
+    assert_eq!(reservation(&app, id.get()).await.status.as_str(), "PAID");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,7 +620,7 @@ async fn the_same_idempotency_key_twenty_times_at_once_pays_once() {
     }
     // Once done, the key answers with the payment, even though the token is now retired.
     let again = pay_with_key(&app, &token, "order-1", user, id).await;
-    assert_eq!(again.status.as_u16(), 201, "{:?}", again.body);
+    again.assert_created();
     assert_eq!(again.u64("paymentId"), paid[0].u64("paymentId"));
     let b = balance_of(&app, user).await;
     assert_eq!((b.balance, b.total_used), (30_000, 50_000), "one debit");
@@ -643,7 +643,7 @@ async fn a_refused_payment_is_replayed_as_refused() {
         .await
         .assert_error(402, "INSUFFICIENT_BALANCE");
     let rsp = pay_with_key(&app, &token, "flush", user, id).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,9 +685,13 @@ async fn money_is_conserved_and_mysql_equals_redis_after_the_drain() {
         // the reservation's status and its payment.
         let expected = (
             (b.balance, b.total_charged, b.total_used),
-            (b.total_charged, b.total_used, u64::from(r.status == "PAID")),
-            r.status.clone(),
-            r.payment_id.map(|p| (p, r.total_amount)),
+            (
+                b.total_charged,
+                b.total_used,
+                u64::from(r.status.as_str() == "PAID"),
+            ),
+            r.status.as_str().to_string(),
+            r.payment_id.map(|p| (p.get(), r.total_amount)),
         );
         let got = eventually(Duration::from_secs(10), "MySQL to catch up", || {
             let (pool, expected) = (pool.clone(), expected.clone());

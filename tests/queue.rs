@@ -1,4 +1,4 @@
-//! The waiting queue (SPEC §3 #1, #1b; §4) on the real server and the dev stack: every error
+//! The waiting queue on the real server and the dev stack: every error
 //! code, admission, expiry, and the races with real parallel requests.
 
 mod common;
@@ -15,7 +15,7 @@ async fn a_token_is_active_at_once_when_there_is_room() {
     let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
     let user = app.create_user().await;
     let rsp = app.issue(user, schedule).await;
-    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    rsp.assert_ok();
     assert_eq!(rsp.str("status"), "ACTIVE");
     assert_eq!(rsp.u64("queuePosition"), 0);
     assert_eq!(rsp.u64("estimatedWaitTimeMinutes"), 0);
@@ -23,7 +23,7 @@ async fn a_token_is_active_at_once_when_there_is_room() {
     assert_eq!(uuid::Uuid::parse_str(&token).unwrap().get_version_num(), 4);
 
     let me = app.me(&token).await;
-    assert_eq!(me.status.as_u16(), 200, "{:?}", me.body);
+    me.assert_ok();
     assert_eq!(me.u64("userId"), user);
     assert_eq!(me.u64("scheduleId"), schedule);
     assert_eq!(me.str("status"), "ACTIVE");
@@ -48,7 +48,7 @@ async fn issuance_errors() {
     app.issue(user, 999_999_999)
         .await
         .assert_error(404, "SCHEDULE_NOT_FOUND");
-    assert_eq!(app.issue(user, schedule).await.status.as_u16(), 200);
+    app.issue(user, schedule).await.assert_ok();
     app.issue(user, schedule)
         .await
         .assert_error(409, "TOKEN_ALREADY_ISSUED");
@@ -194,7 +194,7 @@ async fn an_expired_token_is_invalid_frees_its_slot_and_the_user_may_queue_again
     )
     .await;
     let again = app.issue(users[0], schedule).await;
-    assert_eq!(again.status.as_u16(), 200, "{:?}", again.body);
+    again.assert_ok();
     assert_ne!(again.str("token"), token);
 }
 
@@ -212,7 +212,7 @@ async fn three_hundred_parallel_issuances_get_distinct_tokens_at_positions_1_to_
     let mut tokens = HashSet::new();
     let mut positions = Vec::new();
     for rsp in &responses {
-        assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+        rsp.assert_ok();
         assert_eq!(rsp.str("status"), "WAITING");
         tokens.insert(rsp.str("token"));
         positions.push(rsp.u64("queuePosition"));
@@ -257,7 +257,9 @@ async fn two_admission_loops_at_once_never_exceed_the_limits() {
     let users = a.create_users(120).await;
     spawn_all(users.iter().map(|&user| {
         let a = a.clone();
-        async move { assert_eq!(a.issue(user, schedule).await.status.as_u16(), 200) }
+        async move {
+            a.issue(user, schedule).await.assert_ok();
+        }
     }))
     .await;
     a.set_queue(schedule, r#"{"paused": false}"#).await;
@@ -265,7 +267,9 @@ async fn two_admission_loops_at_once_never_exceed_the_limits() {
     let hammer = |app: TestApp| {
         tokio::spawn(async move {
             for _ in 0..50 {
-                seatrush::queue::admission::tick(&app.app).await.unwrap();
+                seatrush::housekeeping::tick(&app.app.hot, app.app.housekeeping_timing())
+                    .await
+                    .unwrap();
             }
         })
     };
@@ -310,7 +314,9 @@ async fn the_admission_rate_holds_across_loops() {
     let hammer = |app: TestApp| {
         tokio::spawn(async move {
             while started.elapsed() < Duration::from_millis(1500) {
-                seatrush::queue::admission::tick(&app.app).await.unwrap();
+                seatrush::housekeeping::tick(&app.app.hot, app.app.housekeeping_timing())
+                    .await
+                    .unwrap();
             }
         })
     };
@@ -325,6 +331,7 @@ async fn the_admission_rate_holds_across_loops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
     use redis::AsyncCommands;
+    use seatrush::model::{Refusal, TokenStatus};
     use seatrush::redis::keys::{ScheduleKeys, TOKEN_INDEX};
     use seatrush::redis::scripts::IssueOutcome;
 
@@ -334,21 +341,22 @@ async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
     let mut config = TestApp::config();
     config.ended_token_keep = Duration::ZERO;
     let quiet = TestApp::quiet_with(config).await;
-    let mut redis = quiet.redis.clone();
+    let mut redis = quiet.hot.conn();
     let keys = ScheduleKeys::new(schedule);
     let _: () = redis.hset(&keys.cfg, "activeTtlSeconds", 1).await.unwrap();
 
     let (kept, refused) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let outcomes = quiet
-        .scripts
+        .hot
+        .scripts()
         .issue_tokens(&mut redis, schedule, &[(kept, user), (refused, user)])
         .await
         .unwrap();
     assert!(
-        matches!(&outcomes[0], IssueOutcome::Issued(s) if s.status == "ACTIVE"),
+        matches!(&outcomes[0], IssueOutcome::Issued(s) if s.status == TokenStatus::Active),
         "{outcomes:?}"
     );
-    assert!(matches!(&outcomes[1], IssueOutcome::Refused(c) if c == "TOKEN_ALREADY_ISSUED"));
+    assert!(matches!(&outcomes[1], IssueOutcome::Refused(c) if *c == Refusal::TokenAlreadyIssued));
     let in_index = |token: uuid::Uuid| {
         let mut redis = redis.clone();
         async move {
@@ -369,7 +377,9 @@ async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
         Duration::from_secs(5),
         "the ended token to be dropped",
         || async {
-            seatrush::queue::admission::tick(&quiet).await.unwrap();
+            seatrush::housekeeping::tick(&quiet.hot, quiet.housekeeping_timing())
+                .await
+                .unwrap();
             (!in_index(kept).await).then_some(())
         },
     )
@@ -387,7 +397,7 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
     let (_, schedule) = app.create_schedule(OPEN_NOW, 1).await;
     // Driven by hand on the quiet app (Redis db 2), where no other loop admits.
     let quiet = TestApp::quiet().await;
-    let mut redis = quiet.redis.clone();
+    let mut redis = quiet.hot.conn();
     let keys = ScheduleKeys::new(schedule);
     let _: () = redis.hset(&keys.cfg, "paused", 1).await.unwrap();
     let tokens: Vec<(uuid::Uuid, u64)> = (0..2500)
@@ -395,7 +405,8 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
         .collect();
     for batch in tokens.chunks(seatrush::redis::coalesce::MAX_BATCH) {
         quiet
-            .scripts
+            .hot
+            .scripts()
             .issue_tokens(&mut redis, schedule, batch)
             .await
             .unwrap();
@@ -412,7 +423,8 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
         .await
         .unwrap();
     let first = quiet
-        .scripts
+        .hot
+        .scripts()
         .admit_batch(&mut redis, schedule, Duration::from_secs(3600))
         .await
         .unwrap();
@@ -424,7 +436,8 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
         .unwrap();
     assert!(head.is_some());
     let second = quiet
-        .scripts
+        .hot
+        .scripts()
         .admit_batch(&mut redis, schedule, Duration::from_secs(3600))
         .await
         .unwrap();

@@ -1,4 +1,4 @@
-//! Redis loses its data (SPEC §7): `seatrush rebuild-redis` puts back seats, holds,
+//! Redis loses its data: `seatrush rebuild-redis` puts back seats, holds,
 //! reservations, balances and queue state from MySQL, the API answers as before, and new
 //! ids never collide with stored ones.
 
@@ -11,10 +11,10 @@ use common::{TestApp, eventually};
 use hyper::Method;
 use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
-use seatrush::outbox::reservations::ReservationRow;
+use seatrush::model::Balance;
+use seatrush::model::{ReservationId, ReservationRecord};
 use seatrush::redis::keys::{ScheduleKeys, WalletKeys};
 use seatrush::redis::scripts::DebitOutcome;
-use seatrush::wallet::Balance;
 use simd_json::OwnedValue;
 
 /// A database no other test uses: this test empties its Redis (`common::own_redis_url`).
@@ -86,12 +86,8 @@ async fn differences(app: &TestApp, schedule: u64, users: &[u64]) -> Vec<String>
     let mut diff = Vec::new();
     let res: BTreeMap<u64, String> = redis.hgetall(&k.res).await.unwrap();
     for (id, record) in res {
-        let r = ReservationRow::parse(&id.to_string(), schedule, &record).unwrap();
-        let status = if r.status == "PAYING" {
-            "RESERVED"
-        } else {
-            &r.status
-        };
+        let r = ReservationRecord::parse(ReservationId::from_u64(id), &record).unwrap();
+        let status = r.status.as_seen().as_str();
         let stored: Option<String> = conn
             .exec_first("SELECT status FROM reservations WHERE id = ?", (id,))
             .await
@@ -175,18 +171,18 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     for _ in 0..8 {
         let user = app.create_user().await;
         let rsp = app.issue(user, schedule).await;
-        assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+        rsp.assert_ok();
         users.push((user, rsp.str("token")));
     }
     for (user, token) in &users[..5] {
         let rsp = charge(&app, *user, token, 200_000).await;
-        assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+        rsp.assert_ok();
     }
     let hold = |i: usize, taken: &[u64]| {
         let (app, (user, token), taken) = (app.clone(), users[i].clone(), taken.to_vec());
         async move {
             let rsp = app.hold(&token, schedule, user, &taken).await;
-            assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+            rsp.assert_created();
             rsp.u64("reservationId")
         }
     };
@@ -196,10 +192,10 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     let paid = hold(0, &seats[0..2]).await;
     let second = hold(0, &seats[6..7]).await;
     let rsp = pay(&app, &users[0].1, users[0].0, paid).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     let bought = hold(4, &seats[7..8]).await;
     let rsp = pay(&app, &users[4].1, users[4].0, bought).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     let open = hold(1, &seats[2..3]).await;
     let cancelled = hold(2, &seats[3..4]).await;
     let rsp = app
@@ -210,12 +206,10 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
             None,
         )
         .await;
-    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    rsp.assert_ok();
     let dying = hold(3, &seats[4..5]).await;
     let user3 = users[3].0;
-    let (attempt, amount) = app
-        .begin_payment(schedule, &users[3].1, user3, dying, None)
-        .await;
+    let (attempt, amount) = app.begin_payment(&users[3].1, user3, dying, None).await;
     let debited = app.debit(user3, dying, attempt, amount).await;
     assert!(
         matches!(debited, DebitOutcome::Debited { .. }),
@@ -297,8 +291,8 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
                     .hget(ScheduleKeys::new(schedule).res, dying)
                     .await
                     .unwrap();
-                let r = ReservationRow::parse(&dying.to_string(), schedule, &record).unwrap();
-                (r.status == "PAID").then_some(())
+                let r = ReservationRecord::parse(ReservationId::from_u64(dying), &record).unwrap();
+                (r.status.as_str() == "PAID").then_some(())
             }
         },
     )
@@ -317,7 +311,7 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     // New writes get ids above every stored one.
     let (user1, token1) = &users[1];
     let charged = charge(&app, *user1, token1, 1_000).await;
-    assert_eq!(charged.status.as_u16(), 200, "{:?}", charged.body);
+    charged.assert_ok();
     assert!(
         charged.u64("transactionId") > ledger_before,
         "{:?}",
@@ -326,11 +320,11 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     let fresh = hold(5, &seats[5..6]).await;
     assert!(fresh > reservation_before);
     let rsp = pay(&app, token1, *user1, open).await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     assert!(rsp.u64("paymentId") > payment_before, "{:?}", rsp.body);
     let newcomer = app.create_user().await;
     let rsp = app.issue(newcomer, schedule).await;
-    assert_eq!(rsp.status.as_u16(), 200, "{:?}", rsp.body);
+    rsp.assert_ok();
 
     // Everything reaches MySQL as before, and no seat is sold twice.
     let mut everyone = ids.clone();

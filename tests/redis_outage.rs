@@ -1,4 +1,4 @@
-//! Redis killed (`kill -9`) under write load, then restarted from its AOF (SPEC §8). The
+//! Redis killed (`kill -9`) under write load, then restarted from its AOF (README, "Failure behaviour"). The
 //! test runs its own redis-server (a port, a directory and an AOF of its own), so killing
 //! it disturbs no other test; seatrush and MariaDB are the usual test ones.
 //!

@@ -1,4 +1,4 @@
-//! Seat holds (SPEC §3 row 4, §4 "Seat holds") on the real server: the hold itself, every
+//! Seat holds on the real server: the hold itself, every
 //! error code, and the races with real parallel requests.
 
 mod common;
@@ -37,7 +37,7 @@ async fn a_hold_takes_every_seat_it_names() {
     let rsp = app
         .hold(&token, schedule, user, &[seats[3], seats[1]])
         .await;
-    assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+    rsp.assert_created();
     assert_eq!(rsp.str("status"), "RESERVED");
     assert_eq!((rsp.u64("userId"), rsp.u64("scheduleId")), (user, schedule));
     assert_eq!(rsp.u64("totalAmount"), 100_000);
@@ -307,7 +307,7 @@ async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
     let mut ids = Vec::new();
     for (i, (user, token)) in holders.iter().enumerate() {
         let rsp = app.hold(token, schedule, *user, &[seats[i]]).await;
-        assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+        rsp.assert_created();
         ids.push(rsp.u64("reservationId"));
     }
     // One hold is cancelled, so MySQL must also show a CANCELLED reservation and its seat
@@ -321,7 +321,7 @@ async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
             None,
         )
         .await;
-    assert_eq!(cancelled.status.as_u16(), 200, "{:?}", cancelled.body);
+    cancelled.assert_ok();
     let keys = ScheduleKeys::new(schedule);
     let redis = app.redis();
     eventually(Duration::from_secs(10), "the outbox to drain", || {
@@ -385,7 +385,7 @@ async fn the_owner_reads_and_cancels_a_hold() {
     let auth = [("queue-token", token.as_str())];
 
     let read = app.get(&reservation_path(id), &auth).await;
-    assert_eq!(read.status.as_u16(), 200, "{:?}", read.body);
+    read.assert_ok();
     assert_eq!(read.str("status"), "RESERVED");
     assert_eq!(read.str("reservationNumber"), held.str("reservationNumber"));
     assert_eq!(read.data()["seats"][0]["seatNumber"].as_u64(), Some(3));
@@ -394,7 +394,7 @@ async fn the_owner_reads_and_cancels_a_hold() {
     let cancelled = app
         .request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
         .await;
-    assert_eq!(cancelled.status.as_u16(), 200, "{:?}", cancelled.body);
+    cancelled.assert_ok();
     assert_eq!(cancelled.str("status"), "CANCELLED");
     assert_eq!(
         app.get(&reservation_path(id), &auth).await.str("status"),
@@ -412,7 +412,7 @@ async fn the_owner_reads_and_cancels_a_hold() {
         .assert_error(422, "RESERVATION_NOT_CANCELLABLE");
     // The seats count towards the limit no more: four new ones fit.
     let more = app.hold(&token, schedule, user, &seats).await;
-    assert_eq!(more.status.as_u16(), 201, "{:?}", more.body);
+    more.assert_created();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,7 +632,7 @@ async fn the_same_idempotency_key_twenty_times_at_once_holds_once() {
     .await;
     let first = &responses[0];
     for rsp in &responses {
-        assert_eq!(rsp.status.as_u16(), 201, "{:?}", rsp.body);
+        rsp.assert_created();
         assert_eq!(
             rsp.u64("reservationId"),
             first.u64("reservationId"),

@@ -58,7 +58,8 @@ local function publish_reservations(k)
 end
 
 -- Ends a RESERVED hold (EXPIRED or CANCELLED): its seats are AVAILABLE again and no longer
--- count towards the user's limit. `k` names the keys of `release_keys` (scripts/holds.rs).
+-- count towards the user's limit. `k` names the keys of `release_keys`
+-- (src/redis/scripts/holds.rs).
 local function release_hold(k, id, r, now, status)
   local seats = seat_list(r)
   redis.call('SADD', k.avail, unpack(seats))

@@ -1,4 +1,4 @@
--- Helpers shared by the queue scripts. The loader (src/redis/scripts.rs) prepends this file to
+-- Helpers shared by the queue scripts. The loader (src/redis/scripts/mod.rs) prepends this file to
 -- each script that declares `-- uses: lib/queue.lua`, so every script stays one atomic unit.
 --
 -- A token's record lives in the schedule's `tokens` hash as

@@ -1,272 +1,86 @@
-//! The admin API (SPEC §3, admin table): users, venues, concerts, schedules with their seats,
-//! and per-schedule queue settings. Every call needs `X-Admin-Key`.
+//! Administration: users, venues, concerts, schedules with their seats, and per-schedule
+//! queue settings and counts. The edge checks `X-Admin-Key` before any of it runs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-use hyper::header::HeaderMap;
-use hyper::{Response, StatusCode};
-use serde::Serialize;
-
-use crate::app::App;
 use crate::catalogue::schedules::{self, NewSchedule};
-use crate::catalogue::users;
-use crate::error::ApiError;
-use crate::http::request::JsonObject;
-use crate::http::response::{self, Body};
-use crate::queue::settings::QueueSettings;
-use crate::redis::keys::ScheduleKeys;
+use crate::model::{Error, QueueSettings};
+use crate::mysql::Db;
+use crate::redis::HotPath;
+use crate::users::{UserDirectory, create_user};
 
-const HEADER: &str = "x-admin-key";
-/// Most seats one schedule may have.
-const MAX_SEATS: u64 = 100_000;
-/// Highest seat price accepted, in KRW.
-const MAX_PRICE: u64 = 10_000_000;
-const MAX_NAME_CHARS: usize = 200;
-
-/// Compares in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, &x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
+/// Creates a user with a zero balance, known to this instance's directory at once.
+pub async fn add_user(db: &Db, users: &UserDirectory, name: &str) -> Result<u64, Error> {
+    let id = create_user(db, name).await?;
+    users.mark(&[id]);
+    Ok(id)
 }
 
-pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if constant_time_eq(given, app.config.admin_key.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::AdminKeyInvalid)
-    }
+pub async fn add_venue(db: &Db, name: &str) -> Result<u64, Error> {
+    Ok(schedules::create_venue(db, name).await?)
 }
 
-/// `201 {"<name>": id}` for a created row.
-fn created(name: &'static str, id: u64) -> Response<Body> {
-    response::ok(StatusCode::CREATED, &BTreeMap::from([(name, id)]))
+pub async fn add_concert(db: &Db, title: &str) -> Result<u64, Error> {
+    Ok(schedules::create_concert(db, title).await?)
 }
 
-/// `POST /api/v1/admin/users`
-pub async fn create_user(app: &App, body: Vec<u8>) -> Result<Response<Body>, ApiError> {
-    let name = JsonObject::parse(body)?.text("name", 100)?;
-    let id = users::create_user(&app.db, &name).await?;
-    app.users.mark(&[id]);
-    Ok(created("userId", id))
+/// Creates the schedule with its seats; returns its id and the seat ids by seat number.
+pub async fn add_schedule(
+    hot: &HotPath,
+    db: &Db,
+    new: &NewSchedule,
+) -> Result<(u64, Vec<u64>), Error> {
+    schedules::create_schedule(db, &mut hot.conn(), new).await
 }
 
-/// `POST /api/v1/admin/venues`
-pub async fn create_venue(app: &App, body: Vec<u8>) -> Result<Response<Body>, ApiError> {
-    let name = JsonObject::parse(body)?.text("name", MAX_NAME_CHARS)?;
-    let id = schedules::create_venue(&app.db, &name).await?;
-    Ok(created("venueId", id))
+/// The settings in force, as the scripts read them from Redis.
+pub async fn settings(hot: &HotPath, schedule_id: u64) -> Result<QueueSettings, Error> {
+    let cfg = hot
+        .queue_settings(schedule_id)
+        .await?
+        .ok_or(Error::ScheduleNotFound)?;
+    QueueSettings::from_fields(&cfg)
+        .ok_or_else(|| Error::Internal(format!("schedule {schedule_id} has a malformed cfg hash")))
 }
 
-/// `POST /api/v1/admin/concerts`
-pub async fn create_concert(app: &App, body: Vec<u8>) -> Result<Response<Body>, ApiError> {
-    let title = JsonObject::parse(body)?.text("title", MAX_NAME_CHARS)?;
-    let id = schedules::create_concert(&app.db, &title).await?;
-    Ok(created("concertId", id))
+/// A schedule's queue and seats now.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueCounts {
+    pub waiting: u64,
+    pub active: u64,
+    pub admitted_total: u64,
+    pub held_seats: u64,
+    pub sold_seats: u64,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CreatedSchedule {
+/// The settings in force and the counts.
+pub async fn queue_state(
+    hot: &HotPath,
     schedule_id: u64,
-    seat_ids: Vec<u64>,
-}
-
-/// Seats from `seats: [{seatNumber, price}]`, or numbered 1..=seatCount at one `price`.
-fn parse_seats(body: &JsonObject) -> Result<Vec<(u64, u64)>, ApiError> {
-    if let Some(items) = body.opt_array("seats")? {
-        if items.is_empty() || items.len() as u64 > MAX_SEATS {
-            return Err(ApiError::invalid(
-                "seats",
-                format!("seats must list 1 to {MAX_SEATS} seats"),
-            ));
-        }
-        let mut seen = HashSet::new();
-        return items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let at = |f: &str| format!("seats[{i}].{f}");
-                let seat = JsonObject::element(item, &format!("seats[{i}]"))?;
-                let number = seat
-                    .opt_positive("seatNumber", u64::from(u32::MAX))
-                    .map_err(|_| {
-                        ApiError::invalid(at("seatNumber"), "seatNumber must be a positive integer")
-                    })?
-                    .ok_or_else(|| ApiError::invalid(at("seatNumber"), "seatNumber is required"))?;
-                let price = seat
-                    .opt_positive("price", MAX_PRICE)
-                    .map_err(|_| {
-                        ApiError::invalid(at("price"), format!("price must be 1 to {MAX_PRICE}"))
-                    })?
-                    .ok_or_else(|| ApiError::invalid(at("price"), "price is required"))?;
-                if !seen.insert(number) {
-                    return Err(ApiError::invalid(
-                        at("seatNumber"),
-                        "seat numbers must be distinct",
-                    ));
-                }
-                Ok((number, price))
-            })
-            .collect();
-    }
-    let count = body.opt_positive("seatCount", MAX_SEATS)?.ok_or_else(|| {
-        ApiError::invalid("seatCount", "seatCount (with price) or seats is required")
-    })?;
-    let price = body
-        .opt_positive("price", MAX_PRICE)?
-        .ok_or_else(|| ApiError::invalid("price", "price is required with seatCount"))?;
-    Ok((1..=count).map(|n| (n, price)).collect())
-}
-
-/// `POST /api/v1/admin/concerts/{concertId}/schedules`
-pub async fn create_schedule(
-    app: &App,
-    concert_id: u64,
-    body: Vec<u8>,
-) -> Result<Response<Body>, ApiError> {
-    let body = JsonObject::parse(body)?;
-    let new = NewSchedule {
-        concert_id,
-        venue_id: body.id("venueId")?,
-        performance_date: body.date("performanceDate")?,
-        performance_time: body.time_of_day("performanceTime")?,
-        booking_open_at: body.instant("bookingOpenAt")?,
-        booking_close_at: body.instant("bookingCloseAt")?,
-        seats: parse_seats(&body)?,
-    };
-    if new.booking_close_at <= new.booking_open_at {
-        return Err(ApiError::invalid(
-            "bookingCloseAt",
-            "bookingCloseAt must be after bookingOpenAt",
-        ));
-    }
-    let (schedule_id, seat_ids) =
-        schedules::create_schedule(&app.db, &mut app.redis.clone(), &new).await?;
-    Ok(response::ok(
-        StatusCode::CREATED,
-        &CreatedSchedule {
-            schedule_id,
-            seat_ids,
-        },
-    ))
-}
-
-/// The settings in force, read from Redis (what the scripts use).
-async fn current_settings(app: &App, schedule_id: u64) -> Result<QueueSettings, ApiError> {
-    let cfg: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(ScheduleKeys::new(schedule_id).cfg)
-        .query_async(&mut app.redis.clone())
-        .await?;
-    if cfg.is_empty() {
-        return Err(ApiError::ScheduleNotFound);
-    }
-    QueueSettings::from_redis(&cfg).ok_or_else(|| {
-        ApiError::Internal(format!("schedule {schedule_id} has a malformed cfg hash"))
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QueueView {
-    schedule_id: u64,
-    #[serde(flatten)]
-    settings: QueueSettings,
-    waiting: u64,
-    active: u64,
-    admitted_total: u64,
-    held_seats: u64,
-    sold_seats: u64,
-}
-
-/// `GET /api/v1/admin/schedules/{scheduleId}/queue`
-pub async fn queue_state(app: &App, schedule_id: u64) -> Result<Response<Body>, ApiError> {
-    let settings = current_settings(app, schedule_id).await?;
-    let k = ScheduleKeys::new(schedule_id);
-    let (waiting, active, counters): (u64, u64, Vec<Option<u64>>) = redis::pipe()
-        .zcard(&k.waiting)
-        .zcard(&k.active)
-        .hmget(&k.stats, &["admitted", "heldSeats", "soldSeats"])
-        .query_async(&mut app.redis.clone())
-        .await?;
-    let counter = |i: usize| counters.get(i).copied().flatten().unwrap_or(0);
-    Ok(response::ok(
-        StatusCode::OK,
-        &QueueView {
-            schedule_id,
-            settings,
+) -> Result<(QueueSettings, QueueCounts), Error> {
+    let settings = settings(hot, schedule_id).await?;
+    let [waiting, active, admitted_total, held_seats, sold_seats] =
+        hot.queue_counts(schedule_id).await?;
+    Ok((
+        settings,
+        QueueCounts {
             waiting,
             active,
-            admitted_total: counter(0),
-            held_seats: counter(1),
-            sold_seats: counter(2),
+            admitted_total,
+            held_seats,
+            sold_seats,
         },
     ))
 }
 
-/// `PUT /api/v1/admin/schedules/{scheduleId}/queue`
-pub async fn update_queue(
-    app: &App,
+/// Changes the settings in force by `change`, on the primary (the record) and in Redis
+/// (what the scripts read, from the next tick).
+pub async fn update_settings(
+    hot: &HotPath,
+    db: &Db,
     schedule_id: u64,
-    body: Vec<u8>,
-) -> Result<Response<Body>, ApiError> {
-    let body = JsonObject::parse(body)?;
-    let mut settings = current_settings(app, schedule_id).await?;
-    settings.apply_update(&body)?;
-    schedules::update_queue_settings(&app.db, &mut app.redis.clone(), schedule_id, &settings)
-        .await?;
-    Ok(response::ok(StatusCode::OK, &settings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_keys_compare_by_content_only() {
-        assert!(constant_time_eq(b"dev-admin-key", b"dev-admin-key"));
-        assert!(!constant_time_eq(b"dev-admin-kex", b"dev-admin-key"));
-        assert!(!constant_time_eq(b"dev-admin-key-longer", b"dev-admin-key"));
-        assert!(!constant_time_eq(b"", b"dev-admin-key"));
-    }
-
-    fn seats(json: &str) -> Result<Vec<(u64, u64)>, ApiError> {
-        parse_seats(&JsonObject::parse(json.as_bytes().to_vec()).unwrap())
-    }
-
-    #[test]
-    fn seats_come_from_a_count_or_a_list_and_errors_name_the_element() {
-        assert_eq!(
-            seats(r#"{"seatCount": 3, "price": 5}"#).unwrap(),
-            vec![(1, 5), (2, 5), (3, 5)]
-        );
-        assert_eq!(
-            seats(r#"{"seats": [{"seatNumber": 9, "price": 7}]}"#).unwrap(),
-            vec![(9, 7)]
-        );
-        for (json, field) in [
-            (
-                r#"{"seats": [{"seatNumber": 1, "price": 5}, {"seatNumber": 1, "price": 5}]}"#,
-                "seats[1].seatNumber",
-            ),
-            (
-                r#"{"seats": [{"seatNumber": 1, "price": "5"}]}"#,
-                "seats[0].price",
-            ),
-            (r#"{"seats": []}"#, "seats"),
-            (r#"{"seatCount": 3}"#, "price"),
-            (r#"{"price": 3}"#, "seatCount"),
-        ] {
-            match seats(json) {
-                Err(ApiError::InvalidRequest { field: f, .. }) => assert_eq!(f, field, "{json}"),
-                other => panic!("{json}: {other:?}"),
-            }
-        }
-    }
+    change: impl FnOnce(&mut QueueSettings) -> Result<(), Error>,
+) -> Result<QueueSettings, Error> {
+    let mut settings = settings(hot, schedule_id).await?;
+    change(&mut settings)?;
+    schedules::update_queue_settings(db, &mut hot.conn(), schedule_id, &settings).await?;
+    Ok(settings)
 }

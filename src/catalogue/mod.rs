@@ -1,7 +1,117 @@
-//! The catalogue: users, venues, concerts, schedules and seats, whose record is MySQL, and
-//! the public reads over them (schedules of a concert, seats of a schedule).
+//! The catalogue: venues, concerts, schedules and seats, whose record is MySQL, and
+//! the public reads over them: a concert's schedules with their live availability, and a
+//! schedule's AVAILABLE seats (catalogue data from [`Catalogue`], availability from Redis).
 
-pub mod handlers;
-pub mod reads;
+mod reads;
 pub mod schedules;
-pub mod users;
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+pub use reads::Catalogue;
+
+use crate::fallback;
+use crate::model::{Error, ListedSeat, Refusal, Schedule, TokenStatus};
+use crate::mysql::Db;
+use crate::queue;
+use crate::redis::HotPath;
+
+/// The concert's schedules performed within the (inclusive) dates, each with its number of
+/// AVAILABLE seats, for any live token; from MySQL while Redis is unreachable (then the flag
+/// says the counts may be stale).
+pub async fn schedules_of(
+    hot: &HotPath,
+    db: &Db,
+    catalogue: &Catalogue,
+    token: Uuid,
+    concert_id: u64,
+    (from, to): (Option<NaiveDate>, Option<NaiveDate>),
+) -> Result<(Vec<(Schedule, u64)>, bool), Error> {
+    let (_, stale_token) = queue::authenticate_or_stale(hot, db, token).await?;
+    let concert = catalogue
+        .concert(concert_id)
+        .await?
+        .ok_or(Error::ConcertNotFound)?;
+    let in_range = |date: &str| {
+        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok();
+        from.is_none_or(|f| date.is_some_and(|d| d >= f))
+            && to.is_none_or(|t| date.is_some_and(|d| d <= t))
+    };
+    let schedules: Vec<Schedule> = concert
+        .schedules
+        .iter()
+        .filter(|s| in_range(&s.performance_date))
+        .cloned()
+        .collect();
+    let ids: Vec<u64> = schedules.iter().map(|s| s.schedule_id).collect();
+    let fresh = async { Ok(hot.available_counts(&ids).await?) };
+    let (available, stale_counts) =
+        fallback::or_mysql(fresh, || fallback::available_seat_counts(db, &ids)).await?;
+    Ok((
+        schedules.into_iter().zip(available).collect(),
+        stale_token || stale_counts,
+    ))
+}
+
+/// What a seat listing shows.
+pub struct SeatListing {
+    pub schedule: Schedule,
+    /// Every seat of the schedule by seat number.
+    pub seats: Arc<Vec<ListedSeat>>,
+    /// The AVAILABLE seat ids, sorted.
+    pub available: Arc<Vec<u64>>,
+    /// Read from MySQL while Redis was unreachable.
+    pub stale: bool,
+}
+
+/// The schedule's AVAILABLE seats, for an ACTIVE token of that schedule. One script call
+/// checks the token and reads the availability (shared with concurrent listings).
+pub async fn seats_of(
+    hot: &HotPath,
+    db: &Db,
+    catalogue: &Catalogue,
+    token: Uuid,
+    concert_id: u64,
+    schedule_id: u64,
+) -> Result<SeatListing, Error> {
+    let fresh = async {
+        match hot.seat_view(schedule_id, token).await? {
+            Ok(ids) => Ok(ids),
+            Err(Refusal::TokenNotHere) => Err(queue::not_here(hot, &token, schedule_id).await),
+            Err(Refusal::QueueTokenNotActive) => Err(Error::QueueTokenNotActive),
+            Err(_) => Err(Error::QueueTokenInvalid),
+        }
+    };
+    let from_mysql = || async {
+        let holder = fallback::token_holder(db, token).await?;
+        if holder.schedule_id != schedule_id {
+            return Err(Error::QueueTokenWrongSchedule);
+        }
+        if holder.state.status != TokenStatus::Active {
+            return Err(Error::QueueTokenNotActive);
+        }
+        Ok(Arc::new(
+            fallback::available_seat_ids(db, schedule_id).await?,
+        ))
+    };
+    let (available, stale) = fallback::or_mysql(fresh, from_mysql).await?;
+    let concert = catalogue
+        .concert(concert_id)
+        .await?
+        .ok_or(Error::ConcertNotFound)?;
+    let schedule = concert
+        .schedules
+        .iter()
+        .find(|s| s.schedule_id == schedule_id)
+        .ok_or(Error::ScheduleNotFound)?
+        .clone();
+    let seats = catalogue.seats(schedule_id).await?.unwrap_or_default();
+    Ok(SeatListing {
+        schedule,
+        seats,
+        available,
+        stale,
+    })
+}

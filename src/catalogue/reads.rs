@@ -11,42 +11,11 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 
 use crate::health::Health;
-use crate::mysql::{Db, PRIMARY, REPLICA, conn, timed};
+use crate::model::{Concert, ListedSeat, Schedule};
+use crate::mysql::{Db, PRIMARY, REPLICA, conn, records, timed};
 
 /// How long a catalogue read is served from memory.
 const TTL: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScheduleView {
-    pub schedule_id: u64,
-    pub concert_id: u64,
-    pub concert_title: String,
-    pub venue_id: u64,
-    pub venue_name: String,
-    /// `YYYY-MM-DD`
-    pub performance_date: String,
-    /// `HH:mm:ss`
-    pub performance_time: String,
-    pub booking_open_ms: i64,
-    pub booking_close_ms: i64,
-    pub cancelled: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConcertView {
-    pub title: String,
-    /// By performance date and time.
-    pub schedules: Vec<ScheduleView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeatView {
-    pub seat_id: u64,
-    pub seat_number: u64,
-    pub price: u64,
-    /// The seat as the seat listing shows it while AVAILABLE, rendered once per read.
-    pub listed_json: Box<str>,
-}
 
 /// When an entry was read, and what was found (`None`: nothing).
 type Entry<V> = (Instant, Option<Arc<V>>);
@@ -74,54 +43,60 @@ impl<K: Eq + Hash + Copy, V> TtlMap<K, V> {
 }
 
 pub struct Catalogue {
-    concerts: TtlMap<u64, ConcertView>,
-    seats: TtlMap<u64, Vec<SeatView>>,
+    db: Db,
+    /// Whether the replica may be read (else reads go to the primary).
+    health: Arc<Health>,
+    concerts: TtlMap<u64, Concert>,
+    seats: TtlMap<u64, Vec<ListedSeat>>,
 }
 
-impl Default for Catalogue {
-    fn default() -> Self {
+/// A schedule row as the concert query reads it.
+type ScheduleColumns = (u64, u64, String, String, String, i64, i64, String);
+
+impl Catalogue {
+    pub fn new(db: Db, health: Arc<Health>) -> Self {
         Self {
+            db,
+            health,
             concerts: TtlMap::new(),
             seats: TtlMap::new(),
         }
     }
-}
 
-type ScheduleRow = (u64, u64, String, String, String, i64, i64, String);
-
-impl Catalogue {
     /// A concert and its schedules, or `None` if there is no such concert.
     pub async fn concert(
         &self,
-        db: &Db,
-        health: &Health,
         concert_id: u64,
-    ) -> Result<Option<Arc<ConcertView>>, mysql_async::Error> {
-        if let Some(hit) = self.concerts.get(concert_id) {
-            return Ok(hit);
-        }
-        let found = read(db, health, |pool, name| {
-            load_concert(pool, name, concert_id)
-        })
-        .await?;
-        let found = found.map(Arc::new);
-        self.concerts.put(concert_id, found.clone());
-        Ok(found)
+    ) -> Result<Option<Arc<Concert>>, mysql_async::Error> {
+        self.cached(&self.concerts, concert_id, load_concert).await
     }
 
     /// A schedule's seats by seat number, or `None` if the schedule has none.
     pub async fn seats(
         &self,
-        db: &Db,
-        health: &Health,
         schedule_id: u64,
-    ) -> Result<Option<Arc<Vec<SeatView>>>, mysql_async::Error> {
-        if let Some(hit) = self.seats.get(schedule_id) {
+    ) -> Result<Option<Arc<Vec<ListedSeat>>>, mysql_async::Error> {
+        self.cached(&self.seats, schedule_id, load_seats).await
+    }
+
+    /// `map`'s entry for `id`, or what `load` reads ([`read`]) for it, kept for [`TTL`].
+    async fn cached<V, F, Fut>(
+        &self,
+        map: &TtlMap<u64, V>,
+        id: u64,
+        load: F,
+    ) -> Result<Option<Arc<V>>, mysql_async::Error>
+    where
+        F: Fn(mysql_async::Pool, &'static str, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<V>, mysql_async::Error>>,
+    {
+        if let Some(hit) = map.get(id) {
             return Ok(hit);
         }
-        let found = read(db, health, |pool, name| load_seats(pool, name, schedule_id)).await?;
-        let found = found.map(Arc::new);
-        self.seats.put(schedule_id, found.clone());
+        let found = read(&self.db, &self.health, |pool, name| load(pool, name, id))
+            .await?
+            .map(Arc::new);
+        map.put(id, found.clone());
         Ok(found)
     }
 }
@@ -153,14 +128,14 @@ async fn load_concert(
     pool: mysql_async::Pool,
     name: &'static str,
     concert_id: u64,
-) -> Result<Option<ConcertView>, mysql_async::Error> {
+) -> Result<Option<Concert>, mysql_async::Error> {
     let mut conn = conn(&pool, name).await?;
     let title: Option<String> =
         timed(conn.exec_first("SELECT title FROM concerts WHERE id = ?", (concert_id,))).await?;
     let Some(title) = title else {
         return Ok(None);
     };
-    let rows: Vec<ScheduleRow> = timed(conn.exec(
+    let rows: Vec<ScheduleColumns> = timed(conn.exec(
         "SELECT s.id, s.venue_id, v.name, DATE_FORMAT(s.performance_date, '%Y-%m-%d'),
            TIME_FORMAT(s.performance_time, '%H:%i:%s'),
            CAST(UNIX_TIMESTAMP(s.booking_open_at) * 1000 AS SIGNED),
@@ -174,7 +149,7 @@ async fn load_concert(
     let schedules = rows
         .into_iter()
         .map(
-            |(id, venue_id, venue_name, date, time, open, close, status)| ScheduleView {
+            |(id, venue_id, venue_name, date, time, open, close, status)| Schedule {
                 schedule_id: id,
                 concert_id,
                 concert_title: title.clone(),
@@ -188,31 +163,19 @@ async fn load_concert(
             },
         )
         .collect();
-    Ok(Some(ConcertView { title, schedules }))
+    Ok(Some(Concert { title, schedules }))
 }
 
 async fn load_seats(
     pool: mysql_async::Pool,
     name: &'static str,
     schedule_id: u64,
-) -> Result<Option<Vec<SeatView>>, mysql_async::Error> {
+) -> Result<Option<Vec<ListedSeat>>, mysql_async::Error> {
     let mut conn = conn(&pool, name).await?;
-    let rows: Vec<(u64, u64, u64)> = timed(conn.exec(
-        "SELECT id, seat_number, price FROM seats WHERE schedule_id = ? ORDER BY seat_number",
-        (schedule_id,),
-    ))
-    .await?;
-    let seats: Vec<SeatView> = rows
+    let seats: Vec<ListedSeat> = records::seats(&mut conn, schedule_id)
+        .await?
         .into_iter()
-        .map(|(seat_id, seat_number, price)| SeatView {
-            seat_id,
-            seat_number,
-            price,
-            listed_json: format!(
-                r#"{{"seatId":{seat_id},"seatNumber":{seat_number},"price":{price},"status":"AVAILABLE"}}"#
-            )
-            .into(),
-        })
+        .map(|s| ListedSeat::new(s.seat_id, s.seat_number, s.price))
         .collect();
     Ok((!seats.is_empty()).then_some(seats))
 }

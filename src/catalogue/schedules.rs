@@ -4,11 +4,11 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mysql_async::prelude::*;
 
-use crate::error::ApiError;
-use crate::mysql::{Db, placeholders, retry_lock_conflicts, shaped_chunks, timed};
-use crate::queue::settings::{BookingWindow, QueueSettings};
-use crate::redis::RedisConn;
-use crate::redis::keys::ScheduleKeys;
+use crate::model::{BookingWindow, Error, QueueSettings};
+use crate::mysql::{
+    Db, datetime_ms, placeholders, records, retry_lock_conflicts, shaped_chunks, timed,
+};
+use crate::redis::{RedisConn, schedules};
 
 pub async fn create_venue(db: &Db, name: &str) -> Result<u64, mysql_async::Error> {
     insert_named(db, "INSERT INTO venues (name) VALUES (?)", name).await
@@ -42,18 +42,18 @@ pub async fn create_schedule(
     db: &Db,
     redis: &mut RedisConn,
     new: &NewSchedule,
-) -> Result<(u64, Vec<u64>), ApiError> {
+) -> Result<(u64, Vec<u64>), Error> {
     let mut conn = db.primary_conn().await?;
     let mut tx = timed(conn.start_transaction(Default::default())).await?;
     let concert: Option<u64> =
         timed(tx.exec_first("SELECT id FROM concerts WHERE id = ?", (new.concert_id,))).await?;
     if concert.is_none() {
-        return Err(ApiError::ConcertNotFound);
+        return Err(Error::ConcertNotFound);
     }
     let venue: Option<u64> =
         timed(tx.exec_first("SELECT id FROM venues WHERE id = ?", (new.venue_id,))).await?;
     if venue.is_none() {
-        return Err(ApiError::invalid("venueId", "no venue has this id"));
+        return Err(Error::invalid("venueId", "no venue has this id"));
     }
     timed(tx.exec_drop(
         "INSERT INTO concert_schedules (concert_id, venue_id, performance_date, performance_time,
@@ -63,8 +63,8 @@ pub async fn create_schedule(
             new.venue_id,
             new.performance_date.format("%Y-%m-%d").to_string(),
             new.performance_time.format("%H:%M:%S").to_string(),
-            crate::mysql::datetime_ms(new.booking_open_at.timestamp_millis()),
-            crate::mysql::datetime_ms(new.booking_close_at.timestamp_millis()),
+            datetime_ms(new.booking_open_at.timestamp_millis()),
+            datetime_ms(new.booking_close_at.timestamp_millis()),
         ),
     ))
     .await?;
@@ -80,48 +80,19 @@ pub async fn create_schedule(
             .collect();
         timed(tx.exec_drop(sql, params)).await?;
     }
-    let seats: Vec<SeatRow> = timed(tx.exec(
-        "SELECT id, seat_number, price FROM seats WHERE schedule_id = ? ORDER BY seat_number",
-        (schedule_id,),
-    ))
-    .await?;
-    let seat_ids: Vec<u64> = seats.iter().map(|s| s.0).collect();
+    let seats = records::seats(&mut tx, schedule_id).await?;
+    let seat_ids: Vec<u64> = seats.iter().map(|s| s.seat_id).collect();
     timed(tx.commit()).await?;
 
     // Seats first, the settings (`cfg`) last: a schedule whose `cfg` exists is complete, and
     // one left without it (a crash here) is rebuilt from MySQL at the next start-up.
-    load_seats(redis, schedule_id, &seats).await?;
+    schedules::load_seats(redis, schedule_id, &seats).await?;
     let window = BookingWindow {
         open_ms: new.booking_open_at.timestamp_millis(),
         close_ms: new.booking_close_at.timestamp_millis(),
     };
-    QueueSettings::default()
-        .register(redis, schedule_id, window)
-        .await?;
+    schedules::register(redis, schedule_id, &QueueSettings::default(), window).await?;
     Ok((schedule_id, seat_ids))
-}
-
-/// (id, seat number, price)
-type SeatRow = (u64, u64, u64);
-
-/// Puts a new schedule's seats (numbers and prices), all available, into Redis.
-async fn load_seats(
-    redis: &mut RedisConn,
-    schedule_id: u64,
-    seats: &[SeatRow],
-) -> redis::RedisResult<()> {
-    let k = ScheduleKeys::new(schedule_id);
-    let mut pipe = redis::pipe();
-    for chunk in seats.chunks(10_000) {
-        let infos: Vec<(u64, String)> = chunk
-            .iter()
-            .map(|&(id, number, price)| (id, format!("{number}|{price}")))
-            .collect();
-        pipe.hset_multiple(&k.seat, &infos).ignore();
-        let ids: Vec<u64> = chunk.iter().map(|s| s.0).collect();
-        pipe.sadd(&k.avail, ids).ignore();
-    }
-    pipe.query_async(redis).await
 }
 
 /// Stores updated settings on the primary (the record) and in Redis (what the scripts read).
@@ -130,7 +101,7 @@ pub async fn update_queue_settings(
     redis: &mut RedisConn,
     schedule_id: u64,
     settings: &QueueSettings,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     // The flusher's inserts lock the schedule row (foreign keys); a deadlock with them is
     // retried rather than reported.
     retry_lock_conflicts(|| async {
@@ -153,6 +124,6 @@ pub async fn update_queue_settings(
         .await
     })
     .await?;
-    settings.store(redis, schedule_id).await?;
+    schedules::store_settings(redis, schedule_id, settings).await?;
     Ok(())
 }

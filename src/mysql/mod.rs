@@ -1,14 +1,29 @@
 //! MySQL / MariaDB: a pool for the primary (writes, migrations, the flusher) and one for the
-//! replica (catalogue reads), both with SPEC §8's 10 s bound on every call.
+//! replica (catalogue reads), both with a 10 s bound on every call, and the loaders of the
+//! records the write-behind writes.
 
 pub mod migrate;
+pub mod records;
 
 use std::future::Future;
 use std::time::Duration;
 
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
-/// SPEC §8: every MySQL call gives up after ten seconds.
+use crate::model::Error;
+
+impl From<mysql_async::Error> for Error {
+    fn from(e: mysql_async::Error) -> Self {
+        match e {
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+                Error::Unavailable(format!("mysql: {e}"))
+            }
+            other => Error::Internal(format!("mysql: {other}")),
+        }
+    }
+}
+
+/// Every MySQL call gives up after ten seconds (README, "Failure behaviour").
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]

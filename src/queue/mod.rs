@@ -1,99 +1,78 @@
-//! The waiting queue (SPEC §3 #1, #1b; §4 "Queue and tokens"): token issuance and status, the
-//! Queue-Token check, the admission loop, and per-schedule settings. Every race is decided in
-//! a Lua script (`lua/issue_tokens.lua`, `lua/token_status.lua`, `lua/admit_batch.lua`);
-//! concurrent issuances for one schedule share a script call (`redis::coalesce`).
+//! The waiting queue: token issuance and the Queue-Token check. Every race is decided in a
+//! Lua script (`issue_tokens`, `token_status`, and the admission tick's `admit_batch` in
+//! [`crate::housekeeping`]); concurrent calls for one schedule share a script call.
 
-pub mod admission;
-pub mod auth;
-pub mod settings;
-
-use hyper::StatusCode;
-use hyper::header::HeaderMap;
-use serde::Serialize;
 use uuid::Uuid;
 
-use crate::app::App;
-use crate::error::ApiError;
-use crate::http::request::JsonObject;
-use crate::http::response::{self, Body};
-use crate::redis::scripts::IssueOutcome;
-use crate::time::iso_ms;
+use crate::fallback;
+use crate::model::{Error, TokenHolder, TokenState, TokenStatus};
+use crate::mysql::Db;
+use crate::redis::HotPath;
+use crate::redis::scripts::{IssueOutcome, StatusOutcome};
+use crate::users::UserDirectory;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IssuedToken {
-    token: Uuid,
-    queue_position: u64,
-    estimated_wait_time_minutes: u64,
-    status: String,
-}
-
-/// `POST /api/v1/queue/tokens`
-pub async fn issue_token(app: &App, body: Vec<u8>) -> Result<hyper::Response<Body>, ApiError> {
-    let body = JsonObject::parse(body)?;
-    let user_id = body.id("userId")?;
-    let schedule_id = body.id("scheduleId")?;
-    if !app.users.exists(&app.db, user_id).await? {
-        return Err(ApiError::UserNotFound);
+/// Issues a new token for the user on the schedule: WAITING, or ACTIVE at once when there is
+/// room.
+pub async fn issue(
+    hot: &HotPath,
+    users: &UserDirectory,
+    db: &Db,
+    user_id: u64,
+    schedule_id: u64,
+) -> Result<(Uuid, TokenState), Error> {
+    if !users.exists(db, user_id).await? {
+        return Err(Error::UserNotFound);
     }
     let token = Uuid::new_v4();
-    let outcome = app.token_issuer.call(schedule_id, (token, user_id)).await?;
-    let state = match outcome {
+    match hot.issue_token(schedule_id, token, user_id).await? {
         IssueOutcome::Issued(state) => {
-            if state.status == "ACTIVE" {
+            if state.status == TokenStatus::Active {
                 metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule_id.to_string())
                     .increment(1);
             }
-            state
+            Ok((token, state))
         }
-        IssueOutcome::Refused(code) => {
-            return Err(match code.as_str() {
-                "SCHEDULE_NOT_FOUND" => ApiError::ScheduleNotFound,
-                "BOOKING_CLOSED" => ApiError::BookingClosed,
-                "TOKEN_ALREADY_ISSUED" => ApiError::TokenAlreadyIssued,
-                "QUEUE_FULL" => ApiError::QueueFull,
-                other => ApiError::Internal(format!("issue_token returned {other}")),
-            });
-        }
-    };
-    Ok(response::ok(
-        StatusCode::OK,
-        &IssuedToken {
+        IssueOutcome::Refused(refusal) => Err(refusal.into()),
+    }
+}
+
+/// The live (WAITING or ACTIVE) token's holder: the token index names its schedule, whose
+/// `token_status` script confirms it.
+pub async fn authenticate(hot: &HotPath, token: Uuid) -> Result<TokenHolder, Error> {
+    let (schedule_id, indexed_user) = hot
+        .token_index(&token)
+        .await?
+        .ok_or(Error::QueueTokenInvalid)?;
+    match hot.token_status(schedule_id, token).await? {
+        StatusOutcome::Live { user_id, state } if user_id == indexed_user => Ok(TokenHolder {
             token,
-            queue_position: state.position,
-            estimated_wait_time_minutes: state.wait_minutes,
-            status: state.status,
-        },
-    ))
+            user_id,
+            schedule_id,
+            state,
+        }),
+        _ => Err(Error::QueueTokenInvalid),
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenStatus {
+/// [`authenticate`], or the token as MySQL has it while Redis is unreachable (then the flag
+/// says the answer may be stale).
+pub async fn authenticate_or_stale(
+    hot: &HotPath,
+    db: &Db,
     token: Uuid,
-    user_id: u64,
-    schedule_id: u64,
-    status: String,
-    queue_position: u64,
-    estimated_wait_time_minutes: u64,
-    active_until: Option<String>,
+) -> Result<(TokenHolder, bool), Error> {
+    fallback::or_mysql(authenticate(hot, token), || {
+        fallback::token_holder(db, token)
+    })
+    .await
 }
 
-/// `GET /api/v1/queue/tokens/me`
-pub async fn my_token(app: &App, headers: &HeaderMap) -> Result<hyper::Response<Body>, ApiError> {
-    let (holder, stale) = crate::stale::authenticate(app, headers).await?;
-    let state = holder.state;
-    let rsp = response::ok(
-        StatusCode::OK,
-        &TokenStatus {
-            token: holder.token,
-            user_id: holder.user_id,
-            schedule_id: holder.schedule_id,
-            queue_position: state.position,
-            estimated_wait_time_minutes: state.wait_minutes,
-            active_until: state.expires_at_ms.map(iso_ms),
-            status: state.status,
-        },
-    );
-    Ok(crate::stale::mark(rsp, stale))
+/// Why a token a schedule's script did not find there is refused: it is another schedule's
+/// (`QUEUE_TOKEN_WRONG_SCHEDULE`) or nobody's (`QUEUE_TOKEN_INVALID`).
+pub async fn not_here(hot: &HotPath, token: &Uuid, schedule_id: u64) -> Error {
+    match hot.token_index(token).await {
+        Ok(Some((schedule, _))) if schedule != schedule_id => Error::QueueTokenWrongSchedule,
+        Ok(_) => Error::QueueTokenInvalid,
+        Err(e) => e.into(),
+    }
 }

@@ -1,4 +1,4 @@
-//! The circuit breaker in front of Redis (SPEC §8). After [`TRIP_AFTER`] calls in a row
+//! The circuit breaker in front of Redis (README, "Failure behaviour"). After [`TRIP_AFTER`] calls in a row
 //! found Redis unreachable (refused, dropped or timed out), the circuit opens: every call
 //! fails at once for [`OPEN_FOR`], so requests answer `503` with `Retry-After` instead of
 //! each waiting out the connection timeout and piling up. Then one call is let through as a

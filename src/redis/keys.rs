@@ -1,6 +1,8 @@
 //! Every Redis key seatrush uses. Per-schedule state shares the hash tag `{s:<id>}`, so each
 //! script's keys live in one cluster slot.
 
+use crate::model::{ReservationId, wallet_bucket};
+
 /// Ids of every schedule the admission loop and flusher serve.
 pub const SCHEDULES: &str = "seatrush:schedules";
 /// Consumer group of the outbox flushers.
@@ -13,8 +15,8 @@ pub struct ScheduleKeys {
     /// HASH: queue settings, booking window and measured admission rate (absent: the
     /// schedule is unknown).
     pub cfg: String,
-    /// STRING: arrival sequence.
-    pub seq: String,
+    /// STRING: arrival sequence of the queue.
+    pub token_sequence: String,
     /// ZSET token -> seq: WAITING tokens in arrival order.
     pub waiting: String,
     /// ZSET token -> expiresAt ms: ACTIVE tokens.
@@ -40,12 +42,12 @@ pub struct ScheduleKeys {
     /// HASH userId -> the user's open (RESERVED or PAYING) holds.
     pub userholds: String,
     /// STRING: reservation sequence.
-    pub rseq: String,
+    pub reservation_sequence: String,
     /// ZSET reservationId -> when its payment attempt began (ms): the PAYING reservations.
     pub sagas: String,
     /// STRING: payment (attempt) sequence.
-    pub pseq: String,
-    /// STRING: the process rebuilding the schedule from MySQL (see `src/rebuild.rs`).
+    pub payment_sequence: String,
+    /// STRING: the process rebuilding the schedule from MySQL (see `crate::rebuild`).
     pub rebuild: String,
     /// STREAM: events for the write-behind flusher.
     pub outbox: String,
@@ -64,7 +66,7 @@ impl ScheduleKeys {
         Self {
             schedule_id,
             cfg: key("cfg"),
-            seq: key("seq"),
+            token_sequence: key("seq"),
             waiting: key("waiting"),
             active: key("active"),
             tokens: key("tokens"),
@@ -77,9 +79,9 @@ impl ScheduleKeys {
             holds: key("holds"),
             userseats: key("userseats"),
             userholds: key("userholds"),
-            rseq: key("rseq"),
+            reservation_sequence: key("rseq"),
             sagas: key("sagas"),
-            pseq: key("pseq"),
+            payment_sequence: key("pseq"),
             rebuild: key("rebuild"),
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
@@ -87,11 +89,8 @@ impl ScheduleKeys {
     }
 }
 
-/// Wallet state is spread over this many hash tags `{w:<n>}`, `n = userId % WALLET_BUCKETS`:
-/// each user's money lives in one slot, and the flusher has a fixed set of outboxes to read.
-pub const WALLET_BUCKETS: u64 = 64;
-
-/// The keys of one wallet bucket.
+/// The keys of one wallet bucket, under the hash tag `{w:<bucket>}` (see
+/// [`crate::model::wallet_bucket`]).
 #[derive(Debug, Clone)]
 pub struct WalletKeys {
     pub bucket: u64,
@@ -111,17 +110,12 @@ impl WalletKeys {
     }
 
     /// STRING: what happened to the debit of a reservation (see `lua/debit.lua`).
-    pub fn debit(&self, reservation_id: u64) -> String {
+    pub fn debit(&self, reservation_id: ReservationId) -> String {
         format!("{{w:{}}}:debit:{reservation_id}", self.bucket)
     }
 
     pub fn of_user(user_id: u64) -> Self {
-        Self::bucket(Self::bucket_of(user_id))
-    }
-
-    /// The bucket holding the user's wallet.
-    pub fn bucket_of(user_id: u64) -> u64 {
-        user_id % WALLET_BUCKETS
+        Self::bucket(wallet_bucket(user_id))
     }
 
     pub fn bucket(bucket: u64) -> Self {

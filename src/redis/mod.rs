@@ -3,11 +3,14 @@
 //! Lua scripts. The connection is to one Redis, or to a Redis Cluster when the URL names
 //! several nodes (comma-separated).
 
-pub mod breaker;
-pub mod cluster;
+mod breaker;
+mod cluster;
 pub mod coalesce;
+mod hot_path;
 pub mod keys;
+pub mod schedules;
 pub mod scripts;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +20,13 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-pub use breaker::Breaker;
+use breaker::Breaker;
+pub use hot_path::HotPath;
 pub use scripts::Scripts;
 
-/// SPEC §8: every Redis call gives up after one second.
+use crate::model::Error;
+
+/// Every Redis call gives up after one second (README, "Failure behaviour").
 pub const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared connection: cheap to clone (clones share the socket and the breaker), and
@@ -66,6 +72,16 @@ impl RedisConn {
     /// Whether this is a connection to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))
+    }
+}
+
+impl From<RedisError> for Error {
+    fn from(e: RedisError) -> Self {
+        if is_unreachable(&e) {
+            Error::RedisUnavailable(format!("redis: {e}"))
+        } else {
+            Error::Internal(format!("redis: {e}"))
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use seatrush::app::App;
 use seatrush::config::Config;
+use seatrush::model::{Idempotency, PaymentAttempt, PaymentId, ReservationId};
 use seatrush::shutdown::{self, ShutdownTrigger};
 use simd_json::OwnedValue;
 use simd_json::prelude::*;
@@ -163,6 +164,24 @@ impl Rsp {
         let message = at(&self.body, "error/message").as_str();
         assert!(message.is_some_and(|m| !m.is_empty()), "{:?}", self.body);
     }
+    /// Asserts a `200` success in the envelope.
+    pub fn assert_ok(&self) -> &Self {
+        self.assert_success(200)
+    }
+    /// Asserts a `201` success in the envelope.
+    pub fn assert_created(&self) -> &Self {
+        self.assert_success(201)
+    }
+    fn assert_success(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{:?}", self.body);
+        assert_eq!(
+            at(&self.body, "success").as_bool(),
+            Some(true),
+            "{:?}",
+            self.body
+        );
+        self
+    }
     pub fn u64(&self, key: &str) -> u64 {
         at(self.data(), key)
             .as_u64()
@@ -198,11 +217,11 @@ impl TestApp {
         let app = App::build(config)
             .await
             .expect("app builds against the dev stack");
-        let listener = seatrush::http::bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = seatrush::api::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, stop) = shutdown::channel();
         app.spawn_background(&stop);
-        tokio::spawn(seatrush::http::serve(listener, app.clone(), stop));
+        tokio::spawn(seatrush::api::serve(listener, app.clone(), stop));
         Self {
             addr,
             app,
@@ -334,7 +353,7 @@ impl TestApp {
                 Some(r#"{"name":"Test User"}"#),
             )
             .await;
-        assert_eq!(rsp.status, StatusCode::CREATED, "{:?}", rsp.body);
+        rsp.assert_created();
         rsp.u64("userId")
     }
 
@@ -403,7 +422,7 @@ impl TestApp {
                 Some(&body),
             )
             .await;
-        assert_eq!(rsp.status, StatusCode::CREATED, "{:?}", rsp.body);
+        rsp.assert_created();
         rsp.u64("scheduleId")
     }
 
@@ -464,7 +483,7 @@ impl TestApp {
     /// `PUT …/queue`, which must succeed.
     pub async fn set_queue(&self, schedule: u64, json: &str) -> Rsp {
         let rsp = self.put_queue(schedule, json).await;
-        assert_eq!(rsp.status, StatusCode::OK, "{json}: {:?}", rsp.body);
+        rsp.assert_ok();
         rsp
     }
 
@@ -492,34 +511,27 @@ impl TestApp {
     }
 
     pub fn redis(&self) -> seatrush::redis::RedisConn {
-        self.app.redis.clone()
+        self.app.hot.conn()
     }
 
     /// The payment saga's first step alone, as a request that then dies leaves it: the
     /// reservation PAYING under a new attempt. Returns (attempt id, amount).
     pub async fn begin_payment(
         &self,
-        schedule: u64,
         token: &str,
         user: u64,
         reservation: u64,
-        idempotency: Option<seatrush::redis::scripts::Idempotency>,
+        idempotency: Option<Idempotency>,
     ) -> (u64, u64) {
         use seatrush::redis::scripts::{BeginOutcome, BeginRequest};
         let request = BeginRequest {
             token: uuid::Uuid::parse_str(token).unwrap(),
             user_id: user,
-            reservation_id: reservation,
+            reservation_id: ReservationId::from_u64(reservation),
             idempotency,
         };
-        match self
-            .app
-            .payment_begins
-            .call(schedule, request)
-            .await
-            .unwrap()
-        {
-            BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
+        match self.app.hot.begin_payment(request).await.unwrap() {
+            BeginOutcome::Paying { payment_id, amount } => (payment_id.get(), amount),
             other => panic!("the payment did not begin: {other:?}"),
         }
     }
@@ -532,14 +544,13 @@ impl TestApp {
         attempt: u64,
         amount: u64,
     ) -> seatrush::redis::scripts::DebitOutcome {
-        let request = seatrush::redis::scripts::DebitRequest {
+        let attempt = PaymentAttempt {
+            reservation_id: ReservationId::from_u64(reservation),
             user_id: user,
-            reservation_id: reservation,
-            payment_id: attempt,
+            payment_id: PaymentId::from_u64(attempt),
             amount,
         };
-        let bucket = seatrush::redis::keys::WalletKeys::bucket_of(user);
-        self.app.debits.call(bucket, request).await.unwrap()
+        self.app.hot.debit(&attempt).await.unwrap()
     }
 }
 

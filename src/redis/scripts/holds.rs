@@ -5,28 +5,30 @@ use std::sync::Arc;
 use redis::{RedisResult, Value};
 use uuid::Uuid;
 
-use super::payment::PaymentAttempt;
-use super::{Idempotency, Observe, PER_TICK, Reply, Scripts, bad_reply, batch_idempotency};
+use super::{BatchKeys, Observe, PER_TICK, Reply, Scripts, bad_reply, refusal};
+use crate::model::{Hold, Idempotency, PaymentAttempt, Refusal, ReservationId, ReservationRecord};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
-
-/// A new hold as `hold_seats` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    pub reservation_id: u64,
-    pub total_amount: u64,
-    pub reserved_at_ms: i64,
-    pub expires_at_ms: i64,
-    /// (seatId, seatNumber, price) in request order.
-    pub seats: Vec<(u64, u64, u64)>,
-}
 
 #[derive(Debug)]
 pub enum HoldOutcome {
     Held(Hold),
-    /// A refusal code, with the seat ids it names (missing or taken seats).
-    Refused(String, Vec<u64>),
+    /// With the seat ids it names (missing or taken seats).
+    Refused(Refusal, Vec<u64>),
 }
+
+/// One request of a `hold_seats` batch.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub token: Uuid,
+    pub user_id: u64,
+    pub seat_ids: Vec<u64>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// What a seat listing learns from `seat_view`: the schedule's AVAILABLE seat ids, sorted,
+/// or why the token is refused.
+pub type SeatViewOutcome = Result<Arc<Vec<u64>>, Refusal>;
 
 impl Scripts {
     /// Decides a batch of hold requests for one schedule, in order: per request, all of
@@ -47,96 +49,45 @@ impl Scripts {
             .key(&k.holds)
             .key(&k.userseats)
             .key(&k.stats)
-            .key(&k.rseq)
+            .key(&k.reservation_sequence)
             .key(&k.outbox)
             .key(&k.userholds)
             .arg(schedule_id);
-        let mut next_key = 12;
+        let mut idempotency_keys = BatchKeys::after(&k, 11);
         for request in batch {
             call.arg(request.token.to_string()).arg(request.user_id);
-            batch_idempotency(
-                &mut call,
-                &k,
-                request.user_id,
-                request.idempotency.as_ref(),
-                &mut next_key,
-            );
+            idempotency_keys.add(&mut call, request.user_id, request.idempotency.as_ref());
             call.arg(request.seat_ids.len()).arg(&request.seat_ids);
         }
         let replies: Vec<Value> = call.invoke_observed("hold_seats", conn).await?;
         replies.into_iter().map(hold_outcome).collect()
     }
-}
 
-/// One request of a `hold_seats` batch.
-#[derive(Debug, Clone)]
-pub struct HoldRequest {
-    pub token: Uuid,
-    pub user_id: u64,
-    pub seat_ids: Vec<u64>,
-    pub idempotency: Option<Idempotency>,
-}
-
-/// Decodes one item of `hold_seats`' reply.
-fn hold_outcome(reply: Value) -> RedisResult<HoldOutcome> {
-    let reply = Reply::new(reply)?;
-    let code = reply.code()?;
-    let rest = |from: usize| -> RedisResult<Vec<String>> {
-        (from..reply.0.len()).map(|i| reply.string(i)).collect()
-    };
-    if code != "OK" {
-        let seats = rest(1)?
-            .iter()
-            .map(|s| s.parse().map_err(|_| bad_reply(s)))
-            .collect::<RedisResult<_>>()?;
-        return Ok(HoldOutcome::Refused(code, seats));
-    }
-    let seats = rest(5)?
-        .iter()
-        .map(|s| {
-            let mut parts = s.split('|').map(str::parse::<u64>);
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
-                _ => Err(bad_reply(s)),
-            }
-        })
-        .collect::<RedisResult<_>>()?;
-    Ok(HoldOutcome::Held(Hold {
-        reservation_id: reply.uint(1)?,
-        total_amount: reply.uint(2)?,
-        reserved_at_ms: reply.opt_int(3)?.unwrap_or_default(),
-        expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
-        seats,
-    }))
-}
-
-impl Scripts {
-    /// Cancels reservation `id` for `user_id`: `Ok(record)` after cancelling, or the
-    /// refusal code.
+    /// Cancels reservation `id` for `user_id`: its record after cancelling, or the refusal.
     pub async fn cancel_hold(
         &self,
         conn: &mut RedisConn,
-        schedule_id: u64,
-        id: u64,
+        id: ReservationId,
         user_id: u64,
-    ) -> RedisResult<Result<String, String>> {
-        let k = ScheduleKeys::new(schedule_id);
+    ) -> RedisResult<Result<ReservationRecord, Refusal>> {
+        let k = ScheduleKeys::new(id.schedule());
         let reply: Value = release_keys(&mut self.cancel_hold.prepare_invoke(), &k)
-            .arg(id)
+            .arg(id.get())
             .arg(user_id)
             .invoke_observed("cancel_hold", conn)
             .await?;
         let reply = Reply::new(reply)?;
-        let code = reply.code()?;
-        Ok(if code == "OK" {
-            Ok(reply.string(1)?)
-        } else {
-            Err(code)
-        })
+        if reply.code()? != "OK" {
+            return Ok(Err(reply.refusal()?));
+        }
+        let record = reply.string(1)?;
+        ReservationRecord::parse(id, &record)
+            .map(Ok)
+            .map_err(|e| bad_reply(&e.to_string()))
     }
 
     /// For each token of a batch, the schedule's AVAILABLE seat ids (sorted, shared by the
-    /// batch) if it is an ACTIVE token of the schedule, else the refusal code.
+    /// batch) if it is an ACTIVE token of the schedule, else the refusal.
     pub async fn seat_view(
         &self,
         conn: &mut RedisConn,
@@ -164,7 +115,7 @@ impl Scripts {
                 Ok(if code == "OK" {
                     Ok(available.clone())
                 } else {
-                    Err(code)
+                    Err(refusal(&code)?)
                 })
             })
             .collect()
@@ -188,15 +139,32 @@ impl Scripts {
                 .await?;
         let stale = stale
             .iter()
-            .map(|s| PaymentAttempt::parse(schedule_id, s).ok_or_else(|| bad_reply(s)))
+            .map(|s| PaymentAttempt::parse(s).ok_or_else(|| bad_reply(s)))
             .collect::<RedisResult<_>>()?;
         Ok((expired, stale))
     }
 }
 
-/// What a seat listing learns from `seat_view`: the schedule's AVAILABLE seat ids, sorted,
-/// or why the token is refused (`TOKEN_NOT_HERE`, `QUEUE_TOKEN_INVALID`, …).
-pub type SeatViewOutcome = Result<Arc<Vec<u64>>, String>;
+/// Decodes one item of `hold_seats`' reply.
+fn hold_outcome(reply: Value) -> RedisResult<HoldOutcome> {
+    let reply = Reply::new(reply)?;
+    if reply.code()? != "OK" {
+        let seats = (1..reply.0.len())
+            .map(|i| {
+                let s = reply.string(i)?;
+                s.parse().map_err(|_| bad_reply(&s))
+            })
+            .collect::<RedisResult<_>>()?;
+        return Ok(HoldOutcome::Refused(reply.refusal()?, seats));
+    }
+    Ok(HoldOutcome::Held(Hold {
+        reservation_id: ReservationId::from_u64(reply.uint(1)?),
+        total_amount: reply.uint(2)?,
+        reserved_at_ms: reply.opt_int(3)?.unwrap_or_default(),
+        expires_at_ms: reply.opt_int(4)?.unwrap_or_default(),
+        seats: reply.seats(5)?,
+    }))
+}
 
 /// The keys of scripts that end holds (`release_hold` in `lua/lib/holds.lua`), in order.
 pub(super) fn release_keys<'a, 'b>(

@@ -9,19 +9,19 @@ use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation, Value};
 
 use super::RedisConn;
 use super::keys::ScheduleKeys;
+use crate::model::{Idempotency, Refusal, Seat};
 
 mod holds;
 mod payment;
 mod queue;
 mod wallet;
 
-pub use holds::{Hold, HoldOutcome, HoldRequest, SeatViewOutcome};
+pub use holds::{HoldOutcome, HoldRequest, SeatViewOutcome};
 pub use payment::{
-    BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest, Payment,
-    PaymentAttempt,
+    BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
-pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome, TokenState};
-pub use wallet::{ChargeOutcome, ledger_floor};
+pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome};
+pub use wallet::ChargeOutcome;
 
 /// Runs one script call (or a pipeline around one), recording its latency and whether it
 /// failed under the script's name, and counting it in flight while it waits for Redis.
@@ -159,35 +159,43 @@ impl Scripts {
     }
 }
 
-/// An Idempotency-Key as the scripts use it: the user-scoped key and the fingerprint of the
-/// request it was first used for.
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub key: String,
-    pub fingerprint: String,
+/// The Idempotency-Keys of a batched call of a script whose batch items name theirs by KEYS
+/// index: each key goes after the script's fixed keys, in order.
+struct BatchKeys<'k> {
+    schedule: &'k ScheduleKeys,
+    /// The KEYS index (1-based) the next key gets.
+    next: usize,
 }
 
-/// Adds one batched request's Idempotency-Key to a call of a script whose batch items name
-/// theirs by KEYS index: the key (at index `next_key`, then advanced) and its fingerprint,
-/// or `0, ""` for a request without one.
-fn batch_idempotency(
-    call: &mut ScriptInvocation<'_>,
-    k: &ScheduleKeys,
-    user_id: u64,
-    idempotency: Option<&Idempotency>,
-    next_key: &mut usize,
-) {
-    match idempotency {
-        Some(idem) => {
-            call.key(k.idempotency(user_id, &idem.key))
-                .arg(*next_key)
-                .arg(&idem.fingerprint);
-            *next_key += 1;
-        }
-        None => {
-            call.arg(0).arg("");
+impl<'k> BatchKeys<'k> {
+    /// For a script with `fixed` keys of its own.
+    fn after(schedule: &'k ScheduleKeys, fixed: usize) -> Self {
+        Self {
+            schedule,
+            next: fixed + 1,
         }
     }
+
+    /// Adds one request's Idempotency-Key: the key (at the next index) and its fingerprint,
+    /// or `0, ""` for a request without one.
+    fn add(&mut self, call: &mut ScriptInvocation<'_>, user_id: u64, idem: Option<&Idempotency>) {
+        match idem {
+            Some(idem) => {
+                call.key(self.schedule.idempotency(user_id, &idem.key))
+                    .arg(self.next)
+                    .arg(&idem.fingerprint);
+                self.next += 1;
+            }
+            None => {
+                call.arg(0).arg("");
+            }
+        }
+    }
+}
+
+/// A refusal code of a script; any other text is a reply seatrush does not understand.
+fn refusal(code: &str) -> RedisResult<Refusal> {
+    Refusal::parse(code).ok_or_else(|| bad_reply(code))
 }
 
 /// A script's array reply: element 0 is the code, the rest positional values.
@@ -220,6 +228,21 @@ impl Reply {
 
     fn code(&self) -> RedisResult<String> {
         self.string(0)
+    }
+
+    /// Element 0 as a refusal code.
+    fn refusal(&self) -> RedisResult<Refusal> {
+        refusal(&self.code()?)
+    }
+
+    /// The seats (`seatId|seatNumber|price`) from element `from` on.
+    fn seats(&self, from: usize) -> RedisResult<Vec<Seat>> {
+        (from..self.0.len())
+            .map(|i| {
+                let s = self.string(i)?;
+                Seat::decode(&s).ok_or_else(|| bad_reply(&s))
+            })
+            .collect()
     }
 
     /// An integer given as a Lua number or a numeric string; empty string is `None`.

@@ -1,4 +1,4 @@
-//! The payment saga's scripts (SPEC §6): begin (schedule slot), debit or void (the user's
+//! The payment saga's scripts (see `crate::payment::saga`): begin (schedule slot), debit or void (the user's
 //! wallet bucket), commit or roll back (schedule slot).
 
 use std::time::Duration;
@@ -7,65 +7,36 @@ use redis::{RedisResult, Value};
 use uuid::Uuid;
 
 use super::holds::release_keys;
-use super::{Idempotency, Observe, Reply, Scripts, bad_reply, batch_idempotency};
+use super::{BatchKeys, Observe, Reply, Scripts, bad_reply};
+use crate::model::{
+    Idempotency, Payment, PaymentAttempt, PaymentId, Refusal, ReservationId, WALLET_BUCKETS,
+};
 use crate::redis::RedisConn;
-use crate::redis::keys::{ScheduleKeys, WALLET_BUCKETS, WalletKeys};
+use crate::redis::keys::{ScheduleKeys, WalletKeys};
 
 /// How long a reservation's debit record is kept: far longer than any payment attempt runs,
 /// which is all it is consulted for (a PAID reservation never starts another attempt).
 pub const DEBIT_KEEP: Duration = Duration::from_secs(24 * 3600);
 
-/// One payment attempt of a reservation: what `pay_begin` started, and what
-/// `expire_holds` reports of a saga left PAYING too long
-/// (`reservationId|userId|paymentId|total`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentAttempt {
-    pub schedule_id: u64,
-    pub reservation_id: u64,
-    pub user_id: u64,
-    pub payment_id: u64,
-    pub amount: u64,
-}
-
-impl PaymentAttempt {
-    pub(super) fn parse(schedule_id: u64, text: &str) -> Option<Self> {
-        let mut f = text.split('|').map(str::parse::<u64>);
-        Some(Self {
-            schedule_id,
-            reservation_id: f.next()?.ok()?,
-            user_id: f.next()?.ok()?,
-            payment_id: f.next()?.ok()?,
-            amount: f.next()?.ok()?,
-        })
-    }
-}
-
-/// A completed payment as the scripts report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub payment_id: u64,
-    pub total_amount: u64,
-    pub paid_at_ms: i64,
-    pub user_id: u64,
-    pub reserved_at_ms: i64,
-    /// (seatId, seatNumber, price)
-    pub seats: Vec<(u64, u64, u64)>,
-}
-
 #[derive(Debug)]
 pub enum BeginOutcome {
     /// The reservation is PAYING under this attempt: debit it next.
-    Paying { payment_id: u64, amount: u64 },
+    Paying {
+        payment_id: PaymentId,
+        amount: u64,
+    },
     /// A repeat of a request that completed: its payment.
     Paid(Payment),
-    /// A refusal code (`RESERVATION_EXPIRED`, `TOKEN_NOT_HERE`, …).
-    Refused(String),
+    Refused(Refusal),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DebitOutcome {
     /// The reservation is debited (now or before) by attempt `payment_id`.
-    Debited { payment_id: u64, balance_after: u64 },
+    Debited {
+        payment_id: PaymentId,
+        balance_after: u64,
+    },
     /// Redis does not have the user's balance yet: load it, then debit again.
     NotLoaded,
     /// The balance is below the amount; nothing was debited and the attempt is fenced off.
@@ -81,25 +52,16 @@ pub enum CommitOutcome {
     NotPaying(String),
 }
 
-/// The PAID reply of `lua/lib/holds.lua`.
+/// The PAID reply of `lua/lib/holds.lua`
+/// (`PAID, paymentId, totalAmount, paidAt, userId, reservedAt, seat…`).
 fn paid(reply: &Reply) -> RedisResult<Payment> {
-    let seats = (6..reply.0.len())
-        .map(|i| {
-            let s = reply.string(i)?;
-            let mut parts = s.split('|').map(str::parse::<u64>);
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(Ok(id)), Some(Ok(number)), Some(Ok(price))) => Ok((id, number, price)),
-                _ => Err(bad_reply(&s)),
-            }
-        })
-        .collect::<RedisResult<_>>()?;
     Ok(Payment {
-        payment_id: reply.uint(1)?,
+        payment_id: PaymentId::from_u64(reply.uint(1)?),
         total_amount: reply.uint(2)?,
         paid_at_ms: reply.opt_int(3)?.unwrap_or_default(),
         user_id: reply.uint(4)?,
         reserved_at_ms: reply.opt_int(5)?.unwrap_or_default(),
-        seats,
+        seats: reply.seats(6)?,
     })
 }
 
@@ -107,18 +69,18 @@ fn begin_outcome(reply: Value) -> RedisResult<BeginOutcome> {
     let reply = Reply::new(reply)?;
     Ok(match reply.code()?.as_str() {
         "PAYING" => BeginOutcome::Paying {
-            payment_id: reply.uint(1)?,
+            payment_id: PaymentId::from_u64(reply.uint(1)?),
             amount: reply.uint(2)?,
         },
         "PAID" => BeginOutcome::Paid(paid(&reply)?),
-        other => BeginOutcome::Refused(other.to_string()),
+        _ => BeginOutcome::Refused(reply.refusal()?),
     })
 }
 
 fn debit_outcome(reply: &Reply) -> RedisResult<DebitOutcome> {
     Ok(match reply.code()?.as_str() {
         "DEBITED" => DebitOutcome::Debited {
-            payment_id: reply.uint(1)?,
+            payment_id: PaymentId::from_u64(reply.uint(1)?),
             balance_after: reply.uint(3)?,
         },
         "NOT_LOADED" => DebitOutcome::NotLoaded,
@@ -135,7 +97,7 @@ fn debit_outcome(reply: &Reply) -> RedisResult<DebitOutcome> {
 pub struct BeginRequest {
     pub token: Uuid,
     pub user_id: u64,
-    pub reservation_id: u64,
+    pub reservation_id: ReservationId,
     pub idempotency: Option<Idempotency>,
 }
 
@@ -143,9 +105,21 @@ pub struct BeginRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebitRequest {
     pub user_id: u64,
-    pub reservation_id: u64,
-    pub payment_id: u64,
+    pub reservation_id: ReservationId,
+    pub payment_id: PaymentId,
     pub amount: u64,
+}
+
+impl DebitRequest {
+    /// The debit of a payment attempt.
+    pub fn of(attempt: &PaymentAttempt) -> Self {
+        Self {
+            user_id: attempt.user_id,
+            reservation_id: attempt.reservation_id,
+            payment_id: attempt.payment_id,
+            amount: attempt.amount,
+        }
+    }
 }
 
 impl Scripts {
@@ -162,21 +136,15 @@ impl Scripts {
         release_keys(&mut call, &k)
             .key(&k.tokens)
             .key(&k.sagas)
-            .key(&k.pseq)
+            .key(&k.payment_sequence)
             .key(&k.seat)
             .arg(schedule_id);
-        let mut next_key = 12;
+        let mut idempotency_keys = BatchKeys::after(&k, 11);
         for request in batch {
             call.arg(request.token.to_string())
                 .arg(request.user_id)
-                .arg(request.reservation_id);
-            batch_idempotency(
-                &mut call,
-                &k,
-                request.user_id,
-                request.idempotency.as_ref(),
-                &mut next_key,
-            );
+                .arg(request.reservation_id.get());
+            idempotency_keys.add(&mut call, request.user_id, request.idempotency.as_ref());
         }
         let replies: Vec<Value> = call.invoke_observed("pay_begin", conn).await?;
         replies.into_iter().map(begin_outcome).collect()
@@ -199,8 +167,8 @@ impl Scripts {
         for d in batch {
             call.key(k.debit(d.reservation_id))
                 .arg(d.user_id)
-                .arg(d.reservation_id)
-                .arg(d.payment_id)
+                .arg(d.reservation_id.get())
+                .arg(d.payment_id.get())
                 .arg(d.amount);
         }
         let replies: Vec<Value> = call.invoke_observed("debit", conn).await?;
@@ -215,27 +183,25 @@ impl Scripts {
     pub async fn void_debit(
         &self,
         conn: &mut RedisConn,
-        user_id: u64,
-        reservation_id: u64,
-        payment_id: u64,
+        attempt: &PaymentAttempt,
     ) -> RedisResult<DebitOutcome> {
         let reply = self
             .void_debit
-            .key(WalletKeys::of_user(user_id).debit(reservation_id))
-            .arg(payment_id)
+            .key(WalletKeys::of_user(attempt.user_id).debit(attempt.reservation_id))
+            .arg(attempt.payment_id.get())
             .arg(DEBIT_KEEP.as_millis() as u64)
             .invoke_observed("void_debit", conn)
             .await?;
         debit_outcome(&Reply::new(reply)?)
     }
 
-    /// Step 3 for a batch of debited attempts (reservationId, paymentId) of one schedule:
-    /// each reservation becomes PAID.
+    /// Step 3 for a batch of debited attempts (reservation, the attempt that debited it) of
+    /// one schedule: each reservation becomes PAID.
     pub async fn pay_commit(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        batch: &[(u64, u64)],
+        batch: &[(ReservationId, PaymentId)],
     ) -> RedisResult<Vec<CommitOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.pay_commit.prepare_invoke();
@@ -248,7 +214,7 @@ impl Scripts {
             .key(&k.waiting)
             .key(&k.ended);
         for (reservation_id, payment_id) in batch {
-            call.arg(reservation_id).arg(payment_id);
+            call.arg(reservation_id.get()).arg(payment_id.get());
         }
         let replies: Vec<Value> = call.invoke_observed("pay_commit", conn).await?;
         replies
@@ -268,21 +234,19 @@ impl Scripts {
     pub async fn pay_rollback(
         &self,
         conn: &mut RedisConn,
-        schedule_id: u64,
-        reservation_id: u64,
-        payment_id: u64,
-        kept: Option<(u64, &Idempotency, &str)>,
+        attempt: &PaymentAttempt,
+        kept: Option<(&Idempotency, Refusal)>,
     ) -> RedisResult<bool> {
-        let k = ScheduleKeys::new(schedule_id);
+        let k = ScheduleKeys::new(attempt.schedule_id());
         let mut call = self.pay_rollback.prepare_invoke();
         call.key(&k.res)
             .key(&k.sagas)
-            .arg(reservation_id)
-            .arg(payment_id);
-        if let Some((user_id, idem, outcome)) = kept {
-            call.key(k.idempotency(user_id, &idem.key))
+            .arg(attempt.reservation_id.get())
+            .arg(attempt.payment_id.get());
+        if let Some((idem, outcome)) = kept {
+            call.key(k.idempotency(attempt.user_id, &idem.key))
                 .arg(&idem.fingerprint)
-                .arg(outcome);
+                .arg(outcome.code());
         }
         let reply = Reply::new(call.invoke_observed("pay_rollback", conn).await?)?;
         Ok(reply.code()? == "OK")

@@ -1,27 +1,17 @@
 //! The waiting queue's scripts: issuance, status and the admission tick.
 
-use redis::{RedisResult, Value};
+use redis::{RedisResult, ScriptInvocation, Value};
 use uuid::Uuid;
 
-use super::{Observe, PER_TICK, Scripts, bad_reply, observed};
+use super::{Observe, PER_TICK, Scripts, bad_reply, observed, refusal};
+use crate::model::{Refusal, TokenState, TokenStatus};
 use crate::redis::RedisConn;
 use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX};
-
-/// A token's state as the scripts report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenState {
-    pub status: String,
-    pub position: u64,
-    pub wait_minutes: u64,
-    /// When an ACTIVE token ends.
-    pub expires_at_ms: Option<i64>,
-}
 
 #[derive(Debug)]
 pub enum IssueOutcome {
     Issued(TokenState),
-    /// A refusal code from the script (`SCHEDULE_NOT_FOUND`, `BOOKING_CLOSED`, …).
-    Refused(String),
+    Refused(Refusal),
 }
 
 #[derive(Debug)]
@@ -51,15 +41,8 @@ impl Scripts {
     ) -> RedisResult<Vec<IssueOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.issue_tokens.prepare_invoke();
-        call.key(&k.cfg)
-            .key(&k.seq)
-            .key(&k.waiting)
-            .key(&k.active)
-            .key(&k.tokens)
-            .key(&k.users)
-            .key(&k.stats)
-            .key(&k.ended)
-            .key(&k.outbox);
+        call.key(&k.cfg).key(&k.token_sequence);
+        queue_keys(&mut call, &k);
         let mut index = Vec::with_capacity(batch.len());
         for (token, user_id) in batch {
             let token = token.to_string();
@@ -124,20 +107,13 @@ impl Scripts {
         keep: std::time::Duration,
     ) -> RedisResult<AdmitOutcome> {
         let k = ScheduleKeys::new(schedule_id);
-        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, Vec<String>) = self
-            .admit_batch
-            .key(&k.cfg)
-            .key(&k.waiting)
-            .key(&k.active)
-            .key(&k.tokens)
-            .key(&k.users)
-            .key(&k.stats)
-            .key(&k.ended)
-            .key(&k.outbox)
-            .arg(PER_TICK)
-            .arg(keep.as_millis() as u64)
-            .invoke_observed("admit_batch", conn)
-            .await?;
+        let mut call = self.admit_batch.key(&k.cfg);
+        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, Vec<String>) =
+            queue_keys(&mut call, &k)
+                .arg(PER_TICK)
+                .arg(keep.as_millis() as u64)
+                .invoke_observed("admit_batch", conn)
+                .await?;
         Ok(AdmitOutcome {
             admitted,
             expired,
@@ -148,16 +124,41 @@ impl Scripts {
     }
 }
 
-/// Decodes one item of `issue_tokens`' reply: `OK|status|position|wait|seq|iat|aat|exp` or
-/// a refusal code.
+/// The queue's keys that issuance and admission change, in the order of their scripts'
+/// KEYS after the fixed first ones.
+fn queue_keys<'a, 'b>(
+    call: &'b mut ScriptInvocation<'a>,
+    k: &ScheduleKeys,
+) -> &'b mut ScriptInvocation<'a> {
+    call.key(&k.waiting)
+        .key(&k.active)
+        .key(&k.tokens)
+        .key(&k.users)
+        .key(&k.stats)
+        .key(&k.ended)
+        .key(&k.outbox)
+}
+
+/// Decodes one item of `issue_tokens`' reply:
+/// `OK|status|position|waitMinutes|sequence|issuedAt|activatedAt|expiresAt` or a refusal code.
 fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
     let text = match reply {
         Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad_reply("not UTF-8"))?,
         other => return Err(bad_reply(&format!("{other:?}"))),
     };
     let fields: Vec<&str> = text.split('|').collect();
-    let [code, status, position, wait, _seq, _issued, _activated, exp] = fields[..] else {
-        return Ok(IssueOutcome::Refused(text));
+    let [
+        code,
+        status,
+        position,
+        wait,
+        _sequence,
+        _issued,
+        _activated,
+        expires,
+    ] = fields[..]
+    else {
+        return Ok(IssueOutcome::Refused(refusal(&text)?));
     };
     if code != "OK" {
         return Err(bad_reply(&text));
@@ -171,18 +172,28 @@ fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
         }
     };
     Ok(IssueOutcome::Issued(TokenState {
-        status: status.to_string(),
+        status: TokenStatus::parse(status).map_err(|_| bad_reply(&text))?,
         position: int(position)? as u64,
         wait_minutes: int(wait)? as u64,
-        expires_at_ms: opt(exp)?,
+        expires_at_ms: opt(expires)?,
     }))
 }
 
-/// Decodes one item of `token_status`' reply: `OK|userId|status|position|wait|iat|aat|exp`
-/// or a refusal.
+/// Decodes one item of `token_status`' reply:
+/// `OK|userId|status|position|waitMinutes|issuedAt|activatedAt|expiresAt` or a refusal.
 fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
     let fields: Vec<&str> = text.split('|').collect();
-    let [code, user, status, position, wait, _issued, _activated, exp] = fields[..] else {
+    let [
+        code,
+        user,
+        status,
+        position,
+        wait,
+        _issued,
+        _activated,
+        expires,
+    ] = fields[..]
+    else {
         return Ok(StatusOutcome::Invalid);
     };
     if code != "OK" {
@@ -192,13 +203,13 @@ fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
     Ok(StatusOutcome::Live {
         user_id: int(user)? as u64,
         state: TokenState {
-            status: status.to_string(),
+            status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
             position: int(position)? as u64,
             wait_minutes: int(wait)? as u64,
-            expires_at_ms: if exp.is_empty() {
+            expires_at_ms: if expires.is_empty() {
                 None
             } else {
-                Some(int(exp)?)
+                Some(int(expires)?)
             },
         },
     })

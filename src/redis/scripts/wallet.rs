@@ -2,9 +2,10 @@
 
 use redis::RedisResult;
 
-use super::{Idempotency, Observe, Reply, Scripts, bad_reply};
+use super::{Observe, Reply, Scripts, bad_reply, refusal};
+use crate::model::{Idempotency, Refusal, WALLET_BUCKETS};
 use crate::redis::RedisConn;
-use crate::redis::keys::{WALLET_BUCKETS, WalletKeys};
+use crate::redis::keys::WalletKeys;
 
 /// A charge as `charge.lua` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +17,9 @@ pub enum ChargeOutcome {
     },
     /// Redis does not have the user's balance yet: load it, then charge again.
     NotLoaded,
-    /// The balance would exceed the cap.
-    OverLimit,
-    /// The Idempotency-Key was first used for a different request.
-    KeyReused,
+    /// The balance would exceed the cap (`BALANCE_LIMIT`), or the Idempotency-Key was first
+    /// used for a different request.
+    Refused(Refusal),
 }
 
 impl Scripts {
@@ -57,7 +57,7 @@ impl Scripts {
                     balance: balance.parse().map_err(|_| bad_reply(&outcome))?,
                     charged_at_ms: at.parse().map_err(|_| bad_reply(&outcome))?,
                 }),
-                (Some("BALANCE_LIMIT"), None, ..) => Ok(ChargeOutcome::OverLimit),
+                (Some(code), None, ..) => Ok(ChargeOutcome::Refused(refusal(code)?)),
                 _ => Err(bad_reply(&outcome)),
             };
         }
@@ -68,9 +68,7 @@ impl Scripts {
                 charged_at_ms: reply.opt_int(3)?.unwrap_or_default(),
             },
             "NOT_LOADED" => ChargeOutcome::NotLoaded,
-            "BALANCE_LIMIT" => ChargeOutcome::OverLimit,
-            "IDEMPOTENCY_KEY_REUSED" => ChargeOutcome::KeyReused,
-            other => return Err(bad_reply(other)),
+            _ => ChargeOutcome::Refused(reply.refusal()?),
         })
     }
 
@@ -106,27 +104,5 @@ impl Scripts {
             call.key(key).arg(floor);
         }
         call.invoke_observed("raise_sequences", conn).await
-    }
-}
-
-/// The lowest ledger sequence a wallet bucket may continue from when MySQL's ledger holds
-/// ids up to `max_id`: ids are `seq * WALLET_BUCKETS + bucket`, so any sequence above
-/// `max_id / WALLET_BUCKETS` gives ids above `max_id` in every bucket.
-pub fn ledger_floor(max_id: u64) -> u64 {
-    max_id / WALLET_BUCKETS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ledger_ids_after_the_floor_lie_above_every_stored_id() {
-        for max_id in [0, 1, 63, 64, 65, 6_400, 1_000_003] {
-            for bucket in [0, 1, WALLET_BUCKETS - 1] {
-                let next = (ledger_floor(max_id) + 1) * WALLET_BUCKETS + bucket;
-                assert!(next > max_id, "max {max_id}, bucket {bucket}: {next}");
-            }
-        }
     }
 }

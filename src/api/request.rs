@@ -7,30 +7,27 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HeaderMap};
 use simd_json::{OwnedValue, StaticNode};
 
-use crate::error::ApiError;
+use crate::model::Error;
 
-/// SPEC §2: bodies over 64 KiB are refused.
+/// Bodies over 64 KiB are refused.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Ids are positive JSON integers that fit MySQL's signed BIGINT range.
 const MAX_ID: u64 = i64::MAX as u64;
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] whether announced or streamed.
-pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Error> {
     let announced = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(Error::PayloadTooLarge);
     }
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
-        Err(_) => Err(ApiError::invalid(
-            "body",
-            "the request body could not be read",
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),
+        Err(_) => Err(Error::invalid("body", "the request body could not be read")),
     }
 }
 
@@ -47,13 +44,13 @@ thread_local! {
 pub const INSTANTS: std::ops::RangeInclusive<i64> = 0..=i32::MAX as i64;
 
 impl JsonObject {
-    pub fn parse(mut body: Vec<u8>) -> Result<Self, ApiError> {
+    pub fn parse(mut body: Vec<u8>) -> Result<Self, Error> {
         let parsed = PARSE_BUFFERS
             .with(|b| simd_json::to_owned_value_with_buffers(&mut body, &mut b.borrow_mut()));
         match parsed {
             Ok(OwnedValue::Object(obj)) => Ok(Self(obj)),
-            Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
-            Err(_) => Err(ApiError::invalid("body", "the body is not valid JSON")),
+            Ok(_) => Err(Error::invalid("body", "the body must be a JSON object")),
+            Err(_) => Err(Error::invalid("body", "the body is not valid JSON")),
         }
     }
 
@@ -63,27 +60,27 @@ impl JsonObject {
             .filter(|v| !matches!(v, OwnedValue::Static(StaticNode::Null)))
     }
 
-    fn required(&self, field: &str) -> Result<&OwnedValue, ApiError> {
+    fn required(&self, field: &str) -> Result<&OwnedValue, Error> {
         self.get(field)
-            .ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))
+            .ok_or_else(|| Error::invalid(field, format!("{field} is required")))
     }
 
     /// A positive integer id.
-    pub fn id(&self, field: &str) -> Result<u64, ApiError> {
+    pub fn id(&self, field: &str) -> Result<u64, Error> {
         positive_int(self.required(field)?, field, MAX_ID)
     }
 
     /// A non-empty array of distinct positive integer ids, at most `max` of them; a bad
     /// element is named by its index (`seatIds[1]`).
-    pub fn id_list(&self, field: &str, max: usize) -> Result<Vec<u64>, ApiError> {
+    pub fn id_list(&self, field: &str, max: usize) -> Result<Vec<u64>, Error> {
         let OwnedValue::Array(items) = self.required(field)? else {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 field,
                 format!("{field} must be an array of ids"),
             ));
         };
         if items.is_empty() || items.len() > max {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 field,
                 format!("{field} must list 1 to {max} ids"),
             ));
@@ -93,10 +90,7 @@ impl JsonObject {
             let at = format!("{field}[{i}]");
             let id = positive_int(item, &at, MAX_ID)?;
             if ids.contains(&id) {
-                return Err(ApiError::invalid(
-                    at,
-                    format!("{field} must not repeat an id"),
-                ));
+                return Err(Error::invalid(at, format!("{field} must not repeat an id")));
             }
             ids.push(id);
         }
@@ -104,28 +98,25 @@ impl JsonObject {
     }
 
     /// An optional positive integer no larger than `max`.
-    pub fn opt_positive(&self, field: &str, max: u64) -> Result<Option<u64>, ApiError> {
+    pub fn opt_positive(&self, field: &str, max: u64) -> Result<Option<u64>, Error> {
         self.get(field)
             .map(|v| positive_int(v, field, max))
             .transpose()
     }
 
-    pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
+    pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, Error> {
         match self.get(field) {
             None => Ok(None),
             Some(OwnedValue::Static(StaticNode::Bool(b))) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::invalid(
-                field,
-                format!("{field} must be a boolean"),
-            )),
+            Some(_) => Err(Error::invalid(field, format!("{field} must be a boolean"))),
         }
     }
 
     /// A non-blank string of at most `max_chars` characters, trimmed.
-    pub fn text(&self, field: &str, max_chars: usize) -> Result<String, ApiError> {
+    pub fn text(&self, field: &str, max_chars: usize) -> Result<String, Error> {
         let s = self.string(field)?.trim();
         if s.is_empty() || s.chars().count() > max_chars {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 field,
                 format!("{field} must be 1 to {max_chars} characters"),
             ));
@@ -133,38 +124,33 @@ impl JsonObject {
         Ok(s.to_string())
     }
 
-    fn string(&self, field: &str) -> Result<&str, ApiError> {
+    fn string(&self, field: &str) -> Result<&str, Error> {
         match self.required(field)? {
             OwnedValue::String(s) => Ok(s),
-            _ => Err(ApiError::invalid(
-                field,
-                format!("{field} must be a string"),
-            )),
+            _ => Err(Error::invalid(field, format!("{field} must be a string"))),
         }
     }
 
     /// `YYYY-MM-DD`.
-    pub fn date(&self, field: &str) -> Result<NaiveDate, ApiError> {
+    pub fn date(&self, field: &str) -> Result<NaiveDate, Error> {
         NaiveDate::parse_from_str(self.string(field)?, "%Y-%m-%d")
-            .map_err(|_| ApiError::invalid(field, format!("{field} must be a date YYYY-MM-DD")))
+            .map_err(|_| Error::invalid(field, format!("{field} must be a date YYYY-MM-DD")))
     }
 
     /// `HH:mm:ss`.
-    pub fn time_of_day(&self, field: &str) -> Result<NaiveTime, ApiError> {
+    pub fn time_of_day(&self, field: &str) -> Result<NaiveTime, Error> {
         NaiveTime::parse_from_str(self.string(field)?, "%H:%M:%S")
-            .map_err(|_| ApiError::invalid(field, format!("{field} must be a time HH:mm:ss")))
+            .map_err(|_| Error::invalid(field, format!("{field} must be a time HH:mm:ss")))
     }
 
     /// An ISO 8601 instant with an offset, e.g. `2026-12-24T19:00:00.000Z`.
     /// An ISO 8601 date-time within [`INSTANTS`], the range MariaDB's time functions cover.
-    pub fn instant(&self, field: &str) -> Result<DateTime<Utc>, ApiError> {
+    pub fn instant(&self, field: &str) -> Result<DateTime<Utc>, Error> {
         let t = DateTime::parse_from_rfc3339(self.string(field)?)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::invalid(field, format!("{field} must be an ISO 8601 date-time"))
-            })?;
+            .map_err(|_| Error::invalid(field, format!("{field} must be an ISO 8601 date-time")))?;
         if !INSTANTS.contains(&t.timestamp()) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 field,
                 format!("{field} must be from 1970-01-01T00:00:00Z to 2038-01-19T03:14:07Z"),
             ));
@@ -173,31 +159,25 @@ impl JsonObject {
     }
 
     /// An optional array (elements are checked by the caller, which names them `field[i]`).
-    pub fn opt_array(&self, field: &str) -> Result<Option<&[OwnedValue]>, ApiError> {
+    pub fn opt_array(&self, field: &str) -> Result<Option<&[OwnedValue]>, Error> {
         match self.get(field) {
             None => Ok(None),
             Some(OwnedValue::Array(items)) => Ok(Some(items.as_slice())),
-            Some(_) => Err(ApiError::invalid(
-                field,
-                format!("{field} must be an array"),
-            )),
+            Some(_) => Err(Error::invalid(field, format!("{field} must be an array"))),
         }
     }
 
     /// Wraps an array element that must itself be an object.
-    pub fn element(value: &OwnedValue, field: &str) -> Result<JsonObject, ApiError> {
+    pub fn element(value: &OwnedValue, field: &str) -> Result<JsonObject, Error> {
         match value {
             OwnedValue::Object(obj) => Ok(JsonObject(obj.clone())),
-            _ => Err(ApiError::invalid(
-                field,
-                format!("{field} must be an object"),
-            )),
+            _ => Err(Error::invalid(field, format!("{field} must be an object"))),
         }
     }
 }
 
 /// Only JSON integers count: strings, floats (even `3.0`), zero and negatives are refused.
-fn positive_int(value: &OwnedValue, field: &str, max: u64) -> Result<u64, ApiError> {
+fn positive_int(value: &OwnedValue, field: &str, max: u64) -> Result<u64, Error> {
     let n = match value {
         OwnedValue::Static(StaticNode::U64(n)) => Some(*n),
         OwnedValue::Static(StaticNode::I64(n)) => u64::try_from(*n).ok(),
@@ -205,7 +185,7 @@ fn positive_int(value: &OwnedValue, field: &str, max: u64) -> Result<u64, ApiErr
     };
     match n {
         Some(n) if n > 0 && n <= max => Ok(n),
-        _ => Err(ApiError::invalid(
+        _ => Err(Error::invalid(
             field,
             format!("{field} must be an integer from 1 to {max}"),
         )),
@@ -213,11 +193,11 @@ fn positive_int(value: &OwnedValue, field: &str, max: u64) -> Result<u64, ApiErr
 }
 
 /// The `Idempotency-Key` header, if any: 1 to 64 printable ASCII characters.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let bad = || ApiError::invalid("Idempotency-Key", "must be 1 to 64 printable characters");
+    let bad = || Error::invalid("Idempotency-Key", "must be 1 to 64 printable characters");
     let key = value.to_str().map_err(|_| bad())?;
     if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
@@ -225,11 +205,27 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(key.to_string()))
 }
 
+/// The `Queue-Token` header.
+pub const QUEUE_TOKEN: &str = "queue-token";
+
+/// The Queue-Token: a hyphenated UUID; anything else is not a token seatrush issued.
+pub fn queue_token(headers: &HeaderMap) -> Result<uuid::Uuid, Error> {
+    let raw = headers.get(QUEUE_TOKEN).ok_or(Error::QueueTokenMissing)?;
+    let text = raw.to_str().map_err(|_| Error::QueueTokenInvalid)?.trim();
+    if text.is_empty() {
+        return Err(Error::QueueTokenMissing);
+    }
+    if text.len() != 36 {
+        return Err(Error::QueueTokenInvalid);
+    }
+    uuid::Uuid::try_parse(text).map_err(|_| Error::QueueTokenInvalid)
+}
+
 /// A path segment that must be a positive integer id.
-pub fn path_id(segment: &str, field: &str) -> Result<u64, ApiError> {
+pub fn path_id(segment: &str, field: &str) -> Result<u64, Error> {
     match segment.parse::<u64>() {
         Ok(n) if n > 0 && n <= MAX_ID && !segment.starts_with('+') => Ok(n),
-        _ => Err(ApiError::invalid(
+        _ => Err(Error::invalid(
             field,
             format!("{field} must be a positive integer"),
         )),
@@ -244,9 +240,9 @@ mod tests {
         JsonObject::parse(json.as_bytes().to_vec()).unwrap()
     }
 
-    fn field_of(err: ApiError) -> String {
+    fn field_of(err: Error) -> String {
         match err {
-            ApiError::InvalidRequest { field, .. } => field,
+            Error::InvalidRequest { field, .. } => field,
             other => panic!("expected INVALID_REQUEST, got {other:?}"),
         }
     }
@@ -321,6 +317,32 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn missing_blank_and_malformed_tokens_are_told_apart() {
+        use hyper::header::HeaderValue;
+        let with = |value: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = value {
+                h.insert(QUEUE_TOKEN, HeaderValue::from_str(v).unwrap());
+            }
+            queue_token(&h)
+        };
+        assert!(matches!(with(None), Err(Error::QueueTokenMissing)));
+        assert!(matches!(with(Some(" ")), Err(Error::QueueTokenMissing)));
+        for bad in [
+            "abc",
+            "0f8fad5bd9cb469fa16570867728950e",
+            "{0f8fad5b-d9cb-469f-a165-70867728950e}",
+        ] {
+            assert!(
+                matches!(with(Some(bad)), Err(Error::QueueTokenInvalid)),
+                "{bad}"
+            );
+        }
+        let ok = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(with(Some(ok)).unwrap().to_string(), ok);
     }
 
     #[test]

@@ -7,10 +7,9 @@ use hyper::Method;
 use hyper::header::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 
-use super::request::{JsonObject, idempotency_key, path_id};
+use super::request::{JsonObject, QUEUE_TOKEN, idempotency_key, path_id, queue_token};
 use super::router;
-use crate::error::ApiError;
-use crate::queue::auth;
+use crate::model::Error;
 
 /// Paths made of plausible and implausible segments, so the router's matches are reached.
 fn paths() -> impl Strategy<Value = String> {
@@ -78,8 +77,8 @@ fn json() -> impl Strategy<Value = String> {
     })
 }
 
-fn is_client_error(e: &ApiError) -> bool {
-    e.status_and_code().0.is_client_error()
+fn is_client_error(e: &Error) -> bool {
+    super::response::status(e).is_client_error()
 }
 
 proptest! {
@@ -160,8 +159,8 @@ proptest! {
     fn queue_tokens_are_hyphenated_uuids_only(text in ".{0,40}|[0-9a-fA-F-]{36}") {
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(&text) {
-            headers.insert(auth::HEADER, value);
-            match auth::parse_token(&headers) {
+            headers.insert(QUEUE_TOKEN, value);
+            match queue_token(&headers) {
                 Ok(token) => prop_assert_eq!(
                     token.hyphenated().to_string(),
                     text.trim().to_ascii_lowercase()

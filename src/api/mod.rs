@@ -1,9 +1,17 @@
-//! The HTTP layer: a bare hyper 1.x server with graceful shutdown, the router, and the request
-//! and response conventions of SPEC §2. A request goes route → parse → one handler → envelope.
+//! The edge: a bare hyper 1.x server with graceful shutdown, the router, request parsing,
+//! the response envelope, and every endpoint with its response view (one file per
+//! capability). A request goes route → parse into domain values → one service call →
+//! envelope. Only this module knows HTTP; the API it serves is `api/openapi.json`.
 
-pub mod request;
-pub mod response;
+mod admin;
+mod catalogue;
+mod payments;
+mod queue;
+mod request;
+mod reservations;
+mod response;
 pub mod router;
+mod wallet;
 
 #[cfg(test)]
 mod properties;
@@ -23,7 +31,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::model::Error;
 use crate::shutdown::Shutdown;
 use response::Body;
 use router::Route;
@@ -192,14 +200,14 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Ok(route) => {
             match tokio::time::timeout(REQUEST_TIMEOUT, dispatch(&app, route, req)).await {
                 Ok(result) => result,
-                Err(_) => Err(ApiError::Unavailable("request timed out".into())),
+                Err(_) => Err(Error::Unavailable("request timed out".into())),
             }
         }
         Err(e) => Err(e),
     };
     let mut rsp = result.unwrap_or_else(|e| {
         match &e {
-            ApiError::Internal(detail) => {
+            Error::Internal(detail) => {
                 tracing::error!(
                     request_id = id_text,
                     route = matched.template,
@@ -208,7 +216,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                 )
             }
             // An open circuit fails every request at once: it logged when it opened.
-            ApiError::RedisUnavailable(detail) if detail.contains("circuit open") => {
+            Error::RedisUnavailable(detail) if detail.contains("circuit open") => {
                 tracing::debug!(
                     request_id = id_text,
                     route = matched.template,
@@ -216,7 +224,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                     "Redis circuit open"
                 )
             }
-            ApiError::Unavailable(detail) | ApiError::RedisUnavailable(detail) => {
+            Error::Unavailable(detail) | Error::RedisUnavailable(detail) => {
                 tracing::warn!(
                     request_id = id_text,
                     route = matched.template,
@@ -250,12 +258,13 @@ async fn dispatch(
     app: &App,
     route: Route,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
     if route.is_admin() {
-        crate::admin::authorize(app, &parts.headers)?;
+        admin::authorize(app, &parts.headers)?;
     }
-    let read_body = || request::read_body(&parts.headers, body);
+    let headers = &parts.headers;
+    let read_body = || request::read_body(headers, body);
     match route {
         Route::Health => {
             let backlog = app.backlog.entries.load(Ordering::Relaxed);
@@ -266,42 +275,36 @@ async fn dispatch(
             app.metrics.render(),
         )),
         Route::OpenApi => Ok(response::text("application/json", OPENAPI.to_string())),
-        Route::IssueToken => crate::queue::issue_token(app, read_body().await?).await,
-        Route::MyToken => crate::queue::my_token(app, &parts.headers).await,
+        Route::IssueToken => queue::issue_token(app, read_body().await?).await,
+        Route::MyToken => queue::my_token(app, headers).await,
         Route::ListSchedules { concert_id } => {
-            let query = parts.uri.query();
-            crate::catalogue::handlers::list_schedules(app, &parts.headers, concert_id, query).await
+            catalogue::list_schedules(app, headers, concert_id, parts.uri.query()).await
         }
         Route::ListSeats {
             concert_id,
             schedule_id,
-        } => {
-            crate::catalogue::handlers::list_seats(app, &parts.headers, concert_id, schedule_id)
-                .await
-        }
-        Route::HoldSeats => {
-            crate::reservation::hold_seats(app, &parts.headers, read_body().await?).await
-        }
+        } => catalogue::list_seats(app, headers, concert_id, schedule_id).await,
+        Route::HoldSeats => reservations::hold(app, headers, read_body().await?).await,
         Route::GetReservation { reservation_id } => {
-            crate::reservation::get(app, &parts.headers, reservation_id).await
+            reservations::get(app, headers, reservation_id).await
         }
         Route::CancelReservation { reservation_id } => {
-            crate::reservation::cancel(app, &parts.headers, reservation_id).await
+            reservations::cancel(app, headers, reservation_id).await
         }
         Route::Charge { user_id } => {
-            crate::wallet::charge(app, &parts.headers, user_id, read_body().await?).await
+            wallet::charge(app, headers, user_id, read_body().await?).await
         }
-        Route::Balance { user_id } => crate::wallet::balance(app, &parts.headers, user_id).await,
-        Route::Pay => crate::payment::pay(app, &parts.headers, read_body().await?).await,
-        Route::AdminCreateUser => crate::admin::create_user(app, read_body().await?).await,
-        Route::AdminCreateVenue => crate::admin::create_venue(app, read_body().await?).await,
-        Route::AdminCreateConcert => crate::admin::create_concert(app, read_body().await?).await,
+        Route::Balance { user_id } => wallet::balance(app, headers, user_id).await,
+        Route::Pay => payments::pay(app, headers, read_body().await?).await,
+        Route::AdminCreateUser => admin::create_user(app, read_body().await?).await,
+        Route::AdminCreateVenue => admin::create_venue(app, read_body().await?).await,
+        Route::AdminCreateConcert => admin::create_concert(app, read_body().await?).await,
         Route::AdminCreateSchedule { concert_id } => {
-            crate::admin::create_schedule(app, concert_id, read_body().await?).await
+            admin::create_schedule(app, concert_id, read_body().await?).await
         }
-        Route::AdminGetQueue { schedule_id } => crate::admin::queue_state(app, schedule_id).await,
+        Route::AdminGetQueue { schedule_id } => admin::queue_state(app, schedule_id).await,
         Route::AdminPutQueue { schedule_id } => {
-            crate::admin::update_queue(app, schedule_id, read_body().await?).await
+            admin::update_queue(app, schedule_id, read_body().await?).await
         }
     }
 }

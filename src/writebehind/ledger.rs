@@ -2,44 +2,9 @@
 //! (immutable) and balances to `user_balances` (only ever moved forwards: a state is newer
 //! when its running sums are larger, as they only grow).
 
-use super::events::{DecodeError, number, opt_ms};
 use super::rows::{Row, Table};
+use crate::model::{BalanceUpdate, LedgerLine};
 use crate::mysql::datetime_ms;
-use crate::wallet::Balance;
-
-/// One ledger line: `userId|type|amount|balanceAfter|refId|createdAt`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerRow {
-    pub id: u64,
-    pub user_id: u64,
-    /// CHARGE or PAYMENT
-    pub kind: String,
-    pub amount: u64,
-    pub balance_after: u64,
-    pub ref_id: Option<u64>,
-    pub created_at_ms: i64,
-}
-
-impl LedgerRow {
-    pub fn parse(id: &str, record: &str) -> Result<Self, DecodeError> {
-        let f: Vec<&str> = record.split('|').collect();
-        let [user, kind, amount, after, ref_id, at] = f[..] else {
-            return Err(DecodeError(format!(
-                "ledger record {record:?} has {} fields",
-                f.len()
-            )));
-        };
-        Ok(Self {
-            id: number(id, "transactionId")?,
-            user_id: number(user, "userId")?,
-            kind: kind.to_string(),
-            amount: number(amount, "amount")?,
-            balance_after: number(after, "balanceAfter")?,
-            ref_id: opt_ms(ref_id, "refId")?.map(|r| r as u64),
-            created_at_ms: number(at, "createdAt")?,
-        })
-    }
-}
 
 pub const LEDGER: Table = Table {
     name: "balance_transactions",
@@ -49,7 +14,7 @@ pub const LEDGER: Table = Table {
     update: "id = id",
 };
 
-impl Row for LedgerRow {
+impl Row for LedgerLine {
     type Key = u64;
 
     fn key(&self) -> u64 {
@@ -66,23 +31,6 @@ impl Row for LedgerRow {
             self.ref_id.into(),
             datetime_ms(self.created_at_ms),
         ]
-    }
-}
-
-/// A user's balance after a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BalanceRow {
-    pub user_id: u64,
-    pub balance: Balance,
-}
-
-impl BalanceRow {
-    pub fn parse(user: &str, record: &str) -> Result<Self, DecodeError> {
-        Ok(Self {
-            user_id: number(user, "userId")?,
-            balance: Balance::parse(record)
-                .ok_or_else(|| DecodeError(format!("balance record {record:?}")))?,
-        })
     }
 }
 
@@ -103,7 +51,7 @@ pub const BALANCES: Table = Table {
                                 total_charged)",
 };
 
-impl Row for BalanceRow {
+impl Row for BalanceUpdate {
     type Key = u64;
 
     fn key(&self) -> u64 {

@@ -1,14 +1,14 @@
 //! The response envelope: `{"success":true,"data":…}` or
-//! `{"success":false,"error":{"code","message","details"}}`, and the bare JSON / text bodies of
-//! the operations endpoints.
+//! `{"success":false,"error":{"code","message","details"}}`, each error's status, the
+//! `X-Data-Stale` mark, and the bare JSON / text bodies of the operations endpoints.
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::model::Error;
 
 pub type Body = Full<Bytes>;
 
@@ -40,6 +40,23 @@ pub fn ok_rendered(
     render(&mut body);
     body.push(b'}');
     with_body(status, JSON, body)
+}
+
+/// Says an answer read from MySQL while Redis was unreachable may be behind.
+pub const STALE: HeaderName = HeaderName::from_static("x-data-stale");
+
+/// A success in the envelope, marked `X-Data-Stale: true` when `stale`.
+pub fn ok_maybe_stale<T: Serialize>(data: &T, stale: bool) -> Response<Body> {
+    mark_stale(ok(StatusCode::OK, data), stale)
+}
+
+/// Marks an answer read from MySQL `X-Data-Stale: true`.
+pub fn mark_stale(mut rsp: Response<Body>, stale: bool) -> Response<Body> {
+    if stale {
+        rsp.headers_mut()
+            .insert(STALE, HeaderValue::from_static("true"));
+    }
+    rsp
 }
 
 /// Bare JSON, for `/health`.
@@ -82,20 +99,56 @@ struct Details<'a> {
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
 
+/// The HTTP status of each error (its code is [`Error::code`]).
+pub fn status(err: &Error) -> StatusCode {
+    use Error::*;
+    match err {
+        InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+        QueueTokenMissing
+        | QueueTokenInvalid
+        | QueueTokenNotActive
+        | QueueTokenWrongSchedule
+        | AdminKeyInvalid => StatusCode::UNAUTHORIZED,
+        InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
+        Forbidden => StatusCode::FORBIDDEN,
+        UserNotFound
+        | ConcertNotFound
+        | ScheduleNotFound
+        | ReservationNotFound
+        | SeatNotFound { .. }
+        | NotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+        TokenAlreadyIssued
+        | SeatAlreadyReserved { .. }
+        | PaymentInProgress
+        | ReservationAlreadyPaid
+        | ReservationExpired
+        | RequestInProgress => StatusCode::CONFLICT,
+        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ReservationNotPayable
+        | ReservationNotCancellable
+        | SeatLimitExceeded
+        | BookingNotOpen
+        | IdempotencyKeyReused
+        | BookingClosed => StatusCode::UNPROCESSABLE_ENTITY,
+        QueueFull => StatusCode::TOO_MANY_REQUESTS,
+        Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Unavailable(_) | RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// An error in the envelope. Internal details are logged, never sent.
-pub fn error(err: &ApiError) -> Response<Body> {
-    let (status, code) = err.status_and_code();
+pub fn error(err: &Error) -> Response<Body> {
+    let (status, code) = (status(err), err.code());
     let details = match err {
-        ApiError::InvalidRequest { field, .. } => Details {
+        Error::InvalidRequest { field, .. } => Details {
             field: Some(field.as_str()),
             ..Details::default()
         },
-        ApiError::SeatNotFound { seat_ids } | ApiError::SeatAlreadyReserved { seat_ids } => {
-            Details {
-                seat_ids: Some(seat_ids),
-                ..Details::default()
-            }
-        }
+        Error::SeatNotFound { seat_ids } | Error::SeatAlreadyReserved { seat_ids } => Details {
+            seat_ids: Some(seat_ids),
+            ..Details::default()
+        },
         _ => Details::default(),
     };
     let envelope = ErrorEnvelope {
@@ -109,11 +162,11 @@ pub fn error(err: &ApiError) -> Response<Body> {
     let body = simd_json::to_vec(&envelope).expect("error envelope always serializes");
     let mut rsp = with_body(status, JSON, body);
     match err {
-        ApiError::MethodNotAllowed { allow } => {
+        Error::MethodNotAllowed { allow } => {
             rsp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
-        ApiError::Unavailable(_) | ApiError::RedisUnavailable(_) => {
+        Error::Unavailable(_) | Error::RedisUnavailable(_) => {
             rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
         }
         _ => {}
@@ -133,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_are_500_in_the_envelope_without_their_detail() {
-        let rsp = error(&ApiError::Internal(
+        let rsp = error(&Error::Internal(
             "mysql: Duplicate entry 'secret' for key".into(),
         ));
         assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -150,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn unavailable_is_503_with_retry_after() {
-        let rsp = error(&ApiError::Unavailable("redis: connection refused".into()));
+        let rsp = error(&Error::Unavailable("redis: connection refused".into()));
         assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(rsp.headers()[RETRY_AFTER], "1");
         let body = body_of(rsp).await;
@@ -162,5 +215,18 @@ mod tests {
         let rsp = ok(StatusCode::CREATED, &[1, 2]);
         assert_eq!(rsp.status(), StatusCode::CREATED);
         assert_eq!(body_of(rsp).await, r#"{"success":true,"data":[1,2]}"#);
+    }
+
+    #[test]
+    fn refusals_of_a_hold_are_conflicts_or_unprocessable() {
+        assert_eq!(
+            status(&Error::SeatAlreadyReserved { seat_ids: vec![1] }),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(&Error::SeatLimitExceeded),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(&Error::QueueFull), StatusCode::TOO_MANY_REQUESTS);
     }
 }

@@ -1,19 +1,20 @@
-//! The write-behind flusher. Each schedule's scripts append events to its outbox stream in the
-//! same atomic step as the change; the flusher reads them with a consumer group, writes each
-//! batch to the primary in one transaction, then acknowledges and deletes them. Entries left
-//! pending by a crashed instance are claimed once idle for `claim_idle`; an entry MySQL refuses
-//! [`MAX_ATTEMPTS`] times goes to the schedule's dead-letter stream.
+//! The write-behind: the flusher that commits what the scripts did to MySQL. Each script
+//! appends its events to its slot's outbox stream in the same atomic step as the change; the
+//! flusher reads them with a consumer group, writes each batch to the primary in one
+//! transaction, then acknowledges and deletes them. Entries left pending by a crashed instance
+//! are claimed once idle for `claim_idle`; an entry MySQL refuses [`MAX_ATTEMPTS`] times goes
+//! to the outbox's dead-letter stream.
 //!
 //! The hot path comes first: while the server answers many requests per second the flusher
 //! holds back, as long as its oldest entry is younger than [`Deferral::max_lag`], and catches
-//! up in large batches when the burst is over or the lag bound is reached. On a machine MySQL shares with
-//! seatrush this keeps a flash sale's peak for the requests that clients wait on.
+//! up in large batches when the burst is over or the lag bound is reached. On a machine MySQL
+//! shares with seatrush this keeps a flash sale's peak for the requests that clients wait on.
 
 pub mod events;
-pub mod ledger;
-pub mod reservations;
+mod ledger;
+mod reservations;
 mod rows;
-pub mod tokens;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +26,10 @@ use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 
+use crate::model::{DecodeError, WALLET_BUCKETS};
 use crate::mysql::{Db, timed};
 use crate::redis::RedisConn;
-use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES, WALLET_BUCKETS};
+use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES};
 use events::Event;
 
 /// Entries per read and per MySQL transaction.
@@ -36,16 +38,6 @@ const BATCH: usize = 500;
 const MAX_ATTEMPTS: u32 = 5;
 /// Longest wait between retries while MySQL is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Creates the outbox's consumer group (and the stream) unless it exists.
-pub async fn ensure_group(conn: &mut RedisConn, stream: &str) -> redis::RedisResult<()> {
-    let created: redis::RedisResult<()> =
-        conn.xgroup_create_mkstream(stream, FLUSH_GROUP, "0").await;
-    match created {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
-    }
-}
 
 /// Outbox size, shared with `/health` and the metrics.
 #[derive(Default)]
@@ -460,7 +452,7 @@ struct Attempts {
 #[derive(Debug, thiserror::Error)]
 enum FlushError {
     #[error(transparent)]
-    Decode(#[from] events::DecodeError),
+    Decode(#[from] DecodeError),
     #[error(transparent)]
     Mysql(#[from] mysql_async::Error),
 }

@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use mysql_async::prelude::*;
 
-use crate::mysql::{placeholders, shaped_chunks, timed};
+use crate::mysql::{datetime_ms, placeholders, shaped_chunks, timed};
 
 /// A row kind the flusher writes.
 pub trait Row {
@@ -85,4 +85,9 @@ pub async fn write<'a, R: Row>(
 
 fn params<R: Row>(rows: &[&R]) -> Vec<mysql_async::Value> {
     rows.iter().flat_map(|r| r.params()).collect()
+}
+
+/// An optional instant (ms since the epoch) as a DATETIME or NULL.
+pub fn opt_datetime(ms: Option<i64>) -> mysql_async::Value {
+    ms.map_or(mysql_async::Value::NULL, datetime_ms)
 }

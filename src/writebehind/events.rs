@@ -6,30 +6,25 @@ use std::collections::HashMap;
 
 use redis::Value;
 
-use super::ledger::{self, BalanceRow, LedgerRow};
-use super::reservations::{self, ReservationRow};
-use super::rows;
-use super::tokens::{self, TokenRow};
-use crate::mysql::datetime_ms;
+use super::{ledger, reservations, rows, tokens};
+use crate::model::{
+    BalanceUpdate, DecodeError, LedgerLine, ReservationId, ReservationRecord, TokenRecord,
+};
 use crate::redis::keys::OutboxOwner;
 
 /// One decoded outbox entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The new state of each token a script run changed.
-    Tokens(Vec<TokenRow>),
+    Tokens(Vec<TokenRecord>),
     /// The new state of each reservation a script run changed.
-    Reservations(Vec<ReservationRow>),
+    Reservations(Vec<ReservationRecord>),
     /// Ledger lines a wallet script wrote, and the balances after them.
     Ledger {
-        lines: Vec<LedgerRow>,
-        balances: Vec<BalanceRow>,
+        lines: Vec<LedgerLine>,
+        balances: Vec<BalanceUpdate>,
     },
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("undecodable outbox entry: {0}")]
-pub struct DecodeError(pub String);
 
 fn field<'a>(map: &'a HashMap<String, Value>, name: &str) -> Result<&'a str, DecodeError> {
     match map.get(name) {
@@ -41,27 +36,15 @@ fn field<'a>(map: &'a HashMap<String, Value>, name: &str) -> Result<&'a str, Dec
     }
 }
 
-pub(super) fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, DecodeError> {
-    text.parse()
-        .map_err(|_| DecodeError(format!("{name} is not a number: {text:?}")))
-}
-
-pub(super) fn opt_ms(text: &str, name: &str) -> Result<Option<i64>, DecodeError> {
-    match text {
-        "" => Ok(None),
-        _ => number(text, name).map(Some),
-    }
-}
-
 /// `tx:<id>` fields are ledger lines, `bal:<userId>` fields balances.
 fn decode_ledger(map: &HashMap<String, Value>) -> Result<Event, DecodeError> {
     let mut lines = Vec::new();
     let mut balances = Vec::new();
     for (name, record) in pairs(map) {
         if let Some(id) = name.strip_prefix("tx:") {
-            lines.push(LedgerRow::parse(id, record?)?);
+            lines.push(LedgerLine::parse(id, record?)?);
         } else if let Some(user) = name.strip_prefix("bal:") {
-            balances.push(BalanceRow::parse(user, record?)?);
+            balances.push(BalanceUpdate::parse(user, record?)?);
         } else {
             return Err(DecodeError(format!("unknown ledger field {name:?}")));
         }
@@ -95,11 +78,11 @@ impl Event {
         };
         match kind {
             "tokens" => pairs(map)
-                .map(|(token, record)| TokenRow::parse(token, schedule_id, record?))
+                .map(|(token, record)| TokenRecord::parse(token, schedule_id, record?))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Event::Tokens),
             "reservations" => pairs(map)
-                .map(|(id, record)| ReservationRow::parse(id, schedule_id, record?))
+                .map(|(id, record)| reservation(id, schedule_id, record?))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Event::Reservations),
             other => Err(DecodeError(format!("unknown event type {other:?}"))),
@@ -107,13 +90,18 @@ impl Event {
     }
 }
 
-/// An optional number as the scripts' records write it: empty when unset.
-pub(super) fn opt_text<T: std::fmt::Display>(value: Option<T>) -> String {
-    value.map_or_else(String::new, |v| v.to_string())
-}
-
-pub(super) fn opt_datetime(ms: Option<i64>) -> mysql_async::Value {
-    ms.map_or(mysql_async::Value::NULL, datetime_ms)
+/// A reservation of `schedule_id`'s outbox: its id must name that schedule.
+fn reservation(id: &str, schedule_id: u64, record: &str) -> Result<ReservationRecord, DecodeError> {
+    let id = id
+        .parse()
+        .map(ReservationId::from_u64)
+        .map_err(|_| DecodeError(format!("reservation id {id:?}")))?;
+    if id.schedule() != schedule_id {
+        return Err(DecodeError(format!(
+            "reservation {id} in schedule {schedule_id}'s outbox"
+        )));
+    }
+    ReservationRecord::parse(id, record)
 }
 
 /// Applies events inside the caller's transaction.
@@ -157,21 +145,6 @@ mod tests {
     }
 
     #[test]
-    fn records_rebuilt_from_rows_are_the_records_the_scripts_wrote() {
-        for record in ["9|WAITING|12|1700000000123|||", "8|USED|13|1|2|3|4"] {
-            let row = TokenRow::parse("t", 3, record).unwrap();
-            assert_eq!(row.record(), record);
-        }
-        for record in [
-            "9|RESERVED|100000|1700000000000|1700000300000|101:50000,102:50000|||",
-            "9|PAID|50000|1|2|103:50000|3||4294967297",
-        ] {
-            let row = ReservationRow::parse("7", 3, record).unwrap();
-            assert_eq!(row.record(), record);
-        }
-    }
-
-    #[test]
     fn token_events_decode_with_empty_times_as_none() {
         let map = entry(&[
             ("type", "tokens"),
@@ -186,7 +159,7 @@ mod tests {
         };
         rows.sort_by(|a, b| a.token.cmp(&b.token));
         let row = &rows[0];
-        assert_eq!((row.user_id, row.schedule_id, row.seq), (9, 3, 12));
+        assert_eq!((row.user_id, row.schedule_id, row.sequence), (9, 3, 12));
         assert_eq!(row.issued_at_ms, 1_700_000_000_123);
         assert_eq!(row.activated_at_ms, None);
         assert_eq!(rows[1].expires_at_ms, Some(1_700_000_300_124));
@@ -205,7 +178,7 @@ mod tests {
         else {
             panic!("reservations decode as reservations");
         };
-        assert_eq!(rows[0].id, 51_539_607_553);
+        assert_eq!(rows[0].id, ReservationId::new(12, 1));
         assert_eq!(
             (rows[0].user_id, rows[0].schedule_id, rows[0].total_amount),
             (9, 12, 100_000)

@@ -4,8 +4,8 @@
 
 use hyper::Method;
 
-use crate::error::ApiError;
-use crate::http::request::path_id;
+use super::request::path_id;
+use crate::model::{Error, ReservationId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -19,8 +19,8 @@ pub enum Route {
     HoldSeats,
     Charge { user_id: u64 },
     Balance { user_id: u64 },
-    GetReservation { reservation_id: u64 },
-    CancelReservation { reservation_id: u64 },
+    GetReservation { reservation_id: ReservationId },
+    CancelReservation { reservation_id: ReservationId },
     Pay,
     AdminCreateUser,
     AdminCreateVenue,
@@ -48,7 +48,7 @@ impl Route {
 /// A path matched against the table: its template (the metrics label) and the outcome.
 pub struct Matched {
     pub template: &'static str,
-    pub route: Result<Route, ApiError>,
+    pub route: Result<Route, Error>,
 }
 
 /// Template label for requests that matched nothing, so raw paths never become labels.
@@ -100,7 +100,7 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
         ["api", "v1", "reservations", id] => (
             "/api/v1/reservations/{reservationId}",
             allow(get || method == Method::DELETE, "GET, DELETE").and_then(|()| {
-                let reservation_id = path_id(id, "reservationId")?;
+                let reservation_id = ReservationId::from_u64(path_id(id, "reservationId")?);
                 Ok(if get {
                     Route::GetReservation { reservation_id }
                 } else {
@@ -156,20 +156,20 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
                 })
             }),
         ),
-        _ => (UNMATCHED, Err(ApiError::NotFound)),
+        _ => (UNMATCHED, Err(Error::NotFound)),
     };
     Matched { template, route }
 }
 
-fn allow(method_ok: bool, allow: &'static str) -> Result<(), ApiError> {
+fn allow(method_ok: bool, allow: &'static str) -> Result<(), Error> {
     if method_ok {
         Ok(())
     } else {
-        Err(ApiError::MethodNotAllowed { allow })
+        Err(Error::MethodNotAllowed { allow })
     }
 }
 
-fn one(method_ok: bool, allowed: &'static str, route: Route) -> Result<Route, ApiError> {
+fn one(method_ok: bool, allowed: &'static str, route: Route) -> Result<Route, Error> {
     allow(method_ok, allowed).map(|()| route)
 }
 
@@ -187,18 +187,18 @@ mod tests {
     #[test]
     fn wrong_method_is_405_with_allow_and_unknown_path_404() {
         match resolve(&Method::DELETE, "/api/v1/queue/tokens").route {
-            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, "POST"),
+            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "POST"),
             other => panic!("{other:?}"),
         }
         let m = resolve(&Method::GET, "/api/v1/nope/42");
         assert_eq!(m.template, UNMATCHED);
-        assert!(matches!(m.route, Err(ApiError::NotFound)));
+        assert!(matches!(m.route, Err(Error::NotFound)));
     }
 
     #[test]
     fn bad_path_ids_name_the_parameter() {
         match resolve(&Method::POST, "/api/v1/admin/concerts/x1/schedules").route {
-            Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field, "concertId"),
+            Err(Error::InvalidRequest { field, .. }) => assert_eq!(field, "concertId"),
             other => panic!("{other:?}"),
         }
     }

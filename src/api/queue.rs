@@ -1,0 +1,67 @@
+//! `POST /api/v1/queue/tokens` and `GET /api/v1/queue/tokens/me`.
+
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::request::{JsonObject, queue_token};
+use super::response::{self, Body};
+use crate::app::App;
+use crate::model::{Error, TokenStatus, iso_ms};
+use crate::queue;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssuedToken {
+    token: Uuid,
+    queue_position: u64,
+    estimated_wait_time_minutes: u64,
+    status: TokenStatus,
+}
+
+/// `POST /api/v1/queue/tokens`
+pub async fn issue_token(app: &App, body: Vec<u8>) -> Result<Response<Body>, Error> {
+    let body = JsonObject::parse(body)?;
+    let user_id = body.id("userId")?;
+    let schedule_id = body.id("scheduleId")?;
+    let (token, state) = queue::issue(&app.hot, &app.users, &app.db, user_id, schedule_id).await?;
+    Ok(response::ok(
+        StatusCode::OK,
+        &IssuedToken {
+            token,
+            queue_position: state.position,
+            estimated_wait_time_minutes: state.wait_minutes,
+            status: state.status,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenView {
+    token: Uuid,
+    user_id: u64,
+    schedule_id: u64,
+    status: TokenStatus,
+    queue_position: u64,
+    estimated_wait_time_minutes: u64,
+    active_until: Option<String>,
+}
+
+/// `GET /api/v1/queue/tokens/me`
+pub async fn my_token(app: &App, headers: &HeaderMap) -> Result<Response<Body>, Error> {
+    let token = queue_token(headers)?;
+    let (holder, stale) = queue::authenticate_or_stale(&app.hot, &app.db, token).await?;
+    let state = holder.state;
+    let view = TokenView {
+        token: holder.token,
+        user_id: holder.user_id,
+        schedule_id: holder.schedule_id,
+        status: state.status,
+        queue_position: state.position,
+        estimated_wait_time_minutes: state.wait_minutes,
+        active_until: state.expires_at_ms.map(iso_ms),
+    };
+    Ok(response::ok_maybe_stale(&view, stale))
+}

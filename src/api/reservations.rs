@@ -1,0 +1,100 @@
+//! `POST /api/v1/reservations`, `GET` and `DELETE /api/v1/reservations/{reservationId}`.
+
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use super::request::{JsonObject, idempotency_key, queue_token};
+use super::response::{self, Body};
+use crate::app::App;
+use crate::holds;
+use crate::model::{
+    Error, Reservation, ReservationId, ReservationStatus, Seat, iso_ms, reservation_number,
+};
+
+/// Most seats one request may name (the per-user limit is usually far lower).
+const MAX_SEATS_PER_REQUEST: usize = 100;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReservationView {
+    reservation_id: ReservationId,
+    reservation_number: String,
+    user_id: u64,
+    schedule_id: u64,
+    seats: Vec<Seat>,
+    total_amount: u64,
+    status: ReservationStatus,
+    reserved_at: String,
+    expires_at: String,
+}
+
+impl ReservationView {
+    fn new(reservation: Reservation) -> Self {
+        let r = reservation.record;
+        Self {
+            reservation_id: r.id,
+            reservation_number: reservation_number(r.id, r.reserved_at_ms),
+            user_id: r.user_id,
+            schedule_id: r.schedule_id,
+            seats: reservation.seats,
+            total_amount: r.total_amount,
+            status: r.status,
+            reserved_at: iso_ms(r.reserved_at_ms),
+            expires_at: iso_ms(r.expires_at_ms),
+        }
+    }
+}
+
+/// `POST /api/v1/reservations`
+pub async fn hold(app: &App, headers: &HeaderMap, body: Vec<u8>) -> Result<Response<Body>, Error> {
+    let token = queue_token(headers)?;
+    let key = idempotency_key(headers)?;
+    let body = JsonObject::parse(body)?;
+    let schedule_id = body.id("scheduleId")?;
+    let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
+    let user_id = body.id("userId")?;
+    let hold = holds::hold(&app.hot, token, user_id, schedule_id, seat_ids, key).await?;
+    Ok(response::ok(
+        StatusCode::CREATED,
+        &ReservationView {
+            reservation_id: hold.reservation_id,
+            reservation_number: reservation_number(hold.reservation_id, hold.reserved_at_ms),
+            user_id,
+            schedule_id,
+            seats: hold.seats,
+            total_amount: hold.total_amount,
+            status: ReservationStatus::Reserved,
+            reserved_at: iso_ms(hold.reserved_at_ms),
+            expires_at: iso_ms(hold.expires_at_ms),
+        },
+    ))
+}
+
+/// `GET /api/v1/reservations/{reservationId}`: the owner's token (any live one).
+pub async fn get(
+    app: &App,
+    headers: &HeaderMap,
+    id: ReservationId,
+) -> Result<Response<Body>, Error> {
+    let token = queue_token(headers)?;
+    let (reservation, stale) = holds::get(&app.hot, &app.db, &app.catalogue, token, id).await?;
+    Ok(response::ok_maybe_stale(
+        &ReservationView::new(reservation),
+        stale,
+    ))
+}
+
+/// `DELETE /api/v1/reservations/{reservationId}`: the owner cancels a RESERVED hold.
+pub async fn cancel(
+    app: &App,
+    headers: &HeaderMap,
+    id: ReservationId,
+) -> Result<Response<Body>, Error> {
+    let token = queue_token(headers)?;
+    let reservation = holds::cancel(&app.hot, &app.catalogue, token, id).await?;
+    Ok(response::ok(
+        StatusCode::OK,
+        &ReservationView::new(reservation),
+    ))
+}

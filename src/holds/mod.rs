@@ -1,0 +1,114 @@
+//! Seat holds (reservations): one script (`hold_seats`) checks the ACTIVE token, the booking
+//! window, the user's seat limit and every seat, then holds all of them or none and appends
+//! the reservation to the schedule's outbox; concurrent holds for one schedule share a script
+//! call. The owner reads a reservation, or cancels it while RESERVED (`cancel_hold`); the
+//! housekeeping loop expires holds that are due (`expire_holds`).
+
+use uuid::Uuid;
+
+use crate::catalogue::Catalogue;
+use crate::fallback;
+use crate::model::{
+    Error, Hold, Idempotency, Refusal, Reservation, ReservationId, ReservationRecord, Seat,
+};
+use crate::mysql::Db;
+use crate::queue;
+use crate::redis::HotPath;
+use crate::redis::scripts::{HoldOutcome, HoldRequest};
+
+/// Holds `seat_ids` of the schedule for the user, all or none.
+pub async fn hold(
+    hot: &HotPath,
+    token: Uuid,
+    user_id: u64,
+    schedule_id: u64,
+    seat_ids: Vec<u64>,
+    idempotency_key: Option<String>,
+) -> Result<Hold, Error> {
+    let idempotency = idempotency_key.map(|key| Idempotency::hold(key, schedule_id, &seat_ids));
+    let request = HoldRequest {
+        token,
+        user_id,
+        seat_ids,
+        idempotency,
+    };
+    match hot.hold(schedule_id, request).await? {
+        HoldOutcome::Held(hold) => {
+            metrics::counter!("seatrush_seats_held_total").increment(hold.seats.len() as u64);
+            Ok(hold)
+        }
+        HoldOutcome::Refused(Refusal::TokenNotHere, _) => {
+            Err(queue::not_here(hot, &token, schedule_id).await)
+        }
+        HoldOutcome::Refused(refusal, seats) => Err(refusal.into_error(seats)),
+    }
+}
+
+/// The caller's reservation (any live token of theirs), from MySQL while Redis is
+/// unreachable (then the flag says it may be stale).
+pub async fn get(
+    hot: &HotPath,
+    db: &Db,
+    catalogue: &Catalogue,
+    token: Uuid,
+    id: ReservationId,
+) -> Result<(Reservation, bool), Error> {
+    let (holder, stale_token) = queue::authenticate_or_stale(hot, db, token).await?;
+    let fresh = async {
+        hot.reservation(id)
+            .await?
+            .map(|record| {
+                ReservationRecord::parse(id, &record)
+                    .map_err(|e| Error::Internal(format!("reservation {id}: {e}")))
+            })
+            .transpose()
+    };
+    let (record, stale_record) =
+        fallback::or_mysql(fresh, || fallback::reservation(db, id)).await?;
+    let record = record.ok_or(Error::ReservationNotFound)?;
+    if record.user_id != holder.user_id {
+        return Err(Error::Forbidden);
+    }
+    let reservation = with_seats(catalogue, record).await?;
+    Ok((reservation, stale_token || stale_record))
+}
+
+/// The owner cancels a RESERVED hold; its seats are AVAILABLE again.
+pub async fn cancel(
+    hot: &HotPath,
+    catalogue: &Catalogue,
+    token: Uuid,
+    id: ReservationId,
+) -> Result<Reservation, Error> {
+    let holder = queue::authenticate(hot, token).await?;
+    let record = hot.cancel_hold(id, holder.user_id).await??;
+    metrics::counter!("seatrush_holds_cancelled_total").increment(1);
+    with_seats(catalogue, record).await
+}
+
+/// The record with its seats' numbers from the catalogue.
+async fn with_seats(
+    catalogue: &Catalogue,
+    record: ReservationRecord,
+) -> Result<Reservation, Error> {
+    let listed = catalogue
+        .seats(record.schedule_id)
+        .await?
+        .unwrap_or_default();
+    let number_of = |seat: u64| {
+        listed
+            .iter()
+            .find(|s| s.seat_id == seat)
+            .map_or(0, |s| s.seat_number)
+    };
+    let seats = record
+        .seats
+        .iter()
+        .map(|&(seat_id, price)| Seat {
+            seat_id,
+            seat_number: number_of(seat_id),
+            price,
+        })
+        .collect();
+    Ok(Reservation { record, seats })
+}

@@ -1,0 +1,33 @@
+//! The domain, with no I/O: typed ids and their schemes, the records the Lua scripts keep
+//! (tokens, reservations, balances, ledger lines) with their status enums and their one
+//! encoding, the refusals the scripts answer with, queue settings, catalogue values, and the
+//! error every failure a client can see becomes. Everything else may use this module; it uses
+//! none of the rest (no Redis, MySQL, HTTP or runtime types).
+
+mod catalogue;
+mod error;
+mod idempotency;
+mod ids;
+mod payment;
+mod record;
+mod refusal;
+mod reservation;
+mod settings;
+mod time;
+mod token;
+mod wallet;
+
+pub use catalogue::{Concert, ListedSeat, Schedule, schedule_status};
+pub use error::Error;
+pub use idempotency::Idempotency;
+pub use ids::{PaymentId, ReservationId, WALLET_BUCKETS, ledger_floor, wallet_bucket};
+pub use payment::{Payment, PaymentAttempt};
+pub use record::DecodeError;
+pub use refusal::Refusal;
+pub use reservation::{
+    Hold, Reservation, ReservationRecord, ReservationStatus, Seat, reservation_number,
+};
+pub use settings::{BookingWindow, MAX_SETTING, QueueSettings};
+pub use time::iso_ms;
+pub use token::{TokenHolder, TokenRecord, TokenState, TokenStatus};
+pub use wallet::{Balance, BalanceUpdate, LedgerLine, MAX_BALANCE, MAX_CHARGE};

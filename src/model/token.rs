@@ -1,0 +1,135 @@
+//! Queue tokens: their status, their live state, and their record. A token's record lives in
+//! its schedule's `tokens` hash, and every change of it goes whole to the schedule's outbox,
+//! as `userId|status|sequence|issuedAt|activatedAt|expiresAt|endedAt` (`lua/lib/queue.lua`
+//! writes it).
+
+use super::record::{DecodeError, fields, number, opt_number, opt_text};
+
+/// Where a token is in its life: WAITING, then ACTIVE, then EXPIRED or USED (retired after a
+/// payment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TokenStatus {
+    Waiting,
+    Active,
+    Expired,
+    Used,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Waiting => "WAITING",
+            TokenStatus::Active => "ACTIVE",
+            TokenStatus::Expired => "EXPIRED",
+            TokenStatus::Used => "USED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, DecodeError> {
+        Ok(match text {
+            "WAITING" => TokenStatus::Waiting,
+            "ACTIVE" => TokenStatus::Active,
+            "EXPIRED" => TokenStatus::Expired,
+            "USED" => TokenStatus::Used,
+            other => return Err(DecodeError(format!("token status {other:?}"))),
+        })
+    }
+
+    /// WAITING or ACTIVE.
+    pub fn is_live(self) -> bool {
+        matches!(self, TokenStatus::Waiting | TokenStatus::Active)
+    }
+}
+
+/// A live token's state as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    pub status: TokenStatus,
+    /// 1-based place among the schedule's WAITING tokens; 0 once ACTIVE.
+    pub position: u64,
+    pub wait_minutes: u64,
+    /// When an ACTIVE token ends.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Who a valid Queue-Token belongs to, and its state now.
+#[derive(Debug, Clone)]
+pub struct TokenHolder {
+    pub token: uuid::Uuid,
+    pub user_id: u64,
+    pub schedule_id: u64,
+    pub state: TokenState,
+}
+
+/// A queue token's full record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub token: String,
+    pub user_id: u64,
+    pub schedule_id: u64,
+    pub status: TokenStatus,
+    /// Arrival order in the schedule's queue.
+    pub sequence: u64,
+    pub issued_at_ms: i64,
+    pub activated_at_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+}
+
+impl TokenRecord {
+    /// Decodes the record of `token`, a token of `schedule_id`.
+    pub fn parse(token: &str, schedule_id: u64, record: &str) -> Result<Self, DecodeError> {
+        let [user, status, sequence, issued, activated, expires, ended] = fields("token", record)?;
+        Ok(TokenRecord {
+            token: token.to_string(),
+            user_id: number(user, "userId")?,
+            schedule_id,
+            status: TokenStatus::parse(status)?,
+            sequence: number(sequence, "sequence")?,
+            issued_at_ms: number(issued, "issuedAt")?,
+            activated_at_ms: opt_number(activated, "activatedAt")?,
+            expires_at_ms: opt_number(expires, "expiresAt")?,
+            ended_at_ms: opt_number(ended, "endedAt")?,
+        })
+    }
+
+    /// The record as the scripts store it: the inverse of [`Self::parse`].
+    pub fn record(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.user_id,
+            self.status.as_str(),
+            self.sequence,
+            self.issued_at_ms,
+            opt_text(self.activated_at_ms),
+            opt_text(self.expires_at_ms),
+            opt_text(self.ended_at_ms),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_records_round_trip_with_empty_times_as_none() {
+        for record in ["9|WAITING|12|1700000000123|||", "8|USED|13|1|2|3|4"] {
+            assert_eq!(TokenRecord::parse("t", 3, record).unwrap().record(), record);
+        }
+        let waiting = TokenRecord::parse("t", 3, "9|WAITING|12|1700000000123|||").unwrap();
+        assert_eq!(
+            (waiting.user_id, waiting.schedule_id, waiting.sequence),
+            (9, 3, 12)
+        );
+        assert_eq!(waiting.activated_at_ms, None);
+    }
+
+    #[test]
+    fn broken_token_records_are_refused() {
+        for bad in ["9|WAITING|1", "nine|WAITING|1|2|||", "9|LOST|1|2|||"] {
+            assert!(TokenRecord::parse("t", 3, bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Loading the records the write-behind writes, as MySQL has them: reservations with their
+//! seats and payments, queue tokens, and balances.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::*;
+
+use super::{Db, datetime_ms, timed};
+use crate::model::{
+    Balance, PaymentId, ReservationId, ReservationRecord, ReservationStatus, Seat, TokenRecord,
+    TokenStatus, ledger_floor,
+};
+
+/// Which reservations [`reservations`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    One(ReservationId),
+    Schedule(u64),
+}
+
+/// A status column MySQL's ENUM guarantees; anything else is a broken database.
+fn status<T>(
+    parse: impl Fn(&str) -> Result<T, crate::model::DecodeError>,
+    text: &str,
+) -> Result<T, mysql_async::Error> {
+    parse(text)
+        .map_err(|e| mysql_async::Error::Other(Box::new(std::io::Error::other(e.to_string()))))
+}
+
+/// Reservations as MySQL has them, with their seats (by seat id) and the payment of PAID
+/// ones, in id order.
+pub async fn reservations(
+    conn: &mut mysql_async::Conn,
+    scope: Scope,
+) -> Result<Vec<ReservationRecord>, mysql_async::Error> {
+    let (filter, id) = match scope {
+        Scope::One(id) => ("r.id = ?", id.get()),
+        Scope::Schedule(id) => ("r.schedule_id = ?", id),
+    };
+    type Head = (
+        u64,
+        u64,
+        u64,
+        String,
+        u64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    );
+    let heads: Vec<(Head, Option<u64>)> = timed(conn.exec_map(
+        format!(
+            "SELECT r.id, r.user_id, r.schedule_id, r.status, r.total_amount,
+               CAST(UNIX_TIMESTAMP(r.reserved_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(r.expires_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(r.paid_at) * 1000 AS SIGNED),
+               CAST(UNIX_TIMESTAMP(r.ended_at) * 1000 AS SIGNED), p.id
+             FROM reservations r LEFT JOIN payments p ON p.reservation_id = r.id
+             WHERE {filter} ORDER BY r.id"
+        ),
+        (id,),
+        |(a, b, c, d, e, f, g, h, i, payment)| ((a, b, c, d, e, f, g, h, i), payment),
+    ))
+    .await?;
+    let seat_rows: Vec<(u64, u64, u64)> = timed(conn.exec(
+        format!(
+            "SELECT rs.reservation_id, rs.seat_id, rs.price
+             FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+             WHERE {filter} ORDER BY rs.reservation_id, rs.seat_id"
+        ),
+        (id,),
+    ))
+    .await?;
+    let mut seats: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    for (reservation, seat, price) in seat_rows {
+        seats.entry(reservation).or_default().push((seat, price));
+    }
+    heads
+        .into_iter()
+        .map(|(head, payment_id)| {
+            let (id, user_id, schedule_id, state, total_amount, reserved, expires, paid, ended) =
+                head;
+            Ok(ReservationRecord {
+                id: ReservationId::from_u64(id),
+                user_id,
+                schedule_id,
+                status: status(ReservationStatus::parse, &state)?,
+                total_amount,
+                reserved_at_ms: reserved,
+                expires_at_ms: expires,
+                seats: seats.remove(&id).unwrap_or_default(),
+                paid_at_ms: paid,
+                ended_at_ms: ended,
+                payment_id: payment_id.map(PaymentId::from_u64),
+            })
+        })
+        .collect()
+}
+
+/// The schedule's tokens as MySQL has them: the live ones and those ended at or after
+/// `ended_since_ms`.
+pub async fn tokens(
+    conn: &mut mysql_async::Conn,
+    schedule_id: u64,
+    ended_since_ms: i64,
+) -> Result<Vec<TokenRecord>, mysql_async::Error> {
+    type Sql = (
+        String,
+        u64,
+        String,
+        u64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let rows: Vec<Sql> = timed(conn.exec(
+        "SELECT token, user_id, status, seq, CAST(UNIX_TIMESTAMP(issued_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(activated_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(ended_at) * 1000 AS SIGNED)
+         FROM queue_tokens WHERE schedule_id = ?
+           AND (status IN ('WAITING', 'ACTIVE') OR ended_at >= ?)",
+        (schedule_id, datetime_ms(ended_since_ms)),
+    ))
+    .await?;
+    rows.into_iter()
+        .map(
+            |(token, user_id, state, sequence, issued, activated, expires, ended)| {
+                Ok(TokenRecord {
+                    token,
+                    user_id,
+                    schedule_id,
+                    status: status(TokenStatus::parse, &state)?,
+                    sequence,
+                    issued_at_ms: issued,
+                    activated_at_ms: activated,
+                    expires_at_ms: expires,
+                    ended_at_ms: ended,
+                })
+            },
+        )
+        .collect()
+}
+
+/// The user's balance as the primary has it (`None`: no such user), with the ledger
+/// sequence floor ([`ledger_floor`]) for the ledger the primary holds.
+pub async fn balance(db: &Db, user_id: u64) -> Result<Option<(Balance, u64)>, mysql_async::Error> {
+    let mut conn = db.primary_conn().await?;
+    let row: Option<(u64, u64, u64, i64, u64)> = timed(conn.exec_first(
+        "SELECT balance, total_charged, total_used,
+           CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED),
+           (SELECT COALESCE(MAX(id), 0) FROM balance_transactions)
+         FROM user_balances WHERE user_id = ?",
+        (user_id,),
+    ))
+    .await?;
+    Ok(row.map(
+        |(balance, total_charged, total_used, updated_at_ms, max_ledger_id)| {
+            let balance = Balance {
+                balance,
+                total_charged,
+                total_used,
+                updated_at_ms,
+            };
+            (balance, ledger_floor(max_ledger_id))
+        },
+    ))
+}
+
+/// A schedule's seats by seat number.
+pub async fn seats(
+    conn: &mut impl Queryable,
+    schedule_id: u64,
+) -> Result<Vec<Seat>, mysql_async::Error> {
+    let rows: Vec<(u64, u64, u64)> = timed(conn.exec(
+        "SELECT id, seat_number, price FROM seats WHERE schedule_id = ? ORDER BY seat_number",
+        (schedule_id,),
+    ))
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seat_id, seat_number, price)| Seat {
+            seat_id,
+            seat_number,
+            price,
+        })
+        .collect())
+}

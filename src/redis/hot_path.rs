@@ -1,0 +1,296 @@
+//! The hot path as the services see it: one named method per Redis operation, each naming
+//! the script it runs (so a handler leads to its script by go-to-definition). Concurrent calls
+//! of the scripts every request makes are coalesced per schedule (or wallet bucket) into one
+//! script call ([`Coalescer`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redis::{AsyncCommands, RedisResult};
+use uuid::Uuid;
+
+use super::RedisConn;
+use super::coalesce::Coalescer;
+use super::keys::{SCHEDULES, ScheduleKeys, TOKEN_INDEX, WalletKeys};
+use super::scripts::{
+    AdmitOutcome, BeginOutcome, BeginRequest, ChargeOutcome, CommitOutcome, DebitOutcome,
+    DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, Scripts, SeatViewOutcome, StatusOutcome,
+};
+use crate::model::{
+    Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, Refusal, ReservationId,
+    ReservationRecord, wallet_bucket,
+};
+
+/// A coalescer whose batches are calls of `Scripts::$script` (for the batch's slot: a
+/// schedule, or a wallet bucket for debits), recording each batch's size under the script's
+/// name.
+macro_rules! coalesced {
+    ($scripts:ident, $conn:ident, $script:ident) => {{
+        let (scripts, conn) = ($scripts.clone(), $conn.clone());
+        Coalescer::new(Arc::new(move |slot, batch| {
+            metrics::histogram!("seatrush_coalesced_batch_size", "operation" => stringify!($script))
+                .record(batch.len() as f64);
+            let (scripts, mut conn) = (scripts.clone(), conn.clone());
+            Box::pin(async move { scripts.$script(&mut conn, slot, &batch).await })
+        }))
+    }};
+}
+
+/// Cheap to share: clones of the connection share its socket and circuit breaker.
+pub struct HotPath {
+    conn: RedisConn,
+    scripts: Arc<Scripts>,
+    token_issuer: Coalescer<(Uuid, u64), IssueOutcome>,
+    token_checker: Coalescer<Uuid, StatusOutcome>,
+    seat_viewer: Coalescer<Uuid, SeatViewOutcome>,
+    seat_holder: Coalescer<HoldRequest, HoldOutcome>,
+    payment_begins: Coalescer<BeginRequest, BeginOutcome>,
+    debits: Coalescer<DebitRequest, DebitOutcome>,
+    payment_commits: Coalescer<(ReservationId, PaymentId), CommitOutcome>,
+}
+
+impl HotPath {
+    pub fn new(conn: RedisConn, scripts: Arc<Scripts>) -> Self {
+        Self {
+            token_issuer: coalesced!(scripts, conn, issue_tokens),
+            token_checker: coalesced!(scripts, conn, token_status),
+            seat_viewer: coalesced!(scripts, conn, seat_view),
+            seat_holder: coalesced!(scripts, conn, hold_seats),
+            payment_begins: coalesced!(scripts, conn, pay_begin),
+            debits: coalesced!(scripts, conn, debit),
+            payment_commits: coalesced!(scripts, conn, pay_commit),
+            conn,
+            scripts,
+        }
+    }
+
+    /// The connection, for the few callers beside the hot path (start-up, rebuild, admin).
+    pub fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    pub fn scripts(&self) -> &Scripts {
+        &self.scripts
+    }
+
+    // The queue.
+
+    /// `issue_tokens`: a new token for the user, WAITING or already ACTIVE.
+    pub async fn issue_token(
+        &self,
+        schedule_id: u64,
+        token: Uuid,
+        user_id: u64,
+    ) -> RedisResult<IssueOutcome> {
+        self.token_issuer.call(schedule_id, (token, user_id)).await
+    }
+
+    /// `token_status`: the token's live state, if it is a live token of the schedule.
+    pub async fn token_status(&self, schedule_id: u64, token: Uuid) -> RedisResult<StatusOutcome> {
+        self.token_checker.call(schedule_id, token).await
+    }
+
+    /// The schedule and user a token was issued for, from the token index.
+    pub async fn token_index(&self, token: &Uuid) -> RedisResult<Option<(u64, u64)>> {
+        let indexed: Option<String> = self.conn().hget(TOKEN_INDEX, token.to_string()).await?;
+        Ok(indexed
+            .as_deref()
+            .and_then(|v| v.split_once(':'))
+            .and_then(|(s, u)| Some((s.parse().ok()?, u.parse().ok()?))))
+    }
+
+    /// `admit_batch`: one admission step for the schedule; drops the token index entries of
+    /// the records it dropped (the index lives in its own slot).
+    pub async fn admit(
+        &self,
+        schedule_id: u64,
+        keep_ended: std::time::Duration,
+    ) -> RedisResult<AdmitOutcome> {
+        let mut conn = self.conn();
+        let outcome = self
+            .scripts
+            .admit_batch(&mut conn, schedule_id, keep_ended)
+            .await?;
+        if !outcome.dropped.is_empty() {
+            conn.hdel::<_, _, ()>(TOKEN_INDEX, &outcome.dropped).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Every schedule the background loops serve.
+    pub async fn schedules(&self) -> RedisResult<Vec<u64>> {
+        self.conn().smembers(SCHEDULES).await
+    }
+
+    /// The settings in force for a schedule (`None`: Redis does not know it).
+    pub async fn queue_settings(
+        &self,
+        schedule_id: u64,
+    ) -> RedisResult<Option<HashMap<String, String>>> {
+        let cfg: HashMap<String, String> = self
+            .conn()
+            .hgetall(ScheduleKeys::new(schedule_id).cfg)
+            .await?;
+        Ok((!cfg.is_empty()).then_some(cfg))
+    }
+
+    /// Writes settings into the schedule's `cfg` hash (in force from the next tick).
+    pub async fn store_settings(
+        &self,
+        schedule_id: u64,
+        settings: &QueueSettings,
+    ) -> RedisResult<()> {
+        super::schedules::store_settings(&mut self.conn(), schedule_id, settings).await
+    }
+
+    /// (waiting, active, admitted, held seats, sold seats) of a schedule.
+    pub async fn queue_counts(&self, schedule_id: u64) -> RedisResult<[u64; 5]> {
+        let k = ScheduleKeys::new(schedule_id);
+        let (waiting, active, counters): (u64, u64, Vec<Option<u64>>) = redis::pipe()
+            .zcard(&k.waiting)
+            .zcard(&k.active)
+            .hmget(&k.stats, &["admitted", "heldSeats", "soldSeats"])
+            .query_async(&mut self.conn())
+            .await?;
+        let counter = |i: usize| counters.get(i).copied().flatten().unwrap_or(0);
+        Ok([waiting, active, counter(0), counter(1), counter(2)])
+    }
+
+    // Seats and holds.
+
+    /// `seat_view`: the schedule's AVAILABLE seat ids if the token is ACTIVE there.
+    pub async fn seat_view(&self, schedule_id: u64, token: Uuid) -> RedisResult<SeatViewOutcome> {
+        self.seat_viewer.call(schedule_id, token).await
+    }
+
+    /// How many seats of each schedule are AVAILABLE, in order.
+    pub async fn available_counts(&self, schedule_ids: &[u64]) -> RedisResult<Vec<u64>> {
+        if schedule_ids.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error to redis-rs
+        }
+        let mut pipe = redis::pipe();
+        for id in schedule_ids {
+            pipe.scard(ScheduleKeys::new(*id).avail);
+        }
+        pipe.query_async(&mut self.conn()).await
+    }
+
+    /// `hold_seats`: all the request's seats held, or none.
+    pub async fn hold(&self, schedule_id: u64, request: HoldRequest) -> RedisResult<HoldOutcome> {
+        self.seat_holder.call(schedule_id, request).await
+    }
+
+    /// `cancel_hold`: the owner's RESERVED hold cancelled.
+    pub async fn cancel_hold(
+        &self,
+        id: ReservationId,
+        user_id: u64,
+    ) -> RedisResult<Result<ReservationRecord, Refusal>> {
+        self.scripts
+            .cancel_hold(&mut self.conn(), id, user_id)
+            .await
+    }
+
+    /// A reservation's record as Redis has it.
+    pub async fn reservation(&self, id: ReservationId) -> RedisResult<Option<String>> {
+        self.conn()
+            .hget(ScheduleKeys::new(id.schedule()).res, id.get())
+            .await
+    }
+
+    /// Whether Redis has a record of the reservation.
+    pub async fn reservation_exists(&self, id: ReservationId) -> RedisResult<bool> {
+        self.conn()
+            .hexists(ScheduleKeys::new(id.schedule()).res, id.get())
+            .await
+    }
+
+    /// `expire_holds`: ends the schedule's holds that are due; returns how many, and the
+    /// payment sagas running longer than `saga_timeout`.
+    pub async fn expire_holds(
+        &self,
+        schedule_id: u64,
+        saga_timeout: std::time::Duration,
+    ) -> RedisResult<(u64, Vec<PaymentAttempt>)> {
+        self.scripts
+            .expire_holds(&mut self.conn(), schedule_id, saga_timeout)
+            .await
+    }
+
+    // The wallet.
+
+    /// A user's balance as Redis has it (`None`: not loaded yet).
+    pub async fn balance(&self, user_id: u64) -> RedisResult<Option<String>> {
+        self.conn()
+            .hget(WalletKeys::of_user(user_id).balances, user_id)
+            .await
+    }
+
+    /// `charge`: adds to the balance; with an Idempotency-Key, a repeat gets its first outcome.
+    pub async fn charge(
+        &self,
+        user_id: u64,
+        amount: u64,
+        balance_cap: u64,
+        idempotency: Option<&Idempotency>,
+    ) -> RedisResult<ChargeOutcome> {
+        self.scripts
+            .charge(&mut self.conn(), user_id, amount, balance_cap, idempotency)
+            .await
+    }
+
+    /// `load_balance`: puts the balance MySQL has into Redis unless Redis has one, raising the
+    /// bucket's ledger sequence to `ledger_floor`; returns the balance Redis has.
+    pub async fn load_balance(
+        &self,
+        user_id: u64,
+        stored: &Balance,
+        ledger_floor: u64,
+    ) -> RedisResult<String> {
+        self.scripts
+            .load_balance(&mut self.conn(), user_id, &stored.record(), ledger_floor)
+            .await
+    }
+
+    // The payment saga.
+
+    /// `pay_begin`: the RESERVED hold becomes PAYING under a new attempt.
+    pub async fn begin_payment(&self, request: BeginRequest) -> RedisResult<BeginOutcome> {
+        let schedule_id = request.reservation_id.schedule();
+        self.payment_begins.call(schedule_id, request).await
+    }
+
+    /// `debit`: takes the attempt's amount from the user's balance, once per reservation.
+    pub async fn debit(&self, attempt: &PaymentAttempt) -> RedisResult<DebitOutcome> {
+        let bucket = wallet_bucket(attempt.user_id);
+        self.debits.call(bucket, DebitRequest::of(attempt)).await
+    }
+
+    /// `void_debit`: whether the reservation was debited; if not, the attempt can no longer.
+    pub async fn void_debit(&self, attempt: &PaymentAttempt) -> RedisResult<DebitOutcome> {
+        self.scripts.void_debit(&mut self.conn(), attempt).await
+    }
+
+    /// `pay_commit`: the reservation debited by `payment_id` becomes PAID.
+    pub async fn commit_payment(
+        &self,
+        reservation_id: ReservationId,
+        payment_id: PaymentId,
+    ) -> RedisResult<CommitOutcome> {
+        self.payment_commits
+            .call(reservation_id.schedule(), (reservation_id, payment_id))
+            .await
+    }
+
+    /// `pay_rollback`: the attempt's PAYING hold is RESERVED again; with the request's
+    /// Idempotency-Key, `outcome` is kept as its answer. False if it was settled already.
+    pub async fn roll_back_payment(
+        &self,
+        attempt: &PaymentAttempt,
+        kept: Option<(&Idempotency, Refusal)>,
+    ) -> RedisResult<bool> {
+        self.scripts
+            .pay_rollback(&mut self.conn(), attempt, kept)
+            .await
+    }
+}

@@ -1,0 +1,38 @@
+//! Queue tokens as the flusher writes them to `queue_tokens`.
+
+use super::rows::{Row, Table, opt_datetime};
+use crate::model::TokenRecord;
+use crate::mysql::datetime_ms;
+
+pub const TABLE: Table = Table {
+    name: "queue_tokens",
+    key_column: "token",
+    columns: "token, user_id, schedule_id, status, seq, issued_at, activated_at, expires_at, ended_at",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    update: "activated_at = COALESCE(VALUES(activated_at), activated_at),
+             expires_at = COALESCE(VALUES(expires_at), expires_at),
+             ended_at = COALESCE(VALUES(ended_at), ended_at),
+             status = IF(VALUES(status) + 0 > status + 0, VALUES(status), status)",
+};
+
+impl Row for TokenRecord {
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.token.clone()
+    }
+
+    fn params(&self) -> Vec<mysql_async::Value> {
+        vec![
+            self.token.as_str().into(),
+            self.user_id.into(),
+            self.schedule_id.into(),
+            self.status.as_str().into(),
+            self.sequence.into(),
+            datetime_ms(self.issued_at_ms),
+            opt_datetime(self.activated_at_ms),
+            opt_datetime(self.expires_at_ms),
+            opt_datetime(self.ended_at_ms),
+        ]
+    }
+}
