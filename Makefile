@@ -41,11 +41,11 @@ scale-down:
 
 # First the layering of src/ (no import circles between modules, model/ free of I/O, see
 # ARCHITECTURE.md). Tests get their own database and Redis db, emptied first so every run
-# starts clean. After
-# the Rust tests: the failure tests that stop the stack's own servers (one at a time, with
-# nothing else running), the dashboards and alert rules against a real Prometheus,
-# schemathesis against /openapi.json (both start the debug binary the tests built), and the
-# compose file against the Compose Specification. Then all of it again on Redis Cluster.
+# starts clean. After the Rust tests: the failure tests that stop the stack's own servers
+# (one at a time, with nothing else running), the dashboards and alert rules against a real
+# Prometheus, schemathesis against /openapi.json (both start the debug binary the tests
+# built), and the compose file against the Compose Specification. Then all of it again on
+# Redis Cluster.
 test: stack
 	scripts/check-layers.py
 	@scripts/reset-test-data.sh

@@ -36,7 +36,8 @@ macro_rules! coalesced {
     }};
 }
 
-/// Cheap to share: clones of the connection share its socket and circuit breaker.
+/// The services' handle on Redis, built once at start-up. Every call goes over one
+/// multiplexed connection (its clones share the socket and the circuit breaker).
 pub struct HotPath {
     conn: RedisConn,
     scripts: Arc<Scripts>,
@@ -64,7 +65,8 @@ impl HotPath {
         }
     }
 
-    /// The connection, for the few callers beside the hot path (start-up, rebuild, admin).
+    /// A clone of the connection, for the few callers beside the hot path (start-up, the
+    /// flusher, admin writes, tests).
     pub fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
