@@ -5,5 +5,6 @@ wrk.method = "POST"
 wrk.path = "/api/v1/users/" .. os.getenv("BENCH_CHARGE_USER") .. "/balance/charge"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Queue-Token"] = os.getenv("BENCH_CHARGE_TOKEN")
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
 wrk.body = '{"amount":1}'
 done = report

@@ -48,8 +48,13 @@ new_schedule() { # <seatCount> [price]: prints "scheduleId firstSeatId"
     "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":${2:-50000}}" \
     | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print(d['scheduleId'], d['seatIds'][0])"
 }
+# sign <userId>: the user's identity (a day's), as the ticketing site's login would give it.
+sign() { ./target/release/seatrush sign-user-token "$1" --ttl-seconds 86400; }
+# identities <file> <n>: the identities of users 1..n, line k user k's (for issue_token.lua).
+identities() { ./target/release/seatrush sign-user-token 1 --count "$2" --ttl-seconds 86400 >"$1"; }
 token() { # <userId> <scheduleId>
-  curl -sf -XPOST "$base/api/v1/queue/tokens" -d "{\"userId\":$1,\"scheduleId\":$2}" | json token
+  curl -sf -XPOST "$base/api/v1/queue/tokens" -H "Authorization: Bearer $(sign "$1")" \
+    -d "{\"userId\":$1,\"scheduleId\":$2}" | json token
 }
 
 # The flash sale's schedule: FLASH_SEATS seats, admitted FLASH_RATE a second (twice that may

@@ -31,6 +31,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
 use mysql_async::prelude::*;
+use seatrush::identity::Identity;
 use simd_json::OwnedValue;
 use simd_json::prelude::*;
 use tokio::sync::mpsc;
@@ -169,6 +170,9 @@ impl Stats {
 
 struct Sale {
     client: Client,
+    /// Signs each user's identity, with the secret the server verifies
+    /// (`SEATRUSH_AUTH_SECRET`).
+    identity: Identity,
     stats: Stats,
     schedule: u64,
     concert: u64,
@@ -212,16 +216,19 @@ impl Sale {
     /// One request of a user's, retried while its answer is lost (see [`lost`]) for up to
     /// [`RETRY_FOR`], with the same `idempotency_key`. Every try is recorded in the stats.
     /// Returns the last answer and whether it came from a retry.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         step: &'static str,
+        auth: &str,
         method: Method,
         path: &str,
         token: Option<&str>,
         idempotency_key: Option<&str>,
         body: Option<String>,
     ) -> (u16, OwnedValue, bool) {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3);
+        headers.push(("authorization", auth));
         headers.extend(token.map(|t| ("queue-token", t)));
         headers.extend(idempotency_key.map(|k| ("idempotency-key", k)));
         let deadline = Instant::now() + RETRY_FOR;
@@ -262,11 +269,18 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
-/// One user's journey.
+/// One user's journey, as the user: every request carries their signed identity.
 async fn user(sale: Arc<Sale>, user_id: u64) {
+    let auth = format!(
+        "Bearer {}",
+        sale.identity
+            .sign(user_id, 3600)
+            .expect("the configured secret signs")
+    );
     let (status, body, retried) = sale
         .call(
             "issue",
+            &auth,
             Method::POST,
             "/api/v1/queue/tokens",
             None,
@@ -302,6 +316,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         let (status, body, _) = sale
             .call(
                 "status",
+                &auth,
                 Method::GET,
                 "/api/v1/queue/tokens/me",
                 Some(&token),
@@ -327,6 +342,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         let (status, body, _) = sale
             .call(
                 "seats",
+                &auth,
                 Method::GET,
                 &format!(
                     "/api/v1/concerts/{}/schedules/{}/seats",
@@ -359,6 +375,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         let (status, body, _) = sale
             .call(
                 "hold",
+                &auth,
                 Method::POST,
                 "/api/v1/reservations",
                 Some(&token),
@@ -383,6 +400,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         let (status, _, _) = sale
             .call(
                 "charge",
+                &auth,
                 Method::POST,
                 &format!("/api/v1/users/{user_id}/balance/charge"),
                 Some(&token),
@@ -397,6 +415,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         let (status, _, _) = sale
             .call(
                 "pay",
+                &auth,
                 Method::POST,
                 "/api/v1/payments",
                 Some(&token),
@@ -722,8 +741,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let (first_user, users): (u64, u64) = (first_user.parse()?, users.parse()?);
+    let config = seatrush::config::Config::from_env()?;
     let sale = Arc::new(Sale {
         client: Client::new(addr).await,
+        identity: Identity::from_config(&config)?,
         stats: Stats::default(),
         schedule: schedule.parse()?,
         concert: concert.parse()?,

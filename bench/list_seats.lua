@@ -4,4 +4,5 @@ wrk.method = "GET"
 wrk.path = "/api/v1/concerts/" .. os.getenv("BENCH_CONCERT") .. "/schedules/"
   .. os.getenv("BENCH_LIST_SCHEDULE") .. "/seats"
 wrk.headers["Queue-Token"] = os.getenv("BENCH_LIST_TOKEN")
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
 done = report

@@ -9,6 +9,7 @@ wrk.method = "POST"
 wrk.path = "/api/v1/payments"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Queue-Token"] = os.getenv("BENCH_HOLD_TOKEN")
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
 request = function()
   n = n + 1
   return wrk.format(nil, nil, nil, string.format(

@@ -4,4 +4,5 @@ dofile(os.getenv("BENCH_DIR") .. "/report.lua")
 wrk.method = "GET"
 wrk.path = "/api/v1/queue/tokens/me"
 wrk.headers["Queue-Token"] = os.getenv("BENCH_STATUS_TOKEN")
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
 done = report

@@ -61,6 +61,9 @@ for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; 
 
 add_users "$DB" "$USERS"
 add_concert
+# Token issuance takes a new user per request, each with their own identity.
+identities "$out/identities" $((USERS / 2))
+export BENCH_AUTH_FILE=$out/identities
 
 # cpu_ticks: a reading of the clock and of the CPU time (clock ticks) used so far by
 # seatrush, Redis, the MariaDB primary and replica, and the whole machine (busy, all cores).
@@ -105,6 +108,7 @@ measure() {
   read -ra holds_full <<<"$(hold_schedule) BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
   read -ra holds_half <<<"$(hold_schedule) BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
   curl -sf -XPOST "$base/api/v1/users/$hold_user/balance/charge" \
+    -H "Authorization: Bearer $(sign "$hold_user")" \
     -H "Queue-Token: ${holds_full[2]#BENCH_HOLD_TOKEN=}" -d '{"amount":10000000}' >/dev/null
   # Charges: 1 KRW per request for one user, with a token of the listing schedule.
   charge_token=$(token "$charge_user" "$list_schedule")
@@ -160,22 +164,28 @@ measure() {
   run tokens "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
   half_rate tokens "POST /api/v1/queue/tokens" issue_token.lua \
     BENCH_FIRST_USER=$(($(requests "POST /api/v1/queue/tokens") + 4 * CONNECTIONS))
-  local status=(BENCH_STATUS_TOKEN="$list_token")
+  local list_auth hold_auth charge_auth
+  list_auth="Bearer $(sign "$USERS")"
+  hold_auth="Bearer $(sign "$hold_user")"
+  charge_auth="Bearer $(sign "$charge_user")"
+  local status=(BENCH_STATUS_TOKEN="$list_token" BENCH_AUTH="$list_auth")
   run status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
   half_rate status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
   local seats=(BENCH_CONCERT="$concert" BENCH_LIST_SCHEDULE="$list_schedule"
-    BENCH_LIST_TOKEN="$list_token")
+    BENCH_LIST_TOKEN="$list_token" BENCH_AUTH="$list_auth")
   run seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
   half_rate seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
   # 2 s each, so the seats outlast the runs and every request is a real hold.
-  run holds "POST /api/v1/reservations" hold_seats.lua "${holds_full[@]}"
-  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}"
-  local charges=(BENCH_CHARGE_USER="$charge_user" BENCH_CHARGE_TOKEN="$charge_token")
+  run holds "POST /api/v1/reservations" hold_seats.lua "${holds_full[@]}" BENCH_AUTH="$hold_auth"
+  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}" \
+    BENCH_AUTH="$hold_auth"
+  local charges=(BENCH_CHARGE_USER="$charge_user" BENCH_CHARGE_TOKEN="$charge_token"
+    BENCH_AUTH="$charge_auth")
   run charge "POST …/balance/charge" charge.lua "${charges[@]}"
   half_rate charge "POST …/balance/charge" charge.lua "${charges[@]}"
   # 2 s each, so the runs pay holds the hold runs made (they make more than these can pay).
-  run payments "POST /api/v1/payments" pay.lua "${holds_full[@]}"
-  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}"
+  run payments "POST /api/v1/payments" pay.lua "${holds_full[@]}" BENCH_AUTH="$hold_auth"
+  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}" BENCH_AUTH="$hold_auth"
   run health "GET /health (again)" health.lua
 
   [ "$FLASH" = 1 ] || return 0

@@ -15,7 +15,8 @@
 -- KEYS[10] {s:S}:outbox     STREAM
 -- KEYS[11] {s:S}:userholds  HASH userId -> open (RESERVED or PAYING) holds
 -- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
---          outcome, "fingerprint\nreply elements joined by ','", kept 24 h
+--          outcome, "fingerprint\nreply elements joined by ','", kept 24 h (refusals of the
+--          caller's token or of another user's, lib/queue.lua's keeps_outcome, are not kept)
 -- ARGV[1] scheduleId, then per request: token, userId, idempotency KEYS index (0: none),
 -- fingerprint, n, n distinct seatIds
 --
@@ -124,8 +125,7 @@ local function hold_once(idem, fingerprint, token, user, seats)
     return out
   end
   local out = hold(token, user, seats)
-  -- Not "not a token of this schedule": that is decided outside, from the token index.
-  if out[1] ~= 'TOKEN_NOT_HERE' then
+  if keeps_outcome(out[1]) then
     redis.call('SET', idem, fingerprint .. '\n' .. table.concat(out, ','), 'PX', DAY_MS)
   end
   return out

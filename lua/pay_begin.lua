@@ -14,7 +14,8 @@
 -- KEYS[11] {s:S}:seat    HASH seatId -> "seatNumber|price"
 -- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key:
 --          "fingerprint\n" followed by the first outcome (reply elements joined by ','), or
---          by "PENDING|paymentId" while that attempt runs; kept 24 h
+--          by "PENDING|paymentId" while that attempt runs; kept 24 h (refusals of the
+--          caller's token or of another user's, lib/queue.lua's keeps_outcome, are not kept)
 -- ARGV[1] scheduleId, then per request: token, userId, reservationId, idempotency KEYS
 -- index (0: none), fingerprint
 --
@@ -80,7 +81,7 @@ local function one(token, user, id, idem, fingerprint)
     end
   end
   local out = begin(token, user, id)
-  if idem and out[1] ~= 'TOKEN_NOT_HERE' then
+  if idem and keeps_outcome(out[1]) then
     local outcome = out[1] == 'PAYING' and 'PENDING|' .. out[2] or table.concat(out, ',')
     redis.call('SET', idem, fingerprint .. '\n' .. outcome, 'PX', DAY_MS)
   end

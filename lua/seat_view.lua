@@ -1,33 +1,23 @@
 -- uses: lib/clock.lua lib/queue.lua
 -- The seat listing's one round trip, for a batch of listings of one schedule (seatrush
--- coalesces concurrent ones; see src/redis/coalesce.rs): checks that each token is an
--- ACTIVE token of this schedule, and reads the schedule's AVAILABLE seat ids once for all.
+-- coalesces concurrent ones; see src/redis/coalesce.rs): checks that each token is the
+-- caller's ACTIVE token of this schedule, and reads the schedule's AVAILABLE seat ids once for
+-- all.
 --
 -- KEYS[1] {s:S}:tokens   HASH token -> record
 -- KEYS[2] {s:S}:avail    SET of AVAILABLE seat ids
--- ARGV    the tokens
+-- ARGV    token1, userId1 (the caller), token2, userId2, …
 --
 -- Returns {'seatId,seatId,…' (empty when no token is ACTIVE), then per token: 'OK'
 --          | 'TOKEN_NOT_HERE' (not a token of this schedule) | 'QUEUE_TOKEN_INVALID'
---          | 'QUEUE_TOKEN_NOT_ACTIVE'}
+--          | 'QUEUE_TOKEN_NOT_ACTIVE' | 'FORBIDDEN' (another user's token)}
 local now = now_ms()
-local records = redis.call('HMGET', KEYS[1], unpack(ARGV))
+local seen = {}
 local out = { '' }
 local any = false
-for i = 1, #ARGV do
-  local raw = records[i]
-  local code = 'TOKEN_NOT_HERE'
-  if raw then
-    local t = decode_token(raw)
-    if not is_live(t, now) then
-      code = 'QUEUE_TOKEN_INVALID'
-    elseif t.status ~= 'ACTIVE' then
-      code = 'QUEUE_TOKEN_NOT_ACTIVE'
-    else
-      code = 'OK'
-      any = true
-    end
-  end
+for i = 1, #ARGV / 2 do
+  local code = token_refusal(seen, KEYS[1], ARGV[2 * i - 1], ARGV[2 * i], now) or 'OK'
+  any = any or code == 'OK'
   out[i + 1] = code
 end
 -- One string rather than one reply element per seat: far cheaper to encode and decode.

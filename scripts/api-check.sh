@@ -2,8 +2,8 @@
 # make api-check (also part of make test): schemathesis generates requests from
 # /openapi.json of a running debug seatrush (against the dev stack, from the SEATRUSH_*
 # environment) and fails on any 5xx or any response the document does not describe:
-# status, content type, headers and body schema. Requests carry the admin key and an ACTIVE
-# Queue-Token, so generated calls get past authentication.
+# status, content type, headers and body schema. Requests carry the admin key, one user's
+# identity and that user's ACTIVE Queue-Token, so generated calls get past authentication.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.dev/schemathesis
@@ -27,9 +27,11 @@ open=$(date -u -d '-1 min' +%Y-%m-%dT%H:%M:%S.000Z); close=$(date -u -d '+1 day'
 schedule=$(admin "/api/v1/admin/concerts/$concert/schedules" \
   "{\"venueId\":$venue,\"performanceDate\":\"2026-12-24\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$open\",\"bookingCloseAt\":\"$close\",\"seatCount\":50,\"price\":50000}" \
   | field scheduleId)
-token=$(admin /api/v1/queue/tokens "{\"userId\":$user,\"scheduleId\":$schedule}" | field token)
+identity="Authorization: Bearer $(target/debug/seatrush sign-user-token "$user")"
+token=$(curl -sf -X POST -H "$identity" "$base/api/v1/queue/tokens" \
+  -d "{\"userId\":$user,\"scheduleId\":$schedule}" | field token)
 
 "$venv/bin/schemathesis" run "$base/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "${API_CHECK_EXAMPLES:-30}" --no-color \
-  -H 'X-Admin-Key: dev-admin-key' -H "Queue-Token: $token"
+  -H 'X-Admin-Key: dev-admin-key' -H "$identity" -H "Queue-Token: $token"

@@ -97,9 +97,12 @@ def drive_load(base):
     n = 0
     while time.time() < until:
         user = admin("/api/v1/admin/users", {"name": f"viewer-{n}"})["userId"]
+        me = {"Authorization": "Bearer " + subprocess.run(
+            [BINARY, "sign-user-token", str(user)], check=True, capture_output=True,
+            text=True).stdout.strip()}
         status, rsp = call(base, "POST", "/api/v1/queue/tokens",
-                           {"userId": user, "scheduleId": schedule})
-        token = {"Queue-Token": rsp["data"]["token"]} if status == 200 else {}
+                           {"userId": user, "scheduleId": schedule}, me)
+        token = dict(me, **({"Queue-Token": rsp["data"]["token"]} if status == 200 else {}))
         call(base, "GET", "/api/v1/queue/tokens/me", headers=token)
         call(base, "GET", f"/api/v1/concerts/{concert}/schedules", headers=token)
         call(base, "GET", f"/api/v1/concerts/{concert}/schedules/{schedule}/seats", headers=token)
@@ -112,7 +115,9 @@ def drive_load(base):
             call(base, "POST", "/api/v1/payments",
                  {"reservationId": rsp["data"]["reservationId"], "paymentMethod": "BALANCE",
                   "userId": user}, dict(token, **{"Idempotency-Key": f"pay-{n}"}))
-        # A few errors: a bad token, an unknown route, a cancel of nothing.
+        # A few errors: a bad token, no identity, an unknown route, a cancel of nothing.
+        call(base, "GET", "/api/v1/queue/tokens/me",
+             headers=dict(me, **{"Queue-Token": str(uuid.uuid4())}))
         call(base, "GET", "/api/v1/queue/tokens/me", headers={"Queue-Token": str(uuid.uuid4())})
         call(base, "GET", "/api/v1/nowhere")
         call(base, "DELETE", f"/api/v1/reservations/{schedule << 32 | 999999}", headers=token)

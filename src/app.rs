@@ -13,6 +13,7 @@ use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::housekeeping::{self, Timing};
+use crate::identity::{self, Identity};
 use crate::model::Error;
 use crate::mysql::{Db, migrate};
 use crate::rebuild;
@@ -29,6 +30,8 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub config: Config,
+    /// Verifies the caller's identity on every public request.
+    pub identity: Identity,
     /// Every Redis operation of the services, by name.
     pub hot: HotPath,
     pub db: Db,
@@ -52,6 +55,8 @@ pub enum StartError {
         url: String,
         source: redis::RedisError,
     },
+    #[error("identity keys: {0}")]
+    Identity(#[from] identity::KeyError),
     #[error("MySQL configuration: {0}")]
     MysqlConfig(mysql_async::Error),
     #[error(transparent)]
@@ -72,6 +77,7 @@ impl App {
     /// (see [`crate::rebuild`]).
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
         let metrics = telemetry::metrics_handle();
+        let identity = Identity::from_config(&config)?;
         let (mut redis, db, scripts) = open_stores(&config).await?;
         let options = rebuild::Options {
             ended_token_keep: config.ended_token_keep,
@@ -92,6 +98,7 @@ impl App {
         health.probe(&redis, &db).await;
         Ok(Arc::new(Self {
             config,
+            identity,
             hot: HotPath::new(redis, scripts),
             catalogue: Catalogue::new(db.clone(), health.clone()),
             db,

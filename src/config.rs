@@ -7,6 +7,9 @@ use std::time::Duration;
 /// The admin key the dev stack uses; refused when `SEATRUSH_ENV=production`.
 pub const DEV_ADMIN_KEY: &str = "dev-admin-key";
 
+/// The secret that signs callers' identities on the dev stack; refused in production.
+pub const DEV_AUTH_SECRET: &str = "dev-auth-secret";
+
 /// (name, default, meaning) of every variable, in `--help` order.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
@@ -35,9 +38,19 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "X-Admin-Key accepted by the admin API",
     ),
     (
+        "SEATRUSH_AUTH_SECRET",
+        DEV_AUTH_SECRET,
+        "HS256 secrets of callers' identity tokens, comma-separated: the first signs, all verify",
+    ),
+    (
+        "SEATRUSH_AUTH_PUBLIC_KEY",
+        "",
+        "RS256/ES256 public key (PEM, or a PEM file's path) verifying identities instead",
+    ),
+    (
         "SEATRUSH_ENV",
         "development",
-        "`production` refuses the dev admin key",
+        "`production` refuses the dev admin key and the dev auth secret",
     ),
     (
         "SEATRUSH_FLUSH_MAX_LAG",
@@ -73,6 +86,10 @@ pub struct Config {
     pub mysql_primary_url: String,
     pub mysql_replica_url: String,
     pub admin_key: String,
+    /// HS256 secrets that verify callers' identities (the first also signs)…
+    pub auth_secrets: Vec<String>,
+    /// …or, when set, the public key (PEM or a path) that verifies them instead.
+    pub auth_public_key: Option<String>,
     /// How often each instance runs the admission tick (about every 100 ms).
     pub admission_interval: Duration,
     /// How often the flusher polls the outbox streams when they were empty.
@@ -100,6 +117,15 @@ pub enum ConfigError {
     BadSeconds(&'static str, String),
     #[error("SEATRUSH_ADMIN_KEY must be set to a non-default value when SEATRUSH_ENV=production")]
     DevKeyInProduction,
+    #[error("SEATRUSH_ADMIN_KEY must not be empty")]
+    EmptyAdminKey,
+    #[error("SEATRUSH_AUTH_SECRET must not be empty or hold an empty secret")]
+    EmptyAuthSecret,
+    #[error(
+        "SEATRUSH_AUTH_SECRET must be set to a non-default value (or SEATRUSH_AUTH_PUBLIC_KEY \
+         used) when SEATRUSH_ENV=production"
+    )]
+    DevAuthSecretInProduction,
 }
 
 fn var(name: &'static str) -> String {
@@ -110,6 +136,15 @@ fn var(name: &'static str) -> String {
             .expect("every variable read is listed in VARIABLES");
         (*default).to_string()
     })
+}
+
+/// The comma-separated secrets of `SEATRUSH_AUTH_SECRET`, none of them empty.
+fn auth_secrets(value: &str) -> Result<Vec<String>, ConfigError> {
+    let secrets: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+    if secrets.iter().any(String::is_empty) {
+        return Err(ConfigError::EmptyAuthSecret);
+    }
+    Ok(secrets)
 }
 
 /// A variable holding a duration in (possibly fractional) seconds.
@@ -129,9 +164,22 @@ impl Config {
         let http_addr = addr
             .parse()
             .map_err(|_| ConfigError::BadAddr("SEATRUSH_HTTP_ADDR", addr))?;
+        let production = var("SEATRUSH_ENV") == "production";
         let admin_key = var("SEATRUSH_ADMIN_KEY");
-        if var("SEATRUSH_ENV") == "production" && admin_key == DEV_ADMIN_KEY {
+        if admin_key.trim().is_empty() {
+            return Err(ConfigError::EmptyAdminKey);
+        }
+        if production && admin_key == DEV_ADMIN_KEY {
             return Err(ConfigError::DevKeyInProduction);
+        }
+        let auth_public_key =
+            Some(var("SEATRUSH_AUTH_PUBLIC_KEY")).filter(|k| !k.trim().is_empty());
+        let auth_secrets = auth_secrets(&var("SEATRUSH_AUTH_SECRET"))?;
+        if production
+            && auth_public_key.is_none()
+            && auth_secrets.iter().any(|s| s == DEV_AUTH_SECRET)
+        {
+            return Err(ConfigError::DevAuthSecretInProduction);
         }
         Ok(Self {
             http_addr,
@@ -139,6 +187,8 @@ impl Config {
             mysql_primary_url: var("SEATRUSH_MYSQL_PRIMARY_URL"),
             mysql_replica_url: var("SEATRUSH_MYSQL_REPLICA_URL"),
             admin_key,
+            auth_secrets,
+            auth_public_key,
             admission_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
             outbox_claim_idle: seconds("SEATRUSH_OUTBOX_CLAIM_IDLE")?,
@@ -156,6 +206,9 @@ impl Config {
              usage:\n  seatrush                migrate the database and serve\n  \
              seatrush demo-data      migrate and load demo data into an empty database\n  \
              seatrush rebuild-redis  rebuild Redis state from MySQL after Redis lost it\n  \
+             seatrush sign-user-token <userId> [--ttl-seconds N] [--count N]\n                          \
+             print an identity token for the user (for an hour by default;\n                          \
+             --count: one line for each of N users from userId)\n  \
              seatrush --help         this text\n\nenvironment (default):\n",
         );
         for (name, default, meaning) in VARIABLES {
@@ -168,6 +221,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_secrets_are_a_list_without_blanks() {
+        assert_eq!(auth_secrets("a, b").unwrap(), ["a", "b"]);
+        for bad in ["", "a,", ",a", "a, ,b"] {
+            assert!(
+                matches!(auth_secrets(bad), Err(ConfigError::EmptyAuthSecret)),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn durations_are_seconds_and_refuse_anything_else() {

@@ -21,6 +21,17 @@ const USERS: &[&str] = &[
 const SEATS_PER_SCHEDULE: u64 = 50;
 const PRICE_KRW: u64 = 110_000;
 
+/// The first users (at most as many as the demo has), id and name: who `make run` prints a
+/// ready identity for.
+pub async fn first_users(db: &Db) -> Result<Vec<(u64, String)>, Error> {
+    let mut conn = db.primary_conn().await?;
+    Ok(timed(conn.exec(
+        "SELECT id, name FROM users ORDER BY id LIMIT ?",
+        (USERS.len() as u64,),
+    ))
+    .await?)
+}
+
 /// Loads the demo data if there are no users yet; returns whether it did.
 pub async fn load_if_empty(db: &Db, redis: &mut RedisConn) -> Result<bool, Error> {
     let mut conn = db.primary_conn().await?;

@@ -20,7 +20,8 @@
 //! - [`writebehind`]: the flusher from the outbox streams to MySQL. [`health`]: probes.
 //! - [`redis`]: the connection behind a circuit breaker, keys, the typed Lua scripts
 //!   (`lua/`), the coalescing [`redis::HotPath`]. [`mysql`]: pools, migrations, loaders.
-//!   [`telemetry`], [`config`], [`shutdown`].
+//!   [`identity`]: who is asking (the caller's verified JWT). [`telemetry`], [`config`],
+//!   [`shutdown`].
 //! - [`model`]: ids, records, status enums, refusals, settings: no I/O.
 
 pub mod admin;
@@ -33,6 +34,7 @@ pub mod fallback;
 pub mod health;
 pub mod holds;
 pub mod housekeeping;
+pub mod identity;
 pub mod model;
 pub mod mysql;
 pub mod payment;

@@ -1,5 +1,6 @@
 //! The `seatrush` binary: parse, build, bind, serve until SIGTERM or Ctrl-C.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Requests allocate many small, short-lived buffers; mimalloc serves them faster than glibc.
@@ -8,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use seatrush::app::{self, App};
 use seatrush::config::Config;
+use seatrush::identity::{Identity, KeyError};
 use seatrush::{api, demo, rebuild, shutdown, telemetry};
 
 #[tokio::main]
@@ -17,6 +19,9 @@ async fn main() -> ExitCode {
     if matches!(command, Some("--help" | "-h" | "help")) {
         print!("{}", Config::help());
         return ExitCode::SUCCESS;
+    }
+    if command == Some("sign-user-token") {
+        return sign_user_token(&args[1..]);
     }
     if !matches!(command, None | Some("demo-data" | "rebuild-redis")) || args.len() > 1 {
         eprint!("unknown arguments {args:?}\n\n{}", Config::help());
@@ -46,6 +51,7 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             tracing::info!("database already has data; demo data not loaded");
         }
+        print_identities(&app).await?;
         return Ok(());
     }
     let listener = api::bind(addr)?;
@@ -68,6 +74,22 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A ready identity (for a day) for each demo user, for trying the API with curl.
+async fn print_identities(app: &App) -> Result<(), Box<dyn std::error::Error>> {
+    let mut lines = Vec::new();
+    for (id, name) in demo::first_users(&app.db).await? {
+        match app.identity.sign(id, 24 * 3600) {
+            Ok(token) => lines.push(format!("  user {id} ({name}): {token}")),
+            // Verifying with a public key: the identity provider signs, not seatrush.
+            Err(KeyError::CannotSign) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("Identities of the demo users (valid 24 h), for `Authorization: Bearer …`:");
+    println!("{}", lines.join("\n"));
+    Ok(())
+}
+
 /// Rebuilds what Redis lacks from MySQL, balances included, and prints what it did.
 async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
@@ -80,6 +102,62 @@ async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let report = rebuild::restore(&db, &mut redis, &scripts, &options).await?;
     println!("rebuild-redis ({:.2?}):\n{report}", started.elapsed());
     Ok(())
+}
+
+/// `sign-user-token <userId> [--ttl-seconds N] [--count N]`: prints an identity token signed
+/// with the configured secret (with `--count`, one line for each of N users from `userId`).
+fn sign_user_token(args: &[String]) -> ExitCode {
+    let usage = || {
+        eprintln!("usage: seatrush sign-user-token <userId> [--ttl-seconds N] [--count N]");
+        ExitCode::from(2)
+    };
+    let Some((user, options)) = args.split_first() else {
+        return usage();
+    };
+    let (mut ttl, mut count) = (3600u64, 1u64);
+    for pair in options.chunks(2) {
+        let value = pair.get(1).and_then(|v| v.parse::<u64>().ok());
+        match (pair[0].as_str(), value) {
+            ("--ttl-seconds", Some(v)) => ttl = v,
+            ("--count", Some(v)) if v > 0 => count = v,
+            _ => return usage(),
+        }
+    }
+    let first = match user.parse::<u64>() {
+        Ok(n)
+            if n > 0
+                && n.checked_add(count)
+                    .is_some_and(|end| end <= i64::MAX as u64) =>
+        {
+            n
+        }
+        _ => return usage(),
+    };
+    let identity = match Config::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|config| Identity::from_config(&config).map_err(|e| e.to_string()))
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            eprintln!("seatrush sign-user-token: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for user_id in first..first + count {
+        let line = identity
+            .sign(user_id, ttl)
+            .map_err(|e| e.to_string())
+            .and_then(|token| writeln!(out, "{token}").map_err(|e| e.to_string()));
+        if let Err(e) = line {
+            eprintln!("seatrush sign-user-token: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match out.flush() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
 }
 
 async fn wait_for_signal() {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{OPEN_NOW, TestApp, Window, eventually, spawn_all};
+use common::{OPEN_NOW, TestApp, Window, bearer, eventually, spawn_all};
 use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
 use simd_json::prelude::*;
@@ -110,13 +110,14 @@ async fn schedules_can_be_filtered_by_inclusive_dates() {
 async fn schedule_listing_errors() {
     let app = TestApp::spawn().await;
     let (concert, [a, ..]) = concert_with_three_schedules(&app).await;
-    let token = app.active_token(a).await;
+    let (user, token) = app.active_user(a).await;
+    let me = bearer(user);
     let path = format!("/api/v1/concerts/{concert}/schedules");
-    app.get(&path, &[])
+    app.get(&path, &[("authorization", &me)])
         .await
         .assert_error(401, "QUEUE_TOKEN_MISSING");
     let unknown = uuid::Uuid::new_v4().to_string();
-    app.get(&path, &[("queue-token", &unknown)])
+    app.get(&path, &[("authorization", &me), ("queue-token", &unknown)])
         .await
         .assert_error(401, "QUEUE_TOKEN_INVALID");
     app.get(
@@ -181,17 +182,21 @@ async fn available_seats_are_listed_for_an_active_token_of_the_schedule() {
 async fn seat_listing_errors() {
     let app = TestApp::spawn().await;
     let (concert, [a, _, c]) = concert_with_three_schedules(&app).await;
-    let active = app.active_token(a).await;
+    let (owner, active) = app.active_user(a).await;
+    let me = bearer(owner);
     let seats = |concert: u64, schedule: u64| {
         format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats")
     };
 
-    app.get(&seats(concert, a), &[])
+    app.get(&seats(concert, a), &[("authorization", &me)])
         .await
         .assert_error(401, "QUEUE_TOKEN_MISSING");
-    app.get(&seats(concert, a), &[("queue-token", "not-a-token")])
-        .await
-        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    app.get(
+        &seats(concert, a),
+        &[("authorization", &me), ("queue-token", "not-a-token")],
+    )
+    .await
+    .assert_error(401, "QUEUE_TOKEN_INVALID");
     app.get(&seats(concert, c), &[("queue-token", &active)])
         .await
         .assert_error(401, "QUEUE_TOKEN_WRONG_SCHEDULE");

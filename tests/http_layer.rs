@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{TestApp, bearer};
 use hyper::Method;
 use simd_json::prelude::*;
 
@@ -64,7 +64,13 @@ async fn malformed_bodies_are_400_naming_the_body() {
         "42",
         r#"{"userId":1,"scheduleId":1"#,
     ] {
-        let rsp = app.post("/api/v1/queue/tokens", &[], body).await;
+        let rsp = app
+            .post(
+                "/api/v1/queue/tokens",
+                &[("authorization", &bearer(1))],
+                body,
+            )
+            .await;
         rsp.assert_error(400, "INVALID_REQUEST");
         assert_eq!(rsp.field(), "body", "{body}");
     }

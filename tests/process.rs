@@ -499,3 +499,94 @@ async fn killed_mid_payment_the_restarted_server_settles_every_saga() {
         buyers.len() - paid.len()
     );
 }
+
+/// The binary run to completion with `args` and the extra variables `env` (and no inherited
+/// `SEATRUSH_*` of the caller's); returns (succeeded, stdout, stderr).
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_seatrush"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("SEATRUSH_")) {
+        command.env_remove(name);
+    }
+    let out = command
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the seatrush binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn production_refuses_dev_secrets_and_no_environment_takes_an_empty_admin_key() {
+    let production = ("SEATRUSH_ENV", "production");
+    for (env, says) in [
+        (
+            vec![production, ("SEATRUSH_ADMIN_KEY", "a-real-key")],
+            "SEATRUSH_AUTH_SECRET must be set",
+        ),
+        (
+            vec![production, ("SEATRUSH_AUTH_SECRET", "a-real-secret")],
+            "SEATRUSH_ADMIN_KEY must be set",
+        ),
+        (
+            vec![("SEATRUSH_ADMIN_KEY", "")],
+            "SEATRUSH_ADMIN_KEY must not be empty",
+        ),
+        (
+            vec![("SEATRUSH_AUTH_SECRET", "")],
+            "SEATRUSH_AUTH_SECRET must not be empty",
+        ),
+        (
+            vec![("SEATRUSH_AUTH_SECRET", "one,,two")],
+            "SEATRUSH_AUTH_SECRET must not be empty",
+        ),
+    ] {
+        // The server stops before it connects to anything; sign-user-token reads the same
+        // configuration.
+        let (ok, stdout, stderr) = run_binary(&[], &env);
+        assert!(!ok && (stdout + &stderr).contains(says), "{env:?}");
+        let (ok, _, stderr) = run_binary(&["sign-user-token", "1"], &env);
+        assert!(!ok && stderr.contains(says), "{env:?}: {stderr}");
+    }
+}
+
+#[test]
+fn sign_user_token_prints_identities_the_server_accepts() {
+    let (ok, stdout, stderr) = run_binary(&["sign-user-token", "42", "--ttl-seconds", "60"], &[]);
+    assert!(ok, "{stderr}");
+    let identity = seatrush::identity::Identity::from_config(&TestApp::config()).unwrap();
+    assert_eq!(identity.verify(stdout.trim()).unwrap().user_id(), 42);
+
+    let (ok, stdout, _) = run_binary(&["sign-user-token", "7", "--count", "3"], &[]);
+    assert!(ok);
+    let users: Vec<u64> = stdout
+        .lines()
+        .map(|line| identity.verify(line).unwrap().user_id())
+        .collect();
+    assert_eq!(users, [7, 8, 9]);
+
+    for bad in [
+        &["sign-user-token"][..],
+        &["sign-user-token", "0"],
+        &["sign-user-token", "x"],
+        &["sign-user-token", "1", "--ttl-seconds"],
+        &["sign-user-token", "1", "--count", "0"],
+    ] {
+        let (ok, _, stderr) = run_binary(bad, &[]);
+        assert!(!ok && stderr.contains("usage"), "{bad:?}: {stderr}");
+    }
+    // With a public key seatrush only verifies: the identity provider signs.
+    let key = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6aZB01n7z1P86Kny2aJDYbbXCnF2
+7FkqxoCfv40YO+HgR8UDrc9Vv6yHMnhstJSWb0bH59Q/ooSuV8icGpPuQA==
+-----END PUBLIC KEY-----
+";
+    let (ok, _, stderr) = run_binary(
+        &["sign-user-token", "1"],
+        &[("SEATRUSH_AUTH_PUBLIC_KEY", key)],
+    );
+    assert!(!ok && stderr.contains("cannot sign"), "{stderr}");
+}

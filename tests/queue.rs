@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{OPEN_NOW, TestApp, Window, eventually, spawn_all};
+use common::{OPEN_NOW, TestApp, Window, bearer, eventually, spawn_all};
 use simd_json::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +71,14 @@ async fn issuance_errors() {
         (r#"{"userId":1}"#, "scheduleId"),
         (r#"{"userId":1,"scheduleId":[1]}"#, "scheduleId"),
     ] {
-        let rsp = app.post("/api/v1/queue/tokens", &[], body).await;
+        // Syntax comes before ownership: the caller's own identity gets the 400.
+        let rsp = app
+            .post(
+                "/api/v1/queue/tokens",
+                &[("authorization", &bearer(user))],
+                body,
+            )
+            .await;
         rsp.assert_error(400, "INVALID_REQUEST");
         assert_eq!(rsp.field(), field, "{body}");
     }
@@ -97,14 +104,18 @@ async fn a_full_queue_is_429_but_a_holder_hears_409_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_status_errors() {
     let app = TestApp::spawn().await;
-    let rsp = app.get("/api/v1/queue/tokens/me", &[]).await;
+    let me = bearer(app.create_user().await);
+    let path = "/api/v1/queue/tokens/me";
+    let rsp = app.get(path, &[("authorization", &me)]).await;
     rsp.assert_error(401, "QUEUE_TOKEN_MISSING");
     for bad in [
         "nonsense",
         "0f8fad5bd9cb469fa16570867728950e",
         &uuid::Uuid::new_v4().to_string(),
     ] {
-        app.me(bad).await.assert_error(401, "QUEUE_TOKEN_INVALID");
+        app.get(path, &[("authorization", &me), ("queue-token", bad)])
+            .await
+            .assert_error(401, "QUEUE_TOKEN_INVALID");
     }
 }
 

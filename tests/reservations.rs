@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{TestApp, eventually, spawn_all};
+use common::{TestApp, bearer, eventually, spawn_all};
 use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
 use simd_json::prelude::*;
@@ -425,16 +425,17 @@ async fn reading_and_cancelling_errors() {
         .hold(&token, schedule, user, &[seats[0]])
         .await
         .u64("reservationId");
+    // The owner asks, with no token, a bad one, a stranger's, then their own.
+    let me = bearer(user);
     for method in [hyper::Method::GET, hyper::Method::DELETE] {
         let call = |path: String, token: Option<&str>| {
             let app = app.clone();
             let method = method.clone();
             let token = token.map(str::to_string);
+            let me = me.clone();
             async move {
-                let headers: Vec<(&str, &str)> = token
-                    .as_deref()
-                    .map(|t| vec![("queue-token", t)])
-                    .unwrap_or_default();
+                let mut headers = vec![("authorization", me.as_str())];
+                headers.extend(token.as_deref().map(|t| ("queue-token", t)));
                 app.request(method, &path, &headers, None).await
             }
         };

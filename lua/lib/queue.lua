@@ -81,6 +81,16 @@ local function token_refusal(seen, tokens_key, token, user, now)
   return nil
 end
 
+-- Refusals of who is asking (401 and 403: the token, or another user's token or record). An
+-- Idempotency-Key never keeps them as its outcome, so a repeat is evaluated afresh and nobody
+-- can store a refusal under another caller's key.
+local CALLER_REFUSALS = { TOKEN_NOT_HERE = true, QUEUE_TOKEN_INVALID = true,
+                          QUEUE_TOKEN_NOT_ACTIVE = true, FORBIDDEN = true }
+
+local function keeps_outcome(code)
+  return not CALLER_REFUSALS[code]
+end
+
 -- Admissions so far in the current wall-clock second, shared by every caller. On a new second
 -- the finished one is folded into the measured admission rate (cfg field `measuredRate`, read
 -- by wait_minutes) if anyone was waiting in it; `demand` marks the current second so.

@@ -10,6 +10,7 @@ use super::request::queue_token;
 use super::response::{self, Body};
 use crate::app::App;
 use crate::catalogue;
+use crate::identity::Caller;
 use crate::model::{Error, iso_ms, schedule_status};
 
 #[derive(Serialize)]
@@ -57,15 +58,23 @@ fn date_range(query: Option<&str>) -> Result<(Option<NaiveDate>, Option<NaiveDat
 /// `GET /api/v1/concerts/{concertId}/schedules?fromDate&toDate`
 pub async fn list_schedules(
     app: &App,
+    caller: Caller,
     headers: &HeaderMap,
     concert_id: u64,
     query: Option<&str>,
 ) -> Result<Response<Body>, Error> {
     let dates = date_range(query)?;
     let token = queue_token(headers)?;
-    let (schedules, stale) =
-        catalogue::schedules_of(&app.hot, &app.db, &app.catalogue, token, concert_id, dates)
-            .await?;
+    let (schedules, stale) = catalogue::schedules_of(
+        &app.hot,
+        &app.db,
+        &app.catalogue,
+        caller,
+        token,
+        concert_id,
+        dates,
+    )
+    .await?;
     let now = chrono::Utc::now().timestamp_millis();
     let items: Vec<ScheduleItem> = schedules
         .iter()
@@ -99,6 +108,7 @@ struct ScheduleInfo<'a> {
 /// `GET /api/v1/concerts/{concertId}/schedules/{scheduleId}/seats`
 pub async fn list_seats(
     app: &App,
+    caller: Caller,
     headers: &HeaderMap,
     concert_id: u64,
     schedule_id: u64,
@@ -108,6 +118,7 @@ pub async fn list_seats(
         &app.hot,
         &app.db,
         &app.catalogue,
+        caller,
         token,
         concert_id,
         schedule_id,

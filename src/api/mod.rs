@@ -260,10 +260,12 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
-    if route.is_admin() {
-        admin::authorize(app, &parts.headers)?;
-    }
     let headers = &parts.headers;
+    if route.is_admin() {
+        admin::authorize(app, headers)?;
+    }
+    // The caller's identity comes before the body is even read.
+    let caller = || app.identity.verify(request::bearer(headers)?);
     let read_body = || request::read_body(headers, body);
     match route {
         Route::Health => {
@@ -275,27 +277,37 @@ async fn dispatch(
             app.metrics.render(),
         )),
         Route::OpenApi => Ok(response::text("application/json", OPENAPI.to_string())),
-        Route::IssueToken => queue::issue_token(app, read_body().await?).await,
-        Route::MyToken => queue::my_token(app, headers).await,
+        Route::IssueToken => {
+            let caller = caller()?;
+            queue::issue_token(app, caller, read_body().await?).await
+        }
+        Route::MyToken => queue::my_token(app, caller()?, headers).await,
         Route::ListSchedules { concert_id } => {
-            catalogue::list_schedules(app, headers, concert_id, parts.uri.query()).await
+            catalogue::list_schedules(app, caller()?, headers, concert_id, parts.uri.query()).await
         }
         Route::ListSeats {
             concert_id,
             schedule_id,
-        } => catalogue::list_seats(app, headers, concert_id, schedule_id).await,
-        Route::HoldSeats => reservations::hold(app, headers, read_body().await?).await,
+        } => catalogue::list_seats(app, caller()?, headers, concert_id, schedule_id).await,
+        Route::HoldSeats => {
+            let caller = caller()?;
+            reservations::hold(app, caller, headers, read_body().await?).await
+        }
         Route::GetReservation { reservation_id } => {
-            reservations::get(app, headers, reservation_id).await
+            reservations::get(app, caller()?, headers, reservation_id).await
         }
         Route::CancelReservation { reservation_id } => {
-            reservations::cancel(app, headers, reservation_id).await
+            reservations::cancel(app, caller()?, headers, reservation_id).await
         }
         Route::Charge { user_id } => {
-            wallet::charge(app, headers, user_id, read_body().await?).await
+            let caller = caller()?;
+            wallet::charge(app, caller, headers, user_id, read_body().await?).await
         }
-        Route::Balance { user_id } => wallet::balance(app, headers, user_id).await,
-        Route::Pay => payments::pay(app, headers, read_body().await?).await,
+        Route::Balance { user_id } => wallet::balance(app, caller()?, headers, user_id).await,
+        Route::Pay => {
+            let caller = caller()?;
+            payments::pay(app, caller, headers, read_body().await?).await
+        }
         Route::AdminCreateUser => admin::create_user(app, read_body().await?).await,
         Route::AdminCreateVenue => admin::create_venue(app, read_body().await?).await,
         Route::AdminCreateConcert => admin::create_concert(app, read_body().await?).await,

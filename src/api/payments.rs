@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::request::{JsonObject, idempotency_key, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
+use crate::identity::Caller;
 use crate::model::{Error, Payment, PaymentId, ReservationId, Seat, iso_ms, reservation_number};
 use crate::payment::{self, METHOD};
 
@@ -48,9 +49,13 @@ impl PaymentView {
     }
 }
 
-/// `POST /api/v1/payments`
-pub async fn pay(app: &App, headers: &HeaderMap, body: Vec<u8>) -> Result<Response<Body>, Error> {
-    let token = queue_token(headers)?;
+/// `POST /api/v1/payments`: for the caller only.
+pub async fn pay(
+    app: &App,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+) -> Result<Response<Body>, Error> {
     let key = idempotency_key(headers)?;
     let body = JsonObject::parse(body)?;
     let reservation_id = ReservationId::from_u64(body.id("reservationId")?);
@@ -61,6 +66,8 @@ pub async fn pay(app: &App, headers: &HeaderMap, body: Vec<u8>) -> Result<Respon
         ));
     }
     let user_id = body.id("userId")?;
+    caller.owns(user_id)?;
+    let token = queue_token(headers)?;
     let payment = payment::pay(&app.hot, &app.db, token, user_id, reservation_id, key).await?;
     Ok(response::ok(
         StatusCode::CREATED,

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::request::{JsonObject, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
+use crate::identity::Caller;
 use crate::model::{Error, TokenStatus, iso_ms};
 use crate::queue;
 
@@ -20,12 +21,17 @@ struct IssuedToken {
     status: TokenStatus,
 }
 
-/// `POST /api/v1/queue/tokens`
-pub async fn issue_token(app: &App, body: Vec<u8>) -> Result<Response<Body>, Error> {
+/// `POST /api/v1/queue/tokens`: for the caller only.
+pub async fn issue_token(
+    app: &App,
+    caller: Caller,
+    body: Vec<u8>,
+) -> Result<Response<Body>, Error> {
     let body = JsonObject::parse(body)?;
     let user_id = body.id("userId")?;
     let schedule_id = body.id("scheduleId")?;
-    let (token, state) = queue::issue(&app.hot, &app.users, &app.db, user_id, schedule_id).await?;
+    caller.owns(user_id)?;
+    let (token, state) = queue::issue(&app.hot, &app.users, &app.db, caller, schedule_id).await?;
     Ok(response::ok(
         StatusCode::OK,
         &IssuedToken {
@@ -49,10 +55,14 @@ struct TokenView {
     active_until: Option<String>,
 }
 
-/// `GET /api/v1/queue/tokens/me`
-pub async fn my_token(app: &App, headers: &HeaderMap) -> Result<Response<Body>, Error> {
+/// `GET /api/v1/queue/tokens/me`: the caller's own token.
+pub async fn my_token(
+    app: &App,
+    caller: Caller,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, Error> {
     let token = queue_token(headers)?;
-    let (holder, stale) = queue::authenticate_or_stale(&app.hot, &app.db, token).await?;
+    let (holder, stale) = queue::authenticate_or_stale(&app.hot, &app.db, token, caller).await?;
     let state = holder.state;
     let view = TokenView {
         token: holder.token,

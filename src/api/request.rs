@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, HeaderMap};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
 use simd_json::{OwnedValue, StaticNode};
 
 use crate::model::Error;
@@ -205,6 +205,19 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
     Ok(Some(key.to_string()))
 }
 
+/// The Bearer token of the `Authorization` header: `401 AUTH_REQUIRED` when there is none
+/// or its scheme is not `Bearer` (the scheme's case does not matter).
+pub fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Error::AuthRequired)?;
+    match value.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(Error::AuthRequired),
+    }
+}
+
 /// The `Queue-Token` header.
 pub const QUEUE_TOKEN: &str = "queue-token";
 
@@ -343,6 +356,28 @@ mod tests {
         }
         let ok = "0f8fad5b-d9cb-469f-a165-70867728950e";
         assert_eq!(with(Some(ok)).unwrap().to_string(), ok);
+    }
+
+    #[test]
+    fn only_a_bearer_scheme_carries_an_identity() {
+        use hyper::header::HeaderValue;
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert_eq!(bearer(&with("Bearer abc.def.ghi")).unwrap(), "abc.def.ghi");
+        assert_eq!(bearer(&with("bearer  x.y.z ")).unwrap(), "x.y.z");
+        assert!(matches!(
+            bearer(&HeaderMap::new()),
+            Err(Error::AuthRequired)
+        ));
+        for bad in ["Basic dXNlcjpwdw==", "Bearer", "abc.def.ghi", ""] {
+            assert!(
+                matches!(bearer(&with(bad)), Err(Error::AuthRequired)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

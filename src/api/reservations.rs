@@ -8,6 +8,7 @@ use super::request::{JsonObject, idempotency_key, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
 use crate::holds;
+use crate::identity::Caller;
 use crate::model::{
     Error, Reservation, ReservationId, ReservationStatus, Seat, iso_ms, reservation_number,
 };
@@ -46,14 +47,20 @@ impl ReservationView {
     }
 }
 
-/// `POST /api/v1/reservations`
-pub async fn hold(app: &App, headers: &HeaderMap, body: Vec<u8>) -> Result<Response<Body>, Error> {
-    let token = queue_token(headers)?;
+/// `POST /api/v1/reservations`: for the caller only.
+pub async fn hold(
+    app: &App,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+) -> Result<Response<Body>, Error> {
     let key = idempotency_key(headers)?;
     let body = JsonObject::parse(body)?;
     let schedule_id = body.id("scheduleId")?;
     let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
     let user_id = body.id("userId")?;
+    caller.owns(user_id)?;
+    let token = queue_token(headers)?;
     let hold = holds::hold(&app.hot, token, user_id, schedule_id, seat_ids, key).await?;
     Ok(response::ok(
         StatusCode::CREATED,
@@ -74,11 +81,13 @@ pub async fn hold(app: &App, headers: &HeaderMap, body: Vec<u8>) -> Result<Respo
 /// `GET /api/v1/reservations/{reservationId}`: the owner's token (any live one).
 pub async fn get(
     app: &App,
+    caller: Caller,
     headers: &HeaderMap,
     id: ReservationId,
 ) -> Result<Response<Body>, Error> {
     let token = queue_token(headers)?;
-    let (reservation, stale) = holds::get(&app.hot, &app.db, &app.catalogue, token, id).await?;
+    let (reservation, stale) =
+        holds::get(&app.hot, &app.db, &app.catalogue, caller, token, id).await?;
     Ok(response::ok_maybe_stale(
         &ReservationView::new(reservation),
         stale,
@@ -88,11 +97,12 @@ pub async fn get(
 /// `DELETE /api/v1/reservations/{reservationId}`: the owner cancels a RESERVED hold.
 pub async fn cancel(
     app: &App,
+    caller: Caller,
     headers: &HeaderMap,
     id: ReservationId,
 ) -> Result<Response<Body>, Error> {
     let token = queue_token(headers)?;
-    let reservation = holds::cancel(&app.hot, &app.catalogue, token, id).await?;
+    let reservation = holds::cancel(&app.hot, &app.catalogue, caller, token, id).await?;
     Ok(response::ok(
         StatusCode::OK,
         &ReservationView::new(reservation),

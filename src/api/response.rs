@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
@@ -104,7 +104,9 @@ pub fn status(err: &Error) -> StatusCode {
     use Error::*;
     match err {
         InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-        QueueTokenMissing
+        AuthRequired
+        | AuthInvalid
+        | QueueTokenMissing
         | QueueTokenInvalid
         | QueueTokenNotActive
         | QueueTokenWrongSchedule
@@ -168,6 +170,11 @@ pub fn error(err: &Error) -> Response<Body> {
         }
         Error::Unavailable(_) | Error::RedisUnavailable(_) => {
             rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
+        // RFC 6750: the scheme a client must use.
+        Error::AuthRequired | Error::AuthInvalid => {
+            rsp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         _ => {}
     }

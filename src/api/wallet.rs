@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::request::{JsonObject, idempotency_key, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
+use crate::identity::Caller;
 use crate::model::{Error, MAX_CHARGE, iso_ms};
 use crate::wallet;
 
@@ -20,18 +21,20 @@ struct Charged {
     charged_at: String,
 }
 
-/// `POST /api/v1/users/{userId}/balance/charge`: the token is checked before the body.
+/// `POST /api/v1/users/{userId}/balance/charge`: the caller's own balance.
 pub async fn charge(
     app: &App,
+    caller: Caller,
     headers: &HeaderMap,
     user_id: u64,
     body: Vec<u8>,
 ) -> Result<Response<Body>, Error> {
-    let owner = wallet::owner(&app.hot, queue_token(headers)?, user_id).await?;
     let key = idempotency_key(headers)?;
     let amount = JsonObject::parse(body)?
         .opt_positive("amount", MAX_CHARGE)?
         .ok_or_else(|| Error::invalid("amount", "amount is required"))?;
+    caller.owns(user_id)?;
+    let owner = wallet::owner(&app.hot, caller, queue_token(headers)?, user_id).await?;
     let charge = wallet::charge(&app.hot, &app.db, owner, amount, key).await?;
     Ok(response::ok(
         StatusCode::OK,
@@ -58,11 +61,13 @@ struct BalanceView {
 /// `GET /api/v1/users/{userId}/balance`
 pub async fn balance(
     app: &App,
+    caller: Caller,
     headers: &HeaderMap,
     user_id: u64,
 ) -> Result<Response<Body>, Error> {
+    caller.owns(user_id)?;
     let token = queue_token(headers)?;
-    let (balance, stale) = wallet::balance(&app.hot, &app.db, token, user_id).await?;
+    let (balance, stale) = wallet::balance(&app.hot, &app.db, caller, token, user_id).await?;
     let view = BalanceView {
         user_id,
         current_balance: balance.balance,

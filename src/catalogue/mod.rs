@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub use reads::Catalogue;
 
 use crate::fallback;
+use crate::identity::Caller;
 use crate::model::{Error, ListedSeat, Refusal, Schedule, TokenStatus};
 use crate::mysql::Db;
 use crate::queue;
@@ -25,11 +26,12 @@ pub async fn schedules_of(
     hot: &HotPath,
     db: &Db,
     catalogue: &Catalogue,
+    caller: Caller,
     token: Uuid,
     concert_id: u64,
     (from, to): (Option<NaiveDate>, Option<NaiveDate>),
 ) -> Result<(Vec<(Schedule, u64)>, bool), Error> {
-    let (_, stale_token) = queue::authenticate_or_stale(hot, db, token).await?;
+    let (_, stale_token) = queue::authenticate_or_stale(hot, db, token, caller).await?;
     let concert = catalogue
         .concert(concert_id)
         .await?
@@ -66,26 +68,28 @@ pub struct SeatListing {
     pub stale: bool,
 }
 
-/// The schedule's AVAILABLE seats, for an ACTIVE token of that schedule. One script call
-/// checks the token and reads the availability (shared with concurrent listings).
+/// The schedule's AVAILABLE seats, for the caller's ACTIVE token of that schedule. One
+/// script call checks the token and reads the availability (shared with concurrent
+/// listings).
 pub async fn seats_of(
     hot: &HotPath,
     db: &Db,
     catalogue: &Catalogue,
+    caller: Caller,
     token: Uuid,
     concert_id: u64,
     schedule_id: u64,
 ) -> Result<SeatListing, Error> {
     let fresh = async {
-        match hot.seat_view(schedule_id, token).await? {
+        match hot.seat_view(schedule_id, token, caller.user_id()).await? {
             Ok(ids) => Ok(ids),
             Err(Refusal::TokenNotHere) => Err(queue::not_here(hot, &token, schedule_id).await),
-            Err(Refusal::QueueTokenNotActive) => Err(Error::QueueTokenNotActive),
-            Err(_) => Err(Error::QueueTokenInvalid),
+            Err(refusal) => Err(refusal.into()),
         }
     };
     let from_mysql = || async {
         let holder = fallback::token_holder(db, token).await?;
+        caller.owns(holder.user_id)?;
         if holder.schedule_id != schedule_id {
             return Err(Error::QueueTokenWrongSchedule);
         }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::catalogue::Catalogue;
 use crate::fallback;
+use crate::identity::Caller;
 use crate::model::{
     Error, Hold, Idempotency, Refusal, Reservation, ReservationId, ReservationRecord, Seat,
 };
@@ -44,16 +45,17 @@ pub async fn hold(
     }
 }
 
-/// The caller's reservation (any live token of theirs), from MySQL while Redis is
+/// The caller's reservation (with any live token of theirs), from MySQL while Redis is
 /// unreachable (then the flag says it may be stale).
 pub async fn get(
     hot: &HotPath,
     db: &Db,
     catalogue: &Catalogue,
+    caller: Caller,
     token: Uuid,
     id: ReservationId,
 ) -> Result<(Reservation, bool), Error> {
-    let (holder, stale_token) = queue::authenticate_or_stale(hot, db, token).await?;
+    let (_, stale_token) = queue::authenticate_or_stale(hot, db, token, caller).await?;
     let fresh = async {
         hot.reservation(id)
             .await?
@@ -66,21 +68,21 @@ pub async fn get(
     let (record, stale_record) =
         fallback::or_mysql(fresh, || fallback::reservation(db, id)).await?;
     let record = record.ok_or(Error::ReservationNotFound)?;
-    if record.user_id != holder.user_id {
-        return Err(Error::Forbidden);
-    }
+    caller.owns(record.user_id)?;
     let reservation = with_seats(catalogue, record).await?;
     Ok((reservation, stale_token || stale_record))
 }
 
-/// The owner cancels a RESERVED hold; its seats are AVAILABLE again.
+/// The owner cancels a RESERVED hold (with any live token of theirs); its seats are
+/// AVAILABLE again.
 pub async fn cancel(
     hot: &HotPath,
     catalogue: &Catalogue,
+    caller: Caller,
     token: Uuid,
     id: ReservationId,
 ) -> Result<Reservation, Error> {
-    let holder = queue::authenticate(hot, token).await?;
+    let holder = queue::authenticate(hot, token, caller).await?;
     let record = hot.cancel_hold(id, holder.user_id).await??;
     metrics::counter!("seatrush_holds_cancelled_total").increment(1);
     with_seats(catalogue, record).await

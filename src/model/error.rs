@@ -5,6 +5,10 @@
 pub enum Error {
     #[error("{message}")]
     InvalidRequest { field: String, message: String },
+    #[error("an Authorization: Bearer header with the caller's identity is required")]
+    AuthRequired,
+    #[error("the Bearer token is not a valid identity (malformed, badly signed or expired)")]
+    AuthInvalid,
     #[error("Queue-Token header is missing")]
     QueueTokenMissing,
     #[error("queue token is unknown or expired")]
@@ -15,7 +19,7 @@ pub enum Error {
     QueueTokenWrongSchedule,
     #[error("admin key is missing or wrong")]
     AdminKeyInvalid,
-    #[error("the queue token belongs to another user")]
+    #[error("this belongs to another user")]
     Forbidden,
     #[error("user not found")]
     UserNotFound,
@@ -87,6 +91,8 @@ impl Error {
         use Error::*;
         match self {
             InvalidRequest { .. } => "INVALID_REQUEST",
+            AuthRequired => "AUTH_REQUIRED",
+            AuthInvalid => "AUTH_INVALID",
             QueueTokenMissing => "QUEUE_TOKEN_MISSING",
             QueueTokenInvalid => "QUEUE_TOKEN_INVALID",
             QueueTokenNotActive => "QUEUE_TOKEN_NOT_ACTIVE",

@@ -5,21 +5,23 @@
 use uuid::Uuid;
 
 use crate::fallback;
+use crate::identity::Caller;
 use crate::model::{Error, TokenHolder, TokenState, TokenStatus};
 use crate::mysql::Db;
 use crate::redis::HotPath;
 use crate::redis::scripts::{IssueOutcome, StatusOutcome};
 use crate::users::UserDirectory;
 
-/// Issues a new token for the user on the schedule: WAITING, or ACTIVE at once when there is
-/// room.
+/// Issues a new token for the caller on the schedule: WAITING, or ACTIVE at once when there
+/// is room.
 pub async fn issue(
     hot: &HotPath,
     users: &UserDirectory,
     db: &Db,
-    user_id: u64,
+    caller: Caller,
     schedule_id: u64,
 ) -> Result<(Uuid, TokenState), Error> {
+    let user_id = caller.user_id();
     if !users.exists(db, user_id).await? {
         return Err(Error::UserNotFound);
     }
@@ -36,9 +38,19 @@ pub async fn issue(
     }
 }
 
-/// The live (WAITING or ACTIVE) token's holder: the token index names its schedule, whose
-/// `token_status` script confirms it.
-pub async fn authenticate(hot: &HotPath, token: Uuid) -> Result<TokenHolder, Error> {
+/// The caller's live (WAITING or ACTIVE) token: the token index names its schedule, whose
+/// `token_status` script confirms it; another user's token is `403 FORBIDDEN`.
+pub async fn authenticate(
+    hot: &HotPath,
+    token: Uuid,
+    caller: Caller,
+) -> Result<TokenHolder, Error> {
+    let holder = holder(hot, token).await?;
+    caller.owns(holder.user_id)?;
+    Ok(holder)
+}
+
+async fn holder(hot: &HotPath, token: Uuid) -> Result<TokenHolder, Error> {
     let (schedule_id, indexed_user) = hot
         .token_index(&token)
         .await?
@@ -60,11 +72,12 @@ pub async fn authenticate_or_stale(
     hot: &HotPath,
     db: &Db,
     token: Uuid,
+    caller: Caller,
 ) -> Result<(TokenHolder, bool), Error> {
-    fallback::or_mysql(authenticate(hot, token), || {
-        fallback::token_holder(db, token)
-    })
-    .await
+    let (holder, stale) =
+        fallback::or_mysql(holder(hot, token), || fallback::token_holder(db, token)).await?;
+    caller.owns(holder.user_id)?;
+    Ok((holder, stale))
 }
 
 /// Why a token a schedule's script did not find there is refused: it is another schedule's

@@ -43,7 +43,7 @@ pub struct HotPath {
     scripts: Arc<Scripts>,
     token_issuer: Coalescer<(Uuid, u64), IssueOutcome>,
     token_checker: Coalescer<Uuid, StatusOutcome>,
-    seat_viewer: Coalescer<Uuid, SeatViewOutcome>,
+    seat_viewer: Coalescer<(Uuid, u64), SeatViewOutcome>,
     seat_holder: Coalescer<HoldRequest, HoldOutcome>,
     payment_begins: Coalescer<BeginRequest, BeginOutcome>,
     debits: Coalescer<DebitRequest, DebitOutcome>,
@@ -160,9 +160,15 @@ impl HotPath {
 
     // Seats and holds.
 
-    /// `seat_view`: the schedule's AVAILABLE seat ids if the token is ACTIVE there.
-    pub async fn seat_view(&self, schedule_id: u64, token: Uuid) -> RedisResult<SeatViewOutcome> {
-        self.seat_viewer.call(schedule_id, token).await
+    /// `seat_view`: the schedule's AVAILABLE seat ids if the token is the user's and ACTIVE
+    /// there.
+    pub async fn seat_view(
+        &self,
+        schedule_id: u64,
+        token: Uuid,
+        user_id: u64,
+    ) -> RedisResult<SeatViewOutcome> {
+        self.seat_viewer.call(schedule_id, (token, user_id)).await
     }
 
     /// How many seats of each schedule are AVAILABLE, in order.

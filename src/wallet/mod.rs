@@ -8,6 +8,7 @@
 use uuid::Uuid;
 
 use crate::fallback;
+use crate::identity::Caller;
 use crate::model::{Balance, Error, Idempotency, MAX_BALANCE, MAX_CHARGE};
 use crate::mysql::{Db, records};
 use crate::queue;
@@ -22,17 +23,22 @@ pub struct Charge {
     pub charged_at_ms: i64,
 }
 
-/// Proof that the caller holds a live token of the wallet's user: made only by [`owner`].
+/// Proof that the caller owns the wallet and holds a live token: made only by [`owner`].
 #[derive(Debug)]
 pub struct Owner {
     user_id: u64,
 }
 
-/// The wallet of `user_id`, if the token is one of that user's own (any live one).
-pub async fn owner(hot: &HotPath, token: Uuid, user_id: u64) -> Result<Owner, Error> {
-    if queue::authenticate(hot, token).await?.user_id != user_id {
-        return Err(Error::Forbidden);
-    }
+/// The wallet of `user_id`, if it is the caller's and the token is one of theirs (any live
+/// one).
+pub async fn owner(
+    hot: &HotPath,
+    caller: Caller,
+    token: Uuid,
+    user_id: u64,
+) -> Result<Owner, Error> {
+    caller.owns(user_id)?;
+    queue::authenticate(hot, token, caller).await?;
     Ok(Owner { user_id })
 }
 
@@ -83,18 +89,17 @@ pub async fn charge(
     }
 }
 
-/// The user's balance (any live token of theirs), from MySQL while Redis is unreachable
-/// (then the flag says it may be stale).
+/// The caller's balance (with any live token of theirs), from MySQL while Redis is
+/// unreachable (then the flag says it may be stale).
 pub async fn balance(
     hot: &HotPath,
     db: &Db,
+    caller: Caller,
     token: Uuid,
     user_id: u64,
 ) -> Result<(Balance, bool), Error> {
-    let (holder, stale_token) = queue::authenticate_or_stale(hot, db, token).await?;
-    if holder.user_id != user_id {
-        return Err(Error::Forbidden);
-    }
+    caller.owns(user_id)?;
+    let (_, stale_token) = queue::authenticate_or_stale(hot, db, token, caller).await?;
     let fresh = async {
         match hot
             .balance(user_id)

@@ -5,8 +5,9 @@
 
 pub mod load;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use seatrush::app::App;
 use seatrush::config::Config;
+use seatrush::identity::Identity;
 use seatrush::model::{Idempotency, PaymentAttempt, PaymentId, ReservationId};
 use seatrush::shutdown::{self, ShutdownTrigger};
 use simd_json::OwnedValue;
@@ -116,6 +118,39 @@ pub async fn own_database(config: &mut Config, name: &str) {
         let (server, _) = url.rsplit_once('/').unwrap();
         *url = format!("{server}/{name}");
     }
+}
+
+/// Signs identities as the ticketing site's login would, with the test configuration's secret.
+static IDENTITY: LazyLock<Identity> =
+    LazyLock::new(|| Identity::from_config(&test_config()).expect("test identity keys"));
+
+/// `Authorization` header value naming `user` (valid for an hour).
+pub fn bearer(user: u64) -> String {
+    format!("Bearer {}", IDENTITY.sign(user, 3600).unwrap())
+}
+
+/// Who each Queue-Token the harness saw issued belongs to.
+static TOKEN_OWNERS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Mutex::default);
+
+/// The user a request speaks for, when it does not say who is asking: the owner of its
+/// Queue-Token, else the user in its path (`/api/v1/users/{id}/…`), else the `userId` of its
+/// body. Tests of other callers and of missing identities say so with their own
+/// `authorization` header (or use [`TestApp::request_as_is`]).
+fn implied_user(path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Option<u64> {
+    let token = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("queue-token"))
+        .and_then(|(_, v)| TOKEN_OWNERS.lock().unwrap().get(*v).copied());
+    let in_path = || {
+        let rest = path.strip_prefix("/api/v1/users/")?;
+        rest.split('/').next()?.parse().ok()
+    };
+    let in_body = || {
+        let mut bytes = body?.to_vec();
+        let value = simd_json::to_owned_value(&mut bytes).ok()?;
+        value.get("userId")?.as_u64()
+    };
+    token.or_else(in_path).or_else(in_body)
 }
 
 /// Cheap to clone, so tests can hand a copy to each of many parallel tasks.
@@ -275,8 +310,42 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    /// A request on a new connection; `Err` when the connection or the exchange fails.
+    /// A request on a new connection, sent by the user it speaks for (see [`implied_user`])
+    /// unless it names its own `authorization`; `Err` when the connection or the exchange
+    /// fails.
     pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Rsp, String> {
+        let says_who = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        let implied = (!says_who)
+            .then(|| implied_user(path, headers, body.as_deref()))
+            .flatten();
+        let authorization = implied.map(bearer);
+        let mut with_identity = headers.to_vec();
+        if let Some(value) = &authorization {
+            with_identity.push(("authorization", value));
+        }
+        let issuing = method == Method::POST && path == "/api/v1/queue/tokens";
+        let rsp = self
+            .request_as_is(method, path, &with_identity, body)
+            .await?;
+        if issuing
+            && rsp.status == StatusCode::OK
+            && let Some(user) = implied
+        {
+            TOKEN_OWNERS.lock().unwrap().insert(rsp.str("token"), user);
+        }
+        Ok(rsp)
+    }
+
+    /// A request with exactly these headers, on a new connection.
+    pub async fn request_as_is(
         &self,
         method: Method,
         path: &str,

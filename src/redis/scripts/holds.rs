@@ -92,13 +92,13 @@ impl Scripts {
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        tokens: &[Uuid],
+        tokens: &[(Uuid, u64)],
     ) -> RedisResult<Vec<SeatViewOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.seat_view.key(&k.tokens);
         call.key(&k.avail);
-        for token in tokens {
-            call.arg(token.to_string());
+        for (token, user_id) in tokens {
+            call.arg(token.to_string()).arg(user_id);
         }
         let reply = Reply::new(call.invoke_observed("seat_view", conn).await?)?;
         let listed = reply.string(0)?;

@@ -1,0 +1,324 @@
+//! Who is asking: the caller's identity, a JWT the ticketing site's login issued
+//! (`Authorization: Bearer <JWT>`). seatrush verifies it and never manages passwords.
+//!
+//! HS256 with the shared secrets of `SEATRUSH_AUTH_SECRET` (comma-separated: the first signs,
+//! all verify, for rotation), or instead an RS256/ES256 public key (`SEATRUSH_AUTH_PUBLIC_KEY`),
+//! and then only that algorithm. The claims that count are `sub` (the user id, a positive
+//! decimal without leading zeros) and `exp` (required, 60 s leeway); others are ignored.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::model::Error;
+
+/// Proof that a request comes from this user: made only by [`Identity::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    user_id: u64,
+}
+
+impl Caller {
+    pub fn user_id(self) -> u64 {
+        self.user_id
+    }
+
+    /// The caller may act only for themselves: another user's id is `403 FORBIDDEN`.
+    pub fn owns(self, user_id: u64) -> Result<(), Error> {
+        if user_id == self.user_id {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+#[derive(Serialize)]
+struct SignedClaims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+}
+
+/// Why the configured keys cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("SEATRUSH_AUTH_SECRET holds an empty secret")]
+    EmptySecret,
+    #[error("SEATRUSH_AUTH_PUBLIC_KEY is neither an RSA nor an EC (P-256) public key in PEM")]
+    BadPublicKey,
+    #[error("SEATRUSH_AUTH_PUBLIC_KEY could not be read from {0}: {1}")]
+    UnreadablePublicKey(String, std::io::Error),
+    #[error(
+        "seatrush verifies with a public key (SEATRUSH_AUTH_PUBLIC_KEY) and cannot sign; \
+         the identity provider signs"
+    )]
+    CannotSign,
+    #[error("could not sign: {0}")]
+    Signing(jsonwebtoken::errors::Error),
+}
+
+/// The keys that verify callers' tokens (and, with shared secrets, sign them).
+pub struct Identity {
+    keys: Vec<DecodingKey>,
+    validation: Validation,
+    signer: Option<EncodingKey>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("algorithm", &self.validation.algorithms)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut v = Validation::new(algorithm);
+    v.leeway = 60;
+    v.validate_exp = true;
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp", "sub"]);
+    v
+}
+
+impl Identity {
+    /// The keys `SEATRUSH_AUTH_PUBLIC_KEY` or else `SEATRUSH_AUTH_SECRET` name.
+    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+        match &config.auth_public_key {
+            Some(key) => Self::public_key(key),
+            None => Self::shared_secrets(&config.auth_secrets),
+        }
+    }
+
+    /// HS256 with these secrets: the first signs, every one verifies.
+    pub fn shared_secrets<S: AsRef<str>>(secrets: &[S]) -> Result<Self, KeyError> {
+        if secrets.is_empty() || secrets.iter().any(|s| s.as_ref().is_empty()) {
+            return Err(KeyError::EmptySecret);
+        }
+        let keys = secrets
+            .iter()
+            .map(|s| DecodingKey::from_secret(s.as_ref().as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| KeyError::EmptySecret)?;
+        let signer = EncodingKey::from_secret(secrets[0].as_ref().as_bytes())
+            .map_err(|_| KeyError::EmptySecret)?;
+        Ok(Self {
+            keys,
+            validation: validation(Algorithm::HS256),
+            signer: Some(signer),
+        })
+    }
+
+    /// RS256 or ES256 with this public key (PEM text, or the path of a PEM file); nothing
+    /// else is accepted, and nothing can be signed.
+    pub fn public_key(pem_or_path: &str) -> Result<Self, KeyError> {
+        let pem = if pem_or_path.contains("-----BEGIN") {
+            pem_or_path.to_string()
+        } else {
+            std::fs::read_to_string(pem_or_path)
+                .map_err(|e| KeyError::UnreadablePublicKey(pem_or_path.to_string(), e))?
+        };
+        let (key, algorithm) = if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            (key, Algorithm::RS256)
+        } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+            (key, Algorithm::ES256)
+        } else {
+            return Err(KeyError::BadPublicKey);
+        };
+        Ok(Self {
+            keys: vec![key],
+            validation: validation(algorithm),
+            signer: None,
+        })
+    }
+
+    /// The caller named by a Bearer token, or `401 AUTH_INVALID`.
+    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        let mut last = Err(Error::AuthInvalid);
+        for key in &self.keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => {
+                    last = user_id(&data.claims.sub).map(|user_id| Caller { user_id });
+                    break;
+                }
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
+                Err(_) => break,
+            }
+        }
+        last
+    }
+
+    /// A token for `user_id` that expires in `ttl_seconds` (development, tests, benchmarks).
+    pub fn sign(&self, user_id: u64, ttl_seconds: u64) -> Result<String, KeyError> {
+        let key = self.signer.as_ref().ok_or(KeyError::CannotSign)?;
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let claims = SignedClaims {
+            sub: user_id.to_string(),
+            exp: now + ttl_seconds,
+            iat: now,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(KeyError::Signing)
+    }
+}
+
+/// `sub` as a user id: a positive decimal integer without sign or leading zeros.
+fn user_id(sub: &str) -> Result<u64, Error> {
+    let digits = !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_digit());
+    match sub.parse::<u64>() {
+        Ok(n) if digits && n > 0 && n <= i64::MAX as u64 && !sub.starts_with('0') => Ok(n),
+        _ => Err(Error::AuthInvalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    fn hs256(secret: &str, claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn a_signed_token_names_its_user() {
+        let id = Identity::shared_secrets(&["s3cret"]).unwrap();
+        let token = id.sign(42, 60).unwrap();
+        assert_eq!(id.verify(&token).unwrap().user_id(), 42);
+    }
+
+    #[test]
+    fn every_secret_verifies_and_the_first_signs() {
+        let old = Identity::shared_secrets(&["old"]).unwrap();
+        let rotated = Identity::shared_secrets(&["new", "old"]).unwrap();
+        assert_eq!(
+            rotated.verify(&old.sign(7, 60).unwrap()).unwrap().user_id(),
+            7
+        );
+        let fresh = rotated.sign(8, 60).unwrap();
+        assert!(old.verify(&fresh).is_err(), "signed with the new secret");
+        assert!(Identity::shared_secrets::<&str>(&[]).is_err());
+        assert!(Identity::shared_secrets(&["a", ""]).is_err());
+    }
+
+    #[test]
+    fn bad_tokens_are_auth_invalid() {
+        let id = Identity::shared_secrets(&["s3cret"]).unwrap();
+        let exp = now() + 300;
+        let good = hs256("s3cret", &serde_json::json!({"sub": "5", "exp": exp}));
+        let mut tampered = good.clone();
+        tampered.pop();
+        tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+        let cases = [
+            ("not three parts", "abc.def".to_string()),
+            ("garbage", "a.b.c".to_string()),
+            ("tampered signature", tampered),
+            (
+                "another secret",
+                hs256("other", &serde_json::json!({"sub": "5", "exp": exp})),
+            ),
+            (
+                "expired past the leeway",
+                hs256(
+                    "s3cret",
+                    &serde_json::json!({"sub": "5", "exp": now() - 120}),
+                ),
+            ),
+            ("no exp", hs256("s3cret", &serde_json::json!({"sub": "5"}))),
+            ("no sub", hs256("s3cret", &serde_json::json!({"exp": exp}))),
+            (
+                "numeric sub",
+                hs256("s3cret", &serde_json::json!({"sub": 5, "exp": exp})),
+            ),
+            (
+                "alg none",
+                format!(
+                    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+                    good.split('.').nth(1).unwrap()
+                ),
+            ),
+        ];
+        for (what, token) in cases {
+            assert!(
+                matches!(id.verify(&token), Err(Error::AuthInvalid)),
+                "{what}"
+            );
+        }
+        for sub in [
+            "0",
+            "007",
+            "-5",
+            "+5",
+            "5.0",
+            "",
+            "x",
+            "99999999999999999999",
+        ] {
+            let token = hs256("s3cret", &serde_json::json!({"sub": sub, "exp": exp}));
+            assert!(
+                matches!(id.verify(&token), Err(Error::AuthInvalid)),
+                "sub {sub:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn within_the_leeway_an_expired_token_still_counts() {
+        let id = Identity::shared_secrets(&["s3cret"]).unwrap();
+        let token = hs256(
+            "s3cret",
+            &serde_json::json!({"sub": "9", "exp": now() - 30, "aud": "elsewhere"}),
+        );
+        assert_eq!(id.verify(&token).unwrap().user_id(), 9);
+    }
+
+    /// A P-256 key pair made for this test only.
+    const TEST_EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgIWu/xAYkXfiqIUE1
+mvQxgyJnXodcbTuRE/VO9ODAIXChRANCAATppkHTWfvPU/zoqfLZokNhttcKcXbs
+WSrGgJ+/jRg74eBHxQOtz1W/rIcyeGy0lJZvRsfn1D+ihK5XyJwak+5A
+-----END PRIVATE KEY-----
+";
+    const TEST_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6aZB01n7z1P86Kny2aJDYbbXCnF2
+7FkqxoCfv40YO+HgR8UDrc9Vv6yHMnhstJSWb0bH59Q/ooSuV8icGpPuQA==
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn a_public_key_accepts_only_its_own_algorithm() {
+        let id = Identity::public_key(TEST_EC_PUBLIC).unwrap();
+        let claims = serde_json::json!({"sub": "5", "exp": now() + 60});
+        let es256 = encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(TEST_EC_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(id.verify(&es256).unwrap().user_id(), 5);
+        // HS256 with the public key as its secret (the classic confusion) must not verify.
+        let confused = hs256(TEST_EC_PUBLIC, &claims);
+        assert!(matches!(id.verify(&confused), Err(Error::AuthInvalid)));
+        assert!(matches!(id.sign(5, 60), Err(KeyError::CannotSign)));
+        assert!(matches!(
+            Identity::public_key("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n"),
+            Err(KeyError::BadPublicKey)
+        ));
+    }
+}
