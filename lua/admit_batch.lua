@@ -10,13 +10,13 @@
 -- ARGV[1] most tokens to expire, to drop and to admit per call, ARGV[2] how long ended
 -- records are kept (ms)
 --
--- Returns {admitted, expired, waiting, active, {tokens whose records were dropped}}
+-- Returns {admitted, expired, waiting, active, records dropped}
 local k = { waiting = KEYS[2], active = KEYS[3], tokens = KEYS[4], users = KEYS[5],
             ended = KEYS[7], outbox = KEYS[8] }
 local limit, keep_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'admissionPerSecond',
   'activeTtlSeconds', 'paused', 'bookingOpenAt')
-if not cfg[1] then return { 0, 0, 0, 0, {} } end
+if not cfg[1] then return { 0, 0, 0, 0, 0 } end
 local now = now_ms()
 
 -- Records that ended before this run are dropped first, so nothing below writes them again.
@@ -75,4 +75,4 @@ if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
 end
 publish_tokens(k)
 return { admitted, expired, redis.call('ZCARD', k.waiting), redis.call('ZCARD', k.active),
-         dropped }
+         #dropped }

@@ -6,21 +6,25 @@
 --
 -- KEYS[1] {s:S}:cfg      settings and booking window (absent: no such schedule)
 -- KEYS[2] {s:S}:seq      arrival sequence
--- KEYS[3] {s:S}:waiting  ZSET token -> seq
+-- KEYS[3] {s:S}:waiting  ZSET token -> seq (the token is its seq)
 -- KEYS[4] {s:S}:active   ZSET token -> expiresAt (ms)
 -- KEYS[5] {s:S}:tokens   HASH token -> record
 -- KEYS[6] {s:S}:users    HASH userId -> live token
 -- KEYS[7] {s:S}:stats    HASH admission counters
 -- KEYS[8] {s:S}:ended    ZSET token -> endedAt (for clean-up)
 -- KEYS[9] {s:S}:outbox   STREAM
--- ARGV    token1, userId1, token2, userId2, …   (tokens are fresh uuids)
+-- ARGV    userId1, userId2, …
+--
+-- A token is named in Redis by its arrival sequence (the member of waiting and active, the
+-- field of tokens, the value of users); the Queue-Token a client holds is that sequence with
+-- the schedule, the user and a MAC, made by seatrush from this reply.
 --
 -- Returns one reply string per request, in order:
 --   'OK|status|position|waitMinutes|seq|issuedAt|activatedAt|expiresAt'
 --   or 'SCHEDULE_NOT_FOUND' | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL'
 local k = { waiting = KEYS[3], active = KEYS[4], tokens = KEYS[5], users = KEYS[6],
             ended = KEYS[8], outbox = KEYS[9] }
-local n = #ARGV / 2
+local n = #ARGV
 local now = now_ms()
 local now_s = tostring(now)
 
@@ -40,7 +44,7 @@ local rate, ttl_ms = tonumber(cfg[3]), tonumber(cfg[4]) * 1000
 local may_admit = cfg[5] ~= '1' and now >= tonumber(cfg[6])
 
 local users = {}
-for i = 1, n do users[i] = ARGV[2 * i] end
+for i = 1, n do users[i] = ARGV[i] end
 local held = redis.call('HMGET', k.users, unpack(users))
 local waiting = redis.call('ZCARD', k.waiting)
 local seq = tonumber(redis.call('GET', KEYS[2])) or 0
@@ -49,7 +53,7 @@ local user_tokens, waiting_adds, active_adds = {}, {}, {}
 local out = {}
 
 for i = 1, n do
-  local token, user = ARGV[2 * i - 1], users[i]
+  local user = users[i]
   local code
   local current = user_tokens[user] or held[i]
   if current then
@@ -73,6 +77,7 @@ for i = 1, n do
     out[i] = code
   else
     seq = seq + 1
+    local token = string.format('%.0f', seq)
     local t = { user = user, status = 'WAITING', seq = tostring(seq), iat = now_s,
                 aat = '', exp = '', fin = '' }
     if may_admit and waiting == 0 and not active then

@@ -13,7 +13,7 @@ use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::housekeeping::{self, Timing};
-use crate::identity::{self, Identity};
+use crate::identity::{self, Identity, TokenKey};
 use crate::model::Error;
 use crate::mysql::{Db, migrate};
 use crate::rebuild;
@@ -32,6 +32,8 @@ pub struct App {
     pub config: Config,
     /// Verifies the caller's identity on every public request.
     pub identity: Identity,
+    /// Signs and opens Queue-Tokens.
+    pub tokens: TokenKey,
     /// Every Redis operation of the services, by name.
     pub hot: HotPath,
     pub db: Db,
@@ -78,6 +80,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
         let metrics = telemetry::metrics_handle();
         let identity = Identity::from_config(&config)?;
+        let tokens = TokenKey::from_config(&config)?;
         let (mut redis, db, scripts) = open_stores(&config).await?;
         let options = rebuild::Options {
             ended_token_keep: config.ended_token_keep,
@@ -99,6 +102,7 @@ impl App {
         Ok(Arc::new(Self {
             config,
             identity,
+            tokens,
             hot: HotPath::new(redis, scripts),
             catalogue: Catalogue::new(db.clone(), health.clone()),
             db,

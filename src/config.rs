@@ -10,6 +10,9 @@ pub const DEV_ADMIN_KEY: &str = "dev-admin-key";
 /// The secret that signs callers' identities on the dev stack; refused in production.
 pub const DEV_AUTH_SECRET: &str = "dev-auth-secret";
 
+/// The secret that signs Queue-Tokens on the dev stack; refused in production.
+pub const DEV_TOKEN_SECRET: &str = "dev-token-secret";
+
 /// (name, default, meaning) of every variable, in `--help` order.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
@@ -48,9 +51,14 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "RS256/ES256 public key (PEM, or a PEM file's path) verifying identities instead",
     ),
     (
+        "SEATRUSH_TOKEN_SECRET",
+        DEV_TOKEN_SECRET,
+        "secrets of the MACs in Queue-Tokens, comma-separated: the first signs, all verify",
+    ),
+    (
         "SEATRUSH_ENV",
         "development",
-        "`production` refuses the dev admin key and the dev auth secret",
+        "`production` refuses the dev admin key and the dev secrets",
     ),
     (
         "SEATRUSH_FLUSH_MAX_LAG",
@@ -90,6 +98,8 @@ pub struct Config {
     pub auth_secrets: Vec<String>,
     /// …or, when set, the public key (PEM or a path) that verifies them instead.
     pub auth_public_key: Option<String>,
+    /// Secrets of the MACs in Queue-Tokens (the first signs; every instance must share them).
+    pub token_secrets: Vec<String>,
     /// How often each instance runs the admission tick (about every 100 ms).
     pub admission_interval: Duration,
     /// How often the flusher polls the outbox streams when they were empty.
@@ -100,8 +110,7 @@ pub struct Config {
     pub flush_busy_rps: u64,
     /// …as long as the oldest outbox entry is younger than this.
     pub flush_max_lag: Duration,
-    /// Ended token records stay in Redis this long (for reconciliation), then are dropped
-    /// together with their token-index entries.
+    /// Ended token records stay in Redis this long (for reconciliation), then are dropped.
     pub ended_token_keep: Duration,
     /// A payment saga still PAYING after this long lost its request (a crash, a timeout);
     /// the sweeper then finishes or rolls it back. Longer than a request can take with its
@@ -119,8 +128,12 @@ pub enum ConfigError {
     DevKeyInProduction,
     #[error("SEATRUSH_ADMIN_KEY must not be empty")]
     EmptyAdminKey,
-    #[error("SEATRUSH_AUTH_SECRET must not be empty or hold an empty secret")]
-    EmptyAuthSecret,
+    #[error("{0} must not be empty or hold an empty secret")]
+    EmptySecret(&'static str),
+    #[error(
+        "SEATRUSH_TOKEN_SECRET must be set to a non-default value when SEATRUSH_ENV=production"
+    )]
+    DevTokenSecretInProduction,
     #[error(
         "SEATRUSH_AUTH_SECRET must be set to a non-default value (or SEATRUSH_AUTH_PUBLIC_KEY \
          used) when SEATRUSH_ENV=production"
@@ -138,11 +151,11 @@ fn var(name: &'static str) -> String {
     })
 }
 
-/// The comma-separated secrets of `SEATRUSH_AUTH_SECRET`, none of them empty.
-fn auth_secrets(value: &str) -> Result<Vec<String>, ConfigError> {
-    let secrets: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+/// The comma-separated secrets of the variable `name`, none of them empty.
+fn secrets(name: &'static str) -> Result<Vec<String>, ConfigError> {
+    let secrets: Vec<String> = var(name).split(',').map(|s| s.trim().to_string()).collect();
     if secrets.iter().any(String::is_empty) {
-        return Err(ConfigError::EmptyAuthSecret);
+        return Err(ConfigError::EmptySecret(name));
     }
     Ok(secrets)
 }
@@ -174,7 +187,11 @@ impl Config {
         }
         let auth_public_key =
             Some(var("SEATRUSH_AUTH_PUBLIC_KEY")).filter(|k| !k.trim().is_empty());
-        let auth_secrets = auth_secrets(&var("SEATRUSH_AUTH_SECRET"))?;
+        let auth_secrets = secrets("SEATRUSH_AUTH_SECRET")?;
+        let token_secrets = secrets("SEATRUSH_TOKEN_SECRET")?;
+        if production && token_secrets.iter().any(|s| s == DEV_TOKEN_SECRET) {
+            return Err(ConfigError::DevTokenSecretInProduction);
+        }
         if production
             && auth_public_key.is_none()
             && auth_secrets.iter().any(|s| s == DEV_AUTH_SECRET)
@@ -189,6 +206,7 @@ impl Config {
             admin_key,
             auth_secrets,
             auth_public_key,
+            token_secrets,
             admission_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
             outbox_claim_idle: seconds("SEATRUSH_OUTBOX_CLAIM_IDLE")?,
@@ -223,14 +241,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auth_secrets_are_a_list_without_blanks() {
-        assert_eq!(auth_secrets("a, b").unwrap(), ["a", "b"]);
+    fn secrets_are_a_list_without_blanks() {
+        let name = "SEATRUSH_TOKEN_SECRET";
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var(name, "a, b") };
+        assert_eq!(secrets(name).unwrap(), ["a", "b"]);
         for bad in ["", "a,", ",a", "a, ,b"] {
+            unsafe { std::env::set_var(name, bad) };
             assert!(
-                matches!(auth_secrets(bad), Err(ConfigError::EmptyAuthSecret)),
+                matches!(secrets(name), Err(ConfigError::EmptySecret(_))),
                 "{bad:?}"
             );
         }
+        unsafe { std::env::remove_var(name) };
+        assert_eq!(secrets(name).unwrap(), [DEV_TOKEN_SECRET]);
     }
 
     #[test]

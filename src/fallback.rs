@@ -6,10 +6,10 @@
 use std::future::Future;
 
 use mysql_async::prelude::Queryable;
-use uuid::Uuid;
 
 use crate::model::{
-    Balance, Error, ReservationId, ReservationRecord, TokenHolder, TokenState, TokenStatus,
+    Balance, Error, QueueToken, ReservationId, ReservationRecord, TokenHolder, TokenState,
+    TokenStatus,
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
@@ -36,18 +36,21 @@ where
 
 /// The token's holder as MySQL has the token: WAITING (its position counted among the
 /// schedule's WAITING tokens) or ACTIVE before its expiry; anything else is invalid.
-pub async fn token_holder(db: &Db, token: Uuid) -> Result<TokenHolder, Error> {
+pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Error> {
     let mut conn = db.primary_conn().await?;
-    let row: Option<(u64, u64, String, u64, Option<i64>, u32)> = timed(conn.exec_first(
-        "SELECT t.user_id, t.schedule_id, t.status, t.seq,
-           CAST(UNIX_TIMESTAMP(t.expires_at) * 1000 AS SIGNED), s.admission_per_second
+    let row: Option<(u64, String, Option<i64>, u32)> = timed(conn.exec_first(
+        "SELECT t.user_id, t.status, CAST(UNIX_TIMESTAMP(t.expires_at) * 1000 AS SIGNED),
+           s.admission_per_second
          FROM queue_tokens t JOIN concert_schedules s ON s.id = t.schedule_id
-         WHERE t.token = ?",
-        (token.to_string(),),
+         WHERE t.schedule_id = ? AND t.seq = ?",
+        (token.schedule_id, token.sequence),
     ))
     .await?;
-    let (user_id, schedule_id, status, sequence, expires_at_ms, rate) =
-        row.ok_or(Error::QueueTokenInvalid)?;
+    let (user_id, status, expires_at_ms, rate) = row.ok_or(Error::QueueTokenInvalid)?;
+    if user_id != token.user_id {
+        return Err(Error::QueueTokenInvalid);
+    }
+    let (schedule_id, sequence) = (token.schedule_id, token.sequence);
     let status = TokenStatus::parse(&status).map_err(|e| Error::Internal(e.to_string()))?;
     let now = chrono::Utc::now().timestamp_millis();
     let (position, wait_minutes) = match status {
@@ -66,8 +69,6 @@ pub async fn token_holder(db: &Db, token: Uuid) -> Result<TokenHolder, Error> {
     };
     Ok(TokenHolder {
         token,
-        user_id,
-        schedule_id,
         state: TokenState {
             status,
             position,

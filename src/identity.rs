@@ -1,16 +1,21 @@
 //! Who is asking: the caller's identity, a JWT the ticketing site's login issued
-//! (`Authorization: Bearer <JWT>`). seatrush verifies it and never manages passwords.
+//! (`Authorization: Bearer <JWT>`), which seatrush verifies (it never manages passwords); and
+//! the Queue-Tokens seatrush itself signs ([`TokenKey`]).
 //!
 //! HS256 with the shared secrets of `SEATRUSH_AUTH_SECRET` (comma-separated: the first signs,
 //! all verify, for rotation), or instead an RS256/ES256 public key (`SEATRUSH_AUTH_PUBLIC_KEY`),
 //! and then only that algorithm. The claims that count are `sub` (the user id, a positive
 //! decimal without leading zeros) and `exp` (required, 60 s leeway); others are ignored.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::config::Config;
-use crate::model::Error;
+use crate::model::{Error, QueueToken};
 
 /// Proof that a request comes from this user: made only by [`Identity::verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +174,105 @@ impl Identity {
     }
 }
 
-/// `sub` as a user id: a positive decimal integer without sign or leading zeros.
-fn user_id(sub: &str) -> Result<u64, Error> {
-    let digits = !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_digit());
-    match sub.parse::<u64>() {
-        Ok(n) if digits && n > 0 && n <= i64::MAX as u64 && !sub.starts_with('0') => Ok(n),
+/// Signs and opens Queue-Tokens: `<scheduleId>.<sequence>.<userId>.<mac>`, the MAC an
+/// HMAC-SHA256 of the rest under `SEATRUSH_TOKEN_SECRET`, its first 128 bits in unpadded
+/// base64url. A token therefore names its schedule (no index is needed to route it) and its
+/// user, and a forged or mangled one is refused before any Redis call. Several secrets may
+/// be configured: the first signs, all open, so the secret can be rotated.
+pub struct TokenKey {
+    keys: Vec<Hmac<Sha256>>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// Bytes of the MAC a Queue-Token carries.
+const TOKEN_MAC_BYTES: usize = 16;
+/// The longest Queue-Token there is: three 20-digit numbers, three dots, the MAC.
+pub const MAX_QUEUE_TOKEN_CHARS: usize = 3 * 20 + 3 + 22;
+
+impl TokenKey {
+    pub fn new<S: AsRef<str>>(secrets: &[S]) -> Result<Self, KeyError> {
+        if secrets.is_empty() || secrets.iter().any(|s| s.as_ref().is_empty()) {
+            return Err(KeyError::EmptySecret);
+        }
+        let keys = secrets
+            .iter()
+            .map(|s| Hmac::<Sha256>::new_from_slice(s.as_ref().as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| KeyError::EmptySecret)?;
+        Ok(Self { keys })
+    }
+
+    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+        Self::new(&config.token_secrets)
+    }
+
+    fn mac(key: &Hmac<Sha256>, body: &str) -> Hmac<Sha256> {
+        let mut mac = key.clone();
+        mac.update(body.as_bytes());
+        mac
+    }
+
+    /// The Queue-Token a client holds for `token`.
+    pub fn seal(&self, token: QueueToken) -> String {
+        let body = format!("{}.{}.{}", token.schedule_id, token.sequence, token.user_id);
+        let tag = Self::mac(&self.keys[0], &body).finalize().into_bytes();
+        format!("{body}.{}", URL_SAFE_NO_PAD.encode(&tag[..TOKEN_MAC_BYTES]))
+    }
+
+    /// The token a Queue-Token names, if seatrush signed it: `401 QUEUE_TOKEN_INVALID`
+    /// otherwise.
+    pub fn open(&self, text: &str) -> Result<QueueToken, Error> {
+        let invalid = || Error::QueueTokenInvalid;
+        if text.len() > MAX_QUEUE_TOKEN_CHARS {
+            return Err(invalid());
+        }
+        let (body, tag) = text.rsplit_once('.').ok_or_else(invalid)?;
+        let mut tag_bytes = [0u8; TOKEN_MAC_BYTES + 2];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(tag, &mut tag_bytes)
+            .map_err(|_| invalid())?;
+        if n != TOKEN_MAC_BYTES || URL_SAFE_NO_PAD.encode(&tag_bytes[..n]) != tag {
+            return Err(invalid());
+        }
+        if !self.keys.iter().any(|key| {
+            Self::mac(key, body)
+                .verify_truncated_left(&tag_bytes[..n])
+                .is_ok()
+        }) {
+            return Err(invalid());
+        }
+        let mut parts = body.split('.');
+        let mut next = || parts.next().and_then(|p| positive(p).ok());
+        let (Some(schedule_id), Some(sequence), Some(user_id)) = (next(), next(), next()) else {
+            return Err(invalid());
+        };
+        Ok(QueueToken {
+            schedule_id,
+            sequence,
+            user_id,
+        })
+    }
+}
+
+/// A positive decimal integer without sign or leading zeros, at most `i64::MAX`.
+fn positive(text: &str) -> Result<u64, Error> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u64>() {
+        Ok(n) if digits && n > 0 && n <= i64::MAX as u64 && !text.starts_with('0') => Ok(n),
         _ => Err(Error::AuthInvalid),
     }
+}
+
+/// `sub` as a user id: a positive decimal integer without sign or leading zeros.
+fn user_id(sub: &str) -> Result<u64, Error> {
+    positive(sub)
 }
 
 #[cfg(test)]
@@ -286,6 +383,66 @@ mod tests {
             &serde_json::json!({"sub": "9", "exp": now() - 30, "aud": "elsewhere"}),
         );
         assert_eq!(id.verify(&token).unwrap().user_id(), 9);
+    }
+
+    #[test]
+    fn a_sealed_queue_token_opens_to_what_it_names() {
+        let key = TokenKey::new(&["s3cret"]).unwrap();
+        let token = QueueToken {
+            schedule_id: 42,
+            sequence: 7,
+            user_id: 1_000_001,
+        };
+        let text = key.seal(token);
+        assert!(text.starts_with("42.7.1000001."), "{text}");
+        assert!(text.len() <= MAX_QUEUE_TOKEN_CHARS);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b)),
+            "{text}"
+        );
+        assert_eq!(key.open(&text).unwrap(), token);
+        let rotated = TokenKey::new(&["next", "s3cret"]).unwrap();
+        assert_eq!(
+            rotated.open(&text).unwrap(),
+            token,
+            "an older secret still opens"
+        );
+    }
+
+    #[test]
+    fn forged_and_mangled_queue_tokens_do_not_open() {
+        let key = TokenKey::new(&["s3cret"]).unwrap();
+        let text = key.seal(QueueToken {
+            schedule_id: 42,
+            sequence: 7,
+            user_id: 9,
+        });
+        let (body, tag) = text.rsplit_once('.').unwrap();
+        let forged = [
+            format!("42.7.10.{tag}"),             // another user under the same MAC
+            format!("43.7.9.{tag}"),              // another schedule
+            format!("{body}.{}", &tag[1..]),      // a short MAC
+            format!("{body}.{tag}A"),             // a long one
+            format!("{body}.{}", "A".repeat(22)), // a guessed one
+            TokenKey::new(&["other"]).unwrap().seal(QueueToken {
+                schedule_id: 42,
+                sequence: 7,
+                user_id: 9,
+            }),
+            format!("042.7.9.{tag}"),
+            "0f8fad5b-d9cb-469f-a165-70867728950e".to_string(),
+            String::new(),
+            ".".repeat(4),
+            "x".repeat(500),
+        ];
+        for bad in forged {
+            assert!(
+                matches!(key.open(&bad), Err(Error::QueueTokenInvalid)),
+                "{bad}"
+            );
+        }
+        assert!(TokenKey::new::<&str>(&[]).is_err());
     }
 
     /// A P-256 key pair made for this test only.

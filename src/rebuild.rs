@@ -9,7 +9,7 @@
 //!
 //! What a schedule gets back: its seats and the available ones; every reservation with its
 //! hold, per-user counts and seat counters; live tokens (waiting in arrival order, active
-//! until their expiry) and ended ones still within `ended_token_keep`, in the token index;
+//! until their expiry) and ended ones still within `ended_token_keep`;
 //! its sequences. A hold MySQL has RESERVED whose debit is already in the ledger (the
 //! payment's last step had not been written) comes back PAYING under a new attempt begun
 //! now, with its debit record, so the sweeper commits it once the saga timeout has passed.
@@ -30,7 +30,7 @@ use crate::model::{
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
-use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX, WalletKeys};
+use crate::redis::keys::{ScheduleKeys, WalletKeys};
 use crate::redis::schedules::{self, CHUNK};
 use crate::redis::scripts::{DEBIT_KEEP, Scripts};
 use crate::redis::{RedisConn, streams};
@@ -243,7 +243,7 @@ async fn rebuild_schedule(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let keep_from = now_ms - options.ended_token_keep.as_millis() as i64;
     let tokens = records::tokens(conn, id, keep_from).await?;
-    let index = stage_tokens(&mut pipe, &k, &tokens, &mut report);
+    stage_tokens(&mut pipe, &k, &tokens, &mut report);
     pipe.hset_multiple(
         &k.stats,
         &[
@@ -261,7 +261,7 @@ async fn rebuild_schedule(
     .ignore();
     pipe.query_async::<()>(redis).await?;
 
-    write_other_slots(redis, &index, &holds.debit_records).await?;
+    write_other_slots(redis, &holds.debit_records).await?;
     schedules::register(redis, id, &schedule.settings, schedule.window).await?;
     Ok(report)
 }
@@ -408,58 +408,44 @@ fn stage_reservations(
     state
 }
 
-/// Adds the schedule's tokens to `pipe`: records, the waiting and active sets, the users'
-/// live tokens and the ended set. Returns their token index entries (another slot).
+/// Adds the schedule's tokens to `pipe`: records (under their sequences), the waiting and
+/// active sets, the users' live tokens and the ended set.
 fn stage_tokens(
     pipe: &mut redis::Pipeline,
     k: &ScheduleKeys,
     tokens: &[TokenRecord],
     report: &mut ScheduleReport,
-) -> Vec<(String, String)> {
-    let mut index = Vec::with_capacity(tokens.len());
+) {
     for chunk in tokens.chunks(CHUNK) {
-        let records: Vec<(&str, String)> = chunk
-            .iter()
-            .map(|t| (t.token.as_str(), t.record()))
-            .collect();
+        let records: Vec<(u64, String)> = chunk.iter().map(|t| (t.sequence, t.record())).collect();
         pipe.hset_multiple(&k.tokens, &records).ignore();
     }
     for t in tokens {
         match (t.status, t.expires_at_ms, t.ended_at_ms) {
             (TokenStatus::Waiting, ..) => {
-                pipe.zadd(&k.waiting, &t.token, t.sequence).ignore();
-                pipe.hset(&k.users, t.user_id, &t.token).ignore();
+                pipe.zadd(&k.waiting, t.sequence, t.sequence).ignore();
+                pipe.hset(&k.users, t.user_id, t.sequence).ignore();
                 report.live_tokens += 1;
             }
             (TokenStatus::Active, Some(expires), _) => {
-                pipe.zadd(&k.active, &t.token, expires).ignore();
-                pipe.hset(&k.users, t.user_id, &t.token).ignore();
+                pipe.zadd(&k.active, t.sequence, expires).ignore();
+                pipe.hset(&k.users, t.user_id, t.sequence).ignore();
                 report.live_tokens += 1;
             }
             (_, _, Some(ended)) => {
-                pipe.zadd(&k.ended, &t.token, ended).ignore();
+                pipe.zadd(&k.ended, t.sequence, ended).ignore();
                 report.ended_tokens += 1;
             }
             _ => {}
         }
-        index.push((t.token.clone(), format!("{}:{}", k.schedule_id, t.user_id)));
     }
-    index
 }
 
-/// Keys of other slots: the token index and the wallet buckets' debit records.
+/// Keys of other slots: the wallet buckets' debit records.
 async fn write_other_slots(
     redis: &mut RedisConn,
-    index: &[(String, String)],
     debit_records: &[(String, String)],
 ) -> redis::RedisResult<()> {
-    for chunk in index.chunks(CHUNK) {
-        redis::cmd("HSET")
-            .arg(TOKEN_INDEX)
-            .arg(chunk)
-            .query_async::<()>(redis)
-            .await?;
-    }
     for (key, record) in debit_records {
         redis::cmd("SET")
             .arg(key)

@@ -206,8 +206,12 @@ async fn primary_stopped_for_30_s_under_load_the_hot_path_answers_and_the_backlo
     for a in &answers {
         match &a.write {
             Some(Write::Token(t)) => {
+                let token = common::opened(t);
                 let n: Option<u64> = db
-                    .exec_first("SELECT COUNT(*) FROM queue_tokens WHERE token = ?", (t,))
+                    .exec_first(
+                        "SELECT COUNT(*) FROM queue_tokens WHERE schedule_id = ? AND seq = ?",
+                        (token.schedule_id, token.sequence),
+                    )
                     .await
                     .unwrap();
                 assert_eq!(n, Some(1), "token {t}");

@@ -313,3 +313,80 @@ async fn refusals_of_the_token_are_not_kept_under_an_idempotency_key() {
         .await
         .assert_created();
 }
+
+/// The value of a counter without labels in the app's Prometheus text, or 0.
+fn counter(app: &TestApp, name: &str) -> u64 {
+    app.app
+        .metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_queue_tokens_are_refused_at_the_edge() {
+    let app = TestApp::spawn().await;
+    let (schedule, _) = app.open_schedule(2).await;
+    let (user, token) = app.active_user(schedule).await;
+    let (other, _) = app.active_user(schedule).await;
+    // The token names its schedule, sequence and user, then the MAC.
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 4, "{token}");
+    assert_eq!(parts[0], schedule.to_string());
+    assert_eq!(parts[2], user.to_string());
+    let mac = parts[3];
+    let forged = [
+        // The victim's token rewritten to name the attacker (who sends it as themself).
+        (format!("{}.{}.{other}.{mac}", parts[0], parts[1]), other),
+        // Another sequence of the same schedule, the MAC kept.
+        (
+            format!(
+                "{}.{}.{user}.{mac}",
+                parts[0],
+                parts[1].parse::<u64>().unwrap() + 1
+            ),
+            user,
+        ),
+        // A MAC made up.
+        (
+            format!("{}.{}.{user}.{}", parts[0], parts[1], "A".repeat(22)),
+            user,
+        ),
+        // A v1 token.
+        (uuid::Uuid::new_v4().to_string(), user),
+    ];
+    let before = counter(&app, "seatrush_queue_tokens_forged_total");
+    for (text, caller) in &forged {
+        let rsp = app
+            .get(
+                "/api/v1/queue/tokens/me",
+                &[("authorization", &bearer(*caller)), ("queue-token", text)],
+            )
+            .await;
+        rsp.assert_error(401, "QUEUE_TOKEN_INVALID");
+    }
+    let counted = counter(&app, "seatrush_queue_tokens_forged_total") - before;
+    assert!(counted >= forged.len() as u64, "{counted}");
+    // The real one still works.
+    app.me(&token).await.assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_routed_by_the_schedule_it_names() {
+    let app = TestApp::spawn().await;
+    let (a, seats_a) = app.open_schedule(2).await;
+    let (b, _) = app.open_schedule(2).await;
+    let (user, token_a) = app.active_user(a).await;
+    // The same user queues for b too; each token reads as its own schedule's.
+    let token_b = app.issue(user, b).await.str("token");
+    assert_eq!(app.me(&token_a).await.u64("scheduleId"), a);
+    assert_eq!(app.me(&token_b).await.u64("scheduleId"), b);
+    // A's token holds nothing of b, and b's nothing of a.
+    app.hold(&token_b, a, user, &seats_a[..1])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_WRONG_SCHEDULE");
+    app.hold(&token_a, a, user, &seats_a[..1])
+        .await
+        .assert_created();
+}

@@ -20,10 +20,13 @@ use seatrush::writebehind::OutboxFlusher;
 use seatrush::writebehind::events::{self, Event};
 
 /// Every token of the schedule in MySQL (live, or ended since 1970), by token.
+/// The schedule's tokens in MySQL by sequence (the field of the `tokens` hash in Redis).
 async fn mysql_tokens(app: &TestApp, schedule: u64) -> HashMap<String, TokenRecord> {
     let mut conn = app.app.db.primary.get_conn().await.unwrap();
     let rows = records::tokens(&mut conn, schedule, 0).await.unwrap();
-    rows.into_iter().map(|r| (r.token.clone(), r)).collect()
+    rows.into_iter()
+        .map(|r| (r.sequence.to_string(), r))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,13 +90,12 @@ async fn apply_batch(pool: &mysql_async::Pool, batch: &[Event]) {
     .unwrap();
 }
 
-fn token_row(user: u64, schedule: u64, token: &str, status: &str) -> TokenRecord {
+fn token_row(user: u64, schedule: u64, sequence: u64, status: &str) -> TokenRecord {
     TokenRecord {
-        token: token.into(),
         user_id: user,
         schedule_id: schedule,
         status: TokenStatus::parse(status).unwrap(),
-        sequence: 1,
+        sequence,
         issued_at_ms: 1_790_000_000_000,
         activated_at_ms: (status != "WAITING").then_some(1_790_000_001_000),
         expires_at_ms: (status != "WAITING").then_some(1_790_000_301_000),
@@ -106,8 +108,8 @@ async fn replayed_and_reordered_events_change_nothing() {
     let app = TestApp::spawn().await;
     let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
     let user = app.create_user().await;
-    let token = uuid::Uuid::new_v4().to_string();
-    let event = |status| Event::Tokens(vec![token_row(user, schedule, &token, status)]);
+    let sequence = unused_seq();
+    let event = |status| Event::Tokens(vec![token_row(user, schedule, sequence, status)]);
     let (waiting, active, expired) = (event("WAITING"), event("ACTIVE"), event("EXPIRED"));
     for batch in [
         vec![waiting.clone(), active.clone(), expired.clone()],
@@ -119,7 +121,7 @@ async fn replayed_and_reordered_events_change_nothing() {
     }
     let rows = mysql_tokens(&app, schedule).await;
     assert_eq!(rows.len(), 1);
-    let row = &rows[&token];
+    let row = &rows[&sequence.to_string()];
     assert_eq!(row.status, TokenStatus::Expired);
     assert_eq!(
         (row.activated_at_ms, row.ended_at_ms),
@@ -127,10 +129,11 @@ async fn replayed_and_reordered_events_change_nothing() {
     );
 }
 
-/// An outbox entry for a new WAITING token of a real user and schedule; returns the token.
+/// An outbox entry for a new WAITING token of a real user and schedule; returns its
+/// sequence.
 fn token_entry(user: u64) -> (String, Vec<(String, String)>) {
-    let token = uuid::Uuid::new_v4().to_string();
-    let record = format!("{user}|WAITING|{}|1790000000000|||", unused_seq());
+    let token = unused_seq().to_string();
+    let record = format!("{user}|WAITING|{token}|1790000000000|||");
     let fields = vec![
         ("type".to_string(), "tokens".to_string()),
         (token.clone(), record),

@@ -17,7 +17,6 @@ use seatrush::redis::scripts::{
     BeginOutcome, BeginRequest, CommitOutcome, DebitOutcome, DebitRequest,
 };
 use simd_json::prelude::*;
-use uuid::Uuid;
 
 async fn charge(app: &TestApp, user: u64, token: &str, amount: u64) {
     let rsp = app
@@ -515,7 +514,7 @@ async fn a_batch_naming_one_reservation_twice_changes_it_once() {
     let scripts = &app.app.hot.scripts();
     let mut redis = app.redis();
     let request = BeginRequest {
-        token: Uuid::parse_str(&token).unwrap(),
+        token: app.app.tokens.open(&token).unwrap().sequence,
         user_id: user,
         reservation_id: id,
         idempotency: None,

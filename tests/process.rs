@@ -522,14 +522,25 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 #[test]
 fn production_refuses_dev_secrets_and_no_environment_takes_an_empty_admin_key() {
     let production = ("SEATRUSH_ENV", "production");
+    let admin = ("SEATRUSH_ADMIN_KEY", "a-real-key");
+    let auth = ("SEATRUSH_AUTH_SECRET", "a-real-secret");
+    let tokens = ("SEATRUSH_TOKEN_SECRET", "another-real-secret");
     for (env, says) in [
         (
-            vec![production, ("SEATRUSH_ADMIN_KEY", "a-real-key")],
+            vec![production, admin, tokens],
             "SEATRUSH_AUTH_SECRET must be set",
         ),
         (
-            vec![production, ("SEATRUSH_AUTH_SECRET", "a-real-secret")],
+            vec![production, auth, tokens],
             "SEATRUSH_ADMIN_KEY must be set",
+        ),
+        (
+            vec![production, admin, auth],
+            "SEATRUSH_TOKEN_SECRET must be set",
+        ),
+        (
+            vec![("SEATRUSH_TOKEN_SECRET", "")],
+            "SEATRUSH_TOKEN_SECRET must not be empty",
         ),
         (
             vec![("SEATRUSH_ADMIN_KEY", "")],

@@ -20,7 +20,9 @@ async fn a_token_is_active_at_once_when_there_is_room() {
     assert_eq!(rsp.u64("queuePosition"), 0);
     assert_eq!(rsp.u64("estimatedWaitTimeMinutes"), 0);
     let token = rsp.str("token");
-    assert_eq!(uuid::Uuid::parse_str(&token).unwrap().get_version_num(), 4);
+    // A signed token naming the schedule, its arrival sequence and the user.
+    let opened = common::opened(&token);
+    assert_eq!((opened.schedule_id, opened.user_id), (schedule, user));
 
     let me = app.me(&token).await;
     me.assert_ok();
@@ -340,10 +342,10 @@ async fn the_admission_rate_holds_across_loops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
+async fn a_token_lives_under_its_sequence_until_its_record_is_dropped() {
     use redis::AsyncCommands;
     use seatrush::model::{Refusal, TokenStatus};
-    use seatrush::redis::keys::{ScheduleKeys, TOKEN_INDEX};
+    use seatrush::redis::keys::ScheduleKeys;
     use seatrush::redis::scripts::IssueOutcome;
 
     let app = TestApp::spawn().await;
@@ -356,47 +358,39 @@ async fn the_token_index_holds_issued_tokens_until_their_records_are_dropped() {
     let keys = ScheduleKeys::new(schedule);
     let _: () = redis.hset(&keys.cfg, "activeTtlSeconds", 1).await.unwrap();
 
-    let (kept, refused) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let outcomes = quiet
         .hot
         .scripts()
-        .issue_tokens(&mut redis, schedule, &[(kept, user), (refused, user)])
+        .issue_tokens(&mut redis, schedule, &[user, user])
         .await
         .unwrap();
-    assert!(
-        matches!(&outcomes[0], IssueOutcome::Issued(s) if s.status == TokenStatus::Active),
-        "{outcomes:?}"
-    );
-    assert!(matches!(&outcomes[1], IssueOutcome::Refused(c) if *c == Refusal::TokenAlreadyIssued));
-    let in_index = |token: uuid::Uuid| {
-        let mut redis = redis.clone();
-        async move {
-            redis
-                .hexists::<_, _, bool>(TOKEN_INDEX, token.to_string())
-                .await
-                .unwrap()
-        }
+    let IssueOutcome::Issued { sequence, state } = &outcomes[0] else {
+        panic!("{outcomes:?}");
     };
-    assert!(in_index(kept).await);
-    assert!(
-        !in_index(refused).await,
-        "a refused token leaves nothing behind"
-    );
+    assert_eq!(state.status, TokenStatus::Active);
+    assert!(matches!(&outcomes[1], IssueOutcome::Refused(c) if *c == Refusal::TokenAlreadyIssued));
+    // Redis knows the token by its sequence only: the record, the user's live token and the
+    // active set all name it so, and the refused request left nothing.
+    let fields: Vec<String> = redis.hkeys(&keys.tokens).await.unwrap();
+    assert_eq!(fields, [sequence.to_string()]);
+    let live: Option<String> = redis.hget(&keys.users, user).await.unwrap();
+    assert_eq!(live, Some(sequence.to_string()));
+    let active: Vec<String> = redis.zrange(&keys.active, 0, -1).await.unwrap();
+    assert_eq!(active, [sequence.to_string()]);
 
-    // After expiry (1 s) and the keep period (0), a tick drops the record and its index entry.
+    // After expiry (1 s) and the keep period (0), a tick drops the record.
     eventually(
         Duration::from_secs(5),
         "the ended token to be dropped",
         || async {
-            seatrush::housekeeping::tick(&quiet.hot, quiet.housekeeping_timing())
+            let dropped = seatrush::housekeeping::tick(&quiet.hot, quiet.housekeeping_timing())
                 .await
-                .unwrap();
-            (!in_index(kept).await).then_some(())
+                .is_ok();
+            let left: u64 = redis.clone().hlen(&keys.tokens).await.unwrap();
+            (dropped && left == 0).then_some(())
         },
     )
     .await;
-    let record: Option<String> = redis.hget(&keys.tokens, kept.to_string()).await.unwrap();
-    assert_eq!(record, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,10 +405,8 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
     let mut redis = quiet.hot.conn();
     let keys = ScheduleKeys::new(schedule);
     let _: () = redis.hset(&keys.cfg, "paused", 1).await.unwrap();
-    let tokens: Vec<(uuid::Uuid, u64)> = (0..2500)
-        .map(|i| (uuid::Uuid::new_v4(), 1_000_000 + i))
-        .collect();
-    for batch in tokens.chunks(seatrush::redis::coalesce::MAX_BATCH) {
+    let users: Vec<u64> = (0..2500).map(|i| 1_000_000 + i).collect();
+    for batch in users.chunks(seatrush::redis::coalesce::MAX_BATCH) {
         quiet
             .hot
             .scripts()
@@ -440,12 +432,11 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
         .await
         .unwrap();
     assert_eq!((first.admitted, first.waiting), (1000, 1500));
-    // The earliest arrivals went first.
-    let head: Option<f64> = redis
-        .zscore(&keys.active, tokens[0].0.to_string())
-        .await
-        .unwrap();
-    assert!(head.is_some());
+    // The earliest arrivals (sequences 1 to 1000) went first.
+    let admitted: Vec<u64> = redis.zrange(&keys.active, 0, -1).await.unwrap();
+    let mut admitted = admitted;
+    admitted.sort_unstable();
+    assert_eq!(admitted, (1..=1000).collect::<Vec<u64>>());
     let second = quiet
         .hot
         .scripts()

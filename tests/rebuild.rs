@@ -100,7 +100,10 @@ async fn differences(app: &TestApp, schedule: u64, users: &[u64]) -> Vec<String>
     for (token, record) in tokens {
         let status = record.split('|').nth(1).unwrap().to_string();
         let stored: Option<String> = conn
-            .exec_first("SELECT status FROM queue_tokens WHERE token = ?", (&token,))
+            .exec_first(
+                "SELECT status FROM queue_tokens WHERE schedule_id = ? AND seq = ?",
+                (k.schedule_id, &token),
+            )
             .await
             .unwrap();
         if stored.as_ref() != Some(&status) {

@@ -246,7 +246,10 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
         }
     }
     for t in &tokens {
-        let there: bool = conn.hexists(&k.tokens, t).await.unwrap();
+        let there: bool = conn
+            .hexists(&k.tokens, common::opened(t).sequence)
+            .await
+            .unwrap();
         lost += usize::from(!there);
     }
     for id in &holds {
@@ -282,8 +285,13 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
                     let db = &mut pool.get_conn().await.unwrap();
                     let mut missing = 0;
                     for t in &tokens {
+                        let token = common::opened(t);
                         let n: Option<u64> = db
-                            .exec_first("SELECT COUNT(*) FROM queue_tokens WHERE token = ?", (t,))
+                            .exec_first(
+                                "SELECT COUNT(*) FROM queue_tokens
+                                 WHERE schedule_id = ? AND seq = ?",
+                                (token.schedule_id, token.sequence),
+                            )
                             .await
                             .unwrap();
                         missing += usize::from(n != Some(1));

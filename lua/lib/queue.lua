@@ -1,7 +1,8 @@
 -- Helpers shared by the queue scripts. The loader (src/redis/scripts/mod.rs) prepends this file to
 -- each script that declares `-- uses: lib/queue.lua`, so every script stays one atomic unit.
 --
--- A token's record lives in the schedule's `tokens` hash as
+-- A token is named by its arrival sequence in the schedule (an integer: compact as a hash field
+-- and a sorted-set member). Its record lives in the schedule's `tokens` hash as
 --   "userId|status|seq|issuedAt|activatedAt|expiresAt|endedAt"   (times in ms, empty when unset)
 -- and every change of it is appended, whole, to the schedule's outbox stream: one entry per
 -- script run, `type tokens` followed by token -> record pairs. The flusher upserts the latest

@@ -64,7 +64,7 @@ pub async fn list_schedules(
     query: Option<&str>,
 ) -> Result<Response<Body>, Error> {
     let dates = date_range(query)?;
-    let token = queue_token(headers)?;
+    let token = queue_token(headers, &app.tokens)?;
     let (schedules, stale) = catalogue::schedules_of(
         &app.hot,
         &app.db,
@@ -113,7 +113,7 @@ pub async fn list_seats(
     concert_id: u64,
     schedule_id: u64,
 ) -> Result<Response<Body>, Error> {
-    let token = queue_token(headers)?;
+    let token = queue_token(headers, &app.tokens)?;
     let listing = catalogue::seats_of(
         &app.hot,
         &app.db,

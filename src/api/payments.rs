@@ -67,8 +67,8 @@ pub async fn pay(
     }
     let user_id = body.id("userId")?;
     caller.owns(user_id)?;
-    let token = queue_token(headers)?;
-    let payment = payment::pay(&app.hot, &app.db, token, user_id, reservation_id, key).await?;
+    let token = queue_token(headers, &app.tokens)?;
+    let payment = payment::pay(&app.hot, &app.db, caller, token, reservation_id, key).await?;
     Ok(response::ok(
         StatusCode::CREATED,
         &PaymentView::new(reservation_id, payment),

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 
 use super::request::{JsonObject, QUEUE_TOKEN, idempotency_key, path_id, queue_token};
 use super::router;
-use crate::model::Error;
+use crate::identity::{Identity, TokenKey};
+use crate::model::{Error, QueueToken};
 
 /// Paths made of plausible and implausible segments, so the router's matches are reached.
 fn paths() -> impl Strategy<Value = String> {
@@ -156,18 +157,64 @@ proptest! {
     }
 
     #[test]
-    fn queue_tokens_are_hyphenated_uuids_only(text in ".{0,40}|[0-9a-fA-F-]{36}") {
+    fn only_tokens_seatrush_sealed_open(text in ".{0,90}|[0-9.]{1,30}[.][A-Za-z0-9_-]{22}") {
+        let key = TokenKey::new(&["property-secret"]).unwrap();
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(&text) {
             headers.insert(QUEUE_TOKEN, value);
-            match queue_token(&headers) {
-                Ok(token) => prop_assert_eq!(
-                    token.hyphenated().to_string(),
-                    text.trim().to_ascii_lowercase()
-                ),
+            match queue_token(&headers, &key) {
+                Ok(token) => prop_assert_eq!(key.seal(token), text.trim()),
                 Err(e) => prop_assert!(is_client_error(&e)),
             }
         }
+    }
+
+    #[test]
+    fn a_sealed_token_changed_anywhere_does_not_open(
+        schedule_id in 1..=i64::MAX as u64,
+        sequence in 1..=i64::MAX as u64,
+        user_id in 1..=i64::MAX as u64,
+        at in 0usize..200,
+        to in "[A-Za-z0-9._~-]",
+    ) {
+        let key = TokenKey::new(&["property-secret"]).unwrap();
+        let token = QueueToken { schedule_id, sequence, user_id };
+        let sealed = key.seal(token);
+        prop_assert_eq!(key.open(&sealed).unwrap(), token);
+        let at = at % sealed.len();
+        let mut changed = sealed.clone();
+        changed.replace_range(at..at + 1, &to);
+        if changed != sealed {
+            prop_assert!(matches!(key.open(&changed), Err(Error::QueueTokenInvalid)), "{changed}");
+        }
+    }
+
+    #[test]
+    fn an_identity_changed_anywhere_does_not_verify(
+        user_id in 1..=i64::MAX as u64,
+        at in 0usize..400,
+        to in "[A-Za-z0-9._-]",
+    ) {
+        let identity = Identity::shared_secrets(&["property-secret"]).unwrap();
+        let signed = identity.sign(user_id, 600).unwrap();
+        prop_assert_eq!(identity.verify(&signed).unwrap().user_id(), user_id);
+        let at = at % signed.len();
+        let mut changed = signed.clone();
+        changed.replace_range(at..at + 1, &to);
+        if changed != signed {
+            // Base64url's last character carries spare bits: a change there may decode to
+            // the same bytes, which is the same token, not a forgery.
+            match identity.verify(&changed) {
+                Ok(caller) => prop_assert_eq!(caller.user_id(), user_id),
+                Err(e) => prop_assert!(matches!(e, Error::AuthInvalid)),
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bearer_text_is_never_an_identity(text in ".{0,300}") {
+        let identity = Identity::shared_secrets(&["property-secret"]).unwrap();
+        prop_assert!(matches!(identity.verify(&text), Err(Error::AuthInvalid)));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::request::{JsonObject, queue_token};
 use super::response::{self, Body};
@@ -15,7 +14,7 @@ use crate::queue;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IssuedToken {
-    token: Uuid,
+    token: String,
     queue_position: u64,
     estimated_wait_time_minutes: u64,
     status: TokenStatus,
@@ -35,7 +34,7 @@ pub async fn issue_token(
     Ok(response::ok(
         StatusCode::OK,
         &IssuedToken {
-            token,
+            token: app.tokens.seal(token),
             queue_position: state.position,
             estimated_wait_time_minutes: state.wait_minutes,
             status: state.status,
@@ -46,7 +45,7 @@ pub async fn issue_token(
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TokenView {
-    token: Uuid,
+    token: String,
     user_id: u64,
     schedule_id: u64,
     status: TokenStatus,
@@ -61,13 +60,13 @@ pub async fn my_token(
     caller: Caller,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, Error> {
-    let token = queue_token(headers)?;
+    let token = queue_token(headers, &app.tokens)?;
     let (holder, stale) = queue::authenticate_or_stale(&app.hot, &app.db, token, caller).await?;
     let state = holder.state;
     let view = TokenView {
-        token: holder.token,
-        user_id: holder.user_id,
-        schedule_id: holder.schedule_id,
+        token: app.tokens.seal(holder.token),
+        user_id: holder.token.user_id,
+        schedule_id: holder.token.schedule_id,
         status: state.status,
         queue_position: state.position,
         estimated_wait_time_minutes: state.wait_minutes,

@@ -60,8 +60,8 @@ pub async fn hold(
     let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
     let user_id = body.id("userId")?;
     caller.owns(user_id)?;
-    let token = queue_token(headers)?;
-    let hold = holds::hold(&app.hot, token, user_id, schedule_id, seat_ids, key).await?;
+    let token = queue_token(headers, &app.tokens)?;
+    let hold = holds::hold(&app.hot, caller, token, schedule_id, seat_ids, key).await?;
     Ok(response::ok(
         StatusCode::CREATED,
         &ReservationView {
@@ -85,7 +85,7 @@ pub async fn get(
     headers: &HeaderMap,
     id: ReservationId,
 ) -> Result<Response<Body>, Error> {
-    let token = queue_token(headers)?;
+    let token = queue_token(headers, &app.tokens)?;
     let (reservation, stale) =
         holds::get(&app.hot, &app.db, &app.catalogue, caller, token, id).await?;
     Ok(response::ok_maybe_stale(
@@ -101,7 +101,7 @@ pub async fn cancel(
     headers: &HeaderMap,
     id: ReservationId,
 ) -> Result<Response<Body>, Error> {
-    let token = queue_token(headers)?;
+    let token = queue_token(headers, &app.tokens)?;
     let reservation = holds::cancel(&app.hot, &app.catalogue, caller, token, id).await?;
     Ok(response::ok(
         StatusCode::OK,

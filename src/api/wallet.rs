@@ -34,7 +34,13 @@ pub async fn charge(
         .opt_positive("amount", MAX_CHARGE)?
         .ok_or_else(|| Error::invalid("amount", "amount is required"))?;
     caller.owns(user_id)?;
-    let owner = wallet::owner(&app.hot, caller, queue_token(headers)?, user_id).await?;
+    let owner = wallet::owner(
+        &app.hot,
+        caller,
+        queue_token(headers, &app.tokens)?,
+        user_id,
+    )
+    .await?;
     let charge = wallet::charge(&app.hot, &app.db, owner, amount, key).await?;
     Ok(response::ok(
         StatusCode::OK,
@@ -66,7 +72,7 @@ pub async fn balance(
     user_id: u64,
 ) -> Result<Response<Body>, Error> {
     caller.owns(user_id)?;
-    let token = queue_token(headers)?;
+    let token = queue_token(headers, &app.tokens)?;
     let (balance, stale) = wallet::balance(&app.hot, &app.db, caller, token, user_id).await?;
     let view = BalanceView {
         user_id,

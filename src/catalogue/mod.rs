@@ -8,13 +8,12 @@ pub mod schedules;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use uuid::Uuid;
 
 pub use reads::Catalogue;
 
 use crate::fallback;
 use crate::identity::Caller;
-use crate::model::{Error, ListedSeat, Refusal, Schedule, TokenStatus};
+use crate::model::{Error, ListedSeat, QueueToken, Schedule, TokenStatus};
 use crate::mysql::Db;
 use crate::queue;
 use crate::redis::HotPath;
@@ -27,7 +26,7 @@ pub async fn schedules_of(
     db: &Db,
     catalogue: &Catalogue,
     caller: Caller,
-    token: Uuid,
+    token: QueueToken,
     concert_id: u64,
     (from, to): (Option<NaiveDate>, Option<NaiveDate>),
 ) -> Result<(Vec<(Schedule, u64)>, bool), Error> {
@@ -76,23 +75,19 @@ pub async fn seats_of(
     db: &Db,
     catalogue: &Catalogue,
     caller: Caller,
-    token: Uuid,
+    token: QueueToken,
     concert_id: u64,
     schedule_id: u64,
 ) -> Result<SeatListing, Error> {
+    let token = queue::for_schedule(token, caller, schedule_id)?;
     let fresh = async {
-        match hot.seat_view(schedule_id, token, caller.user_id()).await? {
+        match hot.seat_view(token, caller.user_id()).await? {
             Ok(ids) => Ok(ids),
-            Err(Refusal::TokenNotHere) => Err(queue::not_here(hot, &token, schedule_id).await),
             Err(refusal) => Err(refusal.into()),
         }
     };
     let from_mysql = || async {
         let holder = fallback::token_holder(db, token).await?;
-        caller.owns(holder.user_id)?;
-        if holder.schedule_id != schedule_id {
-            return Err(Error::QueueTokenWrongSchedule);
-        }
         if holder.state.status != TokenStatus::Active {
             return Err(Error::QueueTokenNotActive);
         }

@@ -4,32 +4,38 @@
 //! call. The owner reads a reservation, or cancels it while RESERVED (`cancel_hold`); the
 //! housekeeping loop expires holds that are due (`expire_holds`).
 
-use uuid::Uuid;
-
 use crate::catalogue::Catalogue;
 use crate::fallback;
 use crate::identity::Caller;
 use crate::model::{
-    Error, Hold, Idempotency, Refusal, Reservation, ReservationId, ReservationRecord, Seat,
+    Error, Hold, Idempotency, QueueToken, Reservation, ReservationId, ReservationRecord, Seat,
 };
 use crate::mysql::Db;
 use crate::queue;
 use crate::redis::HotPath;
 use crate::redis::scripts::{HoldOutcome, HoldRequest};
 
-/// Holds `seat_ids` of the schedule for the user, all or none.
+/// Holds `seat_ids` of the schedule for the caller, all or none, with their ACTIVE token
+/// of that schedule.
 pub async fn hold(
     hot: &HotPath,
-    token: Uuid,
-    user_id: u64,
+    caller: Caller,
+    token: QueueToken,
     schedule_id: u64,
     seat_ids: Vec<u64>,
     idempotency_key: Option<String>,
 ) -> Result<Hold, Error> {
+    let token = match queue::for_schedule(token, caller, schedule_id) {
+        // Another schedule's token is told so only of a schedule that exists.
+        Err(Error::QueueTokenWrongSchedule) if !hot.schedule_exists(schedule_id).await? => {
+            return Err(Error::ScheduleNotFound);
+        }
+        other => other?,
+    };
     let idempotency = idempotency_key.map(|key| Idempotency::hold(key, schedule_id, &seat_ids));
     let request = HoldRequest {
-        token,
-        user_id,
+        token: token.sequence,
+        user_id: caller.user_id(),
         seat_ids,
         idempotency,
     };
@@ -37,9 +43,6 @@ pub async fn hold(
         HoldOutcome::Held(hold) => {
             metrics::counter!("seatrush_seats_held_total").increment(hold.seats.len() as u64);
             Ok(hold)
-        }
-        HoldOutcome::Refused(Refusal::TokenNotHere, _) => {
-            Err(queue::not_here(hot, &token, schedule_id).await)
         }
         HoldOutcome::Refused(refusal, seats) => Err(refusal.into_error(seats)),
     }
@@ -52,7 +55,7 @@ pub async fn get(
     db: &Db,
     catalogue: &Catalogue,
     caller: Caller,
-    token: Uuid,
+    token: QueueToken,
     id: ReservationId,
 ) -> Result<(Reservation, bool), Error> {
     let (_, stale_token) = queue::authenticate_or_stale(hot, db, token, caller).await?;
@@ -79,11 +82,11 @@ pub async fn cancel(
     hot: &HotPath,
     catalogue: &Catalogue,
     caller: Caller,
-    token: Uuid,
+    token: QueueToken,
     id: ReservationId,
 ) -> Result<Reservation, Error> {
-    let holder = queue::authenticate(hot, token, caller).await?;
-    let record = hot.cancel_hold(id, holder.user_id).await??;
+    queue::authenticate(hot, token, caller).await?;
+    let record = hot.cancel_hold(id, caller.user_id()).await??;
     metrics::counter!("seatrush_holds_cancelled_total").increment(1);
     with_seats(catalogue, record).await
 }

@@ -1,9 +1,21 @@
-//! Queue tokens: their status, their live state, and their record. A token's record lives in
-//! its schedule's `tokens` hash, and every change of it goes whole to the schedule's outbox,
-//! as `userId|status|sequence|issuedAt|activatedAt|expiresAt|endedAt` (`lua/lib/queue.lua`
+//! Queue tokens: who and what a token names, their status, their live state, and their
+//! record. Inside seatrush a token is its schedule and arrival sequence (and its user); the
+//! Queue-Token a client holds adds a MAC to those (`crate::identity::TokenKey`). A token's
+//! record lives in its schedule's `tokens` hash under its sequence, and every change of it
+//! goes whole to the schedule's outbox, as
+//! `userId|status|sequence|issuedAt|activatedAt|expiresAt|endedAt` (`lua/lib/queue.lua`
 //! writes it).
 
 use super::record::{DecodeError, fields, number, opt_number, opt_text};
+
+/// A queue token: the `sequence`-th arrival in `schedule_id`'s queue, issued to `user_id`.
+/// Sequences are never reused, so the pair names one token for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueueToken {
+    pub schedule_id: u64,
+    pub sequence: u64,
+    pub user_id: u64,
+}
 
 /// Where a token is in its life: WAITING, then ACTIVE, then EXPIRED or USED (retired after a
 /// payment).
@@ -56,16 +68,13 @@ pub struct TokenState {
 /// Who a valid Queue-Token belongs to, and its state now.
 #[derive(Debug, Clone)]
 pub struct TokenHolder {
-    pub token: uuid::Uuid,
-    pub user_id: u64,
-    pub schedule_id: u64,
+    pub token: QueueToken,
     pub state: TokenState,
 }
 
 /// A queue token's full record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
-    pub token: String,
     pub user_id: u64,
     pub schedule_id: u64,
     pub status: TokenStatus,
@@ -78,11 +87,15 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
-    /// Decodes the record of `token`, a token of `schedule_id`.
-    pub fn parse(token: &str, schedule_id: u64, record: &str) -> Result<Self, DecodeError> {
+    /// Decodes the record a token of `schedule_id` keeps under `field` (its sequence).
+    pub fn parse(field: &str, schedule_id: u64, record: &str) -> Result<Self, DecodeError> {
         let [user, status, sequence, issued, activated, expires, ended] = fields("token", record)?;
+        if field != sequence {
+            return Err(DecodeError(format!(
+                "token record {record:?} kept under {field:?}"
+            )));
+        }
         Ok(TokenRecord {
-            token: token.to_string(),
             user_id: number(user, "userId")?,
             schedule_id,
             status: TokenStatus::parse(status)?,
@@ -92,6 +105,15 @@ impl TokenRecord {
             expires_at_ms: opt_number(expires, "expiresAt")?,
             ended_at_ms: opt_number(ended, "endedAt")?,
         })
+    }
+
+    /// The token this record is of.
+    pub fn token(&self) -> QueueToken {
+        QueueToken {
+            schedule_id: self.schedule_id,
+            sequence: self.sequence,
+            user_id: self.user_id,
+        }
     }
 
     /// The record as the scripts store it: the inverse of [`Self::parse`].
@@ -115,10 +137,16 @@ mod tests {
 
     #[test]
     fn token_records_round_trip_with_empty_times_as_none() {
-        for record in ["9|WAITING|12|1700000000123|||", "8|USED|13|1|2|3|4"] {
-            assert_eq!(TokenRecord::parse("t", 3, record).unwrap().record(), record);
+        for (field, record) in [
+            ("12", "9|WAITING|12|1700000000123|||"),
+            ("13", "8|USED|13|1|2|3|4"),
+        ] {
+            assert_eq!(
+                TokenRecord::parse(field, 3, record).unwrap().record(),
+                record
+            );
         }
-        let waiting = TokenRecord::parse("t", 3, "9|WAITING|12|1700000000123|||").unwrap();
+        let waiting = TokenRecord::parse("12", 3, "9|WAITING|12|1700000000123|||").unwrap();
         assert_eq!(
             (waiting.user_id, waiting.schedule_id, waiting.sequence),
             (9, 3, 12)
@@ -128,8 +156,13 @@ mod tests {
 
     #[test]
     fn broken_token_records_are_refused() {
-        for bad in ["9|WAITING|1", "nine|WAITING|1|2|||", "9|LOST|1|2|||"] {
-            assert!(TokenRecord::parse("t", 3, bad).is_err(), "{bad}");
+        for bad in [
+            "9|WAITING|1",
+            "nine|WAITING|1|2|||",
+            "9|LOST|1|2|||",
+            "9|WAITING|2|2|||",
+        ] {
+            assert!(TokenRecord::parse("1", 3, bad).is_err(), "{bad}");
         }
     }
 }

@@ -6,11 +6,18 @@ use mysql_async::prelude::*;
 
 use super::timed;
 
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "0001_schema.sql",
-    include_str!("../../migrations/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "0001_schema.sql",
+        include_str!("../../migrations/0001_schema.sql"),
+    ),
+    (
+        2,
+        "0002_signed_queue_tokens.sql",
+        include_str!("../../migrations/0002_signed_queue_tokens.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

@@ -104,18 +104,9 @@ pub async fn tokens(
     schedule_id: u64,
     ended_since_ms: i64,
 ) -> Result<Vec<TokenRecord>, mysql_async::Error> {
-    type Sql = (
-        String,
-        u64,
-        String,
-        u64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    );
+    type Sql = (u64, String, u64, i64, Option<i64>, Option<i64>, Option<i64>);
     let rows: Vec<Sql> = timed(conn.exec(
-        "SELECT token, user_id, status, seq, CAST(UNIX_TIMESTAMP(issued_at) * 1000 AS SIGNED),
+        "SELECT user_id, status, seq, CAST(UNIX_TIMESTAMP(issued_at) * 1000 AS SIGNED),
            CAST(UNIX_TIMESTAMP(activated_at) * 1000 AS SIGNED),
            CAST(UNIX_TIMESTAMP(expires_at) * 1000 AS SIGNED),
            CAST(UNIX_TIMESTAMP(ended_at) * 1000 AS SIGNED)
@@ -126,9 +117,8 @@ pub async fn tokens(
     .await?;
     rows.into_iter()
         .map(
-            |(token, user_id, state, sequence, issued, activated, expires, ended)| {
+            |(user_id, state, sequence, issued, activated, expires, ended)| {
                 Ok(TokenRecord {
-                    token,
                     user_id,
                     schedule_id,
                     status: status(TokenStatus::parse, &state)?,

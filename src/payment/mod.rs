@@ -5,9 +5,8 @@
 
 pub mod saga;
 
-use uuid::Uuid;
-
-use crate::model::{Error, Idempotency, Payment, PaymentAttempt, Refusal, ReservationId};
+use crate::identity::Caller;
+use crate::model::{Error, Idempotency, Payment, PaymentAttempt, QueueToken, ReservationId};
 use crate::mysql::Db;
 use crate::queue;
 use crate::redis::HotPath;
@@ -21,21 +20,13 @@ pub const METHOD: &str = "BALANCE";
 pub async fn pay(
     hot: &HotPath,
     db: &Db,
-    token: Uuid,
-    user_id: u64,
+    caller: Caller,
+    token: QueueToken,
     reservation_id: ReservationId,
     idempotency_key: Option<String>,
 ) -> Result<Payment, Error> {
     let idempotency = idempotency_key.map(|key| Idempotency::payment(key, reservation_id));
-    let result = run(
-        hot,
-        db,
-        token,
-        user_id,
-        reservation_id,
-        idempotency.as_ref(),
-    )
-    .await;
+    let result = run(hot, db, caller, token, reservation_id, idempotency.as_ref()).await;
     let label = match &result {
         Ok(_) => "paid",
         Err(e) => e.code(),
@@ -49,13 +40,21 @@ pub async fn pay(
 async fn run(
     hot: &HotPath,
     db: &Db,
-    token: Uuid,
-    user_id: u64,
+    caller: Caller,
+    token: QueueToken,
     reservation_id: ReservationId,
     idempotency: Option<&Idempotency>,
 ) -> Result<Payment, Error> {
+    let token = match queue::for_schedule(token, caller, reservation_id.schedule()) {
+        // Another schedule's token is told so only of a reservation that exists.
+        Err(Error::QueueTokenWrongSchedule) if !hot.reservation_exists(reservation_id).await? => {
+            return Err(Error::ReservationNotFound);
+        }
+        other => other?,
+    };
+    let user_id = caller.user_id();
     let request = BeginRequest {
-        token,
+        token: token.sequence,
         user_id,
         reservation_id,
         idempotency: idempotency.cloned(),
@@ -63,9 +62,6 @@ async fn run(
     let (payment_id, amount) = match hot.begin_payment(request).await? {
         BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
         BeginOutcome::Paid(payment) => return Ok(payment),
-        BeginOutcome::Refused(Refusal::TokenNotHere) => {
-            return Err(token_not_here(hot, &token, reservation_id).await);
-        }
         BeginOutcome::Refused(refusal) => return Err(refusal.into()),
     };
     let attempt = PaymentAttempt {
@@ -92,18 +88,5 @@ async fn run(
                 Err(e)
             }
         },
-    }
-}
-
-/// A token the reservation's schedule does not know: another schedule's token is told so
-/// only of a reservation that exists.
-async fn token_not_here(hot: &HotPath, token: &Uuid, reservation_id: ReservationId) -> Error {
-    match queue::not_here(hot, token, reservation_id.schedule()).await {
-        Error::QueueTokenWrongSchedule => match hot.reservation_exists(reservation_id).await {
-            Ok(true) => Error::QueueTokenWrongSchedule,
-            Ok(false) => Error::ReservationNotFound,
-            Err(e) => e.into(),
-        },
-        other => other,
     }
 }

@@ -1,12 +1,12 @@
 //! The waiting queue: token issuance and the Queue-Token check. Every race is decided in a
 //! Lua script (`issue_tokens`, `token_status`, and the admission tick's `admit_batch` in
-//! [`crate::housekeeping`]); concurrent calls for one schedule share a script call.
-
-use uuid::Uuid;
+//! [`crate::housekeeping`]); concurrent calls for one schedule share a script call. A token
+//! names its schedule and user (the edge has checked its MAC), so it is routed to its
+//! schedule without an index, and another user's token is refused without a Redis call.
 
 use crate::fallback;
 use crate::identity::Caller;
-use crate::model::{Error, TokenHolder, TokenState, TokenStatus};
+use crate::model::{Error, QueueToken, TokenHolder, TokenState, TokenStatus};
 use crate::mysql::Db;
 use crate::redis::HotPath;
 use crate::redis::scripts::{IssueOutcome, StatusOutcome};
@@ -20,48 +20,44 @@ pub async fn issue(
     db: &Db,
     caller: Caller,
     schedule_id: u64,
-) -> Result<(Uuid, TokenState), Error> {
+) -> Result<(QueueToken, TokenState), Error> {
     let user_id = caller.user_id();
     if !users.exists(db, user_id).await? {
         return Err(Error::UserNotFound);
     }
-    let token = Uuid::new_v4();
-    match hot.issue_token(schedule_id, token, user_id).await? {
-        IssueOutcome::Issued(state) => {
+    match hot.issue_token(schedule_id, user_id).await? {
+        IssueOutcome::Issued { sequence, state } => {
             if state.status == TokenStatus::Active {
                 metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule_id.to_string())
                     .increment(1);
             }
+            let token = QueueToken {
+                schedule_id,
+                sequence,
+                user_id,
+            };
             Ok((token, state))
         }
         IssueOutcome::Refused(refusal) => Err(refusal.into()),
     }
 }
 
-/// The caller's live (WAITING or ACTIVE) token: the token index names its schedule, whose
-/// `token_status` script confirms it; another user's token is `403 FORBIDDEN`.
+/// The caller's live (WAITING or ACTIVE) token, as its schedule's `token_status` script
+/// has it; another user's token is `403 FORBIDDEN`.
 pub async fn authenticate(
     hot: &HotPath,
-    token: Uuid,
+    token: QueueToken,
     caller: Caller,
 ) -> Result<TokenHolder, Error> {
-    let holder = holder(hot, token).await?;
-    caller.owns(holder.user_id)?;
-    Ok(holder)
+    caller.owns(token.user_id)?;
+    holder(hot, token).await
 }
 
-async fn holder(hot: &HotPath, token: Uuid) -> Result<TokenHolder, Error> {
-    let (schedule_id, indexed_user) = hot
-        .token_index(&token)
-        .await?
-        .ok_or(Error::QueueTokenInvalid)?;
-    match hot.token_status(schedule_id, token).await? {
-        StatusOutcome::Live { user_id, state } if user_id == indexed_user => Ok(TokenHolder {
-            token,
-            user_id,
-            schedule_id,
-            state,
-        }),
+async fn holder(hot: &HotPath, token: QueueToken) -> Result<TokenHolder, Error> {
+    match hot.token_status(token).await? {
+        StatusOutcome::Live { user_id, state } if user_id == token.user_id => {
+            Ok(TokenHolder { token, state })
+        }
         _ => Err(Error::QueueTokenInvalid),
     }
 }
@@ -71,21 +67,23 @@ async fn holder(hot: &HotPath, token: Uuid) -> Result<TokenHolder, Error> {
 pub async fn authenticate_or_stale(
     hot: &HotPath,
     db: &Db,
-    token: Uuid,
+    token: QueueToken,
     caller: Caller,
 ) -> Result<(TokenHolder, bool), Error> {
-    let (holder, stale) =
-        fallback::or_mysql(holder(hot, token), || fallback::token_holder(db, token)).await?;
-    caller.owns(holder.user_id)?;
-    Ok((holder, stale))
+    caller.owns(token.user_id)?;
+    fallback::or_mysql(holder(hot, token), || fallback::token_holder(db, token)).await
 }
 
-/// Why a token a schedule's script did not find there is refused: it is another schedule's
-/// (`QUEUE_TOKEN_WRONG_SCHEDULE`) or nobody's (`QUEUE_TOKEN_INVALID`).
-pub async fn not_here(hot: &HotPath, token: &Uuid, schedule_id: u64) -> Error {
-    match hot.token_index(token).await {
-        Ok(Some((schedule, _))) if schedule != schedule_id => Error::QueueTokenWrongSchedule,
-        Ok(_) => Error::QueueTokenInvalid,
-        Err(e) => e.into(),
+/// The caller's token, if it is one of `schedule_id`'s: `401 QUEUE_TOKEN_WRONG_SCHEDULE`
+/// for a token of another schedule, `403` for another user's.
+pub fn for_schedule(
+    token: QueueToken,
+    caller: Caller,
+    schedule_id: u64,
+) -> Result<QueueToken, Error> {
+    caller.owns(token.user_id)?;
+    if token.schedule_id != schedule_id {
+        return Err(Error::QueueTokenWrongSchedule);
     }
+    Ok(token)
 }

@@ -7,18 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::{AsyncCommands, RedisResult};
-use uuid::Uuid;
 
 use super::RedisConn;
 use super::coalesce::Coalescer;
-use super::keys::{SCHEDULES, ScheduleKeys, TOKEN_INDEX, WalletKeys};
+use super::keys::{SCHEDULES, ScheduleKeys, WalletKeys};
 use super::scripts::{
     AdmitOutcome, BeginOutcome, BeginRequest, ChargeOutcome, CommitOutcome, DebitOutcome,
     DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, Scripts, SeatViewOutcome, StatusOutcome,
 };
 use crate::model::{
-    Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, Refusal, ReservationId,
-    ReservationRecord, wallet_bucket,
+    Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
+    ReservationId, ReservationRecord, wallet_bucket,
 };
 
 /// A coalescer whose batches are calls of `Scripts::$script` (for the batch's slot: a
@@ -41,9 +40,9 @@ macro_rules! coalesced {
 pub struct HotPath {
     conn: RedisConn,
     scripts: Arc<Scripts>,
-    token_issuer: Coalescer<(Uuid, u64), IssueOutcome>,
-    token_checker: Coalescer<Uuid, StatusOutcome>,
-    seat_viewer: Coalescer<(Uuid, u64), SeatViewOutcome>,
+    token_issuer: Coalescer<u64, IssueOutcome>,
+    token_checker: Coalescer<u64, StatusOutcome>,
+    seat_viewer: Coalescer<(u64, u64), SeatViewOutcome>,
     seat_holder: Coalescer<HoldRequest, HoldOutcome>,
     payment_begins: Coalescer<BeginRequest, BeginOutcome>,
     debits: Coalescer<DebitRequest, DebitOutcome>,
@@ -78,45 +77,26 @@ impl HotPath {
     // The queue.
 
     /// `issue_tokens`: a new token for the user, WAITING or already ACTIVE.
-    pub async fn issue_token(
-        &self,
-        schedule_id: u64,
-        token: Uuid,
-        user_id: u64,
-    ) -> RedisResult<IssueOutcome> {
-        self.token_issuer.call(schedule_id, (token, user_id)).await
+    pub async fn issue_token(&self, schedule_id: u64, user_id: u64) -> RedisResult<IssueOutcome> {
+        self.token_issuer.call(schedule_id, user_id).await
     }
 
-    /// `token_status`: the token's live state, if it is a live token of the schedule.
-    pub async fn token_status(&self, schedule_id: u64, token: Uuid) -> RedisResult<StatusOutcome> {
-        self.token_checker.call(schedule_id, token).await
+    /// `token_status`: the token's live state, if it is a live token of its schedule.
+    pub async fn token_status(&self, token: QueueToken) -> RedisResult<StatusOutcome> {
+        self.token_checker
+            .call(token.schedule_id, token.sequence)
+            .await
     }
 
-    /// The schedule and user a token was issued for, from the token index.
-    pub async fn token_index(&self, token: &Uuid) -> RedisResult<Option<(u64, u64)>> {
-        let indexed: Option<String> = self.conn().hget(TOKEN_INDEX, token.to_string()).await?;
-        Ok(indexed
-            .as_deref()
-            .and_then(|v| v.split_once(':'))
-            .and_then(|(s, u)| Some((s.parse().ok()?, u.parse().ok()?))))
-    }
-
-    /// `admit_batch`: one admission step for the schedule; drops the token index entries of
-    /// the records it dropped (the index lives in its own slot).
+    /// `admit_batch`: one admission step for the schedule.
     pub async fn admit(
         &self,
         schedule_id: u64,
         keep_ended: std::time::Duration,
     ) -> RedisResult<AdmitOutcome> {
-        let mut conn = self.conn();
-        let outcome = self
-            .scripts
-            .admit_batch(&mut conn, schedule_id, keep_ended)
-            .await?;
-        if !outcome.dropped.is_empty() {
-            conn.hdel::<_, _, ()>(TOKEN_INDEX, &outcome.dropped).await?;
-        }
-        Ok(outcome)
+        self.scripts
+            .admit_batch(&mut self.conn(), schedule_id, keep_ended)
+            .await
     }
 
     /// Every schedule the background loops serve.
@@ -162,13 +142,10 @@ impl HotPath {
 
     /// `seat_view`: the schedule's AVAILABLE seat ids if the token is the user's and ACTIVE
     /// there.
-    pub async fn seat_view(
-        &self,
-        schedule_id: u64,
-        token: Uuid,
-        user_id: u64,
-    ) -> RedisResult<SeatViewOutcome> {
-        self.seat_viewer.call(schedule_id, (token, user_id)).await
+    pub async fn seat_view(&self, token: QueueToken, user_id: u64) -> RedisResult<SeatViewOutcome> {
+        self.seat_viewer
+            .call(token.schedule_id, (token.sequence, user_id))
+            .await
     }
 
     /// How many seats of each schedule are AVAILABLE, in order.
@@ -204,6 +181,11 @@ impl HotPath {
         self.conn()
             .hget(ScheduleKeys::new(id.schedule()).res, id.get())
             .await
+    }
+
+    /// Whether the schedule is known (its settings are in Redis).
+    pub async fn schedule_exists(&self, schedule_id: u64) -> RedisResult<bool> {
+        self.conn().exists(ScheduleKeys::new(schedule_id).cfg).await
     }
 
     /// Whether Redis has a record of the reservation.

@@ -15,15 +15,15 @@ pub struct ScheduleKeys {
     /// HASH: queue settings, booking window and measured admission rate (absent: the
     /// schedule is unknown).
     pub cfg: String,
-    /// STRING: arrival sequence of the queue.
+    /// STRING: arrival sequence of the queue. A token is named in Redis by its sequence.
     pub token_sequence: String,
-    /// ZSET token -> seq: WAITING tokens in arrival order.
+    /// ZSET token (sequence) -> sequence: WAITING tokens in arrival order.
     pub waiting: String,
-    /// ZSET token -> expiresAt ms: ACTIVE tokens.
+    /// ZSET token (sequence) -> expiresAt ms: ACTIVE tokens.
     pub active: String,
-    /// HASH token -> record (see lua/lib/queue.lua).
+    /// HASH token (sequence) -> record (see lua/lib/queue.lua).
     pub tokens: String,
-    /// HASH userId -> the user's live token.
+    /// HASH userId -> the user's live token (sequence).
     pub users: String,
     /// HASH: admission and seat counters.
     pub stats: String,
@@ -164,10 +164,6 @@ impl Outbox {
         }
     }
 }
-
-/// HASH token -> "scheduleId:userId", so a bare Queue-Token finds its schedule. Written with
-/// each issuance batch; a token leaves it when its record is dropped (see `admit_batch`).
-pub const TOKEN_INDEX: &str = "seatrush:token-index";
 
 #[cfg(test)]
 mod tests {

@@ -5,11 +5,9 @@
 //! most once per user and key: the script keeps its first outcome for 24 h and answers
 //! repeats from it.
 
-use uuid::Uuid;
-
 use crate::fallback;
 use crate::identity::Caller;
-use crate::model::{Balance, Error, Idempotency, MAX_BALANCE, MAX_CHARGE};
+use crate::model::{Balance, Error, Idempotency, MAX_BALANCE, MAX_CHARGE, QueueToken};
 use crate::mysql::{Db, records};
 use crate::queue;
 use crate::redis::HotPath;
@@ -34,7 +32,7 @@ pub struct Owner {
 pub async fn owner(
     hot: &HotPath,
     caller: Caller,
-    token: Uuid,
+    token: QueueToken,
     user_id: u64,
 ) -> Result<Owner, Error> {
     caller.owns(user_id)?;
@@ -95,7 +93,7 @@ pub async fn balance(
     hot: &HotPath,
     db: &Db,
     caller: Caller,
-    token: Uuid,
+    token: QueueToken,
     user_id: u64,
 ) -> Result<(Balance, bool), Error> {
     caller.owns(user_id)?;

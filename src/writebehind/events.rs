@@ -148,16 +148,16 @@ mod tests {
     fn token_events_decode_with_empty_times_as_none() {
         let map = entry(&[
             ("type", "tokens"),
-            ("t-1", "9|WAITING|12|1700000000123|||"),
+            ("12", "9|WAITING|12|1700000000123|||"),
             (
-                "t-2",
+                "13",
                 "8|ACTIVE|13|1700000000124|1700000000124|1700000300124|",
             ),
         ]);
         let Event::Tokens(mut rows) = Event::decode(&map, OutboxOwner::Schedule(3)).unwrap() else {
             panic!("tokens decode as tokens");
         };
-        rows.sort_by(|a, b| a.token.cmp(&b.token));
+        rows.sort_by_key(|r| r.sequence);
         let row = &rows[0];
         assert_eq!((row.user_id, row.schedule_id, row.sequence), (9, 3, 12));
         assert_eq!(row.issued_at_ms, 1_700_000_000_123);
@@ -220,7 +220,7 @@ mod tests {
         );
         assert_eq!(balances[0].balance.total_charged, 1000);
         assert!(Event::decode(&ledger, OutboxOwner::Schedule(9)).is_err());
-        let good = entry(&[("type", "tokens"), ("x", "9|WAITING|1|2|||")]);
+        let good = entry(&[("type", "tokens"), ("1", "9|WAITING|1|2|||")]);
         assert!(
             Event::decode(&good, OutboxOwner::WalletBucket(1)).is_err(),
             "a schedule event in a wallet outbox is refused"

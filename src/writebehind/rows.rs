@@ -9,9 +9,30 @@ use mysql_async::prelude::*;
 
 use crate::mysql::{datetime_ms, placeholders, shaped_chunks, timed};
 
+/// What names a row: one column or several (`Table::key_column`).
+pub trait Key: Eq + Hash + Clone + Send + 'static + FromRow {
+    /// One key's placeholders in a SQL list, e.g. `?` or `(?, ?)`.
+    const PLACEHOLDERS: &'static str;
+    fn values(&self) -> Vec<mysql_async::Value>;
+}
+
+impl Key for u64 {
+    const PLACEHOLDERS: &'static str = "?";
+    fn values(&self) -> Vec<mysql_async::Value> {
+        vec![(*self).into()]
+    }
+}
+
+impl Key for (u64, u64) {
+    const PLACEHOLDERS: &'static str = "(?, ?)";
+    fn values(&self) -> Vec<mysql_async::Value> {
+        vec![self.0.into(), self.1.into()]
+    }
+}
+
 /// A row kind the flusher writes.
 pub trait Row {
-    type Key: Eq + Hash + Clone + Send + 'static + Into<mysql_async::Value> + FromValue;
+    type Key: Key;
     fn key(&self) -> Self::Key;
     /// The values of [`Table::columns`], in order.
     fn params(&self) -> Vec<mysql_async::Value>;
@@ -20,6 +41,7 @@ pub trait Row {
 /// Where and how rows of one kind are written.
 pub struct Table {
     pub name: &'static str,
+    /// The column, or comma-separated columns, of the row's [`Key`].
     pub key_column: &'static str,
     pub columns: &'static str,
     /// One row's placeholders, e.g. `(?, ?, ?)`.
@@ -50,12 +72,12 @@ pub async fn write<'a, R: Row>(
     let mut existing: HashSet<R::Key> = HashSet::new();
     for chunk in shaped_chunks(rows) {
         let sql = format!(
-            "SELECT {key} FROM {name} WHERE {key} IN ({}) FOR UPDATE",
-            placeholders(chunk.len(), "?"),
+            "SELECT {key} FROM {name} WHERE ({key}) IN ({}) FOR UPDATE",
+            placeholders(chunk.len(), R::Key::PLACEHOLDERS),
             key = table.key_column,
             name = table.name,
         );
-        let keys: Vec<mysql_async::Value> = chunk.iter().map(|r| r.key().into()).collect();
+        let keys: Vec<mysql_async::Value> = chunk.iter().flat_map(|r| r.key().values()).collect();
         let found: Vec<R::Key> = timed(tx.exec(sql, keys)).await?;
         existing.extend(found);
     }

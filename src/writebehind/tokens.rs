@@ -6,9 +6,9 @@ use crate::mysql::datetime_ms;
 
 pub const TABLE: Table = Table {
     name: "queue_tokens",
-    key_column: "token",
-    columns: "token, user_id, schedule_id, status, seq, issued_at, activated_at, expires_at, ended_at",
-    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    key_column: "schedule_id, seq",
+    columns: "user_id, schedule_id, status, seq, issued_at, activated_at, expires_at, ended_at",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?)",
     update: "activated_at = COALESCE(VALUES(activated_at), activated_at),
              expires_at = COALESCE(VALUES(expires_at), expires_at),
              ended_at = COALESCE(VALUES(ended_at), ended_at),
@@ -16,15 +16,14 @@ pub const TABLE: Table = Table {
 };
 
 impl Row for TokenRecord {
-    type Key = String;
+    type Key = (u64, u64);
 
-    fn key(&self) -> String {
-        self.token.clone()
+    fn key(&self) -> (u64, u64) {
+        (self.schedule_id, self.sequence)
     }
 
     fn params(&self) -> Vec<mysql_async::Value> {
         vec![
-            self.token.as_str().into(),
             self.user_id.into(),
             self.schedule_id.into(),
             self.status.as_str().into(),

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use seatrush::app::App;
 use seatrush::config::Config;
-use seatrush::identity::Identity;
-use seatrush::model::{Idempotency, PaymentAttempt, PaymentId, ReservationId};
+use seatrush::identity::{Identity, TokenKey};
+use seatrush::model::{Idempotency, PaymentAttempt, PaymentId, QueueToken, ReservationId};
 use seatrush::shutdown::{self, ShutdownTrigger};
 use simd_json::OwnedValue;
 use simd_json::prelude::*;
@@ -123,6 +123,15 @@ pub async fn own_database(config: &mut Config, name: &str) {
 /// Signs identities as the ticketing site's login would, with the test configuration's secret.
 static IDENTITY: LazyLock<Identity> =
     LazyLock::new(|| Identity::from_config(&test_config()).expect("test identity keys"));
+
+/// Opens Queue-Tokens as the servers under test do (the test configuration's secret).
+static TOKEN_KEY: LazyLock<TokenKey> =
+    LazyLock::new(|| TokenKey::from_config(&test_config()).expect("test token key"));
+
+/// What a Queue-Token the server issued names: its schedule, sequence and user.
+pub fn opened(token: &str) -> QueueToken {
+    TOKEN_KEY.open(token).expect("a token the server issued")
+}
 
 /// `Authorization` header value naming `user` (valid for an hour).
 pub fn bearer(user: u64) -> String {
@@ -594,7 +603,7 @@ impl TestApp {
     ) -> (u64, u64) {
         use seatrush::redis::scripts::{BeginOutcome, BeginRequest};
         let request = BeginRequest {
-            token: uuid::Uuid::parse_str(token).unwrap(),
+            token: opened(token).sequence,
             user_id: user,
             reservation_id: ReservationId::from_u64(reservation),
             idempotency,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use redis::{RedisResult, Value};
-use uuid::Uuid;
 
 use super::{BatchKeys, Observe, PER_TICK, Reply, Scripts, bad_reply, refusal};
 use crate::model::{Hold, Idempotency, PaymentAttempt, Refusal, ReservationId, ReservationRecord};
@@ -20,7 +19,8 @@ pub enum HoldOutcome {
 /// One request of a `hold_seats` batch.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {
-    pub token: Uuid,
+    /// The Queue-Token's sequence in the schedule.
+    pub token: u64,
     pub user_id: u64,
     pub seat_ids: Vec<u64>,
     pub idempotency: Option<Idempotency>,
@@ -55,7 +55,7 @@ impl Scripts {
             .arg(schedule_id);
         let mut idempotency_keys = BatchKeys::after(&k, 11);
         for request in batch {
-            call.arg(request.token.to_string()).arg(request.user_id);
+            call.arg(request.token).arg(request.user_id);
             idempotency_keys.add(&mut call, request.user_id, request.idempotency.as_ref());
             call.arg(request.seat_ids.len()).arg(&request.seat_ids);
         }
@@ -92,13 +92,13 @@ impl Scripts {
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        tokens: &[(Uuid, u64)],
+        tokens: &[(u64, u64)],
     ) -> RedisResult<Vec<SeatViewOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.seat_view.key(&k.tokens);
         call.key(&k.avail);
         for (token, user_id) in tokens {
-            call.arg(token.to_string()).arg(user_id);
+            call.arg(token).arg(user_id);
         }
         let reply = Reply::new(call.invoke_observed("seat_view", conn).await?)?;
         let listed = reply.string(0)?;

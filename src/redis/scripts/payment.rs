@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use redis::{RedisResult, Value};
-use uuid::Uuid;
 
 use super::holds::release_keys;
 use super::{BatchKeys, Observe, Reply, Scripts, bad_reply};
@@ -95,7 +94,8 @@ fn debit_outcome(reply: &Reply) -> RedisResult<DebitOutcome> {
 /// One request of a `pay_begin` batch.
 #[derive(Debug, Clone)]
 pub struct BeginRequest {
-    pub token: Uuid,
+    /// The Queue-Token's sequence in the reservation's schedule.
+    pub token: u64,
     pub user_id: u64,
     pub reservation_id: ReservationId,
     pub idempotency: Option<Idempotency>,
@@ -141,7 +141,7 @@ impl Scripts {
             .arg(schedule_id);
         let mut idempotency_keys = BatchKeys::after(&k, 11);
         for request in batch {
-            call.arg(request.token.to_string())
+            call.arg(request.token)
                 .arg(request.user_id)
                 .arg(request.reservation_id.get());
             idempotency_keys.add(&mut call, request.user_id, request.idempotency.as_ref());

@@ -1,16 +1,19 @@
 //! The waiting queue's scripts: issuance, status and the admission tick.
 
-use redis::{RedisResult, ScriptInvocation, Value};
-use uuid::Uuid;
+use redis::{RedisResult, ScriptInvocation};
 
-use super::{Observe, PER_TICK, Scripts, bad_reply, observed, refusal};
+use super::{Observe, PER_TICK, Scripts, bad_reply, refusal};
 use crate::model::{Refusal, TokenState, TokenStatus};
 use crate::redis::RedisConn;
-use crate::redis::keys::{ScheduleKeys, TOKEN_INDEX};
+use crate::redis::keys::ScheduleKeys;
 
 #[derive(Debug)]
 pub enum IssueOutcome {
-    Issued(TokenState),
+    /// A new token: the `sequence`-th arrival of the schedule.
+    Issued {
+        sequence: u64,
+        state: TokenState,
+    },
     Refused(Refusal),
 }
 
@@ -26,74 +29,41 @@ pub struct AdmitOutcome {
     pub expired: u64,
     pub waiting: u64,
     pub active: u64,
-    /// Tokens whose records were dropped (ended longer ago than the keep period).
-    pub dropped: Vec<String>,
+    /// Token records dropped (ended longer ago than the keep period).
+    pub dropped: u64,
 }
 
 impl Scripts {
-    /// Issues a batch of (token, userId) for one schedule, in order, and records the tokens
-    /// in the token index, in one round trip (a second one removes refused tokens from it).
+    /// Issues a token to each user of a batch, all for one schedule, in order.
     pub async fn issue_tokens(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        batch: &[(Uuid, u64)],
+        users: &[u64],
     ) -> RedisResult<Vec<IssueOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
-        let mut call = self.issue_tokens.prepare_invoke();
-        call.key(&k.cfg).key(&k.token_sequence);
+        let mut call = self.issue_tokens.key(&k.cfg);
+        call.key(&k.token_sequence);
         queue_keys(&mut call, &k);
-        let mut index = Vec::with_capacity(batch.len());
-        for (token, user_id) in batch {
-            let token = token.to_string();
-            call.arg(&token).arg(user_id);
-            index.push((token, format!("{schedule_id}:{user_id}")));
+        for user_id in users {
+            call.arg(user_id);
         }
-        let mut pipe = redis::pipe();
-        pipe.hset_multiple(TOKEN_INDEX, &index)
-            .ignore()
-            .invoke_script(&call);
-        let result: RedisResult<(Vec<Value>,)> =
-            observed("issue_tokens", pipe.query_async(conn)).await;
-        let (replies,) = match result {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                call.load_async(conn).await?;
-                observed("issue_tokens", pipe.query_async(conn)).await?
-            }
-            other => other?,
-        };
-        let outcomes = replies
-            .into_iter()
-            .map(issue_outcome)
-            .collect::<RedisResult<Vec<_>>>()?;
-        let refused: Vec<&str> = index
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, IssueOutcome::Refused(_)))
-            .map(|((token, _), _)| token.as_str())
-            .collect();
-        if !refused.is_empty() {
-            redis::cmd("HDEL")
-                .arg(TOKEN_INDEX)
-                .arg(&refused)
-                .query_async::<()>(conn)
-                .await?;
-        }
-        Ok(outcomes)
+        let replies: Vec<String> = call.invoke_observed("issue_tokens", conn).await?;
+        replies.iter().map(|r| issue_outcome(r)).collect()
     }
 
-    /// The live state of each token of a batch, all of one schedule.
+    /// The live state of each token (by sequence) of a batch, all of one schedule.
     pub async fn token_status(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        tokens: &[Uuid],
+        sequences: &[u64],
     ) -> RedisResult<Vec<StatusOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.token_status.key(&k.cfg);
         call.key(&k.waiting).key(&k.tokens);
-        for token in tokens {
-            call.arg(token.to_string());
+        for sequence in sequences {
+            call.arg(sequence);
         }
         let replies: Vec<String> = call.invoke_observed("token_status", conn).await?;
         replies.iter().map(|r| status_outcome(r)).collect()
@@ -108,7 +78,7 @@ impl Scripts {
     ) -> RedisResult<AdmitOutcome> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.admit_batch.key(&k.cfg);
-        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, Vec<String>) =
+        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, u64) =
             queue_keys(&mut call, &k)
                 .arg(PER_TICK)
                 .arg(keep.as_millis() as u64)
@@ -141,29 +111,25 @@ fn queue_keys<'a, 'b>(
 
 /// Decodes one item of `issue_tokens`' reply:
 /// `OK|status|position|waitMinutes|sequence|issuedAt|activatedAt|expiresAt` or a refusal code.
-fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
-    let text = match reply {
-        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad_reply("not UTF-8"))?,
-        other => return Err(bad_reply(&format!("{other:?}"))),
-    };
+fn issue_outcome(text: &str) -> RedisResult<IssueOutcome> {
     let fields: Vec<&str> = text.split('|').collect();
     let [
         code,
         status,
         position,
         wait,
-        _sequence,
+        sequence,
         _issued,
         _activated,
         expires,
     ] = fields[..]
     else {
-        return Ok(IssueOutcome::Refused(refusal(&text)?));
+        return Ok(IssueOutcome::Refused(refusal(text)?));
     };
     if code != "OK" {
-        return Err(bad_reply(&text));
+        return Err(bad_reply(text));
     }
-    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(&text));
+    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(text));
     let opt = |s: &str| {
         if s.is_empty() {
             Ok(None)
@@ -171,12 +137,15 @@ fn issue_outcome(reply: Value) -> RedisResult<IssueOutcome> {
             int(s).map(Some)
         }
     };
-    Ok(IssueOutcome::Issued(TokenState {
-        status: TokenStatus::parse(status).map_err(|_| bad_reply(&text))?,
-        position: int(position)? as u64,
-        wait_minutes: int(wait)? as u64,
-        expires_at_ms: opt(expires)?,
-    }))
+    Ok(IssueOutcome::Issued {
+        sequence: int(sequence)? as u64,
+        state: TokenState {
+            status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
+            position: int(position)? as u64,
+            wait_minutes: int(wait)? as u64,
+            expires_at_ms: opt(expires)?,
+        },
+    })
 }
 
 /// Decodes one item of `token_status`' reply:
