@@ -10,7 +10,7 @@
 //!
 //! Users behave as a client behind a load balancer should: a request whose answer was lost
 //! (connection broken, or 502/503/504) is sent again after a pause, with the same
-//! Idempotency-Key where the endpoint takes one (holds, charges, payments), so an instance
+//! Idempotency-Key (issuance, holds, charges, payments), so an instance
 //! killed mid-request (`make bench-scale`) costs retries, not lost or doubled work. When the
 //! sale is sold out it pauses the queue, so the checks read a settled one.
 //!
@@ -191,7 +191,7 @@ struct Sale {
     /// times its request was sent.
     charges: AtomicU64,
     /// Issuances retried after a lost answer that then met `TOKEN_ALREADY_ISSUED`: the first
-    /// try had issued a token its user never learnt (issuance takes no Idempotency-Key).
+    /// try had issued a token its user never learnt (the Idempotency-Key should prevent it).
     tokens_lost: AtomicU64,
 }
 
@@ -271,6 +271,8 @@ fn next(state: &mut u64) -> u64 {
 
 /// One user's journey, as the user: every request carries their signed identity.
 async fn user(sale: Arc<Sale>, user_id: u64) {
+    // A retried issuance gets the token its first try was issued.
+    let join_key = format!("join-{user_id}");
     let auth = format!(
         "Bearer {}",
         sale.identity
@@ -284,7 +286,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
             Method::POST,
             "/api/v1/queue/tokens",
             None,
-            None,
+            Some(&join_key),
             Some(format!(
                 r#"{{"userId":{user_id},"scheduleId":{}}}"#,
                 sale.schedule

@@ -13,7 +13,10 @@
 -- KEYS[7] {s:S}:stats    HASH admission counters
 -- KEYS[8] {s:S}:ended    ZSET token -> endedAt (for clean-up)
 -- KEYS[9] {s:S}:outbox   STREAM
--- ARGV    userId1, userId2, …
+-- KEYS[10…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
+--          reply, "fingerprint\nreply", kept 24 h (QUEUE_FULL is not kept: a repeat tries
+--          again)
+-- ARGV    per request: userId, idempotency KEYS index (0: none), fingerprint
 --
 -- A token is named in Redis by its arrival sequence (the member of waiting and active, the
 -- field of tokens, the value of users); the Queue-Token a client holds is that sequence with
@@ -22,29 +25,54 @@
 -- Returns one reply string per request, in order:
 --   'OK|status|position|waitMinutes|seq|issuedAt|activatedAt|expiresAt'
 --   or 'SCHEDULE_NOT_FOUND' | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL'
+--   | 'IDEMPOTENCY_KEY_REUSED'; a repeat of a request that was issued its token gets the first
+--   reply again behind 'REPLAY|' (the same token, as it was then)
 local k = { waiting = KEYS[3], active = KEYS[4], tokens = KEYS[5], users = KEYS[6],
             ended = KEYS[8], outbox = KEYS[9] }
-local n = #ARGV
+local n = #ARGV / 3
 local now = now_ms()
 local now_s = tostring(now)
+local users, idems, prints = {}, {}, {}
+for i = 1, n do
+  users[i] = ARGV[3 * i - 2]
+  local idem = tonumber(ARGV[3 * i - 1])
+  idems[i] = idem > 0 and KEYS[idem]
+  prints[i] = ARGV[3 * i]
+end
 
-local function all(code)
-  local out = {}
-  for i = 1, n do out[i] = code end
-  return out
+-- Request i's reply, decided once per Idempotency-Key (checked first).
+local function once(i, decide)
+  local idem = idems[i]
+  if idem then
+    local seen = redis.call('GET', idem)
+    if seen then
+      local first, reply = string.match(seen, '^([^\n]*)\n(.*)$')
+      if first ~= prints[i] then return 'IDEMPOTENCY_KEY_REUSED' end
+      if string.sub(reply, 1, 3) == 'OK|' then return 'REPLAY|' .. reply end
+      return reply
+    end
+  end
+  local reply = decide()
+  if idem and reply ~= 'QUEUE_FULL' then
+    redis.call('SET', idem, prints[i] .. '\n' .. reply, 'PX', DAY_MS)
+  end
+  return reply
 end
 
 local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'maxWaitingUsers',
   'admissionPerSecond', 'activeTtlSeconds', 'paused', 'bookingOpenAt', 'bookingCloseAt',
   'measuredRate')
-if not cfg[1] then return all('SCHEDULE_NOT_FOUND') end
-if now >= tonumber(cfg[7]) then return all('BOOKING_CLOSED') end
+local closed = (not cfg[1] and 'SCHEDULE_NOT_FOUND')
+  or (now >= tonumber(cfg[7]) and 'BOOKING_CLOSED')
+if closed then
+  local out = {}
+  for i = 1, n do out[i] = once(i, function() return closed end) end
+  return out
+end
 local max_active, max_waiting = tonumber(cfg[1]), tonumber(cfg[2])
 local rate, ttl_ms = tonumber(cfg[3]), tonumber(cfg[4]) * 1000
 local may_admit = cfg[5] ~= '1' and now >= tonumber(cfg[6])
 
-local users = {}
-for i = 1, n do users[i] = ARGV[i] end
 local held = redis.call('HMGET', k.users, unpack(users))
 local waiting = redis.call('ZCARD', k.waiting)
 local seq = tonumber(redis.call('GET', KEYS[2])) or 0
@@ -52,7 +80,7 @@ local active, admitted_now -- read when first needed
 local user_tokens, waiting_adds, active_adds = {}, {}, {}
 local out = {}
 
-for i = 1, n do
+local function issue(i)
   local user = users[i]
   local code
   local current = user_tokens[user] or held[i]
@@ -74,7 +102,7 @@ for i = 1, n do
   end
   if not code and waiting >= max_waiting then code = 'QUEUE_FULL' end
   if code then
-    out[i] = code
+    return code
   else
     seq = seq + 1
     local token = string.format('%.0f', seq)
@@ -99,10 +127,12 @@ for i = 1, n do
     end
     user_tokens[user] = token
     save_token(token, t)
-    out[i] = table.concat({ 'OK', t.status, position, wait_minutes(position, cfg[8], rate),
-                            t.seq, t.iat, t.aat, t.exp }, '|')
+    return table.concat({ 'OK', t.status, position, wait_minutes(position, cfg[8], rate),
+                          t.seq, t.iat, t.aat, t.exp }, '|')
   end
 end
+
+for i = 1, n do out[i] = once(i, function() return issue(i) end) end
 
 if #waiting_adds > 0 then redis.call('ZADD', k.waiting, unpack(waiting_adds)) end
 if #active_adds > 0 then

@@ -390,3 +390,43 @@ async fn a_token_is_routed_by_the_schedule_it_names() {
         .await
         .assert_created();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuance_repeated_with_its_idempotency_key_gets_the_same_token() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(common::OPEN_NOW, 2).await;
+    app.set_queue(schedule, r#"{"paused": true, "maxWaitingUsers": 1}"#)
+        .await;
+    let (user, other) = (app.create_user().await, app.create_user().await);
+    let issue = |user: u64, key: &'static str| {
+        let app = app.clone();
+        async move {
+            app.post(
+                "/api/v1/queue/tokens",
+                &[("idempotency-key", key)],
+                &format!(r#"{{"userId":{user},"scheduleId":{schedule}}}"#),
+            )
+            .await
+        }
+    };
+    let first = issue(user, "join-1").await;
+    first.assert_ok();
+    assert_eq!(first.str("status"), "WAITING");
+    // The answer was lost; the client asks again with the same key: the same token.
+    let again = issue(user, "join-1").await;
+    again.assert_ok();
+    assert_eq!(again.str("token"), first.str("token"));
+    assert_eq!(again.u64("queuePosition"), 1);
+    // Without the key it is a second issuance, refused.
+    app.issue(user, schedule)
+        .await
+        .assert_error(409, "TOKEN_ALREADY_ISSUED");
+    // The same key is another caller's own: the queue is full for them (429, not kept),
+    // and once there is room their repeat is tried afresh.
+    issue(other, "join-1").await.assert_error(429, "QUEUE_FULL");
+    app.set_queue(schedule, r#"{"maxWaitingUsers": 5}"#).await;
+    let theirs = issue(other, "join-1").await;
+    theirs.assert_ok();
+    assert_ne!(theirs.str("token"), first.str("token"));
+    assert_eq!(common::opened(&theirs.str("token")).user_id, other);
+}

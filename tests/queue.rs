@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{OPEN_NOW, TestApp, Window, bearer, eventually, spawn_all};
+use seatrush::redis::scripts::IssueRequest;
 use simd_json::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,6 +342,14 @@ async fn the_admission_rate_holds_across_loops() {
     assert!((1..=15).contains(&admitted), "admitted {admitted}");
 }
 
+/// An issuance of the user's without an Idempotency-Key, for the scripts driven by hand.
+fn request(user_id: u64) -> IssueRequest {
+    IssueRequest {
+        user_id,
+        idempotency: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_lives_under_its_sequence_until_its_record_is_dropped() {
     use redis::AsyncCommands;
@@ -361,10 +370,13 @@ async fn a_token_lives_under_its_sequence_until_its_record_is_dropped() {
     let outcomes = quiet
         .hot
         .scripts()
-        .issue_tokens(&mut redis, schedule, &[user, user])
+        .issue_tokens(&mut redis, schedule, &[request(user), request(user)])
         .await
         .unwrap();
-    let IssueOutcome::Issued { sequence, state } = &outcomes[0] else {
+    let IssueOutcome::Issued {
+        sequence, state, ..
+    } = &outcomes[0]
+    else {
         panic!("{outcomes:?}");
     };
     assert_eq!(state.status, TokenStatus::Active);
@@ -405,7 +417,7 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
     let mut redis = quiet.hot.conn();
     let keys = ScheduleKeys::new(schedule);
     let _: () = redis.hset(&keys.cfg, "paused", 1).await.unwrap();
-    let users: Vec<u64> = (0..2500).map(|i| 1_000_000 + i).collect();
+    let users: Vec<IssueRequest> = (0..2500).map(|i| request(1_000_000 + i)).collect();
     for batch in users.chunks(seatrush::redis::coalesce::MAX_BATCH) {
         quiet
             .hot

@@ -279,7 +279,7 @@ async fn dispatch(
         Route::OpenApi => Ok(response::text("application/json", OPENAPI.to_string())),
         Route::IssueToken => {
             let caller = caller()?;
-            queue::issue_token(app, caller, read_body().await?).await
+            queue::issue_token(app, caller, headers, read_body().await?).await
         }
         Route::MyToken => queue::my_token(app, caller()?, headers).await,
         Route::ListSchedules { concert_id } => {

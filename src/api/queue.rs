@@ -4,7 +4,7 @@ use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use super::request::{JsonObject, queue_token};
+use super::request::{JsonObject, idempotency_key, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
 use crate::identity::Caller;
@@ -24,13 +24,16 @@ struct IssuedToken {
 pub async fn issue_token(
     app: &App,
     caller: Caller,
+    headers: &HeaderMap,
     body: Vec<u8>,
 ) -> Result<Response<Body>, Error> {
+    let key = idempotency_key(headers)?;
     let body = JsonObject::parse(body)?;
     let user_id = body.id("userId")?;
     let schedule_id = body.id("scheduleId")?;
     caller.owns(user_id)?;
-    let (token, state) = queue::issue(&app.hot, &app.users, &app.db, caller, schedule_id).await?;
+    let (token, state) =
+        queue::issue(&app.hot, &app.users, &app.db, caller, schedule_id, key).await?;
     Ok(response::ok(
         StatusCode::OK,
         &IssuedToken {

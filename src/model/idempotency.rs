@@ -11,6 +11,14 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
+    /// A queue token for this schedule.
+    pub fn issue(key: String, schedule_id: u64) -> Self {
+        Self {
+            key,
+            fingerprint: format!("issue:{schedule_id}"),
+        }
+    }
+
     /// A hold of these seats of this schedule.
     pub fn hold(key: String, schedule_id: u64, seat_ids: &[u64]) -> Self {
         Self {

@@ -6,28 +6,38 @@
 
 use crate::fallback;
 use crate::identity::Caller;
-use crate::model::{Error, QueueToken, TokenHolder, TokenState, TokenStatus};
+use crate::model::{Error, Idempotency, QueueToken, TokenHolder, TokenState, TokenStatus};
 use crate::mysql::Db;
 use crate::redis::HotPath;
-use crate::redis::scripts::{IssueOutcome, StatusOutcome};
+use crate::redis::scripts::{IssueOutcome, IssueRequest, StatusOutcome};
 use crate::users::UserDirectory;
 
 /// Issues a new token for the caller on the schedule: WAITING, or ACTIVE at once when there
-/// is room.
+/// is room. With an `Idempotency-Key` used before, the token that first request got, as it
+/// was then.
 pub async fn issue(
     hot: &HotPath,
     users: &UserDirectory,
     db: &Db,
     caller: Caller,
     schedule_id: u64,
+    idempotency_key: Option<String>,
 ) -> Result<(QueueToken, TokenState), Error> {
     let user_id = caller.user_id();
     if !users.exists(db, user_id).await? {
         return Err(Error::UserNotFound);
     }
-    match hot.issue_token(schedule_id, user_id).await? {
-        IssueOutcome::Issued { sequence, state } => {
-            if state.status == TokenStatus::Active {
+    let request = IssueRequest {
+        user_id,
+        idempotency: idempotency_key.map(|key| Idempotency::issue(key, schedule_id)),
+    };
+    match hot.issue_token(schedule_id, request).await? {
+        IssueOutcome::Issued {
+            sequence,
+            state,
+            replayed,
+        } => {
+            if state.status == TokenStatus::Active && !replayed {
                 metrics::counter!("seatrush_queue_admitted_total", "schedule" => schedule_id.to_string())
                     .increment(1);
             }

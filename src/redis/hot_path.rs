@@ -13,7 +13,8 @@ use super::coalesce::Coalescer;
 use super::keys::{SCHEDULES, ScheduleKeys, WalletKeys};
 use super::scripts::{
     AdmitOutcome, BeginOutcome, BeginRequest, ChargeOutcome, CommitOutcome, DebitOutcome,
-    DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, Scripts, SeatViewOutcome, StatusOutcome,
+    DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Scripts, SeatViewOutcome,
+    StatusOutcome,
 };
 use crate::model::{
     Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
@@ -40,7 +41,7 @@ macro_rules! coalesced {
 pub struct HotPath {
     conn: RedisConn,
     scripts: Arc<Scripts>,
-    token_issuer: Coalescer<u64, IssueOutcome>,
+    token_issuer: Coalescer<IssueRequest, IssueOutcome>,
     token_checker: Coalescer<u64, StatusOutcome>,
     seat_viewer: Coalescer<(u64, u64), SeatViewOutcome>,
     seat_holder: Coalescer<HoldRequest, HoldOutcome>,
@@ -76,9 +77,14 @@ impl HotPath {
 
     // The queue.
 
-    /// `issue_tokens`: a new token for the user, WAITING or already ACTIVE.
-    pub async fn issue_token(&self, schedule_id: u64, user_id: u64) -> RedisResult<IssueOutcome> {
-        self.token_issuer.call(schedule_id, user_id).await
+    /// `issue_tokens`: a new token for the user, WAITING or already ACTIVE (or, with an
+    /// Idempotency-Key used before, the first answer again).
+    pub async fn issue_token(
+        &self,
+        schedule_id: u64,
+        request: IssueRequest,
+    ) -> RedisResult<IssueOutcome> {
+        self.token_issuer.call(schedule_id, request).await
     }
 
     /// `token_status`: the token's live state, if it is a live token of its schedule.

@@ -20,7 +20,7 @@ pub use holds::{HoldOutcome, HoldRequest, SeatViewOutcome};
 pub use payment::{
     BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
-pub use queue::{AdmitOutcome, IssueOutcome, StatusOutcome};
+pub use queue::{AdmitOutcome, IssueOutcome, IssueRequest, StatusOutcome};
 pub use wallet::ChargeOutcome;
 
 /// Runs one script call (or a pipeline around one), recording its latency and whether it

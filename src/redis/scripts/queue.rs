@@ -2,17 +2,26 @@
 
 use redis::{RedisResult, ScriptInvocation};
 
-use super::{Observe, PER_TICK, Scripts, bad_reply, refusal};
-use crate::model::{Refusal, TokenState, TokenStatus};
+use super::{BatchKeys, Observe, PER_TICK, Scripts, bad_reply, refusal};
+use crate::model::{Idempotency, Refusal, TokenState, TokenStatus};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
 
+/// One request of an `issue_tokens` batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRequest {
+    pub user_id: u64,
+    pub idempotency: Option<Idempotency>,
+}
+
 #[derive(Debug)]
 pub enum IssueOutcome {
-    /// A new token: the `sequence`-th arrival of the schedule.
+    /// The token: the `sequence`-th arrival of the schedule, new or (`replayed`) the one a
+    /// first request with the same Idempotency-Key was issued, as it was then.
     Issued {
         sequence: u64,
         state: TokenState,
+        replayed: bool,
     },
     Refused(Refusal),
 }
@@ -34,19 +43,21 @@ pub struct AdmitOutcome {
 }
 
 impl Scripts {
-    /// Issues a token to each user of a batch, all for one schedule, in order.
+    /// Issues a token to each request's user of a batch, all for one schedule, in order.
     pub async fn issue_tokens(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        users: &[u64],
+        batch: &[IssueRequest],
     ) -> RedisResult<Vec<IssueOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.issue_tokens.key(&k.cfg);
         call.key(&k.token_sequence);
         queue_keys(&mut call, &k);
-        for user_id in users {
-            call.arg(user_id);
+        let mut keys = BatchKeys::after(&k, 9);
+        for request in batch {
+            call.arg(request.user_id);
+            keys.add(&mut call, request.user_id, request.idempotency.as_ref());
         }
         let replies: Vec<String> = call.invoke_observed("issue_tokens", conn).await?;
         replies.iter().map(|r| issue_outcome(r)).collect()
@@ -110,8 +121,13 @@ fn queue_keys<'a, 'b>(
 }
 
 /// Decodes one item of `issue_tokens`' reply:
-/// `OK|status|position|waitMinutes|sequence|issuedAt|activatedAt|expiresAt` or a refusal code.
-fn issue_outcome(text: &str) -> RedisResult<IssueOutcome> {
+/// `[REPLAY|]OK|status|position|waitMinutes|sequence|issuedAt|activatedAt|expiresAt` or a
+/// refusal code.
+fn issue_outcome(reply: &str) -> RedisResult<IssueOutcome> {
+    let (text, replayed) = match reply.strip_prefix("REPLAY|") {
+        Some(first) => (first, true),
+        None => (reply, false),
+    };
     let fields: Vec<&str> = text.split('|').collect();
     let [
         code,
@@ -138,6 +154,7 @@ fn issue_outcome(text: &str) -> RedisResult<IssueOutcome> {
         }
     };
     Ok(IssueOutcome::Issued {
+        replayed,
         sequence: int(sequence)? as u64,
         state: TokenState {
             status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
