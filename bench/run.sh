@@ -92,6 +92,8 @@ measure() {
   admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
   # Seat listing: a 50-seat schedule (a concert hall's section), read with an ACTIVE token.
   read -r list_schedule _ <<<"$(new_schedule 50)"
+  # One user makes every request of a run here: the per-user rate is counted but lifted.
+  admin PUT "/api/v1/admin/schedules/$list_schedule/queue" '{"userRequestsPerSecond":1000000000}' >/dev/null
   list_token=$(token "$USERS" "$list_schedule")
   # Holds: two schedules of 100 000 seats at 1 KRW, one for the full-speed run and one for
   # the half-rate run; one user holds a new seat per request (seat limit lifted, holds and
@@ -102,7 +104,7 @@ measure() {
     local schedule first_seat token
     read -r schedule first_seat <<<"$(new_schedule 100000 1)"
     admin PUT "/api/v1/admin/schedules/$schedule/queue" \
-      '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600}' >/dev/null
+      '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600,"userRequestsPerSecond":1000000000}' >/dev/null
     token=$(token "$hold_user" "$schedule")
     echo "BENCH_HOLD_SCHEDULE=$schedule BENCH_FIRST_SEAT=$first_seat BENCH_HOLD_TOKEN=$token"
   }

@@ -1,12 +1,14 @@
--- uses: lib/clock.lua lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua lib/rate.lua
 -- One admission tick for a schedule: expires ACTIVE tokens past their time and WAITING tokens
 -- older than a day, then moves up to min(maxActiveUsers - active, ceil(admissionPerSecond / 10),
 -- what is left of this second's admissionPerSecond, ARGV[1]) tokens from the head of WAITING
 -- to ACTIVE (a popped token that turns out to be a day old is expired instead).
 -- Safe to run from any number of instances at once: the limits live here, not in the callers.
+-- Also drops request-rate hashes of seconds that have passed (lib/rate.lua).
 --
 -- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:active, KEYS[4] {s:S}:tokens,
--- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox
+-- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox,
+-- KEYS[9], KEYS[10] {s:S}:rate:0, {s:S}:rate:1
 -- ARGV[1] most tokens to expire, to drop and to admit per call, ARGV[2] how long ended
 -- records are kept (ms)
 --
@@ -18,6 +20,7 @@ local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'admissionPerSecond',
   'activeTtlSeconds', 'paused', 'bookingOpenAt')
 if not cfg[1] then return { 0, 0, 0, 0, 0 } end
 local now = now_ms()
+rate_sweep({ KEYS[9], KEYS[10] }, now)
 
 -- Records that ended before this run are dropped first, so nothing below writes them again.
 local dropped = redis.call('ZRANGEBYSCORE', k.ended, '-inf', now - keep_ms, 'LIMIT', 0, limit)

@@ -10,9 +10,11 @@
 --                       outcome for that key, "fingerprint|outcome", kept 24 h
 -- ARGV[1] userId, ARGV[2] amount, ARGV[3] the highest balance allowed,
 -- ARGV[4] bucket, ARGV[5] number of buckets (ledger ids are seq * buckets + bucket),
--- ARGV[6] the request's fingerprint (with KEYS[4])
+-- ARGV[6] the request's fingerprint (with KEYS[4]), ARGV[7] 'replay' to only look for the
+-- key's first outcome (seatrush replays it before it checks the Queue-Token), else 'charge'
 --
 -- Returns {'OK', transactionId, balance, chargedAt} | {'NOT_LOADED'} (load it, then retry)
+--       | {'NOTHING_KEPT'} (replay only: the key has no outcome yet)
 --       | {'BALANCE_LIMIT'} | {'REPLAY', outcome} (the key's first outcome, as
 --         'OK|transactionId|balance|chargedAt' or 'BALANCE_LIMIT')
 --       | {'IDEMPOTENCY_KEY_REUSED'} (the key was first used for another request)
@@ -26,6 +28,7 @@ if idem then
     return { 'REPLAY', outcome }
   end
 end
+if ARGV[7] == 'replay' then return { 'NOTHING_KEPT' } end
 local function remember(outcome)
   if idem then redis.call('SET', idem, ARGV[6] .. '|' .. outcome, 'PX', DAY_MS) end
 end

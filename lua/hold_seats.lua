@@ -1,4 +1,4 @@
--- uses: lib/clock.lua lib/queue.lua lib/holds.lua
+-- uses: lib/clock.lua lib/queue.lua lib/holds.lua lib/rate.lua
 -- Holds seats for users with ACTIVE tokens: per request, every seat or none. Takes a batch
 -- of requests to one schedule and decides them in order, each seeing the holds of those
 -- before it (seatrush coalesces concurrent requests; see src/redis/coalesce.rs).
@@ -14,9 +14,11 @@
 -- KEYS[9]  {s:S}:rseq       reservation sequence
 -- KEYS[10] {s:S}:outbox     STREAM
 -- KEYS[11] {s:S}:userholds  HASH userId -> open (RESERVED or PAYING) holds
--- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
+-- KEYS[12], KEYS[13] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
+-- KEYS[14…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
 --          outcome, "fingerprint\nreply elements joined by ','", kept 24 h (refusals of the
---          caller's token or of another user's, lib/queue.lua's keeps_outcome, are not kept)
+--          caller's token or of another user's and RATE_LIMITED, lib/queue.lua's keeps_outcome,
+--          are not kept)
 -- ARGV[1] scheduleId, then per request: token, userId, idempotency KEYS index (0: none),
 -- fingerprint, n, n distinct seatIds
 --
@@ -24,7 +26,7 @@
 --         {'OK', reservationId, totalAmount, reservedAt, expiresAt, 'seatId|number|price', …}
 --      or {'SCHEDULE_NOT_FOUND'} | {'TOKEN_NOT_HERE'} (not a token of this schedule)
 --       | {'QUEUE_TOKEN_INVALID'} | {'QUEUE_TOKEN_NOT_ACTIVE'} | {'FORBIDDEN'} (another user)
---       | {'BOOKING_NOT_OPEN'} | {'BOOKING_CLOSED'} | {'SEAT_NOT_FOUND', seatId, …}
+--       | {'RATE_LIMITED'} | {'BOOKING_NOT_OPEN'} | {'BOOKING_CLOSED'} | {'SEAT_NOT_FOUND', seatId, …}
 --       | {'SEAT_LIMIT_EXCEEDED'} | {'SEAT_ALREADY_RESERVED', seatId, …}
 --       | {'IDEMPOTENCY_KEY_REUSED'}; a request whose key was used before for the same thing
 --         gets that first reply again
@@ -33,7 +35,8 @@ local k = { avail = KEYS[4], res = KEYS[5], holds = KEYS[6], userseats = KEYS[7]
 local schedule = ARGV[1]
 local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[1], 'maxSeatsPerUser', 'holdTtlSeconds', 'bookingOpenAt',
-  'bookingCloseAt')
+  'bookingCloseAt', 'userRequestsPerSecond')
+local rate_keys = { KEYS[12], KEYS[13] }
 
 -- What the batch learns and changes, applied once at the end (see finish): each token's
 -- record, each user's seat count, new holds for the expiry index, counter deltas, and the
@@ -48,6 +51,7 @@ local first_seq = seq
 local function hold(token, user, seats)
   if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
   local refusal = token_refusal(tokens_seen, KEYS[2], token, user, now)
+    or rate_refusal(rate_keys, user, now, cfg[5])
   if refusal then return { refusal } end
   if now < tonumber(cfg[3]) then return { 'BOOKING_NOT_OPEN' } end
   if now >= tonumber(cfg[4]) then return { 'BOOKING_CLOSED' } end

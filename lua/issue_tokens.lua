@@ -1,4 +1,4 @@
--- uses: lib/clock.lua lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua lib/rate.lua
 -- Issues queue tokens for a batch of requests to one schedule, in the order given (seatrush
 -- coalesces concurrent requests; see src/redis/coalesce.rs). Per request: one live token per
 -- (user, schedule); arrival order by a strictly increasing sequence; ACTIVE at once when
@@ -13,9 +13,10 @@
 -- KEYS[7] {s:S}:stats    HASH admission counters
 -- KEYS[8] {s:S}:ended    ZSET token -> endedAt (for clean-up)
 -- KEYS[9] {s:S}:outbox   STREAM
--- KEYS[10…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
---          reply, "fingerprint\nreply", kept 24 h (QUEUE_FULL is not kept: a repeat tries
---          again)
+-- KEYS[10], KEYS[11] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
+-- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key: its first
+--          reply, "fingerprint\nreply", kept 24 h (QUEUE_FULL, RATE_LIMITED and
+--          SCHEDULE_NOT_FOUND are not kept: a repeat tries again)
 -- ARGV    per request: userId, idempotency KEYS index (0: none), fingerprint
 --
 -- A token is named in Redis by its arrival sequence (the member of waiting and active, the
@@ -24,8 +25,8 @@
 --
 -- Returns one reply string per request, in order:
 --   'OK|status|position|waitMinutes|seq|issuedAt|activatedAt|expiresAt'
---   or 'SCHEDULE_NOT_FOUND' | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL'
---   | 'IDEMPOTENCY_KEY_REUSED'; a repeat of a request that was issued its token gets the first
+--   or 'SCHEDULE_NOT_FOUND' | 'RATE_LIMITED' (the user's userRequestsPerSecond is spent)
+--   | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL' | 'IDEMPOTENCY_KEY_REUSED'; a repeat of a request that was issued its token gets the first
 --   reply again behind 'REPLAY|' (the same token, as it was then)
 local k = { waiting = KEYS[3], active = KEYS[4], tokens = KEYS[5], users = KEYS[6],
             ended = KEYS[8], outbox = KEYS[9] }
@@ -40,7 +41,20 @@ for i = 1, n do
   prints[i] = ARGV[3 * i]
 end
 
--- Request i's reply, decided once per Idempotency-Key (checked first).
+local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'maxWaitingUsers',
+  'admissionPerSecond', 'activeTtlSeconds', 'paused', 'bookingOpenAt', 'bookingCloseAt',
+  'measuredRate', 'userRequestsPerSecond')
+-- A schedule that does not exist gets nothing stored: no outcome, no request count.
+if not cfg[1] then
+  local out = {}
+  for i = 1, n do out[i] = 'SCHEDULE_NOT_FOUND' end
+  return out
+end
+local rate_keys = { KEYS[10], KEYS[11] }
+local NOT_KEPT = { QUEUE_FULL = true, RATE_LIMITED = true }
+
+-- Request i's reply, decided once per Idempotency-Key (checked first), then counted against
+-- the user's request rate.
 local function once(i, decide)
   local idem = idems[i]
   if idem then
@@ -52,18 +66,14 @@ local function once(i, decide)
       return reply
     end
   end
-  local reply = decide()
-  if idem and reply ~= 'QUEUE_FULL' then
+  local reply = rate_refusal(rate_keys, users[i], now, cfg[9]) or decide()
+  if idem and not NOT_KEPT[reply] then
     redis.call('SET', idem, prints[i] .. '\n' .. reply, 'PX', DAY_MS)
   end
   return reply
 end
 
-local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'maxWaitingUsers',
-  'admissionPerSecond', 'activeTtlSeconds', 'paused', 'bookingOpenAt', 'bookingCloseAt',
-  'measuredRate')
-local closed = (not cfg[1] and 'SCHEDULE_NOT_FOUND')
-  or (now >= tonumber(cfg[7]) and 'BOOKING_CLOSED')
+local closed = now >= tonumber(cfg[7]) and 'BOOKING_CLOSED'
 if closed then
   local out = {}
   for i = 1, n do out[i] = once(i, function() return closed end) end

@@ -1,4 +1,4 @@
--- uses: lib/clock.lua lib/queue.lua lib/holds.lua
+-- uses: lib/clock.lua lib/queue.lua lib/holds.lua lib/rate.lua
 -- Payment saga, step 1 of 3 (see src/payment/saga.rs), in the schedule's slot: checks the
 -- caller's ACTIVE token and the reservation, then marks the RESERVED reservation PAYING under
 -- a new payment attempt id, so nothing else (cancel, expiry, a second payment) can end it
@@ -12,10 +12,13 @@
 -- KEYS[9]  {s:S}:sagas   ZSET reservationId -> when its payment attempt began (ms)
 -- KEYS[10] {s:S}:pseq    payment sequence
 -- KEYS[11] {s:S}:seat    HASH seatId -> "seatNumber|price"
--- KEYS[12…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key:
+-- KEYS[12] {s:S}:cfg     settings (userRequestsPerSecond)
+-- KEYS[13], KEYS[14] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
+-- KEYS[15…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key:
 --          "fingerprint\n" followed by the first outcome (reply elements joined by ','), or
 --          by "PENDING|paymentId" while that attempt runs; kept 24 h (refusals of the
---          caller's token or of another user's, lib/queue.lua's keeps_outcome, are not kept)
+--          caller's token or of another user's and RATE_LIMITED, lib/queue.lua's
+--          keeps_outcome, are not kept)
 -- ARGV[1] scheduleId, then per request: token, userId, reservationId, idempotency KEYS
 -- index (0: none), fingerprint
 --
@@ -24,6 +27,7 @@
 --       | the PAID reply of lib/holds.lua (a repeat of a request that completed)
 --       | {'TOKEN_NOT_HERE'} (not a token of this schedule) | {'QUEUE_TOKEN_INVALID'}
 --       | {'QUEUE_TOKEN_NOT_ACTIVE'} | {'FORBIDDEN'} (token or reservation of another user)
+--       | {'RATE_LIMITED'}
 --       | {'RESERVATION_NOT_FOUND'} | {'RESERVATION_ALREADY_PAID'} | {'PAYMENT_IN_PROGRESS'}
 --       | {'RESERVATION_EXPIRED'} | {'RESERVATION_NOT_PAYABLE'} (cancelled)
 --       | {'INSUFFICIENT_BALANCE'} (a repeat: that was the first outcome)
@@ -35,9 +39,12 @@ local now = now_ms()
 local pseq = tonumber(redis.call('GET', KEYS[10])) or 0
 local first_pseq = pseq
 local tokens_seen = {} -- the batch's tokens, read once (this script changes none)
+local per_user = redis.call('HGET', KEYS[12], 'userRequestsPerSecond')
+local rate_keys = { KEYS[13], KEYS[14] }
 
 local function begin(token, user, id)
   local refusal = token_refusal(tokens_seen, KEYS[8], token, user, now)
+    or rate_refusal(rate_keys, user, now, per_user)
   if refusal then return { refusal } end
 
   local r = load_reservation(k, id)

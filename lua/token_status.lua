@@ -1,18 +1,25 @@
--- uses: lib/clock.lua lib/queue.lua
+-- uses: lib/clock.lua lib/queue.lua lib/rate.lua
 -- Reads tokens' live state: the Queue-Token check every authorised endpoint builds on, for
 -- a batch of tokens of one schedule (seatrush coalesces concurrent checks; see
--- src/redis/coalesce.rs).
+-- src/redis/coalesce.rs). A check made for a request that counts against its user's request
+-- rate (every one but the status endpoint's) is counted here.
 --
--- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:tokens
--- ARGV    the tokens
+-- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:tokens,
+-- KEYS[4], KEYS[5] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
+-- ARGV    per token: the token, 1 to count the request against its user's rate (else 0)
 --
 -- Returns per token "OK|userId|status|position|waitMinutes|issuedAt|activatedAt|expiresAt"
 --      or "QUEUE_TOKEN_INVALID" (unknown, ended, or past its time)
+--      or "RATE_LIMITED" (a live token whose user's userRequestsPerSecond is spent)
 local now = now_ms()
-local records = redis.call('HMGET', KEYS[3], unpack(ARGV))
-local rates
+local n = #ARGV / 2
+local tokens = {}
+for i = 1, n do tokens[i] = ARGV[2 * i - 1] end
+local records = redis.call('HMGET', KEYS[3], unpack(tokens))
+local rate_keys = { KEYS[4], KEYS[5] }
+local cfg
 local out = {}
-for i = 1, #ARGV do
+for i = 1, n do
   local raw = records[i]
   local t = raw and decode_token(raw)
   local reply = 'QUEUE_TOKEN_INVALID'
@@ -20,13 +27,18 @@ for i = 1, #ARGV do
     local position = 0
     local rank = true
     if t.status == 'WAITING' then
-      rank = redis.call('ZRANK', KEYS[2], ARGV[i])
+      rank = redis.call('ZRANK', KEYS[2], tokens[i])
       position = rank and rank + 1 or 0
     end
     if rank then
-      rates = rates or redis.call('HMGET', KEYS[1], 'measuredRate', 'admissionPerSecond')
-      reply = table.concat({ 'OK', t.user, t.status, position,
-        wait_minutes(position, rates[1], rates[2]), t.iat, t.aat, t.exp }, '|')
+      cfg = cfg or redis.call('HMGET', KEYS[1], 'measuredRate', 'admissionPerSecond',
+        'userRequestsPerSecond')
+      if ARGV[2 * i] == '1' and rate_refusal(rate_keys, t.user, now, cfg[3]) then
+        reply = 'RATE_LIMITED'
+      else
+        reply = table.concat({ 'OK', t.user, t.status, position,
+          wait_minutes(position, cfg[1], cfg[2]), t.iat, t.aat, t.exp }, '|')
+      end
     end
   end
   out[i] = reply

@@ -113,12 +113,13 @@ struct StoredSchedule {
 async fn stored_schedules(
     conn: &mut mysql_async::Conn,
 ) -> Result<Vec<StoredSchedule>, mysql_async::Error> {
-    type Columns = (u64, i64, i64, u64, u64, u64, u64, u64, u64, bool);
+    type Columns = (u64, i64, i64, u64, u64, u64, u64, u64, u64, u64, bool);
     let rows: Vec<Columns> = timed(conn.query(
         "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
            CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,
            max_waiting_users, admission_per_second, active_ttl_seconds, hold_ttl_seconds,
-           max_seats_per_user, queue_paused FROM concert_schedules ORDER BY id",
+           max_seats_per_user, user_requests_per_second, queue_paused
+         FROM concert_schedules ORDER BY id",
     ))
     .await?;
     Ok(rows
@@ -134,6 +135,7 @@ async fn stored_schedules(
                 active_ttl,
                 hold_ttl,
                 seats,
+                per_user,
                 paused,
             )| {
                 StoredSchedule {
@@ -146,6 +148,7 @@ async fn stored_schedules(
                         active_ttl_seconds: active_ttl,
                         hold_ttl_seconds: hold_ttl,
                         max_seats_per_user: seats,
+                        user_requests_per_second: per_user,
                         paused,
                     },
                 }

@@ -119,6 +119,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Tokens expired, by schedule",
     ),
     (
+        "seatrush_queue_tokens_forged_total",
+        Counter,
+        "Queue-Tokens refused at the edge: not signed by seatrush (forged or mangled)",
+    ),
+    (
+        "seatrush_rate_limited_total",
+        Counter,
+        "Requests refused with 429 RATE_LIMITED (the user's request rate spent), by route",
+    ),
+    (
         "seatrush_seats_held_total",
         Counter,
         "Seats held by new reservations",

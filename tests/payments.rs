@@ -355,6 +355,9 @@ async fn fifty_concurrent_payments_of_one_reservation_pay_and_debit_once() {
         user,
         token,
     } = buyer(&app, 2, 1_000_000).await;
+    // One user's stampede: their request rate is not what this test is about.
+    app.set_queue(schedule, r#"{"userRequestsPerSecond": 1000}"#)
+        .await;
     let id = hold(&app, &token, schedule, user, &seats[..1]).await;
     // A second open hold keeps the token ACTIVE after the payment, so every request is
     // decided by the reservation's state rather than refused for a retired token.

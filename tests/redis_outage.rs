@@ -1,6 +1,7 @@
-//! Redis killed (`kill -9`) under write load, then restarted from its AOF (README, "Failure behaviour"). The
-//! test runs its own redis-server (a port, a directory and an AOF of its own), so killing
-//! it disturbs no other test; seatrush and MariaDB are the usual test ones.
+//! Redis killed (`kill -9`) under write load, then restarted from its AOF, and Redis full
+//! (README, "Failure behaviour"). Each test runs its own redis-server (a port, a directory
+//! and an AOF of its own), so killing or filling it disturbs no other test; seatrush and
+//! MariaDB are the usual test ones.
 //!
 //! While Redis is down, writes answer `503` with `Retry-After` within about a second (the
 //! circuit breaker fails them at once after the first few), nothing waits longer; when
@@ -159,7 +160,8 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     let (concert, schedule) = app.create_schedule(common::OPEN_NOW, 3000).await;
     app.set_queue(
         schedule,
-        r#"{"admissionPerSecond": 100000, "maxActiveUsers": 100000, "maxSeatsPerUser": 100000}"#,
+        r#"{"admissionPerSecond": 100000, "maxActiveUsers": 100000, "maxSeatsPerUser": 100000,
+            "userRequestsPerSecond": 100000}"#,
     )
     .await;
     let mut seats = app.seats_of(schedule).await;
@@ -394,4 +396,67 @@ async fn redis_killed_under_write_load_with_fsync_everysec_resumes_and_reports_l
     report("everysec", &o);
     assert!(o.during.iter().all(|d| d.0 == 503));
     assert!(o.recovered_after < Duration::from_secs(5));
+}
+
+/// Redis at its `maxmemory` (noeviction) refuses every write with `OOM`: a request that
+/// would write is `503 SERVICE_UNAVAILABLE` with `Retry-After` (never a 500, never half
+/// done), reads go on, and writes resume once Redis has room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_refuses_writes_with_503_and_keeps_serving_reads() {
+    let redis = OwnRedis::start("everysec");
+    let mut config = TestApp::config();
+    config.redis_url = redis.url();
+    common::own_database(&mut config, "seatrush_redis_full").await;
+    let app = TestApp::spawn_with(config).await;
+    let (schedule, seats) = app.open_schedule(4).await;
+    let (user, token) = app.active_user(schedule).await;
+    let newcomer = app.create_user().await;
+    let conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let full = |limit: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    full("1").await;
+    let unavailable = |rsp: common::Rsp, what: &str| {
+        rsp.assert_error(503, "SERVICE_UNAVAILABLE");
+        assert!(rsp.headers.contains_key("retry-after"), "{what}");
+    };
+    unavailable(
+        app.hold(&token, schedule, user, &seats[..1]).await,
+        "a hold",
+    );
+    unavailable(app.issue(newcomer, schedule).await, "an issuance");
+    let charge = app
+        .post(
+            &format!("/api/v1/users/{user}/balance/charge"),
+            &[("queue-token", &token)],
+            r#"{"amount": 1000}"#,
+        )
+        .await;
+    unavailable(charge, "a charge");
+    app.me(&token).await.assert_ok();
+    let avail: u64 = conn
+        .clone()
+        .scard(ScheduleKeys::new(schedule).avail)
+        .await
+        .unwrap();
+    assert_eq!(avail, 4, "the refused hold took no seat");
+
+    full("0").await;
+    app.hold(&token, schedule, user, &seats[..1])
+        .await
+        .assert_created();
+    app.issue(newcomer, schedule).await.assert_ok();
 }

@@ -121,7 +121,11 @@ async fn wallet_errors() {
 async fn a_hundred_parallel_charges_add_up_exactly_and_reach_mysql() {
     use mysql_async::prelude::Queryable;
     let app = TestApp::spawn().await;
-    let (user, token) = user_with_token(&app).await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 1).await;
+    // One user's stampede: their request rate is not what this test is about.
+    app.set_queue(schedule, r#"{"userRequestsPerSecond": 1000}"#)
+        .await;
+    let (user, token) = app.active_user(schedule).await;
     let results = spawn_all((0..100).map(|_| {
         let app = app.clone();
         let token = token.clone();

@@ -82,11 +82,11 @@ local function token_refusal(seen, tokens_key, token, user, now)
   return nil
 end
 
--- Refusals of who is asking (401 and 403: the token, or another user's token or record). An
--- Idempotency-Key never keeps them as its outcome, so a repeat is evaluated afresh and nobody
--- can store a refusal under another caller's key.
+-- Refusals of who is asking (401 and 403: the token, or another user's token or record) and
+-- of how often (429). An Idempotency-Key never keeps them as its outcome, so a repeat is
+-- evaluated afresh and nobody can store a refusal under another caller's key.
 local CALLER_REFUSALS = { TOKEN_NOT_HERE = true, QUEUE_TOKEN_INVALID = true,
-                          QUEUE_TOKEN_NOT_ACTIVE = true, FORBIDDEN = true }
+                          QUEUE_TOKEN_NOT_ACTIVE = true, FORBIDDEN = true, RATE_LIMITED = true }
 
 local function keeps_outcome(code)
   return not CALLER_REFUSALS[code]

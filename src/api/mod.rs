@@ -232,6 +232,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                     "dependency unavailable"
                 )
             }
+            Error::RateLimited => {
+                metrics::counter!("seatrush_rate_limited_total", "route" => matched.template)
+                    .increment(1);
+            }
             _ => {}
         }
         response::error(&e)

@@ -64,7 +64,7 @@ pub async fn my_token(
     headers: &HeaderMap,
 ) -> Result<Response<Body>, Error> {
     let token = queue_token(headers, &app.tokens)?;
-    let (holder, stale) = queue::authenticate_or_stale(&app.hot, &app.db, token, caller).await?;
+    let (holder, stale) = queue::status_or_stale(&app.hot, &app.db, token, caller).await?;
     let state = holder.state;
     let view = TokenView {
         token: app.tokens.seal(holder.token),

@@ -96,7 +96,8 @@ struct Details<'a> {
     seat_ids: Option<&'a [u64]>,
 }
 
-/// Seconds a client should wait before retrying a 503.
+/// Seconds a client should wait before retrying a 503 or a 429 `RATE_LIMITED` (a user's
+/// request rate frees a request within a second).
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
 
 /// The HTTP status of each error (its code is [`Error::code`]).
@@ -133,7 +134,7 @@ pub fn status(err: &Error) -> StatusCode {
         | BookingNotOpen
         | IdempotencyKeyReused
         | BookingClosed => StatusCode::UNPROCESSABLE_ENTITY,
-        QueueFull => StatusCode::TOO_MANY_REQUESTS,
+        QueueFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable(_) | RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -168,7 +169,7 @@ pub fn error(err: &Error) -> Response<Body> {
             rsp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
-        Error::Unavailable(_) | Error::RedisUnavailable(_) => {
+        Error::Unavailable(_) | Error::RedisUnavailable(_) | Error::RateLimited => {
             rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
         }
         // RFC 6750: the scheme a client must use.

@@ -33,15 +33,8 @@ pub async fn charge(
     let amount = JsonObject::parse(body)?
         .opt_positive("amount", MAX_CHARGE)?
         .ok_or_else(|| Error::invalid("amount", "amount is required"))?;
-    caller.owns(user_id)?;
-    let owner = wallet::owner(
-        &app.hot,
-        caller,
-        queue_token(headers, &app.tokens)?,
-        user_id,
-    )
-    .await?;
-    let charge = wallet::charge(&app.hot, &app.db, owner, amount, key).await?;
+    let token = queue_token(headers, &app.tokens)?;
+    let charge = wallet::charge(&app.hot, &app.db, caller, token, user_id, amount, key).await?;
     Ok(response::ok(
         StatusCode::OK,
         &Charged {

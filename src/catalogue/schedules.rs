@@ -109,7 +109,8 @@ pub async fn update_queue_settings(
         timed(conn.exec_drop(
             "UPDATE concert_schedules SET max_active_users = ?, max_waiting_users = ?,
                admission_per_second = ?, active_ttl_seconds = ?, hold_ttl_seconds = ?,
-               max_seats_per_user = ?, queue_paused = ? WHERE id = ?",
+               max_seats_per_user = ?, user_requests_per_second = ?, queue_paused = ?
+             WHERE id = ?",
             (
                 settings.max_active_users,
                 settings.max_waiting_users,
@@ -117,6 +118,7 @@ pub async fn update_queue_settings(
                 settings.active_ttl_seconds,
                 settings.hold_ttl_seconds,
                 settings.max_seats_per_user,
+                settings.user_requests_per_second,
                 settings.paused,
                 schedule_id,
             ),

@@ -65,6 +65,8 @@ pub enum Error {
     BookingClosed,
     #[error("the waiting queue is full")]
     QueueFull,
+    #[error("too many requests from this user; retry after the time Retry-After names")]
+    RateLimited,
     #[error("internal error")]
     Internal(String),
     #[error("a dependency is unavailable; retry shortly")]
@@ -121,6 +123,7 @@ impl Error {
             PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             BookingClosed => "BOOKING_CLOSED",
             QueueFull => "QUEUE_FULL",
+            RateLimited => "RATE_LIMITED",
             Internal(_) => "INTERNAL",
             Unavailable(_) | RedisUnavailable(_) => "SERVICE_UNAVAILABLE",
         }

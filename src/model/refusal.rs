@@ -31,10 +31,12 @@ pub enum Refusal {
     IdempotencyKeyReused,
     /// A charge would take the balance over its cap.
     BalanceLimit,
+    /// The user has spent their `userRequestsPerSecond`.
+    RateLimited,
 }
 
 /// Every refusal with the code the scripts write for it.
-const CODES: [(Refusal, &str); 22] = [
+const CODES: [(Refusal, &str); 23] = [
     (Refusal::ScheduleNotFound, "SCHEDULE_NOT_FOUND"),
     (Refusal::BookingNotOpen, "BOOKING_NOT_OPEN"),
     (Refusal::BookingClosed, "BOOKING_CLOSED"),
@@ -60,6 +62,7 @@ const CODES: [(Refusal, &str); 22] = [
     (Refusal::RequestInProgress, "REQUEST_IN_PROGRESS"),
     (Refusal::IdempotencyKeyReused, "IDEMPOTENCY_KEY_REUSED"),
     (Refusal::BalanceLimit, "BALANCE_LIMIT"),
+    (Refusal::RateLimited, "RATE_LIMITED"),
 ];
 
 impl Refusal {
@@ -100,6 +103,7 @@ impl Refusal {
             Refusal::InsufficientBalance => Error::InsufficientBalance,
             Refusal::RequestInProgress => Error::RequestInProgress,
             Refusal::IdempotencyKeyReused => Error::IdempotencyKeyReused,
+            Refusal::RateLimited => Error::RateLimited,
             Refusal::BalanceLimit => Error::invalid(
                 "amount",
                 format!("the balance may not exceed {}", super::MAX_BALANCE),

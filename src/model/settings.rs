@@ -17,6 +17,8 @@ pub struct QueueSettings {
     pub active_ttl_seconds: u64,
     pub hold_ttl_seconds: u64,
     pub max_seats_per_user: u64,
+    /// Public requests a user may make per second (bursts of as many), counted per schedule.
+    pub user_requests_per_second: u64,
     pub paused: bool,
 }
 
@@ -29,6 +31,7 @@ impl Default for QueueSettings {
             active_ttl_seconds: 300,
             hold_ttl_seconds: 300,
             max_seats_per_user: 4,
+            user_requests_per_second: 50,
             paused: false,
         }
     }
@@ -43,7 +46,7 @@ pub struct BookingWindow {
 
 impl QueueSettings {
     /// Every numeric setting with its name in the API and in the `cfg` hash.
-    pub fn numeric_mut(&mut self) -> [(&'static str, &mut u64); 6] {
+    pub fn numeric_mut(&mut self) -> [(&'static str, &mut u64); 7] {
         [
             ("maxActiveUsers", &mut self.max_active_users),
             ("maxWaitingUsers", &mut self.max_waiting_users),
@@ -51,6 +54,7 @@ impl QueueSettings {
             ("activeTtlSeconds", &mut self.active_ttl_seconds),
             ("holdTtlSeconds", &mut self.hold_ttl_seconds),
             ("maxSeatsPerUser", &mut self.max_seats_per_user),
+            ("userRequestsPerSecond", &mut self.user_requests_per_second),
         ]
     }
 
@@ -66,11 +70,16 @@ impl QueueSettings {
         fields
     }
 
-    /// The settings a `cfg` hash holds, if it holds them all.
+    /// The settings a `cfg` hash holds, if it holds them all (a schedule stored before
+    /// `userRequestsPerSecond` existed has the default, as its scripts assume).
     pub fn from_fields(cfg: &HashMap<String, String>) -> Option<Self> {
         let mut settings = Self::default();
         for (name, slot) in settings.numeric_mut() {
-            *slot = cfg.get(name)?.parse().ok()?;
+            match cfg.get(name) {
+                Some(value) => *slot = value.parse().ok()?,
+                None if name == "userRequestsPerSecond" => {}
+                None => return None,
+            }
         }
         settings.paused = cfg.get("paused")? == "1";
         Some(settings)

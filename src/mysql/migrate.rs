@@ -17,6 +17,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0002_signed_queue_tokens.sql",
         include_str!("../../migrations/0002_signed_queue_tokens.sql"),
     ),
+    (
+        3,
+        "0003_user_request_rate.sql",
+        include_str!("../../migrations/0003_user_request_rate.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use crate::identity::Caller;
 use crate::model::{Error, Idempotency, QueueToken, TokenHolder, TokenState, TokenStatus};
 use crate::mysql::Db;
 use crate::redis::HotPath;
-use crate::redis::scripts::{IssueOutcome, IssueRequest, StatusOutcome};
+use crate::redis::scripts::{Counted, IssueOutcome, IssueRequest, StatusOutcome};
 use crate::users::UserDirectory;
 
 /// Issues a new token for the caller on the schedule: WAITING, or ACTIVE at once when there
@@ -53,21 +53,23 @@ pub async fn issue(
 }
 
 /// The caller's live (WAITING or ACTIVE) token, as its schedule's `token_status` script
-/// has it; another user's token is `403 FORBIDDEN`.
+/// has it; another user's token is `403 FORBIDDEN`. The request counts against the caller's
+/// request rate (`429 RATE_LIMITED` once it is spent).
 pub async fn authenticate(
     hot: &HotPath,
     token: QueueToken,
     caller: Caller,
 ) -> Result<TokenHolder, Error> {
     caller.owns(token.user_id)?;
-    holder(hot, token).await
+    holder(hot, token, Counted::Yes).await
 }
 
-async fn holder(hot: &HotPath, token: QueueToken) -> Result<TokenHolder, Error> {
-    match hot.token_status(token).await? {
+async fn holder(hot: &HotPath, token: QueueToken, counted: Counted) -> Result<TokenHolder, Error> {
+    match hot.token_status(token, counted).await? {
         StatusOutcome::Live { user_id, state } if user_id == token.user_id => {
             Ok(TokenHolder { token, state })
         }
+        StatusOutcome::RateLimited => Err(Error::RateLimited),
         _ => Err(Error::QueueTokenInvalid),
     }
 }
@@ -80,8 +82,32 @@ pub async fn authenticate_or_stale(
     token: QueueToken,
     caller: Caller,
 ) -> Result<(TokenHolder, bool), Error> {
+    checked_or_stale(hot, db, token, caller, Counted::Yes).await
+}
+
+/// The caller's token as the status endpoint shows it: [`authenticate_or_stale`] without
+/// counting against the request rate (clients poll it as `pollAfterMs` says).
+pub async fn status_or_stale(
+    hot: &HotPath,
+    db: &Db,
+    token: QueueToken,
+    caller: Caller,
+) -> Result<(TokenHolder, bool), Error> {
+    checked_or_stale(hot, db, token, caller, Counted::No).await
+}
+
+async fn checked_or_stale(
+    hot: &HotPath,
+    db: &Db,
+    token: QueueToken,
+    caller: Caller,
+    counted: Counted,
+) -> Result<(TokenHolder, bool), Error> {
     caller.owns(token.user_id)?;
-    fallback::or_mysql(holder(hot, token), || fallback::token_holder(db, token)).await
+    fallback::or_mysql(holder(hot, token, counted), || {
+        fallback::token_holder(db, token)
+    })
+    .await
 }
 
 /// The caller's token, if it is one of `schedule_id`'s: `401 QUEUE_TOKEN_WRONG_SCHEDULE`

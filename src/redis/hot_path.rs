@@ -12,9 +12,9 @@ use super::RedisConn;
 use super::coalesce::Coalescer;
 use super::keys::{SCHEDULES, ScheduleKeys, WalletKeys};
 use super::scripts::{
-    AdmitOutcome, BeginOutcome, BeginRequest, ChargeOutcome, CommitOutcome, DebitOutcome,
-    DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Scripts, SeatViewOutcome,
-    StatusOutcome,
+    AdmitOutcome, BeginOutcome, BeginRequest, ChargeMode, ChargeOutcome, CommitOutcome, Counted,
+    DebitOutcome, DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Scripts,
+    SeatViewOutcome, StatusOutcome,
 };
 use crate::model::{
     Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
@@ -42,7 +42,7 @@ pub struct HotPath {
     conn: RedisConn,
     scripts: Arc<Scripts>,
     token_issuer: Coalescer<IssueRequest, IssueOutcome>,
-    token_checker: Coalescer<u64, StatusOutcome>,
+    token_checker: Coalescer<(u64, Counted), StatusOutcome>,
     seat_viewer: Coalescer<(u64, u64), SeatViewOutcome>,
     seat_holder: Coalescer<HoldRequest, HoldOutcome>,
     payment_begins: Coalescer<BeginRequest, BeginOutcome>,
@@ -87,10 +87,15 @@ impl HotPath {
         self.token_issuer.call(schedule_id, request).await
     }
 
-    /// `token_status`: the token's live state, if it is a live token of its schedule.
-    pub async fn token_status(&self, token: QueueToken) -> RedisResult<StatusOutcome> {
+    /// `token_status`: the token's live state, if it is a live token of its schedule (and,
+    /// when the check is [`Counted`], its user has requests left).
+    pub async fn token_status(
+        &self,
+        token: QueueToken,
+        counted: Counted,
+    ) -> RedisResult<StatusOutcome> {
         self.token_checker
-            .call(token.schedule_id, token.sequence)
+            .call(token.schedule_id, (token.sequence, counted))
             .await
     }
 
@@ -222,16 +227,25 @@ impl HotPath {
             .await
     }
 
-    /// `charge`: adds to the balance; with an Idempotency-Key, a repeat gets its first outcome.
+    /// `charge`: adds to the balance; with an Idempotency-Key, a repeat gets its first outcome
+    /// (and with [`ChargeMode::Replay`] nothing but that is done).
     pub async fn charge(
         &self,
         user_id: u64,
         amount: u64,
         balance_cap: u64,
         idempotency: Option<&Idempotency>,
+        mode: ChargeMode,
     ) -> RedisResult<ChargeOutcome> {
         self.scripts
-            .charge(&mut self.conn(), user_id, amount, balance_cap, idempotency)
+            .charge(
+                &mut self.conn(),
+                user_id,
+                amount,
+                balance_cap,
+                idempotency,
+                mode,
+            )
             .await
     }
 

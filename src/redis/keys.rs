@@ -49,6 +49,9 @@ pub struct ScheduleKeys {
     pub payment_sequence: String,
     /// STRING: the process rebuilding the schedule from MySQL (see `crate::rebuild`).
     pub rebuild: String,
+    /// Two HASHes userId -> when the user's next request is due, by alternate seconds: the
+    /// per-user request rate (see lua/lib/rate.lua).
+    pub rates: [String; 2],
     /// STREAM: events for the write-behind flusher.
     pub outbox: String,
     /// STREAM: outbox entries that could not be applied.
@@ -83,6 +86,7 @@ impl ScheduleKeys {
             sagas: key("sagas"),
             payment_sequence: key("pseq"),
             rebuild: key("rebuild"),
+            rates: [key("rate:0"), key("rate:1")],
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
         }

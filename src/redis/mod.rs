@@ -77,12 +77,33 @@ impl RedisConn {
 
 impl From<RedisError> for Error {
     fn from(e: RedisError) -> Self {
-        if is_unreachable(&e) {
+        if is_unreachable(&e) || is_unavailable_reply(&e) {
             Error::RedisUnavailable(format!("redis: {e}"))
         } else {
             Error::Internal(format!("redis: {e}"))
         }
     }
+}
+
+/// Error replies by which a reachable Redis says it cannot take the command now: still
+/// loading its data, out of memory (`maxmemory` under `noeviction`), busy running a script,
+/// a replica or a master without its replicas, a cluster slot moving or down. The request is
+/// a `503` with `Retry-After`, as for an unreachable Redis, never a `500`.
+const UNAVAILABLE_REPLIES: [&str; 8] = [
+    "LOADING",
+    "OOM",
+    "BUSY",
+    "READONLY",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+];
+
+/// Whether `e` is one of the [`UNAVAILABLE_REPLIES`] (also when a script's call got it).
+pub fn is_unavailable_reply(e: &RedisError) -> bool {
+    e.code()
+        .is_some_and(|code| UNAVAILABLE_REPLIES.contains(&code))
 }
 
 /// Whether an error says Redis could not be reached (as opposed to an error reply).

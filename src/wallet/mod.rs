@@ -11,7 +11,7 @@ use crate::model::{Balance, Error, Idempotency, MAX_BALANCE, MAX_CHARGE, QueueTo
 use crate::mysql::{Db, records};
 use crate::queue;
 use crate::redis::HotPath;
-use crate::redis::scripts::ChargeOutcome;
+use crate::redis::scripts::{ChargeMode, ChargeOutcome};
 
 /// A completed charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,25 +19,6 @@ pub struct Charge {
     pub transaction_id: u64,
     pub balance: u64,
     pub charged_at_ms: i64,
-}
-
-/// Proof that the caller owns the wallet and holds a live token: made only by [`owner`].
-#[derive(Debug)]
-pub struct Owner {
-    user_id: u64,
-}
-
-/// The wallet of `user_id`, if it is the caller's and the token is one of theirs (any live
-/// one).
-pub async fn owner(
-    hot: &HotPath,
-    caller: Caller,
-    token: QueueToken,
-    user_id: u64,
-) -> Result<Owner, Error> {
-    caller.owns(user_id)?;
-    queue::authenticate(hot, token, caller).await?;
-    Ok(Owner { user_id })
 }
 
 /// Loads the user's balance from the primary into Redis (unless Redis has one by now).
@@ -49,23 +30,35 @@ pub async fn load(hot: &HotPath, db: &Db, user_id: u64) -> Result<Balance, Error
     Balance::parse(&now).ok_or_else(|| Error::Internal(format!("balance record {now:?}")))
 }
 
-/// Adds `amount` (1 to [`MAX_CHARGE`]) to the owner's balance, which may not pass
-/// [`MAX_BALANCE`].
+/// Adds `amount` (1 to [`MAX_CHARGE`]) to the caller's balance (`user_id` must be the
+/// caller), which may not pass [`MAX_BALANCE`]. With an `Idempotency-Key` used before, its
+/// first outcome, replayed before the Queue-Token is looked at (as for every kept outcome);
+/// otherwise the caller's live token (any schedule's) is checked and counted against their
+/// request rate first.
 pub async fn charge(
     hot: &HotPath,
     db: &Db,
-    owner: Owner,
+    caller: Caller,
+    token: QueueToken,
+    user_id: u64,
     amount: u64,
     idempotency_key: Option<String>,
 ) -> Result<Charge, Error> {
     debug_assert!((1..=MAX_CHARGE).contains(&amount));
-    let user_id = owner.user_id;
+    caller.owns(user_id)?;
     let idempotency = idempotency_key.map(|key| Idempotency::charge(key, amount));
-    let charge = || hot.charge(user_id, amount, MAX_BALANCE, idempotency.as_ref());
-    let mut outcome = charge().await?;
+    let charge = |mode| hot.charge(user_id, amount, MAX_BALANCE, idempotency.as_ref(), mode);
+    let mut outcome = ChargeOutcome::NothingKept;
+    if idempotency.is_some() {
+        outcome = charge(ChargeMode::Replay).await?;
+    }
+    if outcome == ChargeOutcome::NothingKept {
+        queue::authenticate(hot, token, caller).await?;
+        outcome = charge(ChargeMode::Charge).await?;
+    }
     if outcome == ChargeOutcome::NotLoaded {
         load(hot, db, user_id).await?;
-        outcome = charge().await?;
+        outcome = charge(ChargeMode::Charge).await?;
     }
     match outcome {
         ChargeOutcome::Charged {
@@ -81,8 +74,8 @@ pub async fn charge(
             })
         }
         ChargeOutcome::Refused(refusal) => Err(refusal.into()),
-        ChargeOutcome::NotLoaded => Err(Error::Internal(format!(
-            "balance of user {user_id} still missing after loading"
+        ChargeOutcome::NotLoaded | ChargeOutcome::NothingKept => Err(Error::Internal(format!(
+            "charge of user {user_id} ended without an outcome ({outcome:?})"
         ))),
     }
 }

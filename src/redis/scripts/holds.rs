@@ -52,8 +52,10 @@ impl Scripts {
             .key(&k.reservation_sequence)
             .key(&k.outbox)
             .key(&k.userholds)
+            .key(&k.rates[0])
+            .key(&k.rates[1])
             .arg(schedule_id);
-        let mut idempotency_keys = BatchKeys::after(&k, 11);
+        let mut idempotency_keys = BatchKeys::after(&k, 13);
         for request in batch {
             call.arg(request.token).arg(request.user_id);
             idempotency_keys.add(&mut call, request.user_id, request.idempotency.as_ref());
@@ -96,7 +98,10 @@ impl Scripts {
     ) -> RedisResult<Vec<SeatViewOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.seat_view.key(&k.tokens);
-        call.key(&k.avail);
+        call.key(&k.avail)
+            .key(&k.cfg)
+            .key(&k.rates[0])
+            .key(&k.rates[1]);
         for (token, user_id) in tokens {
             call.arg(token).arg(user_id);
         }

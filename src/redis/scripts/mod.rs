@@ -20,8 +20,8 @@ pub use holds::{HoldOutcome, HoldRequest, SeatViewOutcome};
 pub use payment::{
     BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
-pub use queue::{AdmitOutcome, IssueOutcome, IssueRequest, StatusOutcome};
-pub use wallet::ChargeOutcome;
+pub use queue::{AdmitOutcome, Counted, IssueOutcome, IssueRequest, StatusOutcome};
+pub use wallet::{ChargeMode, ChargeOutcome};
 
 /// Runs one script call (or a pipeline around one), recording its latency and whether it
 /// failed under the script's name, and counting it in flight while it waits for Redis.
@@ -65,6 +65,7 @@ const LIBS: &[(&str, &str)] = &[
     ("lib/clock.lua", include_str!("../../../lua/lib/clock.lua")),
     ("lib/queue.lua", include_str!("../../../lua/lib/queue.lua")),
     ("lib/holds.lua", include_str!("../../../lua/lib/holds.lua")),
+    ("lib/rate.lua", include_str!("../../../lua/lib/rate.lua")),
 ];
 
 /// The script with the helpers it names prepended, so it stays one atomic unit in Redis.

@@ -138,8 +138,11 @@ impl Scripts {
             .key(&k.sagas)
             .key(&k.payment_sequence)
             .key(&k.seat)
+            .key(&k.cfg)
+            .key(&k.rates[0])
+            .key(&k.rates[1])
             .arg(schedule_id);
-        let mut idempotency_keys = BatchKeys::after(&k, 11);
+        let mut idempotency_keys = BatchKeys::after(&k, 14);
         for request in batch {
             call.arg(request.token)
                 .arg(request.user_id)

@@ -28,8 +28,21 @@ pub enum IssueOutcome {
 
 #[derive(Debug)]
 pub enum StatusOutcome {
-    Live { user_id: u64, state: TokenState },
+    Live {
+        user_id: u64,
+        state: TokenState,
+    },
     Invalid,
+    /// A live token whose user has spent their request rate.
+    RateLimited,
+}
+
+/// Whether a Queue-Token check counts against its user's request rate: every public request
+/// does, except asking for the token's own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Yes,
+    No,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -53,8 +66,8 @@ impl Scripts {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.issue_tokens.key(&k.cfg);
         call.key(&k.token_sequence);
-        queue_keys(&mut call, &k);
-        let mut keys = BatchKeys::after(&k, 9);
+        queue_keys(&mut call, &k).key(&k.rates[0]).key(&k.rates[1]);
+        let mut keys = BatchKeys::after(&k, 11);
         for request in batch {
             call.arg(request.user_id);
             keys.add(&mut call, request.user_id, request.idempotency.as_ref());
@@ -63,18 +76,22 @@ impl Scripts {
         replies.iter().map(|r| issue_outcome(r)).collect()
     }
 
-    /// The live state of each token (by sequence) of a batch, all of one schedule.
+    /// The live state of each token of a batch, all of one schedule; a check that is
+    /// [`Counted`] counts against its user's request rate.
     pub async fn token_status(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        sequences: &[u64],
+        checks: &[(u64, Counted)],
     ) -> RedisResult<Vec<StatusOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.token_status.key(&k.cfg);
-        call.key(&k.waiting).key(&k.tokens);
-        for sequence in sequences {
-            call.arg(sequence);
+        call.key(&k.waiting)
+            .key(&k.tokens)
+            .key(&k.rates[0])
+            .key(&k.rates[1]);
+        for (sequence, counted) in checks {
+            call.arg(sequence).arg(u8::from(*counted == Counted::Yes));
         }
         let replies: Vec<String> = call.invoke_observed("token_status", conn).await?;
         replies.iter().map(|r| status_outcome(r)).collect()
@@ -91,6 +108,8 @@ impl Scripts {
         let mut call = self.admit_batch.key(&k.cfg);
         let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, u64) =
             queue_keys(&mut call, &k)
+                .key(&k.rates[0])
+                .key(&k.rates[1])
                 .arg(PER_TICK)
                 .arg(keep.as_millis() as u64)
                 .invoke_observed("admit_batch", conn)
@@ -180,7 +199,10 @@ fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
         expires,
     ] = fields[..]
     else {
-        return Ok(StatusOutcome::Invalid);
+        return Ok(match text {
+            "RATE_LIMITED" => StatusOutcome::RateLimited,
+            _ => StatusOutcome::Invalid,
+        });
     };
     if code != "OK" {
         return Err(bad_reply(text));

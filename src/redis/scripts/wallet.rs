@@ -20,10 +20,21 @@ pub enum ChargeOutcome {
     /// The balance would exceed the cap (`BALANCE_LIMIT`), or the Idempotency-Key was first
     /// used for a different request.
     Refused(Refusal),
+    /// Asked only for the Idempotency-Key's first outcome: there is none yet.
+    NothingKept,
+}
+
+/// What a `charge` call may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeMode {
+    /// Only answer with the Idempotency-Key's first outcome, if there is one.
+    Replay,
+    Charge,
 }
 
 impl Scripts {
-    /// Charges `amount`; with an Idempotency-Key, a repeat gets the first outcome back.
+    /// Charges `amount`; with an Idempotency-Key, a repeat gets the first outcome back
+    /// (with [`ChargeMode::Replay`], only that).
     pub async fn charge(
         &self,
         conn: &mut RedisConn,
@@ -31,6 +42,7 @@ impl Scripts {
         amount: u64,
         balance_cap: u64,
         idempotency: Option<&Idempotency>,
+        mode: ChargeMode,
     ) -> RedisResult<ChargeOutcome> {
         let k = WalletKeys::of_user(user_id);
         let mut call = self.charge.prepare_invoke();
@@ -42,10 +54,16 @@ impl Scripts {
             .arg(balance_cap)
             .arg(k.bucket)
             .arg(WALLET_BUCKETS);
-        if let Some(idem) = idempotency {
-            call.key(k.idempotency(user_id, &idem.key))
-                .arg(&idem.fingerprint);
-        }
+        match idempotency {
+            Some(idem) => call
+                .key(k.idempotency(user_id, &idem.key))
+                .arg(&idem.fingerprint),
+            None => call.arg(""),
+        };
+        call.arg(match mode {
+            ChargeMode::Replay => "replay",
+            ChargeMode::Charge => "charge",
+        });
         let reply = Reply::new(call.invoke_observed("charge", conn).await?)?;
         let code = reply.code()?;
         if code == "REPLAY" {
@@ -68,6 +86,7 @@ impl Scripts {
                 charged_at_ms: reply.opt_int(3)?.unwrap_or_default(),
             },
             "NOT_LOADED" => ChargeOutcome::NotLoaded,
+            "NOTHING_KEPT" => ChargeOutcome::NothingKept,
             _ => ChargeOutcome::Refused(reply.refusal()?),
         })
     }
