@@ -42,8 +42,9 @@ scale-down:
 # First the layering of src/ (no import circles between modules, model/ free of I/O, see
 # ARCHITECTURE.md). Tests get their own database and Redis db, emptied first so every run
 # starts clean. After the Rust tests: the failure tests that stop the stack's own servers
-# (one at a time, with nothing else running), the dashboards and alert rules against a real
-# Prometheus, schemathesis against /openapi.json (both start the debug binary the tests
+# (one at a time, with nothing else running), the two 100 000-request memory loops on a Redis
+# of their own (once: they do not depend on the cluster), the dashboards and alert rules
+# against a real Prometheus, schemathesis against /openapi.json (both start the debug binary the tests
 # built), and the compose file against the Compose Specification. Then all of it again on
 # Redis Cluster.
 test: stack
@@ -51,6 +52,7 @@ test: stack
 	@scripts/reset-test-data.sh
 	$(TEST_ENV) cargo test --all-targets -- --test-threads=4
 	$(TEST_ENV) cargo test --test chaos -- --ignored --test-threads=1 --nocapture
+	$(TEST_ENV) cargo test --test bounded_redis -- --ignored --nocapture
 	$(TEST_ENV) scripts/check-observability.py
 	$(TEST_ENV) scripts/api-check.sh
 	scripts/check-deploy.sh

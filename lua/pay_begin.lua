@@ -6,15 +6,15 @@
 -- instead. Takes a batch of requests to one schedule and decides them in order (seatrush
 -- coalesces concurrent requests; see src/redis/coalesce.rs).
 --
--- KEYS[1..7] {s:S}:res, :holds, :avail, :userseats, :stats, :outbox, :userholds (as for
---            release_hold in lib/holds.lua)
--- KEYS[8]  {s:S}:tokens  HASH token -> record
--- KEYS[9]  {s:S}:sagas   ZSET reservationId -> when its payment attempt began (ms)
--- KEYS[10] {s:S}:pseq    payment sequence
--- KEYS[11] {s:S}:seat    HASH seatId -> "seatNumber|price"
--- KEYS[12] {s:S}:cfg     settings (userRequestsPerSecond)
--- KEYS[13], KEYS[14] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
--- KEYS[15…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key:
+-- KEYS[1..8] {s:S}:res, :holds, :avail, :userseats, :stats, :outbox, :userholds, :rended
+--            (as for release_hold in lib/holds.lua)
+-- KEYS[9]  {s:S}:tokens  HASH token -> record
+-- KEYS[10] {s:S}:sagas   ZSET reservationId -> when its payment attempt began (ms)
+-- KEYS[11] {s:S}:pseq    payment sequence
+-- KEYS[12] {s:S}:seat    HASH seatId -> "seatNumber|price"
+-- KEYS[13] {s:S}:cfg     settings (userRequestsPerSecond)
+-- KEYS[14], KEYS[15] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
+-- KEYS[16…] {s:S}:idem:<userId>:<Idempotency-Key>, one per request that has a key:
 --          "fingerprint\n" followed by the first outcome (reply elements joined by ','), or
 --          by "PENDING|paymentId" while that attempt runs; kept 24 h (refusals of the
 --          caller's token or of another user's and RATE_LIMITED, lib/queue.lua's
@@ -33,17 +33,17 @@
 --       | {'INSUFFICIENT_BALANCE'} (a repeat: that was the first outcome)
 --       | {'REQUEST_IN_PROGRESS'} | {'IDEMPOTENCY_KEY_REUSED'}
 local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
-            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7] }
+            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7], rended = KEYS[8] }
 local schedule = ARGV[1]
 local now = now_ms()
-local pseq = tonumber(redis.call('GET', KEYS[10])) or 0
+local pseq = tonumber(redis.call('GET', KEYS[11])) or 0
 local first_pseq = pseq
 local tokens_seen = {} -- the batch's tokens, read once (this script changes none)
-local per_user = redis.call('HGET', KEYS[12], 'userRequestsPerSecond')
-local rate_keys = { KEYS[13], KEYS[14] }
+local per_user = redis.call('HGET', KEYS[13], 'userRequestsPerSecond')
+local rate_keys = { KEYS[14], KEYS[15] }
 
 local function begin(token, user, id)
-  local refusal = token_refusal(tokens_seen, KEYS[8], token, user, now)
+  local refusal = token_refusal(tokens_seen, KEYS[9], token, user, now)
     or rate_refusal(rate_keys, user, now, per_user)
   if refusal then return { refusal } end
 
@@ -63,7 +63,7 @@ local function begin(token, user, id)
   pseq = pseq + 1
   r.pay = string.format('%.0f', tonumber(schedule) * 4294967296 + pseq)
   redis.call('HSET', k.res, id, encode_reservation(r))
-  redis.call('ZADD', KEYS[9], now, id)
+  redis.call('ZADD', KEYS[10], now, id)
   return { 'PAYING', r.pay, r.total }
 end
 
@@ -83,7 +83,7 @@ local function one(token, user, id, idem, fingerprint)
       end
       local r = load_reservation(k, id)
       if r and r.pay == attempt and r.status == 'PAYING' then return { 'REQUEST_IN_PROGRESS' } end
-      if r and r.pay == attempt and r.status == 'PAID' then return paid_reply(KEYS[11], r) end
+      if r and r.pay == attempt and r.status == 'PAID' then return paid_reply(KEYS[12], r) end
       -- That attempt was given up without an outcome (its request failed): start afresh.
     end
   end
@@ -102,5 +102,5 @@ for i = 2, #ARGV, 5 do
     ARGV[i + 4])
 end
 publish_reservations(k) -- holds found past their expiry were expired
-if pseq > first_pseq then redis.call('SET', KEYS[10], pseq) end
+if pseq > first_pseq then redis.call('SET', KEYS[11], pseq) end
 return replies

@@ -41,7 +41,7 @@ redis_up() {
   require_free "$REDIS_PORT" redis
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" \
     --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
-    --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
+    --maxmemory 2gb --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
     --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log"
   wait_for "redis" redis_ready
   log "redis on 127.0.0.1:$REDIS_PORT"

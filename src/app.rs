@@ -83,7 +83,7 @@ impl App {
         let tokens = TokenKey::from_config(&config)?;
         let (mut redis, db, scripts) = open_stores(&config).await?;
         let options = rebuild::Options {
-            ended_token_keep: config.ended_token_keep,
+            ended_record_keep: config.ended_record_keep,
             balances: false,
         };
         let report = rebuild::restore(&db, &mut redis, &scripts, &options)
@@ -154,7 +154,7 @@ impl App {
     /// What the housekeeping tick needs to know from the configuration.
     pub fn housekeeping_timing(&self) -> Timing {
         Timing {
-            keep_ended_tokens: self.config.ended_token_keep,
+            keep_ended_records: self.config.ended_record_keep,
             payment_saga_timeout: self.config.payment_saga_timeout,
         }
     }

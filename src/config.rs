@@ -71,6 +71,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "seconds an outbox entry may stay with a silent instance before another claims it",
     ),
     (
+        "SEATRUSH_ENDED_RECORD_KEEP",
+        "600",
+        "seconds records of ended tokens and holds stay in Redis once MySQL has them",
+    ),
+    (
         "SEATRUSH_PAYMENT_SAGA_TIMEOUT",
         "15",
         "seconds after which a payment left unfinished (its request died) is settled",
@@ -110,8 +115,9 @@ pub struct Config {
     pub flush_busy_rps: u64,
     /// …as long as the oldest outbox entry is younger than this.
     pub flush_max_lag: Duration,
-    /// Ended token records stay in Redis this long (for reconciliation), then are dropped.
-    pub ended_token_keep: Duration,
+    /// Records of ended tokens, and of cancelled or expired holds, stay in Redis this long
+    /// (and until MySQL has them), then leave it: reads of them then come from MySQL.
+    pub ended_record_keep: Duration,
     /// A payment saga still PAYING after this long lost its request (a crash, a timeout);
     /// the sweeper then finishes or rolls it back. Longer than a request can take with its
     /// Redis (1 s) and MySQL (10 s) timeouts.
@@ -212,7 +218,7 @@ impl Config {
             outbox_claim_idle: seconds("SEATRUSH_OUTBOX_CLAIM_IDLE")?,
             flush_busy_rps: 1000,
             flush_max_lag: seconds("SEATRUSH_FLUSH_MAX_LAG")?,
-            ended_token_keep: Duration::from_secs(3600),
+            ended_record_keep: seconds("SEATRUSH_ENDED_RECORD_KEEP")?,
             payment_saga_timeout: seconds("SEATRUSH_PAYMENT_SAGA_TIMEOUT")?,
         })
     }

@@ -89,6 +89,10 @@ impl Health {
             .query_async::<String>(&mut redis.clone())
             .await
             .is_ok();
+        if let Some(memory) = crate::redis::memory(redis).await {
+            metrics::gauge!("seatrush_redis_used_memory_bytes").set(memory.used as f64);
+            metrics::gauge!("seatrush_redis_maxmemory_bytes").set(memory.max as f64);
+        }
         let primary_up = ping_mysql(&db.primary).await;
         let replica_lag = replica_lag_seconds(&db.replica).await;
         let replica_up = replica_lag.is_some();

@@ -3,7 +3,9 @@
 //! the seat holds that are due (so seats come back within a second of expiry) and names the
 //! payment sagas that ran too long, which are then settled ([`payment::saga::sweep`]). Every
 //! instance runs it; the scripts hold the limits, so running it on many instances at once
-//! admits and expires no more than one would.
+//! admits and expires no more than one would. A schedule whose sale is over (a day past its
+//! close, nobody queued, nothing open, everything flushed) is retired: its records leave
+//! Redis and the loops stop serving it.
 
 use std::time::Duration;
 
@@ -14,8 +16,8 @@ use crate::shutdown::Shutdown;
 /// What the tick needs to know.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// Ended token records are dropped from Redis after this long.
-    pub keep_ended_tokens: Duration,
+    /// Records of ended tokens and holds leave Redis after this long (once MySQL has them).
+    pub keep_ended_records: Duration,
     /// Payment sagas running longer than this are settled.
     pub payment_saga_timeout: Duration,
 }
@@ -49,8 +51,10 @@ pub async fn tick(hot: &HotPath, timing: Timing) -> redis::RedisResult<()> {
 }
 
 async fn tick_schedule(hot: &HotPath, timing: Timing, id: u64) -> redis::RedisResult<()> {
-    let outcome = hot.admit(id, timing.keep_ended_tokens).await?;
-    let (holds_expired, stale_sagas) = hot.expire_holds(id, timing.payment_saga_timeout).await?;
+    let outcome = hot.admit(id, timing.keep_ended_records).await?;
+    let (holds_expired, stale_sagas) = hot
+        .expire_holds(id, timing.payment_saga_timeout, timing.keep_ended_records)
+        .await?;
     if !stale_sagas.is_empty() {
         payment::saga::sweep(hot, stale_sagas).await;
     }
@@ -61,8 +65,16 @@ async fn tick_schedule(hot: &HotPath, timing: Timing, id: u64) -> redis::RedisRe
         .increment(outcome.admitted);
     metrics::counter!("seatrush_queue_expired_total", "schedule" => schedule.clone())
         .increment(outcome.expired);
+    metrics::counter!("seatrush_redis_records_removed_total", "record" => "token")
+        .increment(outcome.dropped);
     metrics::gauge!("seatrush_queue_waiting", "schedule" => schedule.clone())
         .set(outcome.waiting as f64);
     metrics::gauge!("seatrush_queue_active", "schedule" => schedule).set(outcome.active as f64);
+    if outcome.waiting == 0 && outcome.active == 0 && hot.retire_schedule(id).await? {
+        tracing::info!(
+            schedule = id,
+            "schedule retired: its sale is over and MySQL has it all"
+        );
+    }
     Ok(())
 }

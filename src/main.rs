@@ -95,7 +95,7 @@ async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let (mut redis, db, scripts) = app::open_stores(&config).await?;
     let options = rebuild::Options {
-        ended_token_keep: config.ended_token_keep,
+        ended_record_keep: config.ended_record_keep,
         balances: true,
     };
     let started = std::time::Instant::now();

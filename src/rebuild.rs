@@ -9,7 +9,7 @@
 //!
 //! What a schedule gets back: its seats and the available ones; every reservation with its
 //! hold, per-user counts and seat counters; live tokens (waiting in arrival order, active
-//! until their expiry) and ended ones still within `ended_token_keep`;
+//! until their expiry) and ended ones still within `ended_record_keep`;
 //! its sequences. A hold MySQL has RESERVED whose debit is already in the ledger (the
 //! payment's last step had not been written) comes back PAYING under a new attempt begun
 //! now, with its debit record, so the sweeper commits it once the saga timeout has passed.
@@ -41,7 +41,7 @@ const CLAIM: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Ended tokens are kept this long (as the admission tick keeps them).
-    pub ended_token_keep: Duration,
+    pub ended_record_keep: Duration,
     /// Load every balance now rather than on first use.
     pub balances: bool,
 }
@@ -244,7 +244,7 @@ async fn rebuild_schedule(
     .await?
     .unwrap_or_default();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let keep_from = now_ms - options.ended_token_keep.as_millis() as i64;
+    let keep_from = now_ms - options.ended_record_keep.as_millis() as i64;
     let tokens = records::tokens(conn, id, keep_from).await?;
     stage_tokens(&mut pipe, &k, &tokens, &mut report);
     pipe.hset_multiple(
@@ -276,6 +276,7 @@ async fn clear_schedule(redis: &mut RedisConn, k: &ScheduleKeys) -> redis::Redis
             &k.seat,
             &k.avail,
             &k.res,
+            &k.rended,
             &k.holds,
             &k.sagas,
             &k.userseats,
@@ -289,6 +290,8 @@ async fn clear_schedule(redis: &mut RedisConn, k: &ScheduleKeys) -> redis::Redis
             &k.active,
             &k.ended,
             &k.token_sequence,
+            &k.rates[0],
+            &k.rates[1],
         ])
         .query_async(redis)
         .await
@@ -397,10 +400,21 @@ fn stage_reservations(
     }
     state.taken.sort_unstable();
     report.payments_resumed = state.debit_records.len();
-    report.reservations = reservations.len();
-    for chunk in reservations.chunks(CHUNK) {
-        let records: Vec<(u64, String)> = chunk.iter().map(|r| (r.id.get(), r.record())).collect();
-        pipe.hset_multiple(&k.res, &records).ignore();
+    // Cancelled and expired holds stay in MySQL: their reads go there (as for records that
+    // left Redis in service), and nothing in Redis needs them.
+    let kept: Vec<(u64, String)> = reservations
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.status,
+                ReservationStatus::Cancelled | ReservationStatus::Expired
+            )
+        })
+        .map(|r| (r.id.get(), r.record()))
+        .collect();
+    report.reservations = kept.len();
+    for chunk in kept.chunks(CHUNK) {
+        pipe.hset_multiple(&k.res, chunk).ignore();
     }
     let counts = |m: HashMap<u64, usize>| m.into_iter().collect::<Vec<_>>();
     for (key, per_user) in [(&k.userseats, user_seats), (&k.userholds, user_holds)] {

@@ -129,6 +129,21 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Requests refused with 429 RATE_LIMITED (the user's request rate spent), by route",
     ),
     (
+        "seatrush_redis_used_memory_bytes",
+        Gauge,
+        "Redis used_memory (summed over a cluster's masters), as last probed",
+    ),
+    (
+        "seatrush_redis_maxmemory_bytes",
+        Gauge,
+        "Redis maxmemory (0: none); past it writes are refused and answered 503",
+    ),
+    (
+        "seatrush_redis_records_removed_total",
+        Counter,
+        "Records of ended tokens and holds removed from Redis (MySQL has them), by record",
+    ),
+    (
         "seatrush_seats_held_total",
         Counter,
         "Seats held by new reservations",

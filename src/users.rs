@@ -1,8 +1,12 @@
 //! Users: creation, and the in-process directory that answers "does user N exist?" on the hot
 //! path without a query. Users are never deleted, so a positive answer is cached for good; the
 //! directory is refreshed from the replica by id and asks the primary about ids it has not seen.
+//! A negative answer is kept for [`ABSENT_FOR`], so a flood of requests for unknown users
+//! costs one query per id and period, not one per request.
 
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 
@@ -12,6 +16,8 @@ use crate::mysql::{Db, timed};
 const MAX_DIRECT_ID: u64 = 1 << 28;
 /// Rows fetched per refresh query.
 const REFRESH_PAGE: u64 = 50_000;
+/// How long "no such user" is believed: short, since another instance may create the user.
+const ABSENT_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct UserDirectory {
@@ -19,6 +25,9 @@ pub struct UserDirectory {
     known: RwLock<Vec<u64>>,
     /// Highest id loaded by [`UserDirectory::refresh`]; the next refresh starts after it.
     loaded_up_to: RwLock<u64>,
+    /// Ids the primary said do not exist, and when (entries older than [`ABSENT_FOR`] are
+    /// dropped at every insert, so the map holds at most the ids asked for in that time).
+    absent: Mutex<HashMap<u64, Instant>>,
 }
 
 impl UserDirectory {
@@ -29,8 +38,25 @@ impl UserDirectory {
             .is_some_and(|word| word & (1 << (id % 64)) != 0)
     }
 
+    fn known_absent(&self, id: u64) -> bool {
+        let absent = self.absent.lock().expect("directory lock");
+        absent.get(&id).is_some_and(|at| at.elapsed() < ABSENT_FOR)
+    }
+
+    fn mark_absent(&self, id: u64) {
+        let mut absent = self.absent.lock().expect("directory lock");
+        absent.retain(|_, at| at.elapsed() < ABSENT_FOR);
+        absent.insert(id, Instant::now());
+    }
+
     /// Records that these users exist (a refresh found them, or this instance created one).
     pub fn mark(&self, ids: &[u64]) {
+        {
+            let mut absent = self.absent.lock().expect("directory lock");
+            for id in ids {
+                absent.remove(id);
+            }
+        }
         let mut known = self.known.write().expect("directory lock");
         for &id in ids.iter().filter(|&&id| id < MAX_DIRECT_ID) {
             let word = (id / 64) as usize;
@@ -48,6 +74,9 @@ impl UserDirectory {
         if self.is_known(id) {
             return Ok(true);
         }
+        if self.known_absent(id) {
+            return Ok(false);
+        }
         let lookup = |conn: Result<mysql_async::Conn, mysql_async::Error>| async move {
             let found: Option<u64> =
                 timed(conn?.exec_first("SELECT id FROM users WHERE id = ?", (id,))).await?;
@@ -62,6 +91,8 @@ impl UserDirectory {
         };
         if found {
             self.mark(&[id]);
+        } else {
+            self.mark_absent(id);
         }
         Ok(found)
     }
@@ -116,5 +147,20 @@ mod tests {
         for id in [0, 2, 65, 999, 1_000_000, MAX_DIRECT_ID + 5] {
             assert!(!dir.is_known(id), "{id}");
         }
+    }
+
+    #[test]
+    fn absent_ids_are_believed_briefly_and_forgotten_once_created() {
+        let dir = UserDirectory::default();
+        dir.mark_absent(7);
+        assert!(dir.known_absent(7));
+        assert!(!dir.known_absent(8));
+        dir.mark(&[7]);
+        assert!(!dir.known_absent(7) && dir.is_known(7));
+        dir.absent
+            .lock()
+            .unwrap()
+            .insert(9, Instant::now() - ABSENT_FOR);
+        assert!(!dir.known_absent(9), "past ABSENT_FOR it is asked again");
     }
 }

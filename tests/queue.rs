@@ -361,7 +361,7 @@ async fn a_token_lives_under_its_sequence_until_its_record_is_dropped() {
     let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
     let user = app.create_user().await;
     let mut config = TestApp::config();
-    config.ended_token_keep = Duration::ZERO;
+    config.ended_record_keep = Duration::ZERO;
     let quiet = TestApp::quiet_with(config).await;
     let mut redis = quiet.hot.conn();
     let keys = ScheduleKeys::new(schedule);

@@ -46,15 +46,51 @@ local function load_reservation(k, id)
   return raw and decode_reservation(raw) or nil
 end
 
+-- Statuses after which a record only waits to leave Redis (see prune_ended_reservations).
+-- PAID records stay: each holds a seat sold for good, so they are bounded by the seats, and
+-- a repeated payment request is answered from them.
+local LEAVES_REDIS = { CANCELLED = true, EXPIRED = true }
+
 -- Stores the staged records in k.res and appends them to k.outbox, 500 per command (far
--- below Lua's unpack limit).
+-- below Lua's unpack limit). A CANCELLED or EXPIRED record is indexed in k.rended by the time
+-- of its outbox entry, so it leaves Redis once that entry is flushed and old enough.
 local function publish_reservations(k)
   for i = 1, #staged, 1000 do
     local last = math.min(i + 999, #staged)
     redis.call('HSET', k.res, unpack(staged, i, last))
-    redis.call('XADD', k.outbox, '*', 'type', 'reservations', unpack(staged, i, last))
+    local entry = redis.call('XADD', k.outbox, '*', 'type', 'reservations',
+      unpack(staged, i, last))
+    local at = string.match(entry, '^(%d+)-')
+    local ended = {}
+    for j = i, last, 2 do
+      if LEAVES_REDIS[string.match(staged[j + 1], '^[^|]*|([^|]*)|')] then
+        ended[#ended + 1] = at
+        ended[#ended + 1] = staged[j]
+      end
+    end
+    if #ended > 0 then redis.call('ZADD', k.rended, unpack(ended)) end
   end
   staged, staged_by_id = {}, {}
+end
+
+-- Removes up to `limit` records of CANCELLED and EXPIRED reservations that MySQL has and
+-- that ended more than keep_ms ago; reads of them then come from MySQL. MySQL has a record
+-- once its outbox entry is gone (the flusher deletes entries only after their commit), so
+-- only records indexed before the oldest entry still in the outbox may go. Returns how many
+-- went.
+local function prune_ended_reservations(k, now, keep_ms, limit)
+  local cutoff = now - keep_ms
+  local oldest = redis.call('XRANGE', k.outbox, '-', '+', 'COUNT', 1)[1]
+  if oldest then
+    cutoff = math.min(cutoff, tonumber(string.match(oldest[1], '^(%d+)-')) - 1)
+  end
+  local gone = redis.call('ZRANGEBYSCORE', k.rended, '-inf', string.format('%.0f', cutoff),
+    'LIMIT', 0, limit)
+  if #gone > 0 then
+    redis.call('HDEL', k.res, unpack(gone))
+    redis.call('ZREM', k.rended, unpack(gone))
+  end
+  return #gone
 end
 
 -- Ends a RESERVED hold (EXPIRED or CANCELLED): its seats are AVAILABLE again and no longer

@@ -20,6 +20,10 @@ local function rate_hashes(keys, now)
   local g = math.floor(now / RATE_GEN_MS)
   local cur, prev = keys[g % 2 + 1], keys[(g + 1) % 2 + 1]
   if tonumber(redis.call('HGET', cur, 'gen')) ~= g then
+    -- A command that may grow memory comes first: Redis past maxmemory refuses it with OOM
+    -- while the script has written nothing, so the request fails whole. After a first write
+    -- (such as the UNLINK) Redis lets a script run on, as it cannot stop one half-way.
+    redis.call('HSET', cur, 'gen', g)
     redis.call('UNLINK', cur)
     redis.call('HSET', cur, 'gen', g)
   end

@@ -102,7 +102,7 @@ pub async fn cancel(
     id: ReservationId,
 ) -> Result<Response<Body>, Error> {
     let token = queue_token(headers, &app.tokens)?;
-    let reservation = holds::cancel(&app.hot, &app.catalogue, caller, token, id).await?;
+    let reservation = holds::cancel(&app.hot, &app.db, &app.catalogue, caller, token, id).await?;
     Ok(response::ok(
         StatusCode::OK,
         &ReservationView::new(reservation),

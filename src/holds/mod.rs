@@ -8,12 +8,13 @@ use crate::catalogue::Catalogue;
 use crate::fallback;
 use crate::identity::Caller;
 use crate::model::{
-    Error, Hold, Idempotency, QueueToken, Reservation, ReservationId, ReservationRecord, Seat,
+    Error, Hold, Idempotency, QueueToken, Refusal, Reservation, ReservationId, ReservationRecord,
+    ReservationStatus, Seat,
 };
 use crate::mysql::Db;
 use crate::queue;
-use crate::redis::HotPath;
 use crate::redis::scripts::{HoldOutcome, HoldRequest};
+use crate::redis::{HotPath, Stored};
 
 /// Holds `seat_ids` of the schedule for the caller, all or none, with their ACTIVE token
 /// of that schedule.
@@ -49,7 +50,7 @@ pub async fn hold(
 }
 
 /// The caller's reservation (with any live token of theirs), from MySQL while Redis is
-/// unreachable (then the flag says it may be stale).
+/// unreachable (then the flag says it may be stale) or once its record has left Redis.
 pub async fn get(
     hot: &HotPath,
     db: &Db,
@@ -59,34 +60,68 @@ pub async fn get(
     id: ReservationId,
 ) -> Result<(Reservation, bool), Error> {
     let (_, stale_token) = queue::authenticate_or_stale(hot, db, token, caller).await?;
-    let fresh = async {
-        hot.reservation(id)
-            .await?
-            .map(|record| {
-                ReservationRecord::parse(id, &record)
-                    .map_err(|e| Error::Internal(format!("reservation {id}: {e}")))
-            })
-            .transpose()
-    };
     let (record, stale_record) =
-        fallback::or_mysql(fresh, || fallback::reservation(db, id)).await?;
+        fallback::or_mysql(record(hot, db, id), || fallback::reservation(db, id)).await?;
     let record = record.ok_or(Error::ReservationNotFound)?;
     caller.owns(record.user_id)?;
     let reservation = with_seats(catalogue, record).await?;
     Ok((reservation, stale_token || stale_record))
 }
 
+/// The reservation's record: Redis's, or MySQL's once it has left Redis (a hold that ended
+/// longer ago than the keep period; see `lua/lib/holds.lua`).
+pub async fn record(
+    hot: &HotPath,
+    db: &Db,
+    id: ReservationId,
+) -> Result<Option<ReservationRecord>, Error> {
+    match hot.reservation(id).await? {
+        Stored::Here(raw) => ReservationRecord::parse(id, &raw)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("reservation {id}: {e}"))),
+        Stored::LeftRedis => fallback::reservation(db, id).await,
+        Stored::Never => Ok(None),
+    }
+}
+
+/// The refusal for a reservation a script did not find: `404` if it was never made; if its
+/// record has left Redis (it ended), `403` for another user's, else `ended` of its status.
+pub async fn refuse_missing(
+    hot: &HotPath,
+    db: &Db,
+    caller: Caller,
+    id: ReservationId,
+    ended: impl FnOnce(ReservationStatus) -> Error,
+) -> Error {
+    match record(hot, db, id).await {
+        Ok(Some(record)) => match caller.owns(record.user_id) {
+            Ok(()) => ended(record.status),
+            Err(e) => e,
+        },
+        Ok(None) => Error::ReservationNotFound,
+        Err(e) => e,
+    }
+}
+
 /// The owner cancels a RESERVED hold (with any live token of theirs); its seats are
 /// AVAILABLE again.
 pub async fn cancel(
     hot: &HotPath,
+    db: &Db,
     catalogue: &Catalogue,
     caller: Caller,
     token: QueueToken,
     id: ReservationId,
 ) -> Result<Reservation, Error> {
     queue::authenticate(hot, token, caller).await?;
-    let record = hot.cancel_hold(id, caller.user_id()).await??;
+    let record = match hot.cancel_hold(id, caller.user_id()).await? {
+        Ok(record) => record,
+        Err(Refusal::ReservationNotFound) => {
+            let not_cancellable = |_| Error::ReservationNotCancellable;
+            return Err(refuse_missing(hot, db, caller, id, not_cancellable).await);
+        }
+        Err(refusal) => return Err(refusal.into()),
+    };
     metrics::counter!("seatrush_holds_cancelled_total").increment(1);
     with_seats(catalogue, record).await
 }

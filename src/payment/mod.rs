@@ -5,8 +5,12 @@
 
 pub mod saga;
 
+use crate::holds;
 use crate::identity::Caller;
-use crate::model::{Error, Idempotency, Payment, PaymentAttempt, QueueToken, ReservationId};
+use crate::model::{
+    Error, Idempotency, Payment, PaymentAttempt, QueueToken, Refusal, ReservationId,
+    ReservationStatus,
+};
 use crate::mysql::Db;
 use crate::queue;
 use crate::redis::HotPath;
@@ -33,6 +37,15 @@ pub async fn pay(
     };
     metrics::counter!("seatrush_payments_total", "result" => label).increment(1);
     result
+}
+
+/// Why a reservation that has ended cannot be paid.
+fn not_payable(status: ReservationStatus) -> Error {
+    match status {
+        ReservationStatus::Paid => Error::ReservationAlreadyPaid,
+        ReservationStatus::Expired => Error::ReservationExpired,
+        _ => Error::ReservationNotPayable,
+    }
 }
 
 /// The saga for one request: begin, then debit and commit; a failure after the begin
@@ -62,6 +75,9 @@ async fn run(
     let (payment_id, amount) = match hot.begin_payment(request).await? {
         BeginOutcome::Paying { payment_id, amount } => (payment_id, amount),
         BeginOutcome::Paid(payment) => return Ok(payment),
+        BeginOutcome::Refused(Refusal::ReservationNotFound) => {
+            return Err(holds::refuse_missing(hot, db, caller, reservation_id, not_payable).await);
+        }
         BeginOutcome::Refused(refusal) => return Err(refusal.into()),
     };
     let attempt = PaymentAttempt {

@@ -36,6 +36,16 @@ macro_rules! coalesced {
     }};
 }
 
+/// What Redis knows of a record that may have left it (see [`HotPath::reservation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Here(String),
+    /// Made once, and its record has left Redis since (it ended, and MySQL has it).
+    LeftRedis,
+    /// Never made.
+    Never,
+}
+
 /// The services' handle on Redis, built once at start-up. Every call goes over one
 /// multiplexed connection (its clones share the socket and the circuit breaker).
 pub struct HotPath {
@@ -108,6 +118,19 @@ impl HotPath {
         self.scripts
             .admit_batch(&mut self.conn(), schedule_id, keep_ended)
             .await
+    }
+
+    /// `retire_schedule`: if the schedule's sale is over and nothing needs its records any
+    /// more, they leave Redis and the background loops stop serving it. True once retired.
+    pub async fn retire_schedule(&self, schedule_id: u64) -> RedisResult<bool> {
+        let retired = self
+            .scripts
+            .retire_schedule(&mut self.conn(), schedule_id)
+            .await?;
+        if retired {
+            let _: () = self.conn().srem(SCHEDULES, schedule_id).await?;
+        }
+        Ok(retired)
     }
 
     /// Every schedule the background loops serve.
@@ -187,11 +210,19 @@ impl HotPath {
             .await
     }
 
-    /// A reservation's record as Redis has it.
-    pub async fn reservation(&self, id: ReservationId) -> RedisResult<Option<String>> {
-        self.conn()
-            .hget(ScheduleKeys::new(id.schedule()).res, id.get())
-            .await
+    /// A reservation's record as Redis has it, or whether it has left Redis.
+    pub async fn reservation(&self, id: ReservationId) -> RedisResult<Stored> {
+        let k = ScheduleKeys::new(id.schedule());
+        let (record, sequence): (Option<String>, Option<u64>) = redis::pipe()
+            .hget(&k.res, id.get())
+            .get(&k.reservation_sequence)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(match record {
+            Some(record) => Stored::Here(record),
+            None if id.sequence() <= sequence.unwrap_or(0) => Stored::LeftRedis,
+            None => Stored::Never,
+        })
     }
 
     /// Whether the schedule is known (its settings are in Redis).
@@ -199,22 +230,22 @@ impl HotPath {
         self.conn().exists(ScheduleKeys::new(schedule_id).cfg).await
     }
 
-    /// Whether Redis has a record of the reservation.
+    /// Whether the reservation was ever made (its record may have left Redis since).
     pub async fn reservation_exists(&self, id: ReservationId) -> RedisResult<bool> {
-        self.conn()
-            .hexists(ScheduleKeys::new(id.schedule()).res, id.get())
-            .await
+        Ok(self.reservation(id).await? != Stored::Never)
     }
 
     /// `expire_holds`: ends the schedule's holds that are due; returns how many, and the
-    /// payment sagas running longer than `saga_timeout`.
+    /// payment sagas running longer than `saga_timeout`. Records of holds that ended more
+    /// than `keep` ago and that MySQL has leave Redis.
     pub async fn expire_holds(
         &self,
         schedule_id: u64,
         saga_timeout: std::time::Duration,
+        keep: std::time::Duration,
     ) -> RedisResult<(u64, Vec<PaymentAttempt>)> {
         self.scripts
-            .expire_holds(&mut self.conn(), schedule_id, saga_timeout)
+            .expire_holds(&mut self.conn(), schedule_id, saga_timeout, keep)
             .await
     }
 

@@ -37,6 +37,9 @@ pub struct ScheduleKeys {
     pub res: String,
     /// ZSET reservationId -> expiresAt ms: RESERVED holds, for expiry.
     pub holds: String,
+    /// ZSET reservationId -> when its CANCELLED or EXPIRED record was appended to the outbox
+    /// (ms): records waiting to leave Redis (see lua/lib/holds.lua).
+    pub rended: String,
     /// HASH userId -> the user's RESERVED + PAID seats.
     pub userseats: String,
     /// HASH userId -> the user's open (RESERVED or PAYING) holds.
@@ -80,6 +83,7 @@ impl ScheduleKeys {
             seat: key("seat"),
             res: key("res"),
             holds: key("holds"),
+            rended: key("rended"),
             userseats: key("userseats"),
             userholds: key("userholds"),
             reservation_sequence: key("rseq"),

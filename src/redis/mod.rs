@@ -21,7 +21,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use breaker::Breaker;
-pub use hot_path::HotPath;
+pub use hot_path::{HotPath, Stored};
 pub use scripts::Scripts;
 
 use crate::model::Error;
@@ -168,4 +168,49 @@ impl ConnectionLike for RedisConn {
             Inner::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// Redis's memory as `INFO memory` reports it, summed over the masters of a cluster.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `used_memory`: bytes allocated for data and overhead.
+    pub used: u64,
+    /// `maxmemory` (0: no limit); past it, writes are refused with `OOM`.
+    pub max: u64,
+}
+
+/// [`Memory`], or `None` when Redis does not answer.
+pub async fn memory(conn: &RedisConn) -> Option<Memory> {
+    let reply: redis::Value = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn.clone())
+        .await
+        .ok()?;
+    let mut total = Memory::default();
+    let mut add = |text: &str| {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total.used += field("used_memory");
+        total.max += field("maxmemory");
+    };
+    match reply {
+        redis::Value::BulkString(b) => add(&String::from_utf8_lossy(&b)),
+        redis::Value::VerbatimString { text, .. } => add(&text),
+        // A cluster answers per node.
+        redis::Value::Map(nodes) => {
+            for (_, v) in nodes {
+                if let redis::Value::BulkString(b) = v {
+                    add(&String::from_utf8_lossy(&b));
+                } else if let redis::Value::VerbatimString { text, .. } = v {
+                    add(&text);
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(total)
 }

@@ -32,6 +32,9 @@ use crate::redis::RedisConn;
 use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES};
 use events::Event;
 
+/// Dead letters kept per stream, about (the oldest beyond go, `MAXLEN ~`): a bound on what
+/// a stream of bad entries can take of Redis. Each was logged when it was dead-lettered.
+const DEAD_LETTERS_KEPT: usize = 10_000;
 /// Entries per read and per MySQL transaction.
 const BATCH: usize = 500;
 /// Refusals by MySQL (not outages) before an entry is dead-lettered.
@@ -436,7 +439,15 @@ impl OutboxFlusher {
             .collect();
         fields.push(("sourceId".into(), entry.id.clone().into_bytes()));
         fields.push(("error".into(), error.as_bytes().to_vec()));
-        let _: String = self.redis.xadd(&outbox.dead_letters, "*", &fields).await?;
+        let _: String = self
+            .redis
+            .xadd_maxlen(
+                &outbox.dead_letters,
+                redis::streams::StreamMaxlen::Approx(DEAD_LETTERS_KEPT),
+                "*",
+                &fields,
+            )
+            .await?;
         metrics::counter!("seatrush_outbox_dead_letters_total").increment(1);
         self.acknowledge(&outbox.stream, std::slice::from_ref(entry))
             .await

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod load;
+pub mod own_redis;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -133,15 +133,19 @@ impl Scripts {
         conn: &mut RedisConn,
         schedule_id: u64,
         saga_timeout: std::time::Duration,
+        keep: std::time::Duration,
     ) -> RedisResult<(u64, Vec<PaymentAttempt>)> {
         let k = ScheduleKeys::new(schedule_id);
-        let (expired, stale): (u64, Vec<String>) =
+        let (expired, stale, pruned): (u64, Vec<String>, u64) =
             release_keys(&mut self.expire_holds.prepare_invoke(), &k)
                 .key(&k.sagas)
                 .arg(PER_TICK)
                 .arg(saga_timeout.as_millis() as u64)
+                .arg(keep.as_millis() as u64)
                 .invoke_observed("expire_holds", conn)
                 .await?;
+        metrics::counter!("seatrush_redis_records_removed_total", "record" => "reservation")
+            .increment(pruned);
         let stale = stale
             .iter()
             .map(|s| PaymentAttempt::parse(s).ok_or_else(|| bad_reply(s)))
@@ -183,4 +187,5 @@ pub(super) fn release_keys<'a, 'b>(
         .key(&k.stats)
         .key(&k.outbox)
         .key(&k.userholds)
+        .key(&k.rended)
 }

@@ -103,6 +103,7 @@ pub struct Scripts {
     pay_rollback: Script,
     void_debit: Script,
     raise_sequences: Script,
+    retire_schedule: Script,
 }
 
 /// Most records one background call expires, drops or ends (the rest wait for the next).
@@ -132,6 +133,7 @@ impl Scripts {
             pay_rollback: with_libs(include_str!("../../../lua/pay_rollback.lua")),
             void_debit: with_libs(include_str!("../../../lua/void_debit.lua")),
             raise_sequences: with_libs(include_str!("../../../lua/raise_sequences.lua")),
+            retire_schedule: with_libs(include_str!("../../../lua/retire_schedule.lua")),
         }
     }
 
@@ -153,6 +155,7 @@ impl Scripts {
             &self.pay_rollback,
             &self.void_debit,
             &self.raise_sequences,
+            &self.retire_schedule,
         ] {
             script.prepare_invoke().load_async(conn).await?;
         }

@@ -142,7 +142,7 @@ impl Scripts {
             .key(&k.rates[0])
             .key(&k.rates[1])
             .arg(schedule_id);
-        let mut idempotency_keys = BatchKeys::after(&k, 14);
+        let mut idempotency_keys = BatchKeys::after(&k, 15);
         for request in batch {
             call.arg(request.token)
                 .arg(request.user_id)

@@ -124,6 +124,40 @@ impl Scripts {
     }
 }
 
+impl Scripts {
+    /// Retires the schedule if its sale is over and nothing in Redis still needs its
+    /// records (see `lua/retire_schedule.lua`); true once it is retired.
+    pub async fn retire_schedule(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+    ) -> RedisResult<bool> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.retire_schedule.key(&k.cfg);
+        call.key(&k.waiting)
+            .key(&k.active)
+            .key(&k.holds)
+            .key(&k.sagas)
+            .key(&k.outbox);
+        for gone in [
+            &k.tokens,
+            &k.users,
+            &k.ended,
+            &k.seat,
+            &k.res,
+            &k.rended,
+            &k.userseats,
+            &k.userholds,
+            &k.rates[0],
+            &k.rates[1],
+        ] {
+            call.key(gone);
+        }
+        let retired: u8 = call.invoke_observed("retire_schedule", conn).await?;
+        Ok(retired == 1)
+    }
+}
+
 /// The queue's keys that issuance and admission change, in the order of their scripts'
 /// KEYS after the fixed first ones.
 fn queue_keys<'a, 'b>(
