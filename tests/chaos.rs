@@ -142,8 +142,12 @@ async fn replica_stopped_reads_go_to_the_primary_and_come_back_when_it_returns()
 async fn primary_stopped_for_30_s_under_load_the_hot_path_answers_and_the_backlog_drains() {
     let app = TestApp::spawn().await;
     let (schedule, seats) = app.open_schedule(6000).await;
-    app.set_queue(schedule, r#"{"maxSeatsPerUser": 100000}"#)
-        .await;
+    // One holder makes every hold and charge of the load: their request rate is lifted.
+    app.set_queue(
+        schedule,
+        r#"{"maxSeatsPerUser": 100000, "userRequestsPerSecond": 100000000}"#,
+    )
+    .await;
     let users = app.create_users(3000).await;
     let holder = app.active_user(schedule).await;
     // The holder's balance is in Redis before the primary goes (a first charge loads it).
