@@ -10,7 +10,7 @@
 -- hash found holding an older second is dropped whole (UNLINK) and nothing lingers per user:
 -- an idle schedule keeps at most the last two seconds' callers.
 --
--- Needs RATE_KEYS = { {s:S}:rate:0, {s:S}:rate:1 } (from the script's KEYS).
+-- Callers pass `keys` = { {s:S}:rate:0, {s:S}:rate:1 }, taken from their KEYS.
 
 local RATE_GEN_MS = 1000
 local rate_hashes_now -- this run's { cur = key, prev = key or false }, found on first use
