@@ -113,10 +113,11 @@ impl JsonObject {
         }
     }
 
-    /// A non-blank string of at most `max_chars` characters, trimmed.
+    /// A string of at most `max_chars` characters (as sent), not all white space, trimmed.
     pub fn text(&self, field: &str, max_chars: usize) -> Result<String, Error> {
-        let s = self.string(field)?.trim();
-        if s.is_empty() || s.chars().count() > max_chars {
+        let sent = self.string(field)?;
+        let s = sent.trim();
+        if s.is_empty() || sent.chars().count() > max_chars {
             return Err(Error::invalid(
                 field,
                 format!("{field} must be 1 to {max_chars} characters"),
@@ -282,6 +283,29 @@ mod tests {
             );
         }
         assert_eq!(field_of(obj("{}").id("userId").unwrap_err()), "userId");
+    }
+
+    #[test]
+    fn text_is_trimmed_not_blank_and_counted_as_sent() {
+        assert_eq!(obj(r#"{"t": " Live \n"}"#).text("t", 10).unwrap(), "Live");
+        // U+0085 and U+3000 are white space (Unicode White_Space), as the document's pattern says.
+        for blank in [r#""""#, r#"" \t ""#, r#""\u0085""#, r#""\u3000""#] {
+            let body = format!(r#"{{"t": {blank}}}"#);
+            assert_eq!(field_of(obj(&body).text("t", 10).unwrap_err()), "t");
+        }
+        // The document's maxLength counts the string as sent, white space included.
+        let padded = format!(r#"{{"t": " {} "}}"#, "x".repeat(9));
+        assert_eq!(field_of(obj(&padded).text("t", 10).unwrap_err()), "t");
+    }
+
+    #[test]
+    fn integers_past_64_bits_are_json_too() {
+        // An unknown field holding one is ignored like any other unknown field.
+        let body = obj(r#"{"userId": 7, "extra": 351313633264820617216, "more": -1e300}"#);
+        assert_eq!(body.id("userId").unwrap(), 7);
+        // In a known field it is an out-of-range value, named as such, not a parse error.
+        let body = obj(r#"{"userId": 351313633264820617216}"#);
+        assert_eq!(field_of(body.id("userId").unwrap_err()), "userId");
     }
 
     #[test]

@@ -99,6 +99,9 @@ struct Details<'a> {
 /// Seconds a client should wait before retrying a 503 or a 429 `RATE_LIMITED` (a user's
 /// request rate frees a request within a second).
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
+/// Seconds before retrying a 429 `QUEUE_FULL`: a full queue frees places only as fast as it
+/// admits, so crowds of buyers retrying at once would only be refused again.
+const QUEUE_FULL_RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("10");
 
 /// The HTTP status of each error (its code is [`Error::code`]).
 pub fn status(err: &Error) -> StatusCode {
@@ -171,6 +174,10 @@ pub fn error(err: &Error) -> Response<Body> {
         }
         Error::Unavailable(_) | Error::RedisUnavailable(_) | Error::RateLimited => {
             rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
+        Error::QueueFull => {
+            rsp.headers_mut()
+                .insert(RETRY_AFTER, QUEUE_FULL_RETRY_AFTER_SECONDS);
         }
         // RFC 6750: the scheme a client must use.
         Error::AuthRequired | Error::AuthInvalid => {
