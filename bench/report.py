@@ -5,7 +5,8 @@ endpoint, and the flash sale's timeline), and copies both to bench/results/lates
 
 usage: report.py [--partial] <run directory> <machine line>
 (--partial: print the tables only; a run of some endpoints or settings writes no report)
-The run directory holds, per Redis `appendfsync` setting S that was measured:
+The run directory holds `waiting` (the waiting step's figures, one "name value" per line)
+and, per Redis `appendfsync` setting S that was measured:
   S.wrk    one line per wrk run: "<endpoint> RESULT requests=… seconds=… p50=… p99=… p999=…
            bad=…" (latencies in µs), the /health runs named "GET /health…"
            and the runs at half the rate "<endpoint> @ half rate"
@@ -19,6 +20,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,33 +45,57 @@ def read_cpu(path):
 
 
 def read_wrk(path):
-    """The full-speed runs (with their ratio to the ceiling), the half-rate runs, and the
-    ceiling."""
-    rows = []
+    """The full-speed runs, one row per endpoint with the medians over its rounds (its ratio
+    to the ceiling: each run's req/s over the mean of the /health runs beside it), the
+    half-rate runs, and the ceiling (the mean of all /health runs)."""
+    runs = []
     with open(path) as f:
         for line in f:
             name, _, rest = line.strip().partition(" RESULT ")
             if not rest:
                 continue
             fields = dict(kv.split("=") for kv in rest.split())
-            rows.append({
+            runs.append({
                 "name": name,
                 "rps": int(fields["requests"]) / float(fields["seconds"]),
                 "p50": int(fields["p50"]) / 1000, "p99": int(fields["p99"]) / 1000,
                 "p999": int(fields["p999"]) / 1000, "bad": int(fields["bad"]),
             })
-    health = [r["rps"] for r in rows if r["name"].startswith("GET /health")]
-    ceiling = sum(health) / len(health)
-    full = [r for r in rows if not r["name"].endswith(HALF)]
-    for r in full:
-        r["ratio"] = r["rps"] / ceiling
-    half = []
-    for r in rows:
+    health_at = [i for i, r in enumerate(runs) if r["name"].startswith("GET /health")]
+    ceiling = statistics.mean(runs[i]["rps"] for i in health_at)
+    for i, r in enumerate(runs):
+        before = [runs[j]["rps"] for j in health_at if j <= i][-1:]
+        after = [runs[j]["rps"] for j in health_at if j >= i][:1]
+        r["ratio"] = r["rps"] / statistics.mean(before + after or [ceiling])
+    full, half = [], []
+    for r in runs:
         if r["name"].endswith(HALF):
             r["name"] = r["name"][: -len(HALF)]
-            r["max"] = next(f["rps"] for f in full if f["name"] == r["name"])
             half.append(r)
+        elif r["name"] == "GET /health (again)":
+            continue
+        elif not any(f["name"] == r["name"] for f in full):
+            full.append(median_row([x for x in runs if x["name"] == r["name"]]))
+    for r in half:
+        r["max"] = next(f["rps"] for f in full if f["name"] == r["name"])
     return full, half, ceiling
+
+
+def median_row(rounds):
+    """One endpoint's rounds as one row: medians, the non-2xx summed, the ratio's range."""
+    row = {"name": rounds[0]["name"], "rounds": len(rounds),
+           "bad": sum(r["bad"] for r in rounds),
+           "ratio_min": min(r["ratio"] for r in rounds),
+           "ratio_max": max(r["ratio"] for r in rounds)}
+    for field in ("rps", "p50", "p99", "p999", "ratio"):
+        row[field] = statistics.median(r[field] for r in rounds)
+    return row
+
+
+def ratio_text(r):
+    if r["rounds"] == 1:
+        return f"{r['ratio']:.2f}"
+    return f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})"
 
 
 def wrk_table(rows, ceiling, cpu):
@@ -77,10 +103,13 @@ def wrk_table(rows, ceiling, cpu):
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                   f"{r['p999']:.2f} | {r['bad']} | {r['ratio']:.2f} | "
+                   f"{r['p999']:.2f} | {r['bad']} | {ratio_text(r)} | "
                    f"{cpu.get(r['name'], '')} |")
-    out.append(f"\nratio = req/s over the ceiling, the mean of the `/health` runs: "
-               f"{ceiling:.0f} req/s. CPU % = share of one core during the run, for "
+    rounds = max(r["rounds"] for r in rows)
+    out.append(f"\nMedians of {rounds} rounds. ratio = req/s over the mean of the `/health` "
+               f"runs before and after it (in brackets: its range over the rounds); the "
+               f"`/health` runs averaged {ceiling:.0f} req/s. CPU % = share of one core during "
+               f"the last round's run, for "
                f"seatrush / Redis / MariaDB primary / replica / the rest (wrk, kernel); "
                f"the machine has {os.cpu_count()} cores.")
     return "\n".join(out)
@@ -100,11 +129,12 @@ def half_table(half, cpu):
 def print_wrk(setting, rows, half, ceiling, cpu):
     print(f"\nappendfsync {setting}")
     print(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
-          f"{'non-2xx':>9}{'ratio':>7}  CPU % seatrush/redis/mysql/replica/other")
+          f"{'non-2xx':>9}  {'ratio (range)':<18}CPU % seatrush/redis/mysql/replica/other")
     for r in rows:
         print(f"{r['name']:<32}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
-              f"{r['p999']:>10.2f}{r['bad']:>9}{r['ratio']:>7.2f}  {cpu.get(r['name'], '')}")
-    print(f"ratio = req/s over the ceiling, the mean of the /health runs: {ceiling:.0f} req/s")
+              f"{r['p999']:>10.2f}{r['bad']:>9}  {ratio_text(r):<18}{cpu.get(r['name'], '')}")
+    print(f"medians of {max(r['rounds'] for r in rows)} rounds; ratio = req/s over the mean of "
+          f"the /health runs beside it; /health averaged {ceiling:.0f} req/s")
     for r in half:
         print(f"{r['name'] + ' @ ' + str(round(r['max'] / 2)) + '/s':<40}{r['rps']:>10.0f}"
               f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['p999']:>10.2f}{r['bad']:>9}"
@@ -124,6 +154,37 @@ def flash_text(f):
                    f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['p999_ms']:.2f} |")
     out.append("")
     out.append("Refusals by code: " + (", ".join(f["errors"]) or "none") + ".")
+    return "\n".join(out)
+
+
+def waiting_text(path):
+    """The 1 000 000-waiting step (bench/run.sh `waiting`), as a table."""
+    f = {}
+    for line in open(path):
+        key, _, value = line.strip().partition(" ")
+        if key in ("issuance", "back_status"):
+            value = dict(kv.split("=") for kv in value.split()[1:])
+        f[key] = value
+    n = int(f["waiting_users"])
+    keys = {k[4:]: int(v) for k, v in f.items() if k.startswith("key_") and v.isdigit()}
+    per_user = sum(keys.values()) / n
+    delta = (int(f["used_memory_after"]) - int(f["used_memory_before"])) / n
+    status = f["back_status"]
+    status_rps = int(status["requests"]) / float(status["seconds"])
+    issued = f["issuance"]
+    out = ["| measure | value |", "| --- | ---: |",
+           f"| users WAITING on one schedule | {n} |",
+           f"| issued in | {f['issued_s']} s ({issued['bad']} non-2xx) |",
+           f"| **Redis bytes per WAITING user** (the schedule's keys) | **{per_user:.1f}** |",
+           f"| Redis `used_memory` growth per WAITING user | {delta:.1f} |",
+           f"| seatrush RSS | {int(f['rss_after']) / 2**20:.0f} MiB "
+           f"(was {int(f['rss_before']) / 2**20:.0f} MiB before the queue filled) |",
+           f"| the last user's queuePosition | {f['back_position']} |",
+           f"| their status, again and again (wrk -c64) | {status_rps:.0f} req/s, p50 "
+           f"{int(status['p50']) / 1000:.2f} ms, p99 {int(status['p99']) / 1000:.2f} ms, "
+           f"non-2xx {status['bad']} |",
+           "", "Redis bytes by key (`MEMORY USAGE … SAMPLES 0`, outbox drained): " +
+           ", ".join(f"`{k}` {v / n:.1f} B/user" for k, v in keys.items()) + "."]
     return "\n".join(out)
 
 
@@ -182,6 +243,10 @@ def main():
         if os.path.exists(drains):
             print(open(drains).read().rstrip())
 
+    waiting = os.path.join(run_dir, "waiting")
+    waiting = waiting_text(waiting) if os.path.exists(waiting) else None
+    if waiting:
+        print("\n" + waiting)
     if partial:
         return
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M")
@@ -202,6 +267,8 @@ def main():
             md += [f"- {line}" for line in open(drains).read().splitlines()] + [""]
         if flash:
             md += ["### Flash sale", "", flash_text(flash), ""]
+    if waiting:
+        md += ["## One schedule with 1 000 000 waiting", "", waiting, ""]
     flames = os.path.join(RESULTS, "flamegraphs")
     if os.path.isdir(flames):
         md += ["## Flamegraphs", "", "seatrush under each full-speed run, from "

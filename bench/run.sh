@@ -7,8 +7,18 @@
 # (bench/flashsale.rs). bench/report.py prints the tables and writes the dated report and
 # chart under bench/results/.
 #
+# The full-speed runs are made in BENCH_ROUNDS rounds (5), each endpoint once a round between
+# two /health runs, and the tables give each endpoint's medians over the rounds, its ratio to
+# the /health runs beside it included: the machine's speed drifts, and a single run can be
+# off by a third.
+#
+# Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
+# `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
+# and the status of the user at the back of that queue.
+#
 # Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
-# (endpoints, "tokens status seats holds charge payments"), BENCH_FLASH=0 (no flash sale),
+# (endpoints, "tokens status seats holds charge payments waiting"), BENCH_ROUNDS,
+# BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
 # a run writes bench/results/flamegraphs/*.svg, and the stacks as *.folded, and no report).
@@ -21,7 +31,9 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-ALL_RUNS="tokens status seats holds charge payments"
+ALL_RUNS="tokens status seats holds charge payments waiting"
+ROUNDS=${BENCH_ROUNDS:-5}
+WAITING=${BENCH_WAITING:-1000000}
 RUNS=${BENCH_RUNS:-$ALL_RUNS}
 ALL_FSYNCS="everysec always"
 FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
@@ -86,33 +98,34 @@ cpu_shares() {
 measure() {
   local fsync=$1
   redis-cli -p 6390 CONFIG SET appendfsync "$fsync" >/dev/null
-  # Token issuance: a new user per request, on a schedule that admits 1 000 at a time.
-  local schedule list_schedule list_token charge_token
-  read -r schedule _ <<<"$(new_schedule 10000)"
-  admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
+  local schedule="" list_schedule list_token charge_token holds_full=() holds_half
+  # Token issuance: a new user per request, on a schedule of each round's that admits 1 000
+  # at a time.
+  token_schedule() {
+    read -r schedule _ <<<"$(new_schedule 10000)"
+    admin PUT "/api/v1/admin/schedules/$schedule/queue" '{"maxWaitingUsers":2000000,"maxActiveUsers":1000}' >/dev/null
+  }
   # Seat listing: a 50-seat schedule (a concert hall's section), read with an ACTIVE token.
   read -r list_schedule _ <<<"$(new_schedule 50)"
   # One user makes every request of a run here: the per-user rate is counted but lifted.
   admin PUT "/api/v1/admin/schedules/$list_schedule/queue" '{"userRequestsPerSecond":1000000000}' >/dev/null
   list_token=$(token "$USERS" "$list_schedule")
-  # Holds: two schedules of 100 000 seats at 1 KRW, one for the full-speed run and one for
+  # Holds: a schedule of 100 000 seats at 1 KRW for each round's full-speed run and one for
   # the half-rate run; one user holds a new seat per request (seat limit lifted, holds and
   # tokens kept for an hour). The payment runs then pay those holds in order, from a balance
   # of 10 000 000.
-  local holds_full holds_half
   hold_schedule() { # prints the wrk settings of a new hold schedule
     local schedule first_seat token
     read -r schedule first_seat <<<"$(new_schedule 100000 1)"
     admin PUT "/api/v1/admin/schedules/$schedule/queue" \
       '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600,"userRequestsPerSecond":1000000000}' >/dev/null
     token=$(token "$hold_user" "$schedule")
-    echo "BENCH_HOLD_SCHEDULE=$schedule BENCH_FIRST_SEAT=$first_seat BENCH_HOLD_TOKEN=$token"
+    echo "BENCH_HOLD_SCHEDULE=$schedule BENCH_FIRST_SEAT=$first_seat BENCH_HOLD_TOKEN=$token BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
   }
-  read -ra holds_full <<<"$(hold_schedule) BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
-  read -ra holds_half <<<"$(hold_schedule) BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
+  read -ra holds_half <<<"$(hold_schedule)"
   curl -sf -XPOST "$base/api/v1/users/$hold_user/balance/charge" \
     -H "Authorization: Bearer $(sign "$hold_user")" \
-    -H "Queue-Token: ${holds_full[2]#BENCH_HOLD_TOKEN=}" -d '{"amount":10000000}' >/dev/null
+    -H "Queue-Token: ${holds_half[2]#BENCH_HOLD_TOKEN=}" -d '{"amount":10000000}' >/dev/null
   # Charges: 1 KRW per request for one user, with a token of the listing schedule.
   charge_token=$(token "$charge_user" "$list_schedule")
   settle >/dev/null
@@ -150,46 +163,60 @@ measure() {
     fi
     echo "$name: write-behind drained and settled $(settle) s after the run" >>"$out/$fsync.drains"
   }
-  # requests <name>: how many requests that run made (the half-rate token run takes new
+  # requests <name>: how many requests that run made last (the half-rate token run takes new
   # users after them, with a margin for requests in flight when wrk stopped).
   requests() { grep -F "$1 RESULT" "$out/$fsync.wrk" | tail -1 | sed 's/.*requests=\([0-9]*\).*/\1/'; }
-  # half_rate <key> <name> <script> [env...]: the run again, at half the rate it reached
-  # (requests leave on a fixed schedule: see bench/report.lua), for latency at that load.
+  # half_rate <key> <name> <script> [env...]: the run again, at half the median rate its
+  # rounds reached (requests leave on a fixed schedule: see bench/report.lua), for latency
+  # at that load.
   half_rate() {
     local key=$1 name=$2 script=$3; shift 3
     [[ " $RUNS " == *" $key "* ]] || return 0
     local rate
-    rate=$(grep -F "$name RESULT" "$out/$fsync.wrk" | tail -1 \
-      | python3 -c 'import sys; f=dict(kv.split("=") for kv in sys.stdin.read().split()[-6:]); print(round(int(f["requests"]) / float(f["seconds"]) / 2))')
+    rate=$(grep -F "$name RESULT" "$out/$fsync.wrk" | python3 -c '
+import statistics, sys
+rates = []
+for line in sys.stdin:
+    f = dict(kv.split("=") for kv in line.split()[-6:])
+    rates.append(int(f["requests"]) / float(f["seconds"]))
+print(round(statistics.median(rates) / 2))')
     run "$key" "$name @ half rate" "$script" BENCH_RATE="$rate" "$@"
   }
-  run health "GET /health" health.lua
-  run tokens "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
-  half_rate tokens "POST /api/v1/queue/tokens" issue_token.lua \
-    BENCH_FIRST_USER=$(($(requests "POST /api/v1/queue/tokens") + 4 * CONNECTIONS))
   local list_auth hold_auth charge_auth
   list_auth="Bearer $(sign "$USERS")"
   hold_auth="Bearer $(sign "$hold_user")"
   charge_auth="Bearer $(sign "$charge_user")"
   local status=(BENCH_STATUS_TOKEN="$list_token" BENCH_AUTH="$list_auth")
-  run status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
-  half_rate status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
   local seats=(BENCH_CONCERT="$concert" BENCH_LIST_SCHEDULE="$list_schedule"
     BENCH_LIST_TOKEN="$list_token" BENCH_AUTH="$list_auth")
-  run seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
-  half_rate seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
-  # 2 s each, so the seats outlast the runs and every request is a real hold.
-  run holds "POST /api/v1/reservations" hold_seats.lua "${holds_full[@]}" BENCH_AUTH="$hold_auth"
-  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}" \
-    BENCH_AUTH="$hold_auth"
   local charges=(BENCH_CHARGE_USER="$charge_user" BENCH_CHARGE_TOKEN="$charge_token"
     BENCH_AUTH="$charge_auth")
-  run charge "POST …/balance/charge" charge.lua "${charges[@]}"
-  half_rate charge "POST …/balance/charge" charge.lua "${charges[@]}"
-  # 2 s each, so the runs pay holds the hold runs made (they make more than these can pay).
-  run payments "POST /api/v1/payments" pay.lua "${holds_full[@]}" BENCH_AUTH="$hold_auth"
-  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}" BENCH_AUTH="$hold_auth"
+  local round
+  for round in $(seq "$ROUNDS"); do
+    echo "appendfsync $fsync: round $round of $ROUNDS"
+    [[ " $RUNS " == *" tokens "* ]] && token_schedule
+    [[ " $RUNS " == *" holds "* || " $RUNS " == *" payments "* ]] && read -ra holds_full <<<"$(hold_schedule)"
+    run health "GET /health" health.lua
+    run tokens "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
+    run status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
+    run seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
+    # 2 s each, so the seats outlast the runs and every request is a real hold.
+    run holds "POST /api/v1/reservations" hold_seats.lua "${holds_full[@]}" BENCH_AUTH="$hold_auth"
+    run charge "POST …/balance/charge" charge.lua "${charges[@]}"
+    # 2 s each, so the runs pay holds the hold runs made (they make more than these can pay).
+    run payments "POST /api/v1/payments" pay.lua "${holds_full[@]}" BENCH_AUTH="$hold_auth"
+  done
   run health "GET /health (again)" health.lua
+
+  # At half the rate: the token run on the last round's schedule, with users after its own.
+  half_rate tokens "POST /api/v1/queue/tokens" issue_token.lua \
+    BENCH_FIRST_USER=$(($(requests "POST /api/v1/queue/tokens") + 4 * CONNECTIONS))
+  half_rate status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
+  half_rate seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
+  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}" \
+    BENCH_AUTH="$hold_auth"
+  half_rate charge "POST …/balance/charge" charge.lua "${charges[@]}"
+  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}" BENCH_AUTH="$hold_auth"
 
   [ "$FLASH" = 1 ] || return 0
   # The flash sale: FLASH_USERS users (not used above) race for the seats.
@@ -201,6 +228,49 @@ measure() {
   settle >/dev/null
 }
 
+# waiting: one paused schedule's queue filled with WAITING users (users 1..WAITING, the last
+# one on its own, so its token is at hand), the outbox drained; writes what it measured to
+# $out/waiting.
+waiting() {
+  [[ " $RUNS " == *" waiting "* ]] || return 0
+  echo "waiting: $WAITING users join one queue"
+  redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null
+  local schedule rss_before memory_before token
+  read -r schedule _ <<<"$(new_schedule 100)"
+  admin PUT "/api/v1/admin/schedules/$schedule/queue" \
+    "{\"maxWaitingUsers\":$((2 * WAITING)),\"paused\":true}" >/dev/null
+  settle >/dev/null
+  rss_before=$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$server/status")
+  memory_before=$(redis-cli -p 6390 INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+  local started=$SECONDS
+  env BENCH_SCHEDULE="$schedule" BENCH_FIRST_USER=1 BENCH_LAST_USER=$((WAITING - 1)) \
+    wrk -t1 -c"$CONNECTIONS" -d600s -s bench/issue_token.lua "$base" | grep '^RESULT' \
+    | sed 's/^/issuance /' >"$out/waiting"
+  token=$(token "$WAITING" "$schedule")
+  echo "issued_s $((SECONDS - started))" >>"$out/waiting"
+  echo "waiting: drained to MySQL after $(settle) s"
+  # The request-rate hashes of the last two seconds go at the next admission ticks.
+  sleep 3
+  local keys=(waiting tokens users outbox active ended rate:0 rate:1)
+  {
+    echo "schedule $schedule"
+    echo "waiting_users $(redis-cli -p 6390 -n "$REDIS_DB" ZCARD "{s:$schedule}:waiting")"
+    echo "used_memory_before $memory_before"
+    echo "used_memory_after $(redis-cli -p 6390 INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
+    for key in "${keys[@]}"; do
+      echo "key_$key $(redis-cli -p 6390 -n "$REDIS_DB" MEMORY USAGE "{s:$schedule}:$key" SAMPLES 0)"
+    done
+    echo "rss_before $rss_before"
+    echo "rss_after $(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$server/status")"
+    echo "back_position $(curl -sf "$base/api/v1/queue/tokens/me" -H "Authorization: Bearer $(sign "$WAITING")" \
+      -H "Queue-Token: $token" | json queuePosition)"
+  } >>"$out/waiting"
+  # The status of the user at the back, again and again.
+  env BENCH_STATUS_TOKEN="$token" BENCH_AUTH="Bearer $(sign "$WAITING")" \
+    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s bench/queue_status.lua "$base" | grep '^RESULT' \
+    | sed 's/^/back_status /' >>"$out/waiting"
+}
+
 hold_user=$((USERS - 1))
 charge_user=$((USERS - 2))
 settle >/dev/null
@@ -208,6 +278,7 @@ sleep 2 # the user directory picks up the new users within a second
 for fsync in $FSYNCS; do
   measure "$fsync"
 done
+waiting
 
 if [ -n "$PROFILE" ]; then
   echo "flamegraphs: $(ls bench/results/flamegraphs/*.svg | xargs)"
