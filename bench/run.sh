@@ -107,8 +107,9 @@ measure() {
   }
   # Seat listing: a 50-seat schedule (a concert hall's section), read with an ACTIVE token.
   read -r list_schedule _ <<<"$(new_schedule 50)"
-  # One user makes every request of a run here: the per-user rate is counted but lifted.
-  admin PUT "/api/v1/admin/schedules/$list_schedule/queue" '{"userRequestsPerSecond":1000000000}' >/dev/null
+  # One user makes every request of a run here: the per-user rate is counted but lifted, and
+  # the token lasts a day, through all the rounds.
+  admin PUT "/api/v1/admin/schedules/$list_schedule/queue" '{"userRequestsPerSecond":1000000000,"activeTtlSeconds":86400}' >/dev/null
   list_token=$(token "$USERS" "$list_schedule")
   # Holds: a schedule of 100 000 seats at 1 KRW for each round's full-speed run and one for
   # the half-rate run; one user holds a new seat per request (seat limit lifted, holds and
@@ -240,8 +241,10 @@ waiting() {
   admin PUT "/api/v1/admin/schedules/$schedule/queue" \
     "{\"maxWaitingUsers\":$((2 * WAITING)),\"paused\":true}" >/dev/null
   settle >/dev/null
-  rss_before=$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$server/status")
-  memory_before=$(redis-cli -p 6390 INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+  rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$server/status"; }
+  used_memory() { redis-cli -p 6390 INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
+  rss_before=$(rss)
+  memory_before=$(used_memory)
   local started=$SECONDS
   env BENCH_SCHEDULE="$schedule" BENCH_FIRST_USER=1 BENCH_LAST_USER=$((WAITING - 1)) \
     wrk -t1 -c"$CONNECTIONS" -d600s -s bench/issue_token.lua "$base" | grep '^RESULT' \
@@ -256,12 +259,12 @@ waiting() {
     echo "schedule $schedule"
     echo "waiting_users $(redis-cli -p 6390 -n "$REDIS_DB" ZCARD "{s:$schedule}:waiting")"
     echo "used_memory_before $memory_before"
-    echo "used_memory_after $(redis-cli -p 6390 INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')"
+    echo "used_memory_after $(used_memory)"
     for key in "${keys[@]}"; do
       echo "key_$key $(redis-cli -p 6390 -n "$REDIS_DB" MEMORY USAGE "{s:$schedule}:$key" SAMPLES 0)"
     done
     echo "rss_before $rss_before"
-    echo "rss_after $(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$server/status")"
+    echo "rss_after $(rss)"
     echo "back_position $(curl -sf "$base/api/v1/queue/tokens/me" -H "Authorization: Bearer $(sign "$WAITING")" \
       -H "Queue-Token: $token" | json queuePosition)"
   } >>"$out/waiting"
