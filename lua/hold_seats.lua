@@ -149,4 +149,5 @@ while i <= #ARGV do
 end
 finish()
 publish_reservations(k)
+rate_commit()
 return replies

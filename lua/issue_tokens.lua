@@ -51,6 +51,7 @@ if not cfg[1] then
   return out
 end
 local rate_keys = { KEYS[10], KEYS[11] }
+rate_prefetch(rate_keys, users, now)
 local NOT_KEPT = { QUEUE_FULL = true, RATE_LIMITED = true }
 
 -- Request i's reply, decided once per Idempotency-Key (checked first), then counted against
@@ -77,6 +78,7 @@ local closed = now >= tonumber(cfg[7]) and 'BOOKING_CLOSED'
 if closed then
   local out = {}
   for i = 1, n do out[i] = once(i, function() return closed end) end
+  rate_commit()
   return out
 end
 local max_active, max_waiting = tonumber(cfg[1]), tonumber(cfg[2])
@@ -115,8 +117,8 @@ local function issue(i)
     return code
   else
     seq = seq + 1
-    local token = string.format('%.0f', seq)
-    local t = { user = user, status = 'WAITING', seq = tostring(seq), iat = now_s,
+    local token = string.format('%d', seq)
+    local t = { user = user, status = 'WAITING', seq = token, iat = now_s,
                 aat = '', exp = '', fin = '' }
     if may_admit and waiting == 0 and not active then
       active = redis.call('ZCARD', k.active)
@@ -130,15 +132,15 @@ local function issue(i)
       active, admitted_now = active + 1, admitted_now + 1
     else
       -- (the admission tick marks the demand this token adds to the measured rate)
-      waiting_adds[#waiting_adds + 1] = seq
+      waiting_adds[#waiting_adds + 1] = token -- (the score: the sequence, as the member is)
       waiting_adds[#waiting_adds + 1] = token
       waiting = waiting + 1
       position = waiting
     end
     user_tokens[user] = token
     save_token(token, t)
-    return table.concat({ 'OK', t.status, position, wait_minutes(position, cfg[8], rate),
-                          t.seq, t.iat, t.aat, t.exp }, '|')
+    return string.format('OK|%s|%d|%d|%s|%s|%s|%s', t.status, position,
+      wait_minutes(position, cfg[8], rate), t.seq, t.iat, t.aat, t.exp)
   end
 end
 
@@ -159,4 +161,5 @@ if #user_pairs > 0 then
   redis.call('SET', KEYS[2], seq)
 end
 publish_tokens(k)
+rate_commit()
 return out

@@ -103,4 +103,5 @@ for i = 2, #ARGV, 5 do
 end
 publish_reservations(k) -- holds found past their expiry were expired
 if pseq > first_pseq then redis.call('SET', KEYS[11], pseq) end
+rate_commit()
 return replies

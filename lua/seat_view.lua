@@ -28,4 +28,5 @@ for i = 1, #ARGV / 2 do
 end
 -- One string rather than one reply element per seat: far cheaper to encode and decode.
 if any then out[1] = table.concat(redis.call('SMEMBERS', KEYS[2]), ',') end
+rate_commit()
 return out

@@ -43,4 +43,5 @@ for i = 1, n do
   end
   out[i] = reply
 end
+rate_commit()
 return out

@@ -3,8 +3,8 @@
 --   "userId|status|totalAmount|reservedAt|expiresAt|seatId:price,…|paidAt|endedAt|paymentId"
 -- (times in ms, empty when unset; paymentId is the payment attempt while PAYING and the
 -- payment once PAID); every change MySQL records is appended, whole, to the outbox as
--- `type reservations` followed by id -> record pairs (PAYING is not: MySQL keeps such a hold
--- RESERVED). Reservation and payment ids are scheduleId * 2^32 + a per-schedule sequence, so
+-- `type reservations` and `rows`: id and record on alternate lines (PAYING is not: MySQL
+-- keeps such a hold RESERVED). Reservation and payment ids are scheduleId * 2^32 + a per-schedule sequence, so
 -- an id alone names its schedule's slot.
 
 local function decode_reservation(raw)
@@ -59,7 +59,7 @@ local function publish_reservations(k)
     local last = math.min(i + 999, #staged)
     redis.call('HSET', k.res, unpack(staged, i, last))
     local entry = redis.call('XADD', k.outbox, '*', 'type', 'reservations',
-      unpack(staged, i, last))
+      'rows', table.concat(staged, '\n', i, last))
     local at = string.match(entry, '^(%d+)-')
     local ended = {}
     for j = i, last, 2 do

@@ -5,7 +5,8 @@
 -- and a sorted-set member). Its record lives in the schedule's `tokens` hash as
 --   "userId|status|seq|issuedAt|activatedAt|expiresAt|endedAt"   (times in ms, empty when unset)
 -- and every change of it is appended, whole, to the schedule's outbox stream: one entry per
--- script run, `type tokens` followed by token -> record pairs. The flusher upserts the latest
+-- script run, `type tokens` and `rows`: token and record on alternate lines (one field, which
+-- costs Redis far less to write than a field per token). The flusher upserts the latest
 -- state, so a replayed or reordered entry cannot move a token backwards.
 
 local DAY_MS = 24 * 3600 * 1000
@@ -39,7 +40,7 @@ local function publish_tokens(k)
     pairs_[#pairs_ + 1] = changed[token]
     if i % PUBLISH_CHUNK == 0 or i == #changed_order then
       redis.call('HSET', k.tokens, unpack(pairs_))
-      redis.call('XADD', k.outbox, '*', 'type', 'tokens', unpack(pairs_))
+      redis.call('XADD', k.outbox, '*', 'type', 'tokens', 'rows', table.concat(pairs_, '\n'))
       pairs_ = {}
     end
   end

@@ -13,37 +13,84 @@
 -- Callers pass `keys` = { {s:S}:rate:0, {s:S}:rate:1 }, taken from their KEYS.
 
 local RATE_GEN_MS = 1000
-local rate_hashes_now -- this run's { cur = key, prev = key or false }, found on first use
+-- This run's hashes, found on first use: the current second's (`cur`), and the previous
+-- second's (`prev`) while it is known to be that second's (nil: not read yet; false: stale).
+local rate_cur, rate_prev
 
-local function rate_hashes(keys, now)
-  if rate_hashes_now then return rate_hashes_now end
+-- This run's due times (ms), read from the hashes on first use, and the users whose due time
+-- it moved, in first-move order: rate_commit writes them all with one command.
+local rate_due, rate_moved, rate_is_moved = {}, {}, {}
+
+-- Reads the due times of `users` (repeats allowed), with the hashes' generations, in at most
+-- two commands: a script that checks a batch of requests calls it once for all of them.
+local function rate_prefetch(keys, users, now)
   local g = math.floor(now / RATE_GEN_MS)
-  local cur, prev = keys[g % 2 + 1], keys[(g + 1) % 2 + 1]
-  if tonumber(redis.call('HGET', cur, 'gen')) ~= g then
-    -- A command that may grow memory comes first: Redis past maxmemory refuses it with OOM
-    -- while the script has written nothing, so the request fails whole. After a first write
-    -- (such as the UNLINK) Redis lets a script run on, as it cannot stop one half-way.
-    redis.call('HSET', cur, 'gen', g)
-    redis.call('UNLINK', cur)
-    redis.call('HSET', cur, 'gen', g)
+  local fresh = not rate_cur
+  if fresh then rate_cur, rate_prev = keys[g % 2 + 1], nil end
+  local cur = redis.call('HMGET', rate_cur, 'gen', unpack(users))
+  if fresh then
+    -- The run's first write, and a command that may grow memory: Redis past maxmemory
+    -- refuses it with OOM while the script has written nothing, so the request fails whole.
+    -- After a first write (even one that frees memory, such as SREM or UNLINK) Redis lets a
+    -- script run on, as it cannot stop one half-way. Every script that counts requests
+    -- checks the rate before it changes anything.
+    redis.call('HSET', rate_cur, 'gen', g)
+    if tonumber(cur[1]) ~= g then
+      -- A hash of an older second: start this second's.
+      redis.call('UNLINK', rate_cur)
+      redis.call('HSET', rate_cur, 'gen', g)
+      cur = {}
+    end
   end
-  if tonumber(redis.call('HGET', prev, 'gen')) ~= g - 1 then prev = false end
-  rate_hashes_now = { cur = cur, prev = prev }
-  return rate_hashes_now
+  local missing = {}
+  for i, user in ipairs(users) do
+    if rate_due[user] == nil then
+      if cur[i + 1] then rate_due[user] = tonumber(cur[i + 1]) / 1000
+      elseif rate_prev ~= false then missing[#missing + 1] = user
+      else rate_due[user] = false end
+    end
+  end
+  if #missing > 0 then
+    local key = keys[(g + 1) % 2 + 1]
+    local prev = redis.call('HMGET', key, 'gen', unpack(missing))
+    if rate_prev == nil then rate_prev = tonumber(prev[1]) == g - 1 and key or false end
+    for i, user in ipairs(missing) do
+      rate_due[user] = rate_prev and prev[i + 1] and tonumber(prev[i + 1]) / 1000 or false
+    end
+  end
 end
 
 -- 'RATE_LIMITED' if `user` has no request left now at `per_second` (the caller may retry
--- within a second), else nil, and the request is counted.
+-- within a second), else nil, and the request is counted (kept by rate_commit).
 local function rate_refusal(keys, user, now, per_second)
-  local h = rate_hashes(keys, now)
-  local due = tonumber(redis.call('HGET', h.cur, user))
-  if not due and h.prev then due = tonumber(redis.call('HGET', h.prev, user)) end
+  local due = rate_due[user]
+  if due == nil then
+    rate_prefetch(keys, { user }, now)
+    due = rate_due[user]
+  end
   local interval = 1000 / (tonumber(per_second) or 50)
   due = math.max(due or now, now)
   -- A full burst spends the next second: the last request of it is due 1000 - interval ms on.
   if due - now > 1000 - interval then return 'RATE_LIMITED' end
-  redis.call('HSET', h.cur, user, string.format('%.3f', due + interval))
+  if not rate_is_moved[user] then
+    rate_is_moved[user] = true
+    rate_moved[#rate_moved + 1] = user
+  end
+  rate_due[user] = due + interval
   return nil
+end
+
+-- Stores the due times this run moved, in microseconds (integers format fast), in one
+-- command. Every script that calls rate_refusal calls this before it returns.
+local function rate_commit()
+  if #rate_moved == 0 then return end
+  local fields = {}
+  for _, user in ipairs(rate_moved) do
+    fields[#fields + 1] = user
+    fields[#fields + 1] = string.format('%d', rate_due[user] * 1000)
+  end
+  redis.call('HSET', rate_cur, unpack(fields))
+  rate_due, rate_moved, rate_is_moved = {}, {}, {}
 end
 
 -- Drops the hashes of seconds that have passed (for the background tick, so a schedule nobody

@@ -270,3 +270,33 @@ impl Reply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// lib/rate.lua keeps a run's request counts until `rate_commit()`: a script that counts
+    /// requests must end with it, or its counts are lost.
+    #[test]
+    fn every_script_that_counts_requests_stores_the_counts_before_it_returns() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/lua");
+        let mut counting = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "lua") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            if !source.contains("rate_refusal(") {
+                continue;
+            }
+            counting += 1;
+            let lines: Vec<&str> = source.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = &lines[lines.len() - 2..];
+            assert!(
+                tail[0] == "rate_commit()" && tail[1].starts_with("return "),
+                "{} must end with rate_commit() and its return",
+                path.display()
+            );
+        }
+        assert!(counting >= 5, "the scripts that count requests were found");
+    }
+}
