@@ -4,8 +4,8 @@
 -- (times in ms, empty when unset; paymentId is the payment attempt while PAYING and the
 -- payment once PAID); every change MySQL records is appended, whole, to the outbox as
 -- `type reservations` and `rows`: id and record on alternate lines (PAYING is not: MySQL
--- keeps such a hold RESERVED). Reservation and payment ids are scheduleId * 2^32 + a per-schedule sequence, so
--- an id alone names its schedule's slot.
+-- keeps such a hold RESERVED). Reservation and payment ids are scheduleId * 2^32 + a
+-- per-schedule sequence, so an id alone names its schedule's slot.
 
 local function decode_reservation(raw)
   local f = {}
