@@ -121,7 +121,7 @@ measure() {
     admin PUT "/api/v1/admin/schedules/$schedule/queue" \
       '{"maxSeatsPerUser":1000000,"holdTtlSeconds":3600,"activeTtlSeconds":3600,"userRequestsPerSecond":1000000000}' >/dev/null
     token=$(token "$hold_user" "$schedule")
-    echo "BENCH_HOLD_SCHEDULE=$schedule BENCH_FIRST_SEAT=$first_seat BENCH_HOLD_TOKEN=$token BENCH_HOLD_USER=$hold_user RUN_DURATION=2s"
+    echo "BENCH_HOLD_SCHEDULE=$schedule BENCH_FIRST_SEAT=$first_seat BENCH_HOLD_TOKEN=$token BENCH_HOLD_USER=$hold_user"
   }
   read -ra holds_half <<<"$(hold_schedule)"
   curl -sf -XPOST "$base/api/v1/users/$hold_user/balance/charge" \
@@ -217,10 +217,12 @@ print(round(statistics.median(rates) / 2))')
     BENCH_FIRST_USER=$(($(requests "POST /api/v1/queue/tokens") + 4 * CONNECTIONS))
   half_rate status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
   half_rate seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
-  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}" \
+  # 2 s each: at half the rate the seats and holds outlast them.
+  half_rate holds "POST /api/v1/reservations" hold_seats.lua "${holds_half[@]}" RUN_DURATION=2s \
     BENCH_AUTH="$hold_auth"
   half_rate charge "POST …/balance/charge" charge.lua "${charges[@]}"
-  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}" BENCH_AUTH="$hold_auth"
+  half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}" RUN_DURATION=2s \
+    BENCH_AUTH="$hold_auth"
 
   [ "$FLASH" = 1 ] || return 0
   # The flash sale: FLASH_USERS users (not used above) race for the seats.
