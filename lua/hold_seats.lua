@@ -37,73 +37,123 @@ local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[1], 'maxSeatsPerUser', 'holdTtlSeconds', 'bookingOpenAt',
   'bookingCloseAt', 'userRequestsPerSecond')
 local rate_keys = { KEYS[12], KEYS[13] }
+-- The settings and times every request of the batch uses, parsed and formatted once: a
+-- number's conversion to or from a string costs a script more than most of its work.
+local limit, opens, closes = tonumber(cfg[1]), tonumber(cfg[3]), tonumber(cfg[4])
+local now_s = string.format('%d', now)
+local expires_s = string.format('%d', now + (tonumber(cfg[2]) or 0) * 1000)
+local id_base = tonumber(schedule) * 4294967296
+
+-- The requests: where each starts in ARGV, and their tokens, users and seats in order (a
+-- request's seats are `n` consecutive entries of batch_seats).
+local starts, tokens, users, batch_seats = {}, {}, {}, {}
+do
+  local i = 2
+  while i <= #ARGV do
+    starts[#starts + 1] = i
+    tokens[#tokens + 1] = ARGV[i]
+    users[#users + 1] = ARGV[i + 1]
+    for j = i + 5, i + 4 + tonumber(ARGV[i + 4]) do batch_seats[#batch_seats + 1] = ARGV[j] end
+    i = i + 5 + tonumber(ARGV[i + 4])
+  end
+end
 
 -- What the batch learns and changes, applied once at the end (see finish): each token's
--- record, each user's seat count, new holds for the expiry index, counter deltas, and the
--- reservation sequence.
-local tokens_seen, user_seats = {}, {}
+-- record, each user's seat count, the seats held (`held` by id, and in order), new holds for
+-- the expiry index, counter deltas, and the reservation sequence.
+local tokens_seen, user_seats, rates_read = {}, {}, false
 local seat_delta, hold_delta = {}, {}
+local held, held_seats = {}, {}
 local held_delta = 0
 local expiries = {}
 local seq = tonumber(redis.call('GET', KEYS[9])) or 0
 local first_seq = seq
+if cfg[1] then token_prefetch(tokens_seen, KEYS[2], tokens) end
 
-local function hold(token, user, seats)
-  if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
-  local refusal = token_refusal(tokens_seen, KEYS[2], token, user, now)
-    or rate_refusal(rate_keys, user, now, cfg[5])
-  if refusal then return { refusal } end
-  if now < tonumber(cfg[3]) then return { 'BOOKING_NOT_OPEN' } end
-  if now >= tonumber(cfg[4]) then return { 'BOOKING_CLOSED' } end
-
-  local infos = redis.call('HMGET', KEYS[3], unpack(seats))
-  local missing = { 'SEAT_NOT_FOUND' }
-  for i, info in ipairs(seats) do
-    if not infos[i] then missing[#missing + 1] = info end
+-- Each seat of batch_seats as it was before the batch, read on first need for every request
+-- at once: "seatNumber|price" (false: no such seat), and 1 if AVAILABLE.
+local seat_info, seat_free
+local function read_seats()
+  seat_info, seat_free = {}, {}
+  for i = 1, #batch_seats, 1000 do
+    local last = math.min(i + 999, #batch_seats)
+    local infos = redis.call('HMGET', KEYS[3], unpack(batch_seats, i, last))
+    local free = redis.call('SMISMEMBER', k.avail, unpack(batch_seats, i, last))
+    for j = i, last do
+      seat_info[j], seat_free[j] = infos[j - i + 1], free[j - i + 1]
+    end
   end
-  if #missing > 1 then return missing end
+end
 
-  local have = user_seats[user]
-  if have == nil then have = tonumber(redis.call('HGET', k.userseats, user)) or 0 end
-  if have + #seats > tonumber(cfg[1]) then return { 'SEAT_LIMIT_EXCEEDED' } end
+local function unknown(s) return not seat_info[s] end
+local function taken(s) return seat_free[s] == 0 or held[batch_seats[s]] end
 
-  local free = redis.call('SMISMEMBER', k.avail, unpack(seats))
-  local taken = { 'SEAT_ALREADY_RESERVED' }
-  for i, id in ipairs(seats) do
-    if free[i] == 0 then taken[#taken + 1] = id end
+-- { code, seatId, … }: the seats batch_seats[first..last] for which `bad` holds.
+local function seat_refusal(code, first, last, bad)
+  local out = { code }
+  for s = first, last do
+    if bad(s) then out[#out + 1] = batch_seats[s] end
   end
-  if #taken > 1 then return taken end
-
-  redis.call('SREM', k.avail, unpack(seats))
-  seq = seq + 1
-  local id = string.format('%.0f', tonumber(schedule) * 4294967296 + seq)
-  local expires = now + tonumber(cfg[2]) * 1000
-  local total = 0
-  local out = { 'OK', id, 0, tostring(now), tostring(expires) }
-  local priced = {}
-  for i, seat in ipairs(seats) do
-    local number, price = string.match(infos[i], '^([^|]*)|([^|]*)$')
-    total = total + tonumber(price)
-    out[#out + 1] = seat .. '|' .. number .. '|' .. price
-    priced[i] = seat .. ':' .. price
-  end
-  out[3] = total
-  local r = { user = user, status = 'RESERVED', total = string.format('%.0f', total),
-              rat = tostring(now), exp = tostring(expires), seats = table.concat(priced, ','),
-              pat = '', fin = '', pay = '' }
-  expiries[#expiries + 1] = expires
-  expiries[#expiries + 1] = id
-  user_seats[user] = have + #seats
-  seat_delta[user] = (seat_delta[user] or 0) + #seats
-  hold_delta[user] = (hold_delta[user] or 0) + 1
-  held_delta = held_delta + #seats
-  save_reservation(id, r)
   return out
 end
 
--- Writes what the batch changed: the sequence, counters, expiry index and reservations.
+-- The request whose seats are batch_seats[first..last].
+local function hold(token, user, first, last)
+  if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
+  local refusal = token_refusal(tokens_seen, KEYS[2], token, user, now)
+  if not refusal then
+    if not rates_read then
+      rate_prefetch(rate_keys, users, now)
+      rates_read = true
+    end
+    refusal = rate_refusal(rate_keys, user, now, cfg[5])
+  end
+  if refusal then return { refusal } end
+  if now < opens then return { 'BOOKING_NOT_OPEN' } end
+  if now >= closes then return { 'BOOKING_CLOSED' } end
+
+  if not seat_info then read_seats() end
+  for s = first, last do
+    if unknown(s) then return seat_refusal('SEAT_NOT_FOUND', first, last, unknown) end
+  end
+  local have = user_seats[user]
+  if have == nil then have = tonumber(redis.call('HGET', k.userseats, user)) or 0 end
+  local n = last - first + 1
+  if have + n > limit then return { 'SEAT_LIMIT_EXCEEDED' } end
+  for s = first, last do
+    if taken(s) then return seat_refusal('SEAT_ALREADY_RESERVED', first, last, taken) end
+  end
+
+  seq = seq + 1
+  local id = string.format('%d', id_base + seq)
+  local total, priced = 0, nil
+  local out = { 'OK', id, 0, now_s, expires_s }
+  for s = first, last do
+    local seat = batch_seats[s]
+    local number, price = string.match(seat_info[s], '^([^|]*)|([^|]*)$')
+    total = total + tonumber(price)
+    out[#out + 1] = seat .. '|' .. number .. '|' .. price
+    priced = priced and priced .. ',' .. seat .. ':' .. price or seat .. ':' .. price
+    held[seat] = true
+    held_seats[#held_seats + 1] = seat
+  end
+  out[3] = total
+  stage_record(id, new_hold_record(user, string.format('%d', total), now_s, expires_s, priced))
+  expiries[#expiries + 1] = expires_s
+  expiries[#expiries + 1] = id
+  user_seats[user] = have + n
+  seat_delta[user] = (seat_delta[user] or 0) + n
+  hold_delta[user] = (hold_delta[user] or 0) + 1
+  held_delta = held_delta + n
+  return out
+end
+
+-- Writes what the batch changed: the seats held, the sequence, counters and expiry index.
 local function finish()
   if seq == first_seq then return end
+  for i = 1, #held_seats, 1000 do
+    redis.call('SREM', k.avail, unpack(held_seats, i, math.min(i + 999, #held_seats)))
+  end
   redis.call('SET', KEYS[9], seq)
   for user, n in pairs(seat_delta) do
     redis.call('HINCRBY', k.userseats, user, n)
@@ -117,35 +167,33 @@ end
 
 local DAY_MS = 24 * 3600 * 1000
 
--- The request's reply, decided once per Idempotency-Key (checked first).
-local function hold_once(idem, fingerprint, token, user, seats)
-  if not idem then return hold(token, user, seats) end
+-- The reply to request `r`, decided once per Idempotency-Key (checked first); `first` is the
+-- position of its first seat in batch_seats.
+local function hold_once(r, first)
+  local i = starts[r]
+  local idem_index, fingerprint = tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local last = first + tonumber(ARGV[i + 4]) - 1
+  if idem_index == 0 then return hold(tokens[r], users[r], first, last) end
+  local idem = KEYS[idem_index]
   local seen = redis.call('GET', idem)
   if seen then
-    local first, reply = string.match(seen, '^([^\n]*)\n(.*)$')
-    if first ~= fingerprint then return { 'IDEMPOTENCY_KEY_REUSED' } end
+    local first_fingerprint, reply = string.match(seen, '^([^\n]*)\n(.*)$')
+    if first_fingerprint ~= fingerprint then return { 'IDEMPOTENCY_KEY_REUSED' } end
     local out = {}
     for element in string.gmatch(reply, '[^,]+') do out[#out + 1] = element end
     return out
   end
-  local out = hold(token, user, seats)
+  local out = hold(tokens[r], users[r], first, last)
   if keeps_outcome(out[1]) then
     redis.call('SET', idem, fingerprint .. '\n' .. table.concat(out, ','), 'PX', DAY_MS)
   end
   return out
 end
 
-local replies = {}
-local i = 2
-while i <= #ARGV do
-  local token, user, idem_index, fingerprint = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]),
-    ARGV[i + 3]
-  local n = tonumber(ARGV[i + 4])
-  local seats = {}
-  for j = 1, n do seats[j] = ARGV[i + 4 + j] end
-  local idem = idem_index > 0 and KEYS[idem_index] or nil
-  replies[#replies + 1] = hold_once(idem, fingerprint, token, user, seats)
-  i = i + 5 + n
+local replies, first = {}, 1
+for r, i in ipairs(starts) do
+  replies[r] = hold_once(r, first)
+  first = first + tonumber(ARGV[i + 4])
 end
 finish()
 publish_reservations(k)

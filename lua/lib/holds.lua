@@ -19,6 +19,13 @@ local function encode_reservation(r)
     '|')
 end
 
+-- The record of a new hold (RESERVED; all arguments strings), built without a table: the
+-- hold script makes one per request, and a table costs a script more than the string.
+local function new_hold_record(user, total, reserved_at, expires_at, seats)
+  return user .. '|RESERVED|' .. total .. '|' .. reserved_at .. '|' .. expires_at .. '|'
+    .. seats .. '|||'
+end
+
 local function seat_list(r)
   local ids = {}
   for id in string.gmatch(r.seats, '([^,:]+):[^,]*') do ids[#ids + 1] = id end
@@ -29,15 +36,26 @@ end
 -- calls publish_reservations before it returns, which stores them in `res` and appends them
 -- to the outbox together. Until then `res` still holds their previous records, so a script
 -- that may read a reservation again after saving it (a batch naming it twice) reads it with
--- load_reservation, which sees the staged record.
-local staged, staged_by_id = {}, {}
+-- load_reservation, which sees the staged record. `staged_ends` marks (by the id's index in
+-- `staged`) the records that end the reservation (see LEAVES_REDIS).
+local staged, staged_by_id, staged_ends = {}, {}, {}
 
--- Stages a reservation's new record.
-local function save_reservation(id, r)
-  local raw = encode_reservation(r)
+-- Statuses after which a record only waits to leave Redis (see prune_ended_reservations).
+-- PAID records stay: each holds a seat sold for good, so they are bounded by the seats, and
+-- a repeated payment request is answered from them.
+local LEAVES_REDIS = { CANCELLED = true, EXPIRED = true }
+
+-- Stages a reservation's new record, encoded; `ends`: its status is one of LEAVES_REDIS.
+local function stage_record(id, raw, ends)
   staged[#staged + 1] = id
   staged[#staged + 1] = raw
   staged_by_id[id] = raw
+  if ends then staged_ends[#staged - 1] = true end
+end
+
+-- Stages a reservation's new record.
+local function save_reservation(id, r)
+  stage_record(id, encode_reservation(r), LEAVES_REDIS[r.status])
 end
 
 -- The reservation's current record (staged or stored), or nil if there is none.
@@ -45,11 +63,6 @@ local function load_reservation(k, id)
   local raw = staged_by_id[id] or redis.call('HGET', k.res, id)
   return raw and decode_reservation(raw) or nil
 end
-
--- Statuses after which a record only waits to leave Redis (see prune_ended_reservations).
--- PAID records stay: each holds a seat sold for good, so they are bounded by the seats, and
--- a repeated payment request is answered from them.
-local LEAVES_REDIS = { CANCELLED = true, EXPIRED = true }
 
 -- Stores the staged records in k.res and appends them to k.outbox, 500 per command (far
 -- below Lua's unpack limit). A CANCELLED or EXPIRED record is indexed in k.rended by the time
@@ -63,14 +76,14 @@ local function publish_reservations(k)
     local at = string.match(entry, '^(%d+)-')
     local ended = {}
     for j = i, last, 2 do
-      if LEAVES_REDIS[string.match(staged[j + 1], '^[^|]*|([^|]*)|')] then
+      if staged_ends[j] then
         ended[#ended + 1] = at
         ended[#ended + 1] = staged[j]
       end
     end
     if #ended > 0 then redis.call('ZADD', k.rended, unpack(ended)) end
   end
-  staged, staged_by_id = {}, {}
+  staged, staged_by_id, staged_ends = {}, {}, {}
 end
 
 -- Removes up to `limit` records of CANCELLED and EXPIRED reservations that MySQL has and

@@ -83,6 +83,15 @@ local function token_refusal(seen, tokens_key, token, user, now)
   return nil
 end
 
+-- Reads the records of `tokens` (repeats allowed) into `seen` with one command, for a batch
+-- whose requests token_refusal then checks.
+local function token_prefetch(seen, tokens_key, tokens)
+  local raws = redis.call('HMGET', tokens_key, unpack(tokens))
+  for i, token in ipairs(tokens) do
+    if seen[token] == nil then seen[token] = raws[i] and decode_token(raws[i]) or false end
+  end
+end
+
 -- Refusals of who is asking (401 and 403: the token, or another user's token or record) and
 -- of how often (429). An Idempotency-Key never keeps them as its outcome, so a repeat is
 -- evaluated afresh and nobody can store a refusal under another caller's key.
