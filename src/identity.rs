@@ -41,6 +41,44 @@ impl Caller {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Seconds since the epoch (a JSON number; validated by jsonwebtoken).
+    exp: f64,
+}
+
+/// Seconds past `exp` a token is still accepted (clock skew between issuer and seatrush).
+const LEEWAY_SECONDS: u64 = 60;
+/// Most tokens [`Verified`] remembers.
+const VERIFIED_CAP: usize = 16_384;
+
+/// Tokens verified lately, so a caller's next requests skip the signature check (a buyer
+/// sends the same token with every request of a sale): the token's whole text to its caller
+/// and the last second it is accepted (`exp` + leeway). Only tokens that verified are kept,
+/// and only until then; a token differing by one character is another key. The map hashes
+/// with a random per-process key, so nobody can aim lookups at an entry. When it holds
+/// [`VERIFIED_CAP`] tokens it starts over.
+#[derive(Default)]
+struct Verified(std::sync::Mutex<std::collections::HashMap<Box<str>, (Caller, u64)>>);
+
+impl Verified {
+    fn get(&self, token: &str, now: u64) -> Option<Caller> {
+        let map = self.0.lock().expect("verified tokens lock");
+        map.get(token)
+            .and_then(|&(caller, until)| (now <= until).then_some(caller))
+    }
+
+    fn insert(&self, token: &str, caller: Caller, until: u64) {
+        let mut map = self.0.lock().expect("verified tokens lock");
+        if map.len() >= VERIFIED_CAP {
+            map.clear();
+        }
+        map.insert(token.into(), (caller, until));
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Serialize)]
@@ -73,6 +111,7 @@ pub struct Identity {
     keys: Vec<DecodingKey>,
     validation: Validation,
     signer: Option<EncodingKey>,
+    verified: Verified,
 }
 
 impl std::fmt::Debug for Identity {
@@ -86,7 +125,7 @@ impl std::fmt::Debug for Identity {
 
 fn validation(algorithm: Algorithm) -> Validation {
     let mut v = Validation::new(algorithm);
-    v.leeway = 60;
+    v.leeway = LEEWAY_SECONDS;
     v.validate_exp = true;
     v.validate_aud = false;
     v.set_required_spec_claims(&["exp", "sub"]);
@@ -118,6 +157,7 @@ impl Identity {
             keys,
             validation: validation(Algorithm::HS256),
             signer: Some(signer),
+            verified: Verified::default(),
         })
     }
 
@@ -141,16 +181,25 @@ impl Identity {
             keys: vec![key],
             validation: validation(algorithm),
             signer: None,
+            verified: Verified::default(),
         })
     }
 
     /// The caller named by a Bearer token, or `401 AUTH_INVALID`.
     pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        if let Some(caller) = self.verified.get(token, unix_seconds()) {
+            return Ok(caller);
+        }
         let mut last = Err(Error::AuthInvalid);
         for key in &self.keys {
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
                 Ok(data) => {
                     last = user_id(&data.claims.sub).map(|user_id| Caller { user_id });
+                    if let Ok(caller) = last {
+                        let until =
+                            (data.claims.exp.max(0.0) as u64).saturating_add(LEEWAY_SECONDS);
+                        self.verified.insert(token, caller, until);
+                    }
                     break;
                 }
                 Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
@@ -291,6 +340,42 @@ mod tests {
 
     fn now() -> i64 {
         chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_its_expiry_and_the_cache_stays_bounded() {
+        let verified = Verified::default();
+        let caller = Caller { user_id: 3 };
+        verified.insert("t", caller, 1_000);
+        assert_eq!(verified.get("t", 1_000), Some(caller));
+        assert_eq!(verified.get("t", 1_001), None, "past exp + leeway");
+        assert_eq!(verified.get("t2", 10), None);
+        for i in 0..VERIFIED_CAP + 10 {
+            verified.insert(&i.to_string(), caller, 1_000);
+        }
+        assert!(verified.0.lock().unwrap().len() <= VERIFIED_CAP);
+    }
+
+    #[test]
+    fn a_remembered_token_is_trusted_only_as_written() {
+        let id = Identity::shared_secrets(&["s3cret"]).unwrap();
+        let token = id.sign(42, 60).unwrap();
+        assert_eq!(id.verify(&token).unwrap().user_id(), 42);
+        assert_eq!(id.verify(&token).unwrap().user_id(), 42, "from the cache");
+        // The same claims with a changed signature, and the token with a suffix, are
+        // verified afresh and refused.
+        let mut forged = token.clone().into_bytes();
+        let at = forged.len() - 10;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(matches!(id.verify(&forged), Err(Error::AuthInvalid)));
+        assert!(matches!(
+            id.verify(&format!("{token}x")),
+            Err(Error::AuthInvalid)
+        ));
+        // A token remembered by one identity means nothing to another with other keys.
+        let other = Identity::shared_secrets(&["other"]).unwrap();
+        assert!(matches!(other.verify(&token), Err(Error::AuthInvalid)));
     }
 
     #[test]

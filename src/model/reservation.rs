@@ -5,6 +5,8 @@
 //! (`lua/lib/holds.lua` writes it; `paymentId` is the attempt while PAYING and the payment
 //! once PAID), and every change MySQL records goes whole to the schedule's outbox.
 
+use chrono::Datelike;
+
 use super::ids::{PaymentId, ReservationId};
 use super::record::{DecodeError, number, opt_number, opt_text};
 
@@ -207,10 +209,16 @@ pub fn reservation_number(id: ReservationId, reserved_at_ms: i64) -> String {
         .rev()
         .map(|i| BASE32[((scrambled >> (i * 5)) & 31) as usize] as char)
         .collect();
+    // The date's fields written directly: a strftime pattern is parsed on every call.
     let date = chrono::DateTime::from_timestamp_millis(reserved_at_ms)
         .unwrap_or_default()
-        .format("%Y%m%d");
-    format!("R{date}-{code}")
+        .date_naive();
+    format!(
+        "R{:04}{:02}{:02}-{code}",
+        date.year(),
+        date.month(),
+        date.day()
+    )
 }
 
 #[cfg(test)]
