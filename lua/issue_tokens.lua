@@ -54,8 +54,8 @@ local rate_keys = { KEYS[10], KEYS[11] }
 rate_prefetch(rate_keys, users, now)
 local NOT_KEPT = { QUEUE_FULL = true, RATE_LIMITED = true }
 
--- Request i's reply, decided once per Idempotency-Key (checked first), then counted against
--- the user's request rate.
+-- Request i's reply, decided (by decide(i)) once per Idempotency-Key (checked first), then
+-- counted against the user's request rate.
 local function once(i, decide)
   local idem = idems[i]
   if idem then
@@ -67,22 +67,25 @@ local function once(i, decide)
       return reply
     end
   end
-  local reply = rate_refusal(rate_keys, users[i], now, cfg[9]) or decide()
+  local reply = rate_refusal(rate_keys, users[i], now, cfg[9]) or decide(i)
   if idem and not NOT_KEPT[reply] then
     redis.call('SET', idem, prints[i] .. '\n' .. reply, 'PX', DAY_MS)
   end
   return reply
 end
 
-local closed = now >= tonumber(cfg[7]) and 'BOOKING_CLOSED'
-if closed then
+if now >= tonumber(cfg[7]) then
   local out = {}
-  for i = 1, n do out[i] = once(i, function() return closed end) end
+  for i = 1, n do out[i] = once(i, function() return 'BOOKING_CLOSED' end) end
   rate_commit()
   return out
 end
 local max_active, max_waiting = tonumber(cfg[1]), tonumber(cfg[2])
 local rate, ttl_ms = tonumber(cfg[3]), tonumber(cfg[4]) * 1000
+-- Parsed and formatted once for the batch: a number's conversion to or from a string costs a
+-- script more than most of its work.
+local expires_s = string.format('%d', now + ttl_ms)
+local wait_rate = estimate_rate(cfg[8], rate)
 local may_admit = cfg[5] ~= '1' and now >= tonumber(cfg[6])
 
 local held = redis.call('HMGET', k.users, unpack(users))
@@ -118,16 +121,14 @@ local function issue(i)
   else
     seq = seq + 1
     local token = string.format('%d', seq)
-    local t = { user = user, status = 'WAITING', seq = token, iat = now_s,
-                aat = '', exp = '', fin = '' }
     if may_admit and waiting == 0 and not active then
       active = redis.call('ZCARD', k.active)
       admitted_now = admissions_this_second(KEYS[1], KEYS[7], now, false)
     end
-    local position = 0
+    local position, status, aat, exp = 0, 'WAITING', '', ''
     if may_admit and waiting == 0 and active < max_active and admitted_now < rate then
-      t.status, t.aat, t.exp = 'ACTIVE', now_s, tostring(now + ttl_ms)
-      active_adds[#active_adds + 1] = now + ttl_ms
+      status, aat, exp = 'ACTIVE', now_s, expires_s
+      active_adds[#active_adds + 1] = expires_s
       active_adds[#active_adds + 1] = token
       active, admitted_now = active + 1, admitted_now + 1
     else
@@ -138,13 +139,13 @@ local function issue(i)
       position = waiting
     end
     user_tokens[user] = token
-    save_token(token, t)
-    return string.format('OK|%s|%d|%d|%s|%s|%s|%s', t.status, position,
-      wait_minutes(position, cfg[8], rate), t.seq, t.iat, t.aat, t.exp)
+    save_token_record(token, new_token_record(user, status, token, now_s, aat, exp))
+    return string.format('OK|%s|%d|%d|%s|%s|%s|%s', status, position,
+      wait_minutes(position, wait_rate), token, now_s, aat, exp)
   end
 end
 
-for i = 1, n do out[i] = once(i, function() return issue(i) end) end
+for i = 1, n do out[i] = once(i, issue) end
 
 if #waiting_adds > 0 then redis.call('ZADD', k.waiting, unpack(waiting_adds)) end
 if #active_adds > 0 then

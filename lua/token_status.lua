@@ -37,7 +37,7 @@ for i = 1, n do
         reply = 'RATE_LIMITED'
       else
         reply = table.concat({ 'OK', t.user, t.status, position,
-          wait_minutes(position, cfg[1], cfg[2]), t.iat, t.aat, t.exp }, '|')
+          wait_minutes(position, estimate_rate(cfg[1], cfg[2])), t.iat, t.aat, t.exp }, '|')
       end
     end
   end

@@ -24,9 +24,21 @@ end
 -- Records changed by this run, written by publish_tokens: token -> record, in first-change order.
 local changed, changed_order = {}, {}
 
-local function save_token(token, t)
+-- Stages a token's new record, encoded.
+local function save_token_record(token, raw)
   if not changed[token] then changed_order[#changed_order + 1] = token end
-  changed[token] = encode_token(t)
+  changed[token] = raw
+end
+
+local function save_token(token, t)
+  save_token_record(token, encode_token(t))
+end
+
+-- The record of a new token (all arguments strings), built without a table: issuance makes
+-- one per request, and a table costs a script more than the string.
+local function new_token_record(user, status, seq, issued_at, activated_at, expires_at)
+  return user .. '|' .. status .. '|' .. seq .. '|' .. issued_at .. '|' .. activated_at .. '|'
+    .. expires_at .. '|'
 end
 
 -- Tokens per outbox entry (and per HSET): keeps each call far below Lua's unpack limit.
@@ -128,11 +140,17 @@ local function count_admissions(stats, n)
   redis.call('HINCRBY', stats, 'admitted', n)
 end
 
--- Minutes until a WAITING token at `position` is admitted at the measured rate (or the
--- configured one before anything was measured); 0 once ACTIVE.
-local function wait_minutes(position, measured_rate, configured_rate)
-  if position == 0 then return 0 end
+-- Admissions a second to estimate waits with: the measured rate, or the configured one
+-- before anything was measured (both as stored in cfg).
+local function estimate_rate(measured_rate, configured_rate)
   local rate = tonumber(measured_rate)
   if not rate or rate < 0.01 then rate = tonumber(configured_rate) end
+  return rate
+end
+
+-- Minutes until a WAITING token at `position` is admitted at `rate` (estimate_rate) a
+-- second; 0 once ACTIVE.
+local function wait_minutes(position, rate)
+  if position == 0 then return 0 end
   return math.ceil(position / rate / 60)
 end
