@@ -44,24 +44,27 @@ local now_s = string.format('%d', now)
 local expires_s = string.format('%d', now + (tonumber(cfg[2]) or 0) * 1000)
 local id_base = tonumber(schedule) * 4294967296
 
--- The requests: where each starts in ARGV, and their tokens, users and seats in order (a
--- request's seats are `n` consecutive entries of batch_seats).
-local starts, tokens, users, batch_seats = {}, {}, {}, {}
+-- The requests: where each starts in ARGV, their tokens and users, and every seat they name
+-- in order (request r's seats are batch_seats[firsts[r]..lasts[r]]).
+local starts, tokens, users, batch_seats, firsts, lasts = {}, {}, {}, {}, {}, {}
 do
   local i = 2
   while i <= #ARGV do
+    local n = tonumber(ARGV[i + 4])
     starts[#starts + 1] = i
     tokens[#tokens + 1] = ARGV[i]
     users[#users + 1] = ARGV[i + 1]
-    for j = i + 5, i + 4 + tonumber(ARGV[i + 4]) do batch_seats[#batch_seats + 1] = ARGV[j] end
-    i = i + 5 + tonumber(ARGV[i + 4])
+    firsts[#firsts + 1] = #batch_seats + 1
+    for j = i + 5, i + 4 + n do batch_seats[#batch_seats + 1] = ARGV[j] end
+    lasts[#lasts + 1] = #batch_seats
+    i = i + 5 + n
   end
 end
 
 -- What the batch learns and changes, applied once at the end (see finish): each token's
 -- record, each user's seat count, the seats held (`held` by id, and in order), new holds for
 -- the expiry index, counter deltas, and the reservation sequence.
-local tokens_seen, user_seats, rates_read = {}, {}, false
+local tokens_seen, user_seats = {}, {}
 local seat_delta, hold_delta = {}, {}
 local held, held_seats = {}, {}
 local held_delta = 0
@@ -69,6 +72,7 @@ local expiries = {}
 local seq = tonumber(redis.call('GET', KEYS[9])) or 0
 local first_seq = seq
 if cfg[1] then token_prefetch(tokens_seen, KEYS[2], tokens) end
+rate_expect(users)
 
 -- Each seat of batch_seats as it was before the batch, read on first need for every request
 -- at once: "seatNumber|price" (false: no such seat), and 1 if AVAILABLE.
@@ -101,13 +105,7 @@ end
 local function hold(token, user, first, last)
   if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
   local refusal = token_refusal(tokens_seen, KEYS[2], token, user, now)
-  if not refusal then
-    if not rates_read then
-      rate_prefetch(rate_keys, users, now)
-      rates_read = true
-    end
-    refusal = rate_refusal(rate_keys, user, now, cfg[5])
-  end
+    or rate_refusal(rate_keys, user, now, cfg[5])
   if refusal then return { refusal } end
   if now < opens then return { 'BOOKING_NOT_OPEN' } end
   if now >= closes then return { 'BOOKING_CLOSED' } end
@@ -167,13 +165,11 @@ end
 
 local DAY_MS = 24 * 3600 * 1000
 
--- The reply to request `r`, decided once per Idempotency-Key (checked first); `first` is the
--- position of its first seat in batch_seats.
-local function hold_once(r, first)
+-- The reply to request `r`, decided once per Idempotency-Key (checked first).
+local function hold_once(r)
   local i = starts[r]
   local idem_index, fingerprint = tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local last = first + tonumber(ARGV[i + 4]) - 1
-  if idem_index == 0 then return hold(tokens[r], users[r], first, last) end
+  if idem_index == 0 then return hold(tokens[r], users[r], firsts[r], lasts[r]) end
   local idem = KEYS[idem_index]
   local seen = redis.call('GET', idem)
   if seen then
@@ -183,18 +179,15 @@ local function hold_once(r, first)
     for element in string.gmatch(reply, '[^,]+') do out[#out + 1] = element end
     return out
   end
-  local out = hold(tokens[r], users[r], first, last)
+  local out = hold(tokens[r], users[r], firsts[r], lasts[r])
   if keeps_outcome(out[1]) then
     redis.call('SET', idem, fingerprint .. '\n' .. table.concat(out, ','), 'PX', DAY_MS)
   end
   return out
 end
 
-local replies, first = {}, 1
-for r, i in ipairs(starts) do
-  replies[r] = hold_once(r, first)
-  first = first + tonumber(ARGV[i + 4])
-end
+local replies = {}
+for r = 1, #starts do replies[r] = hold_once(r) end
 finish()
 publish_reservations(k)
 rate_commit()

@@ -60,12 +60,24 @@ local function rate_prefetch(keys, users, now)
   end
 end
 
+-- The users the running script will check (rate_expect), read all together by the first
+-- check that must read (none is read before it).
+local rate_expected
+
+-- Declares the users of a batch whose requests the script checks one at a time: the first
+-- rate_refusal that must read a due time reads all of theirs with rate_prefetch.
+local function rate_expect(users)
+  rate_expected = users
+end
+
 -- 'RATE_LIMITED' if `user` has no request left now at `per_second` (the caller may retry
 -- within a second), else nil, and the request is counted (kept by rate_commit).
 local function rate_refusal(keys, user, now, per_second)
   local due = rate_due[user]
   if due == nil then
-    rate_prefetch(keys, { user }, now)
+    rate_prefetch(keys, rate_expected or { user }, now)
+    rate_expected = nil
+    if rate_due[user] == nil then rate_prefetch(keys, { user }, now) end
     due = rate_due[user]
   end
   local interval = 1000 / (tonumber(per_second) or 50)
