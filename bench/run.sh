@@ -53,9 +53,15 @@ fi
 
 "${SQL[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB;"
 redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
-# Compact the AOF now, so Redis does not fork to rewrite it in the middle of a run.
-redis-cli -p 6390 BGREWRITEAOF >/dev/null
-while redis-cli -p 6390 INFO persistence | grep -q '^aof_rewrite_in_progress:1'; do sleep 0.2; done
+# compact_aof: rewrites Redis's AOF now (and before each round), so Redis does not fork to
+# rewrite it in the middle of a run: a fork of a Redis holding a gigabyte, and its child
+# writing it out, take CPU the runs are measured with. A run it happens in anyway is marked.
+compact_aof() {
+  redis-cli -p 6390 BGREWRITEAOF >/dev/null
+  while redis-cli -p 6390 INFO persistence | grep -q '^aof_rewrite_in_progress:1'; do sleep 0.2; done
+}
+forks() { redis-cli -p 6390 INFO stats | awk -F: '/^total_forks:/ {print $2 + 0}'; }
+compact_aof
 
 export SEATRUSH_HTTP_ADDR=127.0.0.1:$PORT
 export SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/$REDIS_DB
@@ -134,11 +140,12 @@ measure() {
   # run <key> <name> <script> [env...]: one wrk run, unless BENCH_RUNS leaves <key> out (the
   # /health runs are always made). RUN_DURATION=… in the env list shortens it. Records the
   # RESULT line, the CPU each process used during it, how long the write-behind took to
-  # settle after it, and with BENCH_PROFILE a flamegraph of seatrush.
+  # settle after it (and whether Redis forked during it), and with BENCH_PROFILE a flamegraph
+  # of seatrush.
   run() {
     local key=$1 name=$2 script=$3; shift 3
     [[ $key == health || " $RUNS " == *" $key "* ]] || return 0
-    local line duration=$DURATION before perf=""
+    local line duration=$DURATION before forks_before note="" perf=""
     for kv in "$@"; do [[ $kv == RUN_DURATION=* ]] && duration=${kv#RUN_DURATION=}; done
     if [ -n "$PROFILE" ] && [[ $name != *"half rate"* ]]; then
       perf record -q -F 199 --call-graph dwarf,32768 -p "$server" -o "$out/perf.data" \
@@ -146,6 +153,7 @@ measure() {
       perf=$!
     fi
     before=$(cpu_ticks)
+    forks_before=$(forks)
     line=$(env "$@" BENCH_SCHEDULE="$schedule" wrk -t1 -c"$CONNECTIONS" -d"$duration" \
       -s "bench/$script" "$base" | grep '^RESULT')
     echo "$name $(cpu_shares "$before")" >>"$out/$fsync.cpu"
@@ -162,7 +170,8 @@ measure() {
       "$INFERNO/inferno-flamegraph" --title "seatrush: $name (appendfsync $fsync)" \
         <"$graph.folded" >"$graph.svg"
     fi
-    echo "$name: write-behind drained and settled $(settle) s after the run" >>"$out/$fsync.drains"
+    [ "$(forks)" = "$forks_before" ] || note=" (Redis forked during it: an AOF rewrite)"
+    echo "$name: write-behind drained and settled $(settle) s after the run$note" >>"$out/$fsync.drains"
   }
   # requests <name>: how many requests that run made last (the half-rate token run takes new
   # users after them, with a margin for requests in flight when wrk stopped).
@@ -195,6 +204,7 @@ print(round(statistics.median(rates) / 2))')
   local round
   for round in $(seq "$ROUNDS"); do
     echo "appendfsync $fsync: round $round of $ROUNDS"
+    compact_aof
     [[ " $RUNS " == *" tokens "* ]] && token_schedule
     [[ " $RUNS " == *" holds "* || " $RUNS " == *" payments "* ]] && read -ra holds_full <<<"$(hold_schedule)"
     run health "GET /health" health.lua
