@@ -2,9 +2,10 @@
 -- Payment saga, step 2 of 3 (see src/payment/saga.rs), in a wallet bucket: debits a
 -- reservation's total from its user's balance at most once. The reservation's debit record
 -- says what happened to it; a debit names the payment attempt it belongs to, and an attempt
--- the saga gave up on (see void_debit.lua) or that found too little money is fenced off, so a
--- late call of it debits nothing. Takes a batch of debits of one bucket and decides them in
--- order (seatrush coalesces concurrent requests; see src/redis/coalesce.rs).
+-- the saga gave up on (see void_debit.lua) or that found too little money is fenced off, with
+-- every earlier attempt of the reservation (attempt ids only grow), so a late call of any of
+-- them debits nothing. Takes a batch of debits of one bucket and decides them in order
+-- (seatrush coalesces concurrent requests; see src/redis/coalesce.rs).
 --
 -- KEYS[1] {w:n}:bal     HASH userId -> "balance|totalCharged|totalUsed|updatedAt"
 -- KEYS[2] {w:n}:txseq   ledger sequence of the bucket
@@ -12,8 +13,8 @@
 --                       balanceAfter|reservationId|createdAt" per debit, `bal:<userId>` ->
 --                       the balance after the batch, one entry per batch
 -- KEYS[3 + i] {w:n}:debit:<reservationId> of the i-th debit: STRING
---                       "DEBIT|paymentId|transactionId|balanceAfter|at" or "VOID|paymentId",
---                       kept ARGV[3] ms
+--                       "DEBIT|paymentId|transactionId|balanceAfter|at" or "VOID|paymentId"
+--                       (that attempt and all before it are fenced off), kept ARGV[3] ms
 -- ARGV[1] bucket, ARGV[2] number of buckets (ledger ids are seq * buckets + bucket),
 -- ARGV[3] how long debit records are kept (ms), then per debit: userId, reservationId,
 -- paymentId (the attempt), amount
@@ -38,7 +39,7 @@ local function debit(key, user, reservation, attempt, amount)
     local f = {}
     for field in string.gmatch(record, '[^|]+') do f[#f + 1] = field end
     if f[1] == 'DEBIT' then return { 'DEBITED', f[2], f[3], f[4], f[5] } end
-    if f[2] == attempt then return { 'VOIDED' } end
+    if tonumber(attempt) <= tonumber(f[2]) then return { 'VOIDED' } end
   end
 
   local raw = balances[user] or redis.call('HGET', KEYS[1], user)

@@ -501,6 +501,63 @@ async fn sagas_whose_request_died_are_settled_by_the_sweeper() {
     assert_eq!(balance_of(&app, user).await.total_used, 100_000);
 }
 
+/// Two attempts of one reservation given up in turn (A, then B): a debit of A that arrives
+/// only then takes nothing, nor does a void of A that arrives after B's, and the
+/// reservation is still paid once, by a new attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_debit_of_any_given_up_attempt_takes_nothing() {
+    use seatrush::model::PaymentAttempt;
+    use seatrush::payment::saga;
+    let app = TestApp::spawn().await;
+    let Buyer {
+        schedule,
+        seats,
+        user,
+        token,
+    } = buyer(&app, 1, 100_000).await;
+    let id = hold(&app, &token, schedule, user, &seats).await;
+    let mut attempts = Vec::new();
+    for _ in 0..2 {
+        let (attempt, amount) = app.begin_payment(&token, user, id, None).await;
+        let attempt = PaymentAttempt {
+            reservation_id: ReservationId::from_u64(id),
+            user_id: user,
+            payment_id: PaymentId::from_u64(attempt),
+            amount,
+        };
+        // Its request died before the debit: settled as given up, RESERVED again.
+        assert_eq!(saga::settle(&app.app.hot, &attempt).await.unwrap(), None);
+        attempts.push(attempt);
+    }
+    let (a, b) = (&attempts[0], &attempts[1]);
+    assert!(a.payment_id.get() < b.payment_id.get());
+    assert_eq!(app.app.hot.debit(a).await.unwrap(), DebitOutcome::Voided);
+    // A void of A arriving late does not reopen B.
+    assert_eq!(
+        app.app.hot.void_debit(a).await.unwrap(),
+        DebitOutcome::Voided
+    );
+    assert_eq!(app.app.hot.debit(b).await.unwrap(), DebitOutcome::Voided);
+    let bal = balance_of(&app, user).await;
+    assert_eq!(
+        (bal.balance, bal.total_used),
+        (100_000, 0),
+        "nothing debited"
+    );
+    assert_eq!(reservation(&app, id).await.status.as_str(), "RESERVED");
+
+    pay(&app, &token, user, id).await.assert_created();
+    let paid = reservation(&app, id).await;
+    assert_eq!(paid.status.as_str(), "PAID");
+    assert!(paid.payment_id.unwrap().get() > b.payment_id.get());
+    let bal = balance_of(&app, user).await;
+    assert_eq!(
+        (bal.balance, bal.total_used),
+        (50_000, 50_000),
+        "debited once"
+    );
+}
+
 /// The saga's scripts take batches (seatrush coalesces concurrent calls); a batch that names
 /// one reservation twice, as a request and the sweeper settling it at once can, changes it
 /// once.
