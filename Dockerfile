@@ -48,9 +48,10 @@ USER 10001:10001
 # outbox (up to 10 s), so give the container more than 20 s (docker-compose.yml: 40 s).
 STOPSIGNAL SIGTERM
 
-# GET /health answers from state probed in the background (no I/O per call). The image has no
-# curl; bash's /dev/tcp is enough for one request on a `Connection: close` socket.
+# GET /ready (this instance can take writes) answers from state probed in the background (no
+# I/O per call). The image has no curl; bash's /dev/tcp is enough for one request on a
+# `Connection: close` socket.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /health HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '\"status\":\"UP\"' <&3"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /ready HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '\"status\":\"READY\"' <&3"]
 
 ENTRYPOINT ["/usr/local/bin/seatrush"]

@@ -1,8 +1,10 @@
-//! `/health`: component states probed in the background, so answering costs no I/O (the
-//! endpoint is also the benchmark's ceiling and nginx's health check).
+//! `/health` and `/ready`: component states probed in the background, so answering costs no
+//! I/O (`/health` is also the benchmark's ceiling). `/health` reports each dependency;
+//! `/ready` says whether this instance can take writes now, for load balancers and
+//! orchestrators.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::*;
@@ -16,13 +18,66 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// A replica further behind than this is not read from.
 const MAX_REPLICA_LAG_SECONDS: u64 = 5;
 
-#[derive(Default)]
+/// What the last probe found of Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisState {
+    Up = 0,
+    Unreachable = 1,
+    /// Answering `LOADING`: reading its data back after a restart.
+    Loading = 2,
+}
+
+impl RedisState {
+    fn of(ping: &redis::RedisResult<String>) -> Self {
+        match ping {
+            Ok(_) => RedisState::Up,
+            Err(e) if e.code() == Some("LOADING") => RedisState::Loading,
+            Err(_) => RedisState::Unreachable,
+        }
+    }
+
+    fn load(cell: &AtomicU8) -> Self {
+        match cell.load(Ordering::Relaxed) {
+            0 => RedisState::Up,
+            2 => RedisState::Loading,
+            _ => RedisState::Unreachable,
+        }
+    }
+}
+
 pub struct Health {
-    redis: AtomicBool,
+    redis: AtomicU8,
     mysql_primary: AtomicBool,
     mysql_replica: AtomicBool,
     /// Replica up and at most [`MAX_REPLICA_LAG_SECONDS`] behind: reads may go there.
     replica_readable: AtomicBool,
+    /// The server has stopped taking new connections and is finishing its requests.
+    shutting_down: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            redis: AtomicU8::new(RedisState::Unreachable as u8),
+            mysql_primary: AtomicBool::default(),
+            mysql_replica: AtomicBool::default(),
+            replica_readable: AtomicBool::default(),
+            shutting_down: AtomicBool::default(),
+        }
+    }
+}
+
+/// `/ready`'s answer: `READY`, or `NOT_READY` with the reasons.
+#[derive(Serialize)]
+pub struct Readiness {
+    status: &'static str,
+    reasons: Vec<&'static str>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.reasons.is_empty()
+    }
 }
 
 #[derive(Serialize)]
@@ -71,11 +126,38 @@ impl Health {
         self.replica_readable.load(Ordering::Relaxed)
     }
 
+    /// Marks the instance as shutting down: `/ready` answers `503` from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this instance can take writes now, and if not, why.
+    pub fn readiness(&self) -> Readiness {
+        let mut reasons = Vec::new();
+        match RedisState::load(&self.redis) {
+            RedisState::Up => {}
+            RedisState::Unreachable => reasons.push("REDIS_UNREACHABLE"),
+            RedisState::Loading => reasons.push("REDIS_LOADING"),
+        }
+        if self.shutting_down.load(Ordering::Relaxed) {
+            reasons.push("SHUTTING_DOWN");
+        }
+        Readiness {
+            status: if reasons.is_empty() {
+                "READY"
+            } else {
+                "NOT_READY"
+            },
+            reasons,
+        }
+    }
+
     pub fn report(&self, outbox_backlog: u64) -> Report {
+        let redis_up = RedisState::load(&self.redis) == RedisState::Up;
         Report {
             status: "UP",
             components: Components {
-                redis: word(&self.redis),
+                redis: if redis_up { "UP" } else { "DOWN" },
                 mysql_primary: word(&self.mysql_primary),
                 mysql_replica: word(&self.mysql_replica),
             },
@@ -85,10 +167,9 @@ impl Health {
 
     /// Probes every dependency once and records the result.
     pub async fn probe(&self, redis: &RedisConn, db: &Db) {
-        let redis_up = redis::cmd("PING")
-            .query_async::<String>(&mut redis.clone())
-            .await
-            .is_ok();
+        // Past the circuit breaker: the probe is there to see Redis as it is.
+        let redis_state = RedisState::of(&redis.ping().await);
+        let redis_up = redis_state == RedisState::Up;
         if let Some(memory) = crate::redis::memory(redis).await {
             metrics::gauge!("seatrush_redis_used_memory_bytes").set(memory.used as f64);
             metrics::gauge!("seatrush_redis_maxmemory_bytes").set(memory.max as f64);
@@ -100,7 +181,7 @@ impl Health {
             metrics::gauge!("seatrush_mysql_replica_lag_seconds").set(lag as f64);
         }
         let readable = matches!(replica_lag, Some(Some(lag)) if lag <= MAX_REPLICA_LAG_SECONDS);
-        self.redis.store(redis_up, Ordering::Relaxed);
+        self.redis.store(redis_state as u8, Ordering::Relaxed);
         self.mysql_primary.store(primary_up, Ordering::Relaxed);
         self.mysql_replica.store(replica_up, Ordering::Relaxed);
         self.replica_readable.store(readable, Ordering::Relaxed);
@@ -144,5 +225,43 @@ pub async fn probe_loop(health: Arc<Health>, redis: RedisConn, db: Db, shutdown:
             _ = tokio::time::sleep(PROBE_EVERY) => {}
             _ = shutdown.triggered() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(health: &Health) -> (bool, Vec<&'static str>) {
+        let readiness = health.readiness();
+        (readiness.is_ready(), readiness.reasons)
+    }
+
+    #[test]
+    fn ready_only_with_redis_answering_and_not_shutting_down() {
+        let health = Health::default();
+        assert_eq!(
+            reasons(&health),
+            (false, vec!["REDIS_UNREACHABLE"]),
+            "not ready before the first probe"
+        );
+        health
+            .redis
+            .store(RedisState::of(&Ok("PONG".into())) as u8, Ordering::Relaxed);
+        assert_eq!(reasons(&health), (true, vec![]));
+        let refused = redis::RedisError::from((redis::ErrorKind::Io, "connection refused"));
+        health
+            .redis
+            .store(RedisState::of(&Err(refused)) as u8, Ordering::Relaxed);
+        assert_eq!(reasons(&health), (false, vec!["REDIS_UNREACHABLE"]));
+        health
+            .redis
+            .store(RedisState::Loading as u8, Ordering::Relaxed);
+        health.begin_shutdown();
+        assert_eq!(
+            reasons(&health),
+            (false, vec!["REDIS_LOADING", "SHUTTING_DOWN"])
+        );
+        assert_eq!(health.report(0).components.redis, "DOWN");
     }
 }

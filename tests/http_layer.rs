@@ -77,7 +77,7 @@ async fn malformed_bodies_are_400_naming_the_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_is_bare_json_with_component_states() {
+async fn health_and_ready_are_bare_json_with_component_states() {
     let app = TestApp::spawn().await;
     let rsp = app.get("/health", &[]).await;
     assert_eq!(rsp.status.as_u16(), 200);
@@ -94,6 +94,10 @@ async fn health_is_bare_json_with_component_states() {
         rsp.body.get("success").is_none(),
         "operations endpoints are not enveloped"
     );
+    let ready = app.get("/ready", &[]).await;
+    assert_eq!(ready.status.as_u16(), 200, "{:?}", ready.body);
+    assert_eq!(ready.body["status"].as_str(), Some("READY"));
+    assert_eq!(ready.body["reasons"].as_array().map(Vec::len), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,6 +217,24 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
             })
         })
         .collect();
+    // `/ready` asked every 5 ms until the server refuses the connection: (when, status, reasons).
+    let ready = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Ok(rsp) = app.try_request(Method::GET, "/ready", &[], None).await {
+                let reasons = rsp.body["reasons"].as_array().map_or(String::new(), |r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                seen.push((Instant::now(), rsp.status.as_u16(), reasons));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = child.id().unwrap().to_string();
     let signalled = Instant::now();
@@ -236,6 +254,20 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
     }
     let log_lines = drained.await.unwrap();
     assert!(status.success(), "{status}");
+    // Ready until the signal; then, while it finishes, `503 SHUTTING_DOWN` for a balancer.
+    let ready = ready.await.unwrap();
+    let shutting_down = ready
+        .iter()
+        .filter(|(_, status, reasons)| *status == 503 && reasons == "SHUTTING_DOWN")
+        .count();
+    for (at, status, reasons) in &ready {
+        assert!(
+            (*status, reasons.as_str()) == (200, "")
+                || (*at >= signalled && (*status, reasons.as_str()) == (503, "SHUTTING_DOWN")),
+            "/ready answered {status} {reasons}"
+        );
+    }
+    assert!(shutting_down > 0, "/ready said SHUTTING_DOWN: {ready:?}");
 
     let answers = std::mem::take(&mut *answers.lock().unwrap());
     let answered = |after: bool| {
@@ -252,8 +284,8 @@ async fn sigterm_under_load_finishes_requests_and_flushes_before_exiting() {
     let holds: Vec<u64> = answers.iter().filter_map(|(_, _, id)| *id).collect();
     println!(
         "SIGTERM under load: {} requests sent before the signal, all answered; {} sent after it \
-         still answered, {refused} refused; {server_errors} 5xx; exited {exited_after:?} after it; {} holds, \
-         {log_lines} log lines",
+         still answered, {refused} refused; {server_errors} 5xx; /ready said SHUTTING_DOWN \
+         {shutting_down} times; exited {exited_after:?} after it; {} holds, {log_lines} log lines",
         answered(false),
         answered(true),
         holds.len()

@@ -1,12 +1,14 @@
-//! Redis killed (`kill -9`) under write load, then restarted from its AOF, and Redis full
-//! (README, "Failure behaviour"). Each test runs its own redis-server (a port, a directory
-//! and an AOF of its own), so killing or filling it disturbs no other test; seatrush and
-//! MariaDB are the usual test ones.
+//! Redis killed (`kill -9`) under write load, then restarted from its AOF (small, or large
+//! enough that Redis answers `LOADING` for seconds), and Redis full (README, "Failure
+//! behaviour"). Each test runs its own redis-server (a port, a directory and an AOF of its
+//! own), so killing or filling it disturbs no other test; seatrush and MariaDB are the usual
+//! test ones.
 //!
-//! While Redis is down, writes answer `503` with `Retry-After` within about a second (the
-//! circuit breaker fails them at once after the first few), nothing waits longer; when
-//! Redis is back the service resumes by itself, and every write answered 2xx before the
-//! kill is still there, in Redis and, after the drain, in MySQL.
+//! While Redis is down or loading, writes answer `503` with `Retry-After` within about a
+//! second (the circuit breaker fails them at once after the first few), nothing waits
+//! longer, nothing is a `500`, and `/ready` says why; when Redis is back the service resumes
+//! by itself, and every write answered 2xx before the kill is still there, in Redis and,
+//! after the drain, in MySQL.
 
 mod common;
 
@@ -20,6 +22,7 @@ use common::{TestApp, eventually};
 use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
 use seatrush::redis::keys::{ScheduleKeys, WalletKeys};
+use simd_json::prelude::*;
 
 /// One read's answer: when, what, and whether it said `X-Data-Stale: true`.
 #[derive(Debug)]
@@ -70,6 +73,60 @@ fn read_load(
     })
 }
 
+/// `/ready` asked every 20 ms until `stop`: when each answer came, its status and reasons.
+fn ready_load(app: &TestApp, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Ready>> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let rsp = app.get("/ready", &[]).await;
+            let reasons = rsp
+                .body
+                .get("reasons")
+                .and_then(|r| r.as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            answers.push(Ready {
+                answered: Instant::now(),
+                status: rsp.status.as_u16(),
+                reasons,
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        answers
+    })
+}
+
+#[derive(Debug)]
+struct Ready {
+    answered: Instant,
+    status: u16,
+    reasons: String,
+}
+
+/// Writes `keys` small keys into the Redis at `url` (MSETs of 1 000), so that its AOF is
+/// large and a restart spends seconds loading it.
+async fn fill(url: &str, keys: usize) {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let value = "x".repeat(64);
+    for batch in 0..keys.div_ceil(1000) {
+        let mut mset = redis::cmd("MSET");
+        for i in batch * 1000..((batch + 1) * 1000).min(keys) {
+            mset.arg(format!("filler:{i}")).arg(&value);
+        }
+        let () = mset.query_async(&mut conn).await.unwrap();
+    }
+}
+
 /// What one outage did, for the assertions and the printed figures.
 struct Outage {
     /// Reads answered before the kill, and those sent and answered while Redis was down.
@@ -79,15 +136,22 @@ struct Outage {
     recovered_after: Duration,
     acknowledged_before_kill: usize,
     lost_in_redis: usize,
+    /// Every write's answer from the start of the load to its end: status, `Retry-After`.
+    all: Vec<(u16, bool)>,
+    /// `/ready`'s answers from the restart until a write succeeded again.
+    ready_while_recovering: Vec<Ready>,
 }
 
 /// Runs the write load, kills Redis for `down`, restarts it, waits for the service to
 /// resume and the write-behind to drain, and checks the writes answered 2xx before the kill.
-async fn outage(fsync: &'static str, down: Duration) -> Outage {
+/// With `filler` keys written first, the restart loads a large AOF.
+async fn outage(fsync: &'static str, down: Duration, filler: usize) -> Outage {
     let mut redis = OwnRedis::start(fsync);
+    fill(&redis.url(), filler).await;
     let mut config = TestApp::config();
     config.redis_url = redis.url();
-    common::own_database(&mut config, &format!("seatrush_outage_{fsync}")).await;
+    let loading = if filler > 0 { "_loading" } else { "" };
+    common::own_database(&mut config, &format!("seatrush_outage_{fsync}{loading}")).await;
     let app = TestApp::spawn_with(config).await;
     let (concert, schedule) = app.create_schedule(common::OPEN_NOW, 3000).await;
     app.set_queue(
@@ -119,6 +183,7 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     .await;
 
     let load = WriteLoad::start(&app, schedule, users, holder.clone(), seats);
+    let ready = ready_load(&app, load.stop.clone());
     let reader = read_load(
         &app,
         concert,
@@ -147,6 +212,13 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let answers = load.finish().await;
+    let ready_while_recovering = ready
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.answered > restarted && r.answered < recovered)
+        .collect();
+    let all = answers.iter().map(|a| (a.status, a.retry_after)).collect();
     let (reads_before, reads_during): (Vec<Read>, Vec<Read>) = reader
         .await
         .unwrap()
@@ -257,6 +329,8 @@ async fn outage(fsync: &'static str, down: Duration) -> Outage {
         recovered_after: recovered - restarted,
         acknowledged_before_kill: before.len(),
         lost_in_redis: lost,
+        all,
+        ready_while_recovering,
     }
 }
 
@@ -281,7 +355,7 @@ fn report(fsync: &str, o: &Outage) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_write_load_with_fsync_always_loses_no_acknowledged_write() {
-    let o = outage("always", Duration::from_secs(2)).await;
+    let o = outage("always", Duration::from_secs(2), 0).await;
     report("always", &o);
     assert!(o.acknowledged_before_kill > 100, "the load ran");
     assert!(o.during.len() > 50, "writes kept coming during the outage");
@@ -324,10 +398,65 @@ async fn redis_killed_under_write_load_with_fsync_always_loses_no_acknowledged_w
 /// `everysec` may lose up to about a second of acknowledged writes: reported, not asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_write_load_with_fsync_everysec_resumes_and_reports_losses() {
-    let o = outage("everysec", Duration::from_secs(2)).await;
+    let o = outage("everysec", Duration::from_secs(2), 0).await;
     report("everysec", &o);
     assert!(o.during.iter().all(|d| d.0 == 503));
     assert!(o.recovered_after < Duration::from_secs(5));
+}
+
+/// Redis restarted at once, but with an AOF of FILLER keys to read back: while it answers
+/// `LOADING`, every write is `503` with `Retry-After` (none is a `500`) and `/ready` is `503`
+/// with `REDIS_LOADING`; then writes resume by themselves and none acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_loading_a_large_aof_answers_503_and_ready_says_so() {
+    const FILLER: usize = 3_000_000;
+    let o = outage("always", Duration::ZERO, FILLER).await;
+    let mut by_status = std::collections::BTreeMap::new();
+    for (status, _) in &o.all {
+        *by_status.entry(*status).or_insert(0) += 1;
+    }
+    let loading = o
+        .ready_while_recovering
+        .iter()
+        .filter(|r| r.status == 503 && r.reasons == "REDIS_LOADING")
+        .count();
+    println!(
+        "appendfsync always, restarted with {FILLER} filler keys: writes resumed {:?} after \
+         the restart; all writes' answers {by_status:?}; /ready 503 REDIS_LOADING {loading} \
+         times while loading; {} acknowledged before the kill, {} of them lost",
+        o.recovered_after, o.acknowledged_before_kill, o.lost_in_redis
+    );
+    assert!(o.acknowledged_before_kill > 100, "the load ran");
+    assert!(
+        o.recovered_after > Duration::from_secs(1),
+        "Redis took a while to load: {:?}",
+        o.recovered_after
+    );
+    for (status, retry_after) in &o.all {
+        assert!(
+            (200..300).contains(status) || (*status == 503 && *retry_after),
+            "a write answered {status} (Retry-After: {retry_after})"
+        );
+    }
+    assert!(
+        by_status.get(&503).copied().unwrap_or(0) > 0,
+        "writes came while Redis loaded"
+    );
+    assert!(
+        loading > 0,
+        "/ready said REDIS_LOADING: {:?}",
+        o.ready_while_recovering
+    );
+    for r in &o.ready_while_recovering {
+        assert!(
+            r.status == 200 || r.reasons.starts_with("REDIS_"),
+            "/ready while recovering: {r:?}"
+        );
+    }
+    assert_eq!(
+        o.lost_in_redis, 0,
+        "acknowledged writes survive the restart"
+    );
 }
 
 /// Redis at its `maxmemory` (noeviction) refuses every write with `OOM`: a request that

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -143,6 +143,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
         };
         serve_one(stream);
     }
+    app.health.begin_shutdown();
     // Connections the kernel completed before the signal are served too, rather than reset
     // with the listener: accept until none has come for a moment (bounded); new ones are
     // refused once the listener is closed.
@@ -274,7 +275,19 @@ async fn dispatch(
     match route {
         Route::Health => {
             let backlog = app.backlog.entries.load(Ordering::Relaxed);
-            Ok(response::bare_json(&app.health.report(backlog)))
+            Ok(response::bare_json(
+                StatusCode::OK,
+                &app.health.report(backlog),
+            ))
+        }
+        Route::Ready => {
+            let readiness = app.health.readiness();
+            let status = if readiness.is_ready() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok(response::bare_json(status, &readiness))
         }
         Route::Metrics => Ok(response::text(
             "text/plain; version=0.0.4",

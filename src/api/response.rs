@@ -60,9 +60,9 @@ pub fn mark_stale(mut rsp: Response<Body>, stale: bool) -> Response<Body> {
 }
 
 /// Bare JSON, for `/health`.
-pub fn bare_json<T: Serialize>(data: &T) -> Response<Body> {
+pub fn bare_json<T: Serialize>(status: StatusCode, data: &T) -> Response<Body> {
     let body = simd_json::to_vec(data).expect("response types always serialize");
-    with_body(StatusCode::OK, JSON, body)
+    with_body(status, JSON, body)
 }
 
 pub fn text(content_type: &'static str, body: String) -> Response<Body> {

@@ -10,6 +10,7 @@ use crate::model::{Error, ReservationId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    Ready,
     Metrics,
     OpenApi,
     IssueToken,
@@ -61,6 +62,7 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
     let put = method == Method::PUT;
     let (template, route) = match segments.as_slice() {
         ["health"] => ("/health", one(get, "GET", Route::Health)),
+        ["ready"] => ("/ready", one(get, "GET", Route::Ready)),
         ["metrics"] => ("/metrics", one(get, "GET", Route::Metrics)),
         ["openapi.json"] => ("/openapi.json", one(get, "GET", Route::OpenApi)),
         ["api", "v1", "queue", "tokens"] => {

@@ -1,9 +1,11 @@
-//! The circuit breaker in front of Redis (README, "Failure behaviour"). After [`TRIP_AFTER`] calls in a row
-//! found Redis unreachable (refused, dropped or timed out), the circuit opens: every call
-//! fails at once for [`OPEN_FOR`], so requests answer `503` with `Retry-After` instead of
-//! each waiting out the connection timeout and piling up. Then one call is let through as a
-//! probe (half-open): if Redis answers, the circuit closes; if not, it opens again. Any
-//! answer from Redis, an error reply included, counts as reachable.
+//! The circuit breaker in front of Redis (README, "Failure behaviour"). After [`TRIP_AFTER`]
+//! calls in a row found Redis unreachable (refused, dropped, timed out, or "not now"), the
+//! circuit opens: every call fails at once for [`OPEN_FOR`], so requests answer `503` with
+//! `Retry-After` instead of each waiting out the connection timeout and piling up. Then one
+//! call is let through as a probe (half-open): if Redis answers, the circuit closes; if not,
+//! it opens again. An error reply by which Redis says "not now" (loading, out of memory,
+//! read-only, …: `UNAVAILABLE_REPLIES` in `redis/mod.rs`) counts as unreachable; any other
+//! answer, an error reply included, as reachable.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -73,6 +73,21 @@ impl RedisConn {
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))
     }
+
+    /// `PING`, not through the circuit breaker (for the health probe, which must see Redis
+    /// as it is even while the circuit is open), within the connection timeout.
+    pub async fn ping(&self) -> redis::RedisResult<String> {
+        let ping = redis::cmd("PING");
+        let call = async {
+            match self.inner.clone() {
+                Inner::Single(mut c) => ping.query_async(&mut c).await,
+                Inner::Cluster(mut c) => ping.query_async(&mut c).await,
+            }
+        };
+        tokio::time::timeout(TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| Err(RedisError::from((redis::ErrorKind::Io, "PING timed out"))))
+    }
 }
 
 impl From<RedisError> for Error {
@@ -127,7 +142,7 @@ macro_rules! guarded {
                 return Err(circuit_open());
             };
             let result = $call.await;
-            admission.record(!matches!(&result, Err(e) if is_unreachable(e)));
+            admission.record(!matches!(&result, Err(e) if is_unreachable(e) || is_unavailable_reply(e)));
             result
         })
     };
