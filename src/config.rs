@@ -233,6 +233,10 @@ impl Config {
              seatrush sign-user-token <userId> [--ttl-seconds N] [--count N]\n                          \
              print an identity token for the user (for an hour by default;\n                          \
              --count: one line for each of N users from userId)\n  \
+             seatrush dead-letters list\n                          \
+             print each outbox entry MySQL refused, one JSON object per line\n  \
+             seatrush dead-letters replay [<stream> <id>]\n                          \
+             put them (or one) back into their outboxes to be flushed again\n  \
              seatrush --help         this text\n\nenvironment (default):\n",
         );
         for (name, default, meaning) in VARIABLES {

@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use seatrush::app::{self, App};
 use seatrush::config::Config;
 use seatrush::identity::{Identity, KeyError};
+use seatrush::writebehind::dead_letters;
 use seatrush::{api, demo, rebuild, shutdown, telemetry};
 
 #[tokio::main]
@@ -22,6 +23,9 @@ async fn main() -> ExitCode {
     }
     if command == Some("sign-user-token") {
         return sign_user_token(&args[1..]);
+    }
+    if command == Some("dead-letters") {
+        return dead_letters(&args[1..]).await;
     }
     if !matches!(command, None | Some("demo-data" | "rebuild-redis")) || args.len() > 1 {
         eprint!("unknown arguments {args:?}\n\n{}", Config::help());
@@ -102,6 +106,41 @@ async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let report = rebuild::restore(&db, &mut redis, &scripts, &options).await?;
     println!("rebuild-redis ({:.2?}):\n{report}", started.elapsed());
     Ok(())
+}
+
+/// `dead-letters list`: each dead letter as a JSON line; `dead-letters replay [<stream> <id>]`:
+/// all of them, or the one named, back into their outboxes.
+async fn dead_letters(args: &[String]) -> ExitCode {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let only = match args.as_slice() {
+        ["list"] | ["replay"] => None,
+        ["replay", stream, id] => Some((*stream, *id)),
+        _ => {
+            eprintln!("usage: seatrush dead-letters list | replay [<stream> <id>]");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = async {
+        let config = Config::from_env()?;
+        let mut redis = seatrush::redis::connect(&config.redis_url).await?;
+        let mut out = std::io::stdout().lock();
+        if args[0] == "list" {
+            for letter in dead_letters::list(&mut redis).await? {
+                writeln!(out, "{}", simd_json::to_string(&letter)?)?;
+            }
+        } else {
+            let replayed = dead_letters::replay(&mut redis, only).await?;
+            writeln!(out, "replayed {replayed} dead letters")?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    match outcome.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("seatrush dead-letters: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `sign-user-token <userId> [--ttl-seconds N] [--count N]`: prints an identity token signed

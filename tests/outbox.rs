@@ -14,10 +14,10 @@ use seatrush::model::{
     PaymentId, ReservationId, ReservationRecord, ReservationStatus, TokenRecord, TokenStatus,
 };
 use seatrush::mysql::records;
-use seatrush::redis::keys::{FLUSH_GROUP, Outbox, ScheduleKeys};
+use seatrush::redis::keys::{FLUSH_GROUP, Outbox, SCHEDULES, ScheduleKeys};
 use seatrush::redis::streams::ensure_group;
-use seatrush::writebehind::OutboxFlusher;
 use seatrush::writebehind::events::{self, Event};
+use seatrush::writebehind::{OutboxFlusher, dead_letters};
 
 /// Every token of the schedule in MySQL (live, or ended since 1970), by token.
 /// The schedule's tokens in MySQL by sequence (the field of the `tokens` hash in Redis).
@@ -245,7 +245,12 @@ async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
         .xadd(&keys.outbox, "*", &[("type", "no-such-event")])
         .await
         .unwrap();
-    let (_, refused) = token_entry(999_999_999); // no such user: MySQL refuses it
+    // A user id far above any the tests create: MySQL refuses a token of it (1452) until
+    // the user exists.
+    let mut db = app.app.db.primary.get_conn().await.unwrap();
+    let newest: Option<u64> = db.query_first("SELECT MAX(id) FROM users").await.unwrap();
+    let unknown = newest.unwrap_or(0) + 1_000_000;
+    let (late, refused) = token_entry(unknown);
     let _: String = redis.xadd(&keys.outbox, "*", &refused).await.unwrap();
     let (good, fields) = token_entry(user);
     let _: String = redis.xadd(&keys.outbox, "*", &fields).await.unwrap();
@@ -277,6 +282,45 @@ async fn poison_entries_go_to_the_dead_letter_stream_and_the_rest_flow() {
             .iter()
             .all(|e| e.map.contains_key("error") && e.map.contains_key("sourceId"))
     );
+
+    // `seatrush dead-letters list` shows both with MySQL's or the decoder's reason (it finds
+    // the outboxes of the schedules Redis knows).
+    let _: u64 = redis.sadd(SCHEDULES, schedule).await.unwrap();
+    let listed = dead_letters::list(&mut redis).await.unwrap();
+    let ours: Vec<_> = listed
+        .iter()
+        .filter(|d| d.stream == keys.dead_letters)
+        .collect();
+    assert_eq!(ours.len(), 2, "{listed:?}");
+    assert!(ours[0].error.contains("no-such-event"), "{:?}", ours[0]);
+    assert!(ours[1].error.contains("1452"), "{:?}", ours[1]);
+    assert!(ours[1].fields.contains_key(&late));
+
+    // Once the cause is fixed, `replay` of that one sends it through the flusher into MySQL;
+    // the other stays a dead letter.
+    db.exec_drop(
+        "INSERT INTO users (id, name) VALUES (?, 'late user')",
+        (unknown,),
+    )
+    .await
+    .unwrap();
+    let replayed = dead_letters::replay(&mut redis, Some((&keys.dead_letters, &ours[1].id)))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    let pass = flusher
+        .flush(&Outbox::of_schedule(schedule), false)
+        .await
+        .unwrap();
+    assert_eq!(pass.applied, 1);
+    assert!(mysql_tokens(&app, schedule).await.contains_key(&late));
+    let left = dead_letters::list(&mut redis).await.unwrap();
+    let left: Vec<_> = left
+        .iter()
+        .filter(|d| d.stream == keys.dead_letters)
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].error.contains("no-such-event"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -633,3 +633,70 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6aZB01n7z1P86Kny2aJDYbbXCnF2
     );
     assert!(!ok && stderr.contains("cannot sign"), "{stderr}");
 }
+
+/// `seatrush dead-letters list` prints each dead letter as a JSON line; `replay <stream> <id>`
+/// moves that one back into its outbox. Runs on the Redis no app of this binary uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_by_the_binary() {
+    use redis::AsyncCommands;
+    use seatrush::redis::keys::{SCHEDULES, ScheduleKeys};
+    let url = common::own_redis_url();
+    let mut redis = seatrush::redis::connect(&url).await.unwrap();
+    let schedule = 900_000 + u64::from(std::process::id() % 10_000);
+    let keys = ScheduleKeys::new(schedule);
+    let _: () = redis
+        .del(&[&keys.outbox, &keys.dead_letters])
+        .await
+        .unwrap();
+    let _: u64 = redis.sadd(SCHEDULES, schedule).await.unwrap();
+    let record = "7|WAITING|5|1790000000000|||";
+    let letter: String = redis
+        .xadd(
+            &keys.dead_letters,
+            "*",
+            &[
+                ("type", "tokens"),
+                ("5", record),
+                ("sourceId", "1-0"),
+                ("error", "Server error: `ERROR 23000 (1452)`"),
+            ],
+        )
+        .await
+        .unwrap();
+    let env = [("SEATRUSH_REDIS_URL", url.as_str())];
+
+    let (ok, stdout, stderr) = run_binary(&["dead-letters", "list"], &env);
+    assert!(ok, "{stderr}");
+    let ours: Vec<simd_json::OwnedValue> = stdout
+        .lines()
+        .map(|line| simd_json::to_owned_value(&mut line.as_bytes().to_vec()).unwrap())
+        .filter(|v| v["stream"].as_str() == Some(keys.dead_letters.as_str()))
+        .collect();
+    assert_eq!(ours.len(), 1, "{stdout}");
+    assert_eq!(ours[0]["id"].as_str(), Some(letter.as_str()));
+    assert_eq!(ours[0]["sourceId"].as_str(), Some("1-0"));
+    assert!(ours[0]["error"].as_str().unwrap().contains("1452"));
+    assert_eq!(ours[0]["fields"]["5"].as_str(), Some(record), "{stdout}");
+
+    let (ok, stdout, stderr) = run_binary(
+        &["dead-letters", "replay", &keys.dead_letters, &letter],
+        &env,
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "replayed 1 dead letters");
+    let dead: u64 = redis.xlen(&keys.dead_letters).await.unwrap();
+    let back: redis::streams::StreamRangeReply = redis.xrange_all(&keys.outbox).await.unwrap();
+    let _: () = redis
+        .del(&[&keys.outbox, &keys.dead_letters])
+        .await
+        .unwrap();
+    let _: u64 = redis.srem(SCHEDULES, schedule).await.unwrap();
+    assert_eq!(dead, 0, "the replayed letter left the dead letters");
+    assert_eq!(back.ids.len(), 1);
+    let fields = &back.ids[0].map;
+    assert_eq!(fields.len(), 2, "only the entry's own fields: {fields:?}");
+    assert!(fields.contains_key("type") && fields.contains_key("5"));
+
+    let (ok, _, stderr) = run_binary(&["dead-letters", "burn"], &env);
+    assert!(!ok && stderr.contains("usage"), "{stderr}");
+}

@@ -14,12 +14,42 @@ use crate::model::Error;
 
 impl From<mysql_async::Error> for Error {
     fn from(e: mysql_async::Error) -> Self {
-        match e {
-            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
-                Error::Unavailable(format!("mysql: {e}"))
-            }
-            other => Error::Internal(format!("mysql: {other}")),
+        match fault(&e) {
+            Fault::Refused => Error::Internal(format!("mysql: {e}")),
+            Fault::Unavailable | Fault::LockConflict => Error::Unavailable(format!("mysql: {e}")),
         }
+    }
+}
+
+/// What a MySQL error says about the statement that got it, and so what to do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A deadlock victim (1213) or a lock wait that timed out (1205): the statement did
+    /// nothing and succeeds when tried again at once.
+    LockConflict,
+    /// The content itself is refused (a constraint, a value out of range, …): trying it
+    /// again changes nothing. Only these are [`REFUSED_CODES`].
+    Refused,
+    /// MySQL cannot take it now: unreachable, timed out, read-only (1290, 1836), out of
+    /// connections (1040), shutting down (1053), the query or connection killed (1317,
+    /// 1927), a full disk, missing privileges or tables, or any error not known to refuse
+    /// the content. Tried again later, for as long as it lasts: the data is not at fault.
+    Unavailable,
+}
+
+/// Server errors that refuse the content of a statement rather than the moment: NULL where
+/// none may be (1048), a duplicate key (1062), values out of range or of the wrong shape
+/// (1264, 1265, 1292, 1366, 1406, 1690), a missing or still-referenced parent row (1451,
+/// 1452), a failed CHECK constraint (MariaDB 4025, MySQL 3819).
+pub const REFUSED_CODES: [u16; 12] = [
+    1048, 1062, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 1690, 3819, 4025,
+];
+
+pub fn fault(e: &mysql_async::Error) -> Fault {
+    match e {
+        mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205 => Fault::LockConflict,
+        mysql_async::Error::Server(s) if REFUSED_CODES.contains(&s.code) => Fault::Refused,
+        _ => Fault::Unavailable,
     }
 }
 
@@ -94,10 +124,9 @@ pub async fn timed<T>(
     }
 }
 
-/// A deadlock victim (1213) or a lock wait that timed out (1205): the statement did nothing
-/// and succeeds when tried again.
+/// See [`Fault::LockConflict`].
 pub fn is_lock_conflict(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
+    fault(e) == Fault::LockConflict
 }
 
 /// Runs `op` again (up to three times in all) while MySQL picks it as a deadlock victim.
@@ -168,5 +197,56 @@ mod tests {
         );
         assert_eq!(chunks.concat(), items);
         assert!(shaped_chunks::<u32>(&[]).is_empty());
+    }
+
+    fn server(code: u16, message: &str) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: message.into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn only_errors_about_the_content_refuse_it() {
+        let read_only = server(
+            1290,
+            "The MariaDB server is running with the --read-only option",
+        );
+        for (e, expected) in [
+            (read_only, Fault::Unavailable),
+            (server(1040, "Too many connections"), Fault::Unavailable),
+            (
+                server(1053, "Server shutdown in progress"),
+                Fault::Unavailable,
+            ),
+            (server(1927, "Connection was killed"), Fault::Unavailable),
+            (server(1146, "Table doesn't exist"), Fault::Unavailable),
+            (server(1213, "Deadlock found"), Fault::LockConflict),
+            (
+                server(1205, "Lock wait timeout exceeded"),
+                Fault::LockConflict,
+            ),
+            (server(1062, "Duplicate entry"), Fault::Refused),
+            (server(4025, "CONSTRAINT failed"), Fault::Refused),
+            (
+                server(1452, "a foreign key constraint fails"),
+                Fault::Refused,
+            ),
+        ] {
+            assert_eq!(fault(&e), expected, "{e}");
+        }
+        let dropped = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(fault(&dropped), Fault::Unavailable);
+        assert!(matches!(
+            Error::from(server(1290, "read-only")),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            Error::from(server(1062, "Duplicate entry")),
+            Error::Internal(_)
+        ));
     }
 }

@@ -2,14 +2,18 @@
 //! appends its events to its slot's outbox stream in the same atomic step as the change; the
 //! flusher reads them with a consumer group, writes each batch to the primary in one
 //! transaction, then acknowledges and deletes them. Entries left pending by a crashed instance
-//! are claimed once idle for `claim_idle`; an entry MySQL refuses [`MAX_ATTEMPTS`] times goes
-//! to the outbox's dead-letter stream.
+//! are claimed once idle for `claim_idle`. What MySQL cannot take now (unreachable, read-only,
+//! out of connections, …: [`Fault::Unavailable`]) is retried with backoff for as long as that
+//! lasts; only an entry whose content MySQL refuses ([`Fault::Refused`]) [`MAX_ATTEMPTS`]
+//! times goes to the outbox's dead-letter stream (`seatrush dead-letters` lists and replays
+//! them).
 //!
 //! The hot path comes first: while the server answers many requests per second the flusher
 //! holds back, as long as its oldest entry is younger than [`Deferral::max_lag`], and catches
 //! up in large batches when the burst is over or the lag bound is reached. On a machine MySQL
 //! shares with seatrush this keeps a flash sale's peak for the requests that clients wait on.
 
+pub mod dead_letters;
 pub mod events;
 mod ledger;
 mod reservations;
@@ -27,7 +31,7 @@ use redis::streams::{
 };
 
 use crate::model::{DecodeError, WALLET_BUCKETS};
-use crate::mysql::{Db, timed};
+use crate::mysql::{Db, Fault, timed};
 use crate::redis::RedisConn;
 use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES};
 use events::Event;
@@ -37,7 +41,7 @@ use events::Event;
 const DEAD_LETTERS_KEPT: usize = 10_000;
 /// Entries per read and per MySQL transaction.
 const BATCH: usize = 500;
-/// Refusals by MySQL (not outages) before an entry is dead-lettered.
+/// Refusals of an entry's content by MySQL before it is dead-lettered.
 const MAX_ATTEMPTS: u32 = 5;
 /// Longest wait between retries while MySQL is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -108,7 +112,8 @@ pub struct OutboxFlusher {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
     pub applied: usize,
-    /// True when MySQL (or Redis) was unreachable: retry later, nothing was lost.
+    /// True when MySQL could not take writes (or Redis was unreachable): retry later,
+    /// nothing was lost.
     pub mysql_down: bool,
 }
 
@@ -182,14 +187,8 @@ impl OutboxFlusher {
         }
     }
 
-    /// Every outbox: each schedule's and each wallet bucket's.
     async fn outboxes(&mut self) -> redis::RedisResult<Vec<Outbox>> {
-        let schedules: Vec<u64> = self.redis.smembers(SCHEDULES).await?;
-        Ok(schedules
-            .into_iter()
-            .map(Outbox::of_schedule)
-            .chain((0..WALLET_BUCKETS).map(Outbox::of_wallet_bucket))
-            .collect())
+        all_outboxes(&mut self.redis).await
     }
 
     /// One pass: measures every outbox, then flushes those that hold entries.
@@ -318,15 +317,15 @@ impl OutboxFlusher {
                 metrics::counter!("seatrush_outbox_flushed_total").increment(entries.len() as u64);
                 Ok((entries.len(), false))
             }
-            Err(FlushError::Mysql(e)) if crate::mysql::is_lock_conflict(&e) => {
+            Err(e) if e.fault() == Fault::LockConflict => {
                 // Another writer held the rows: the batch stays pending for the next pass.
                 tracing::debug!(error = %e, "lock conflict; outbox batch retried");
                 metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "lock_conflict")
                     .increment(1);
                 Ok((0, false))
             }
-            Err(e) if is_outage(&e) => {
-                tracing::warn!(error = %e, "MySQL unreachable; outbox kept for retry");
+            Err(e) if e.fault() == Fault::Unavailable => {
+                tracing::warn!(error = %e, "MySQL cannot take writes now; outbox kept for retry");
                 metrics::counter!("seatrush_outbox_flush_failures_total", "reason" => "unavailable").increment(1);
                 Ok((0, true))
             }
@@ -396,10 +395,8 @@ impl OutboxFlusher {
                     applied += 1;
                 }
                 // Another writer held the rows: the rest waits for the next pass.
-                Err(FlushError::Mysql(e)) if crate::mysql::is_lock_conflict(&e) => {
-                    return Ok((applied, false));
-                }
-                Err(e) if is_outage(&e) => return Ok((applied, true)),
+                Err(e) if e.fault() == Fault::LockConflict => return Ok((applied, false)),
+                Err(e) if e.fault() == Fault::Unavailable => return Ok((applied, true)),
                 Err(e) => {
                     let tries = self.attempts.entry(entry.id.clone()).or_insert(Attempts {
                         count: 0,
@@ -437,8 +434,11 @@ impl OutboxFlusher {
                 _ => None,
             })
             .collect();
-        fields.push(("sourceId".into(), entry.id.clone().into_bytes()));
-        fields.push(("error".into(), error.as_bytes().to_vec()));
+        fields.push((
+            dead_letters::SOURCE_ID.into(),
+            entry.id.clone().into_bytes(),
+        ));
+        fields.push((dead_letters::ERROR.into(), error.as_bytes().to_vec()));
         let _: String = self
             .redis
             .xadd_maxlen(
@@ -452,6 +452,16 @@ impl OutboxFlusher {
         self.acknowledge(&outbox.stream, std::slice::from_ref(entry))
             .await
     }
+}
+
+/// Every outbox: each schedule's and each wallet bucket's.
+pub async fn all_outboxes(redis: &mut RedisConn) -> redis::RedisResult<Vec<Outbox>> {
+    let schedules: Vec<u64> = redis.smembers(SCHEDULES).await?;
+    Ok(schedules
+        .into_iter()
+        .map(Outbox::of_schedule)
+        .chain((0..WALLET_BUCKETS).map(Outbox::of_wallet_bucket))
+        .collect())
 }
 
 /// Refusals of one outbox entry so far.
@@ -475,15 +485,14 @@ fn is_order_conflict(e: &FlushError) -> bool {
         if s.code == 1062 && s.message.contains("uq_tokens_one_live"))
 }
 
-/// An outage (connection refused, timeout, lock conflict) is retried forever; a refusal by the server
-/// (constraint, bad data) counts towards dead-lettering.
-/// MySQL unreachable (not a refusal of the entries, nor a lock conflict, which callers
-/// retry on the next pass without backing off).
-fn is_outage(e: &FlushError) -> bool {
-    matches!(
-        e,
-        FlushError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
-    )
+impl FlushError {
+    /// An entry that does not decode is refused as surely as one MySQL refuses.
+    fn fault(&self) -> Fault {
+        match self {
+            FlushError::Decode(_) => Fault::Refused,
+            FlushError::Mysql(e) => crate::mysql::fault(e),
+        }
+    }
 }
 
 #[cfg(test)]
