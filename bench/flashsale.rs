@@ -543,14 +543,20 @@ fn queue_limits(tokens: &[(i64, Option<i64>)]) -> (u64, u64) {
 
 /// CHARGE lines in the ledger of the schedule's buyers (who charge only within the sale,
 /// after a hold).
-async fn charge_lines(db: &mysql_async::Pool, schedule: u64) -> mysql_async::Result<u64> {
+/// Charges of this sale's buyers since `since_ms` (a buyer may have charged in an earlier sale
+/// of the same bench run).
+async fn charge_lines(
+    db: &mysql_async::Pool,
+    schedule: u64,
+    since_ms: i64,
+) -> mysql_async::Result<u64> {
     let n: Option<u64> = db
         .get_conn()
         .await?
         .exec_first(
-            "SELECT COUNT(*) FROM balance_transactions WHERE type = 'CHARGE' AND user_id IN
-               (SELECT user_id FROM reservations WHERE schedule_id = ?)",
-            (schedule,),
+            "SELECT COUNT(*) FROM balance_transactions WHERE type = 'CHARGE' AND created_at >= ?
+               AND user_id IN (SELECT user_id FROM reservations WHERE schedule_id = ?)",
+            (seatrush::mysql::datetime_ms(since_ms), schedule),
         )
         .await?;
     Ok(n.unwrap_or(0))
@@ -834,9 +840,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each charge answered 200 is one ledger line, however often its request was sent: read
     // once the last user is done (one whose hold expired may have been charging until then).
     let charged = sale.charges.load(Ordering::Relaxed);
+    let started_ms = chrono::Utc::now().timestamp_millis() - elapsed.as_millis() as i64;
     let deadline = Instant::now() + Duration::from_secs(30);
     let charges_in_ledger = loop {
-        let n = charge_lines(&mysql, sale.schedule).await?;
+        let n = charge_lines(&mysql, sale.schedule, started_ms).await?;
         if n == charged || Instant::now() > deadline {
             break n;
         }

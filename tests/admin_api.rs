@@ -272,3 +272,106 @@ async fn queue_settings_errors() {
     // Nothing was half-applied by the refused updates.
     assert_eq!(app.queue_state(schedule).await.u64("maxActiveUsers"), 1000);
 }
+
+/// Reservation ids are `scheduleId << 32 | sequence`, computed in Lua doubles: exact only
+/// while schedule ids stay below 2^21. A schedule that would get a higher id is refused with
+/// a code that says so, and leaves nothing behind. Runs on a database of its own, whose
+/// schedule ids are moved up to the limit, and on the Redis no other test of this file uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_beyond_the_exact_id_range_is_refused_and_leaves_nothing() {
+    use mysql_async::prelude::Queryable;
+    let mut config = TestApp::config();
+    common::own_database(&mut config, "seatrush_schedule_ids").await;
+    config.redis_url = common::own_redis_url();
+    // What an earlier run left there (the same schedule ids) goes first.
+    let mut own = seatrush::redis::connect(&config.redis_url).await.unwrap();
+    let () = redis::cmd("FLUSHDB").query_async(&mut own).await.unwrap();
+    let app = TestApp::spawn_with(config).await;
+    let (venue, concert) = (app.create_venue().await, app.create_concert().await);
+    let path = format!("/api/v1/admin/concerts/{concert}/schedules");
+    let body = schedule_body(venue, r#","seatCount":3,"price":1000"#);
+    let mut db = app.app.db.primary.get_conn().await.unwrap();
+    let last = seatrush::model::MAX_SCHEDULE_ID;
+    db.query_drop(format!(
+        "ALTER TABLE concert_schedules AUTO_INCREMENT = {last}"
+    ))
+    .await
+    .unwrap();
+
+    // The last id that fits is still handed out…
+    let rsp = app.admin(Method::POST, &path, Some(&body)).await;
+    rsp.assert_created();
+    assert_eq!(rsp.u64("scheduleId"), last);
+
+    // …the next is refused.
+    let rsp = app.admin(Method::POST, &path, Some(&body)).await;
+    rsp.assert_error(507, "SCHEDULE_IDS_EXHAUSTED");
+    assert!(
+        rsp.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2^21")
+    );
+    let (schedules, seats): (Option<u64>, Option<u64>) = (
+        db.query_first(format!(
+            "SELECT COUNT(*) FROM concert_schedules WHERE id > {last}"
+        ))
+        .await
+        .unwrap(),
+        db.query_first(format!(
+            "SELECT COUNT(*) FROM seats WHERE schedule_id > {last}"
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        (schedules, seats),
+        (Some(0), Some(0)),
+        "nothing was created"
+    );
+    let known: bool = redis::AsyncCommands::sismember(
+        &mut app.redis(),
+        seatrush::redis::keys::SCHEDULES,
+        last + 1,
+    )
+    .await
+    .unwrap();
+    assert!(!known, "nor registered in Redis");
+}
+
+/// A schedule's registration in Redis writes its `cfg` (settings and booking window) in one
+/// command, last: cut off before it, the schedule is unknown (`404`, never a half-configured
+/// `500`) until the next start-up rebuilds it from MySQL, settings and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_cut_before_its_cfg_leaves_the_schedule_unknown_until_rebuilt() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"maxActiveUsers": 7}"#).await;
+    let cfg = seatrush::redis::keys::ScheduleKeys::new(schedule).cfg;
+    let fields: std::collections::HashMap<String, String> =
+        redis::AsyncCommands::hgetall(&mut app.redis(), &cfg)
+            .await
+            .unwrap();
+    for name in [
+        "bookingOpenAt",
+        "bookingCloseAt",
+        "maxActiveUsers",
+        "paused",
+    ] {
+        assert!(fields.contains_key(name), "{name} in {fields:?}");
+    }
+
+    // Everything but the last write: seats, registry and outbox group stay, `cfg` goes.
+    let () = redis::AsyncCommands::del(&mut app.redis(), &cfg)
+        .await
+        .unwrap();
+    app.queue_state(schedule)
+        .await
+        .assert_error(404, "SCHEDULE_NOT_FOUND");
+
+    // The next instance to start rebuilds it from MySQL.
+    let next = TestApp::spawn().await;
+    let state = next.queue_state(schedule).await;
+    state.assert_ok();
+    assert_eq!(state.u64("maxActiveUsers"), 7);
+}

@@ -521,3 +521,115 @@ async fn a_full_redis_refuses_writes_with_503_and_keeps_serving_reads() {
         .assert_created();
     app.issue(newcomer, schedule).await.assert_ok();
 }
+
+/// A TCP proxy in front of the Redis on `upstream` that passes everything, except that once
+/// `armed`, it forwards the next request containing `marker` to Redis and then drops Redis's
+/// replies and closes the client's connection: the command ran, and the client never hears.
+async fn cutting_proxy(upstream: u16, marker: &'static [u8]) -> (u16, Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let armed = Arc::new(AtomicBool::new(false));
+    let arm = armed.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                continue;
+            };
+            let armed = arm.clone();
+            tokio::spawn(async move {
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let cutting = Arc::new(AtomicBool::new(false));
+                let cut = cutting.clone();
+                let replies = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                        if cut.load(Ordering::SeqCst)
+                            || to_client.write_all(&buf[..n]).await.is_err()
+                        {
+                            return; // dropping `to_client` closes the client's connection
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                    let hit = buf[..n].windows(marker.len()).any(|w| w == marker);
+                    if hit && armed.swap(false, Ordering::SeqCst) {
+                        cutting.store(true, Ordering::SeqCst);
+                    }
+                    if to_server.write_all(&buf[..n]).await.is_err()
+                        || cutting.load(Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                }
+                // Redis has the request; its reply ends the reply task, which closes.
+                let _ = replies.await;
+            });
+        }
+    });
+    (port, armed)
+}
+
+/// The connection to Redis drops after a charge script ran but before its reply arrived:
+/// the client library must not send the script again (a charge without an Idempotency-Key
+/// would be applied twice). The caller hears `503`; the charge is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_after_a_charge_ran_does_not_charge_twice() {
+    const AMOUNT: u64 = 31_337;
+    let redis = OwnRedis::start("everysec");
+    let (proxy, armed) = cutting_proxy(redis.port, b"\r\n31337\r\n").await;
+    let mut config = TestApp::config();
+    config.redis_url = format!("redis://127.0.0.1:{proxy}/0");
+    common::own_database(&mut config, "seatrush_dropped_reply").await;
+    let app = TestApp::spawn_with(config).await;
+    let (schedule, _) = app.open_schedule(1).await;
+    let (user, token) = app.active_user(schedule).await;
+    let charge = |amount: u64| {
+        let (app, token) = (app.clone(), token.clone());
+        async move {
+            app.post(
+                &format!("/api/v1/users/{user}/balance/charge"),
+                &[("queue-token", &token)],
+                &format!(r#"{{"amount":{amount}}}"#),
+            )
+            .await
+        }
+    };
+    charge(1).await.assert_ok();
+    let mut direct = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let balance = |record: Option<String>| -> u64 {
+        record
+            .as_deref()
+            .and_then(|r| r.split('|').next())
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0)
+    };
+    let key = WalletKeys::of_user(user).balances;
+    let before = balance(direct.hget(&key, user).await.unwrap());
+
+    armed.store(true, Ordering::SeqCst);
+    let rsp = charge(AMOUNT).await;
+    assert!(
+        !armed.load(Ordering::SeqCst),
+        "the proxy cut the charge's reply"
+    );
+    let after = balance(direct.hget(&key, user).await.unwrap());
+    println!(
+        "charge whose reply was cut: answered {}, balance {before} -> {after}",
+        rsp.status
+    );
+    assert_eq!(after, before + AMOUNT, "the charge ran exactly once");
+    assert_eq!(rsp.status.as_u16(), 503, "{:?}", rsp.body);
+    // And the service goes on: the next charge is answered and applied.
+    eventually(Duration::from_secs(10), "a charge to succeed again", || {
+        let charge = charge(1);
+        async move { charge.await.status.is_success().then_some(()) }
+    })
+    .await;
+}

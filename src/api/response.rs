@@ -138,6 +138,7 @@ pub fn status(err: &Error) -> StatusCode {
         | IdempotencyKeyReused
         | BookingClosed => StatusCode::UNPROCESSABLE_ENTITY,
         QueueFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ScheduleIdsExhausted => StatusCode::INSUFFICIENT_STORAGE,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable(_) | RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }

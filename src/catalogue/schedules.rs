@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mysql_async::prelude::*;
 
-use crate::model::{BookingWindow, Error, QueueSettings};
+use crate::model::{BookingWindow, Error, MAX_SCHEDULE_ID, QueueSettings};
 use crate::mysql::{
     Db, datetime_ms, placeholders, records, retry_lock_conflicts, shaped_chunks, timed,
 };
@@ -69,6 +69,11 @@ pub async fn create_schedule(
     ))
     .await?;
     let schedule_id = tx.last_insert_id().expect("an insert yields an id");
+    if schedule_id > MAX_SCHEDULE_ID {
+        // Dropping the transaction rolls the schedule back.
+        tracing::error!(schedule_id, "schedule ids exhausted; schedule not created");
+        return Err(Error::ScheduleIdsExhausted);
+    }
     for chunk in shaped_chunks(&new.seats) {
         let sql = format!(
             "INSERT INTO seats (schedule_id, seat_number, price) VALUES {}",

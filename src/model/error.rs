@@ -67,6 +67,11 @@ pub enum Error {
     QueueFull,
     #[error("too many requests from this user; retry after the time Retry-After names")]
     RateLimited,
+    #[error(
+        "schedule ids have reached the most that reservation ids can carry exactly (2^21 - 1); \
+         no more schedules can be created in this database"
+    )]
+    ScheduleIdsExhausted,
     #[error("internal error")]
     Internal(String),
     #[error("a dependency is unavailable; retry shortly")]
@@ -124,6 +129,7 @@ impl Error {
             BookingClosed => "BOOKING_CLOSED",
             QueueFull => "QUEUE_FULL",
             RateLimited => "RATE_LIMITED",
+            ScheduleIdsExhausted => "SCHEDULE_IDS_EXHAUSTED",
             Internal(_) => "INTERNAL",
             Unavailable(_) | RedisUnavailable(_) => "SERVICE_UNAVAILABLE",
         }

@@ -7,6 +7,12 @@ use std::fmt;
 /// Bits of an id below the schedule id.
 const SEQUENCE_BITS: u32 = 32;
 
+/// The highest schedule id whose reservation and payment ids the Lua scripts compute
+/// exactly: Lua numbers are doubles, exact up to 2^53, and an id is the schedule id above 32
+/// bits of sequence. Creating a schedule with a higher id is refused
+/// ([`crate::model::Error::ScheduleIdsExhausted`]).
+pub const MAX_SCHEDULE_ID: u64 = (1 << (f64::MANTISSA_DIGITS - SEQUENCE_BITS)) - 1;
+
 macro_rules! schedule_scoped_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -94,6 +100,16 @@ mod tests {
             (3, u32::MAX as u64)
         );
         assert!(ReservationId::new(1, 1) > ReservationId::new(0, u32::MAX as u64));
+    }
+
+    #[test]
+    fn every_id_of_the_highest_schedule_is_exact_as_a_double() {
+        assert_eq!(MAX_SCHEDULE_ID, (1 << 21) - 1);
+        let last = ReservationId::new(MAX_SCHEDULE_ID, u32::MAX as u64).get();
+        assert_eq!(last as f64 as u64, last);
+        // One schedule further, neighbouring ids would be the same double.
+        let beyond = ReservationId::new(MAX_SCHEDULE_ID + 1, 1).get();
+        assert_eq!(beyond as f64, (beyond - 1) as f64);
     }
 
     #[test]

@@ -20,7 +20,9 @@ mod wallet;
 pub use catalogue::{Concert, ListedSeat, Schedule, schedule_status};
 pub use error::Error;
 pub use idempotency::Idempotency;
-pub use ids::{PaymentId, ReservationId, WALLET_BUCKETS, ledger_floor, wallet_bucket};
+pub use ids::{
+    MAX_SCHEDULE_ID, PaymentId, ReservationId, WALLET_BUCKETS, ledger_floor, wallet_bucket,
+};
 pub use payment::{Payment, PaymentAttempt};
 pub use record::DecodeError;
 pub use refusal::Refusal;

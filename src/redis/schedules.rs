@@ -1,6 +1,6 @@
-//! Making a schedule known to Redis: its seats, then its settings and booking window (the
-//! `cfg` hash, written last: a schedule whose `cfg` exists is complete), the registry the
-//! background loops read, and its outbox's consumer group.
+//! Making a schedule known to Redis: its seats, its outbox's consumer group, the registry
+//! the background loops read, and last its settings and booking window (the `cfg` hash,
+//! written in one command: a schedule whose `cfg` exists is complete).
 
 use redis::AsyncCommands;
 
@@ -56,8 +56,11 @@ pub async fn store_settings(
         .await
 }
 
-/// Makes a schedule known: settings, booking window, the registry the background loops
-/// read, and the outbox's consumer group.
+/// Makes a schedule known: the outbox's consumer group and the registry the background
+/// loops read first, then its settings and booking window in one `HSET` of the `cfg` hash.
+/// `cfg` is the mark of a complete schedule (it is written whole or not at all, and last), so
+/// a registration cut off anywhere leaves the schedule unknown, to be rebuilt from MySQL,
+/// never half-configured; a registered schedule without `cfg` is skipped by the loops.
 pub async fn register(
     conn: &mut RedisConn,
     schedule_id: u64,
@@ -65,21 +68,16 @@ pub async fn register(
     window: BookingWindow,
 ) -> redis::RedisResult<()> {
     let k = ScheduleKeys::new(schedule_id);
-    redis::pipe()
-        .hset_multiple(
-            &k.cfg,
-            &[
-                ("bookingOpenAt", window.open_ms),
-                ("bookingCloseAt", window.close_ms),
-            ],
-        )
-        .ignore()
-        .sadd(SCHEDULES, schedule_id)
-        .ignore()
-        .query_async::<()>(conn)
-        .await?;
-    store_settings(conn, schedule_id, settings).await?;
-    super::streams::ensure_group(conn, &k.outbox).await
+    super::streams::ensure_group(conn, &k.outbox).await?;
+    let () = conn.sadd(SCHEDULES, schedule_id).await?;
+    let mut fields = settings.fields();
+    fields.push(("bookingOpenAt", window.open_ms.to_string()));
+    fields.push(("bookingCloseAt", window.close_ms.to_string()));
+    redis::cmd("HSET")
+        .arg(&k.cfg)
+        .arg(fields)
+        .query_async(conn)
+        .await
 }
 
 /// Whether Redis knows the schedule (its `cfg` hash exists).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// A redis-server of the test's own, persisting to an AOF in its own directory.
 pub struct OwnRedis {
     child: Option<Child>,
-    port: u16,
+    pub port: u16,
     dir: PathBuf,
     fsync: &'static str,
 }
