@@ -127,6 +127,15 @@ async fn fill(url: &str, keys: usize) {
     }
 }
 
+/// The balance in a wallet record (`balance|totalCharged|totalUsed|updatedAt`), 0 if none.
+fn balance_in(record: Option<String>) -> u64 {
+    record
+        .as_deref()
+        .and_then(|r| r.split('|').next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0)
+}
+
 /// What one outage did, for the assertions and the printed figures.
 struct Outage {
     /// Reads answered before the kill, and those sent and answered while Redis was down.
@@ -271,11 +280,7 @@ async fn outage(fsync: &'static str, down: Duration, filler: usize) -> Outage {
         .hget(WalletKeys::of_user(holder.0).balances, holder.0)
         .await
         .unwrap();
-    let balance: u64 = record
-        .as_deref()
-        .and_then(|r| r.split('|').next())
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0);
+    let balance = balance_in(record);
     // Charges answered after the restart add to what survived; those before must all have.
     let survived = balance.saturating_sub(charged_total - charged_before);
     lost += charged_before.saturating_sub(survived) as usize;
@@ -603,15 +608,8 @@ async fn a_connection_dropped_after_a_charge_ran_does_not_charge_twice() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let balance = |record: Option<String>| -> u64 {
-        record
-            .as_deref()
-            .and_then(|r| r.split('|').next())
-            .and_then(|b| b.parse().ok())
-            .unwrap_or(0)
-    };
     let key = WalletKeys::of_user(user).balances;
-    let before = balance(direct.hget(&key, user).await.unwrap());
+    let before = balance_in(direct.hget(&key, user).await.unwrap());
 
     armed.store(true, Ordering::SeqCst);
     let rsp = charge(AMOUNT).await;
@@ -619,7 +617,7 @@ async fn a_connection_dropped_after_a_charge_ran_does_not_charge_twice() {
         !armed.load(Ordering::SeqCst),
         "the proxy cut the charge's reply"
     );
-    let after = balance(direct.hget(&key, user).await.unwrap());
+    let after = balance_in(direct.hget(&key, user).await.unwrap());
     println!(
         "charge whose reply was cut: answered {}, balance {before} -> {after}",
         rsp.status
