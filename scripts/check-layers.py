@@ -40,7 +40,7 @@ LAYERS = [
     ["queue"],
     ["users"],
     ["fallback"],  # reads from MySQL while Redis is unreachable
-    ["writebehind", "health"],
+    ["writebehind", "health", "reconcile"],
     ["redis", "mysql", "identity", "telemetry", "config", "shutdown"],  # infrastructure
     ["model"],  # the domain: no I/O
 ]

@@ -16,12 +16,12 @@ use crate::housekeeping::{self, Timing};
 use crate::identity::{self, Identity, TokenKey};
 use crate::model::Error;
 use crate::mysql::{Db, migrate};
-use crate::rebuild;
 use crate::redis::{HotPath, RedisConn, Scripts};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 use crate::users::UserDirectory;
 use crate::writebehind::{Backlog, Deferral, OutboxFlusher};
+use crate::{rebuild, reconcile};
 
 /// How often the user directory picks up users created elsewhere.
 const USER_REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -75,22 +75,32 @@ fn step<E: Into<Error>>(step: &'static str) -> impl FnOnce(E) -> StartError {
 }
 
 impl App {
-    /// Connects, migrates, loads the scripts and rebuilds whatever Redis lacks from MySQL
-    /// (see [`crate::rebuild`]).
+    /// Connects, migrates, loads the scripts, rebuilds whatever Redis lacks from MySQL (see
+    /// [`crate::rebuild`]) and makes sure Redis is not behind MySQL (see
+    /// [`crate::reconcile`]) before any script runs.
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
         let metrics = telemetry::metrics_handle();
         let identity = Identity::from_config(&config)?;
         let tokens = TokenKey::from_config(&config)?;
-        let (mut redis, db, scripts) = open_stores(&config).await?;
+        let (redis, db, scripts) = open_stores(&config).await?;
+        let mut unfenced = redis.unfenced();
         let options = rebuild::Options {
             ended_record_keep: config.ended_record_keep,
             balances: false,
         };
-        let report = rebuild::restore(&db, &mut redis, &scripts, &options)
+        let report = rebuild::restore(&db, &mut unfenced, &options)
             .await
             .map_err(step("rebuilding Redis from MySQL"))?;
-        if !report.rebuilt.is_empty() || report.sequences_raised > 0 {
+        if !report.rebuilt.is_empty() {
             tracing::info!("Redis rebuilt from MySQL:\n{report}");
+        }
+        // Opens the fence; while another instance reconciles this Redis, waits for it.
+        while reconcile::check(&db, &mut unfenced, &scripts, config.ended_record_keep)
+            .await
+            .map_err(step("reconciling Redis with MySQL"))?
+            == reconcile::Checked::Waiting
+        {
+            tokio::time::sleep(reconcile::RETRY).await;
         }
         let users = UserDirectory::default();
         users
@@ -114,8 +124,8 @@ impl App {
         }))
     }
 
-    /// Starts the housekeeping loop, the flusher, the health probe and the directory
-    /// refresh. The handles finish after `shutdown` fires (the flusher after draining).
+    /// Starts the housekeeping loop, the flusher, the health probe, the directory refresh
+    /// and the reconciler. The handles finish after `shutdown` fires (the flusher after draining).
     pub fn spawn_background(self: &Arc<Self>, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
         let flusher = OutboxFlusher::new(
             self.db.clone(),
@@ -148,6 +158,13 @@ impl App {
                 shutdown.clone(),
             )),
             tokio::spawn(refresh_users(self.clone(), shutdown.clone())),
+            tokio::spawn(reconcile::run(
+                self.db.clone(),
+                self.hot.conn(),
+                self.hot.scripts().clone(),
+                self.config.ended_record_keep,
+                shutdown.clone(),
+            )),
         ]
     }
 

@@ -131,10 +131,12 @@ impl Health {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    /// Whether this instance can take writes now, and if not, why.
-    pub fn readiness(&self) -> Readiness {
+    /// Whether this instance can take writes now, and if not, why; `reconciled`: whether
+    /// its Redis is known to be reconciled with MySQL (`crate::reconcile`).
+    pub fn readiness(&self, reconciled: bool) -> Readiness {
         let mut reasons = Vec::new();
         match RedisState::load(&self.redis) {
+            RedisState::Up if !reconciled => reasons.push("RECONCILING"),
             RedisState::Up => {}
             RedisState::Unreachable => reasons.push("REDIS_UNREACHABLE"),
             RedisState::Loading => reasons.push("REDIS_LOADING"),
@@ -233,7 +235,7 @@ mod tests {
     use super::*;
 
     fn reasons(health: &Health) -> (bool, Vec<&'static str>) {
-        let readiness = health.readiness();
+        let readiness = health.readiness(true);
         (readiness.is_ready(), readiness.reasons)
     }
 
@@ -249,6 +251,11 @@ mod tests {
             .redis
             .store(RedisState::of(&Ok("PONG".into())) as u8, Ordering::Relaxed);
         assert_eq!(reasons(&health), (true, vec![]));
+        assert_eq!(
+            health.readiness(false).reasons,
+            ["RECONCILING"],
+            "Redis answers, but may be older than MySQL"
+        );
         let refused = redis::RedisError::from((redis::ErrorKind::Io, "connection refused"));
         health
             .redis

@@ -17,7 +17,9 @@
 //!   [`catalogue`] (venues, concerts, schedules, seats), [`queue`] (tokens and the
 //!   Queue-Token check), [`users`] (users and the directory of who exists).
 //! - [`fallback`]: the same reads from MySQL while Redis is unreachable.
-//! - [`writebehind`]: the flusher from the outbox streams to MySQL. [`health`]: probes.
+//! - [`writebehind`]: the flusher from the outbox streams to MySQL. [`reconcile`]: a Redis
+//!   that came back older than MySQL brought forwards before it hands out ids. [`health`]:
+//!   probes.
 //! - [`redis`]: the connection behind a circuit breaker, keys, the typed Lua scripts
 //!   (`lua/`), the coalescing [`redis::HotPath`]. [`mysql`]: pools, migrations, loaders.
 //!   [`identity`]: who is asking (the caller's verified JWT). [`telemetry`], [`config`],
@@ -40,6 +42,7 @@ pub mod mysql;
 pub mod payment;
 pub mod queue;
 pub mod rebuild;
+pub mod reconcile;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

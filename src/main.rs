@@ -11,7 +11,7 @@ use seatrush::app::{self, App};
 use seatrush::config::Config;
 use seatrush::identity::{Identity, KeyError};
 use seatrush::writebehind::dead_letters;
-use seatrush::{api, demo, rebuild, shutdown, telemetry};
+use seatrush::{api, demo, rebuild, reconcile, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -97,14 +97,23 @@ async fn print_identities(app: &App) -> Result<(), Box<dyn std::error::Error>> {
 /// Rebuilds what Redis lacks from MySQL, balances included, and prints what it did.
 async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    let (mut redis, db, scripts) = app::open_stores(&config).await?;
+    let (redis, db, scripts) = app::open_stores(&config).await?;
     let options = rebuild::Options {
         ended_record_keep: config.ended_record_keep,
         balances: true,
     };
     let started = std::time::Instant::now();
-    let report = rebuild::restore(&db, &mut redis, &scripts, &options).await?;
-    println!("rebuild-redis ({:.2?}):\n{report}", started.elapsed());
+    let mut redis = redis.unfenced();
+    let run = seatrush::redis::run_id(&redis).await?;
+    let closes = redis.fence().closes();
+    let report = rebuild::restore(&db, &mut redis, &options).await?;
+    // The schedules Redis still had are brought forwards to MySQL as the reconciler would.
+    let repair = reconcile::repair(&db, &mut redis, &scripts, config.ended_record_keep).await?;
+    reconcile::mark_reconciled(&mut redis, &scripts, &run, closes).await?;
+    println!(
+        "rebuild-redis ({:.2?}):\n{report}\nmoved forwards to MySQL: {repair}",
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -3,9 +3,10 @@
 //!
 //! MySQL holds what the flusher wrote: every schedule with its seats, its queue tokens,
 //! reservations, payments and the ledger. [`restore`] puts back into Redis each schedule
-//! Redis no longer knows (its `cfg` hash is the marker, written last), and raises every
-//! sequence Redis hands ids out of above the ids MySQL already holds, so a new id can never
-//! collide with a stored row.
+//! Redis no longer knows (its `cfg` hash is the marker, written last), with its sequences
+//! above the ids MySQL holds. The schedules Redis still has are `crate::reconcile`'s: it
+//! raises their sequences and the ledger's, and moves their records forwards, whenever
+//! Redis may be older than MySQL (and `rebuild-redis` runs it after this).
 //!
 //! What a schedule gets back: its seats and the available ones; every reservation with its
 //! hold, per-user counts and seat counters; live tokens (waiting in arrival order, active
@@ -25,14 +26,14 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 
 use crate::model::{
-    Balance, BookingWindow, Error, PaymentId, QueueSettings, ReservationId, ReservationRecord,
-    ReservationStatus, TokenRecord, TokenStatus, WALLET_BUCKETS, ledger_floor,
+    BookingWindow, Error, PaymentId, QueueSettings, ReservationId, ReservationRecord,
+    ReservationStatus, TokenRecord, TokenStatus,
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
 use crate::redis::keys::{ScheduleKeys, WalletKeys};
 use crate::redis::schedules::{self, CHUNK};
-use crate::redis::scripts::{DEBIT_KEEP, Scripts};
+use crate::redis::scripts::DEBIT_KEEP;
 use crate::redis::{RedisConn, streams};
 
 /// How long one process may hold a schedule's rebuild before another may take it over.
@@ -54,7 +55,6 @@ pub struct Report {
     pub present: usize,
     /// Schedules another process was rebuilding.
     pub busy: Vec<u64>,
-    pub sequences_raised: u64,
     pub balances_loaded: u64,
 }
 
@@ -98,7 +98,6 @@ impl fmt::Display for Report {
                 s.payments_resumed
             )?;
         }
-        writeln!(f, "sequences raised: {}", self.sequences_raised)?;
         write!(f, "balances loaded: {}", self.balances_loaded)
     }
 }
@@ -160,20 +159,14 @@ async fn stored_schedules(
 /// Rebuilds what Redis is missing from MySQL (see the module note). Safe to run from many
 /// processes at once and while others serve: a schedule is rebuilt by one process at a
 /// time, and is unknown to the scripts until its rebuild is complete.
-pub async fn restore(
-    db: &Db,
-    redis: &mut RedisConn,
-    scripts: &Scripts,
-    options: &Options,
-) -> Result<Report, Error> {
+pub async fn restore(db: &Db, redis: &mut RedisConn, options: &Options) -> Result<Report, Error> {
     streams::prepare_wallet_outboxes(redis).await?;
     let mut conn = db.primary_conn().await?;
     let mut report = Report::default();
-    let mut present = Vec::new();
     for schedule in stored_schedules(&mut conn).await? {
         let id = schedule.id;
         if schedules::is_known(redis, id).await? {
-            present.push(id);
+            report.present += 1;
             continue;
         }
         let k = ScheduleKeys::new(id);
@@ -197,8 +190,6 @@ pub async fn restore(
             .await?;
         report.rebuilt.push(outcome?);
     }
-    report.present = present.len();
-    report.sequences_raised = raise_sequences(&mut conn, redis, scripts, &present).await?;
     if options.balances {
         report.balances_loaded = load_balances(&mut conn, redis).await?;
     }
@@ -475,75 +466,14 @@ async fn write_other_slots(
     Ok(())
 }
 
-/// Raises the sequences of the schedules Redis still has, and every wallet bucket's ledger
-/// sequence, above the ids MySQL holds (a Redis back from an older snapshot is behind it).
-async fn raise_sequences(
-    conn: &mut mysql_async::Conn,
-    redis: &mut RedisConn,
-    scripts: &Scripts,
-    schedules: &[u64],
-) -> Result<u64, Error> {
-    // Per schedule: the token, reservation and payment sequences MySQL has reached.
-    let mut floors: HashMap<u64, [u64; 3]> = HashMap::new();
-    let token_sequences: Vec<(u64, u64)> =
-        timed(conn.query("SELECT schedule_id, MAX(seq) FROM queue_tokens GROUP BY schedule_id"))
-            .await?;
-    for (schedule, sequence) in token_sequences {
-        floors.entry(schedule).or_default()[0] = sequence;
-    }
-    let reservation_ids: Vec<u64> =
-        timed(conn.query("SELECT MAX(id) FROM reservations GROUP BY schedule_id")).await?;
-    for id in reservation_ids.into_iter().map(ReservationId::from_u64) {
-        floors.entry(id.schedule()).or_default()[1] = id.sequence();
-    }
-    let payment_ids: Vec<u64> =
-        timed(conn.query("SELECT MAX(id) FROM payments GROUP BY id >> 32")).await?;
-    for id in payment_ids.into_iter().map(PaymentId::from_u64) {
-        floors.entry(id.schedule()).or_default()[2] = id.sequence();
-    }
-    let mut raised = 0;
-    for schedule in schedules {
-        let Some([tokens, reservations, payments]) = floors.get(schedule) else {
-            continue;
-        };
-        let k = ScheduleKeys::new(*schedule);
-        let sequences = [
-            (k.token_sequence, *tokens),
-            (k.reservation_sequence, *reservations),
-            (k.payment_sequence, *payments),
-        ];
-        raised += scripts.raise_sequences(redis, &sequences).await?;
-    }
-    let max_ledger_id: Option<u64> =
-        timed(conn.query_first("SELECT COALESCE(MAX(id), 0) FROM balance_transactions")).await?;
-    let floor = ledger_floor(max_ledger_id.unwrap_or(0));
-    for bucket in 0..WALLET_BUCKETS {
-        raised += scripts
-            .raise_sequences(redis, &[(WalletKeys::bucket(bucket).txseq, floor)])
-            .await?;
-    }
-    Ok(raised)
-}
-
 /// Puts every balance MySQL has into Redis where Redis has none; returns how many.
 async fn load_balances(conn: &mut mysql_async::Conn, redis: &mut RedisConn) -> Result<u64, Error> {
-    let balances: Vec<(u64, u64, u64, u64, i64)> = timed(conn.query(
-        "SELECT user_id, balance, total_charged, total_used,
-           CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) FROM user_balances",
-    ))
-    .await?;
+    let balances = records::balance_records(conn).await?;
     let mut loaded = 0;
     for chunk in balances.chunks(CHUNK) {
         let mut pipe = redis::pipe();
-        for &(user, balance, total_charged, total_used, updated_at_ms) in chunk {
-            let record = Balance {
-                balance,
-                total_charged,
-                total_used,
-                updated_at_ms,
-            }
-            .record();
-            pipe.hset_nx(WalletKeys::of_user(user).balances, user, record);
+        for (user, record) in chunk {
+            pipe.hset_nx(WalletKeys::of_user(*user).balances, user, record);
         }
         let set: Vec<u64> = pipe.query_async(redis).await?;
         loaded += set.iter().sum::<u64>();

@@ -224,6 +224,27 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Outbox entries moved to a dead-letter stream",
     ),
     (
+        "seatrush_outbox_conflicts_total",
+        Counter,
+        "Outbox records whose id MySQL holds with other immutable content, by table \
+         (dead-lettered with both versions, never merged)",
+    ),
+    (
+        "seatrush_reconcile_behind_total",
+        Counter,
+        "Times Redis was found behind MySQL and moved forwards",
+    ),
+    (
+        "seatrush_reconcile_repaired_total",
+        Counter,
+        "What reconciliation moved forwards in Redis, by kind of record",
+    ),
+    (
+        "seatrush_redis_reconciling",
+        Gauge,
+        "1 while scripts wait for Redis to be reconciled with MySQL",
+    ),
+    (
         "seatrush_replica_fallbacks_total",
         Counter,
         "Catalogue reads served by the primary instead of the replica, by reason",

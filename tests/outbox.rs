@@ -11,13 +11,14 @@ use common::{OPEN_NOW, TestApp, eventually};
 use mysql_async::prelude::*;
 use redis::AsyncCommands;
 use seatrush::model::{
-    PaymentId, ReservationId, ReservationRecord, ReservationStatus, TokenRecord, TokenStatus,
+    LedgerLine, PaymentId, ReservationId, ReservationRecord, ReservationStatus, TokenRecord,
+    TokenStatus,
 };
 use seatrush::mysql::records;
 use seatrush::redis::keys::{FLUSH_GROUP, Outbox, SCHEDULES, ScheduleKeys};
 use seatrush::redis::streams::ensure_group;
 use seatrush::writebehind::events::{self, Event};
-use seatrush::writebehind::{OutboxFlusher, dead_letters};
+use seatrush::writebehind::{Conflict, OutboxFlusher, WriteError, dead_letters};
 
 /// Every token of the schedule in MySQL (live, or ended since 1970), by token.
 /// The schedule's tokens in MySQL by sequence (the field of the `tokens` hash in Redis).
@@ -78,16 +79,24 @@ async fn queue_tokens_in_mysql_equal_redis_after_the_drain() {
 }
 
 /// Applies `batch` in one transaction, as the flusher does; a deadlock victim (other tests'
-/// flushers write the same tables) is tried again.
-async fn apply_batch(pool: &mysql_async::Pool, batch: &[Event]) {
-    seatrush::mysql::retry_lock_conflicts(|| async {
+/// flushers write the same tables) is tried again. A conflict is returned, not committed.
+async fn try_batch(pool: &mysql_async::Pool, batch: &[Event]) -> Result<(), Conflict> {
+    let conflict = seatrush::mysql::retry_lock_conflicts(|| async {
         let mut conn = pool.get_conn().await?;
         let mut tx = conn.start_transaction(Default::default()).await?;
-        events::apply(&mut tx, batch).await?;
-        tx.commit().await
+        match events::apply(&mut tx, batch).await {
+            Ok(()) => tx.commit().await.map(|()| None),
+            Err(WriteError::Mysql(e)) => Err(e),
+            Err(WriteError::Conflict(c)) => Ok(Some(c)),
+        }
     })
     .await
     .unwrap();
+    conflict.map_or(Ok(()), Err)
+}
+
+async fn apply_batch(pool: &mysql_async::Pool, batch: &[Event]) {
+    try_batch(pool, batch).await.unwrap();
 }
 
 fn token_row(user: u64, schedule: u64, sequence: u64, status: &str) -> TokenRecord {
@@ -446,5 +455,207 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
             ReservationId::new(schedule, 2).get(),
             50_000
         )]
+    );
+}
+
+/// A ledger line, a token, a reservation and a payment, each written once and then written
+/// again under the same id with other immutable content (another user, amount or seats):
+/// the second is a conflict naming both versions, and MySQL keeps the first untouched. The
+/// same record written again is not a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_stored_with_other_content_is_a_conflict_never_a_merge() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 3).await;
+    let seats = app.seats_of(schedule).await;
+    let (first, second) = (app.create_user().await, app.create_user().await);
+    let pool = &app.app.db.primary;
+    let line = |user: u64, amount: u64| LedgerLine {
+        id: unused_seq() * 1_000,
+        user_id: user,
+        kind: "CHARGE".to_string(),
+        amount,
+        balance_after: amount,
+        ref_id: None,
+        created_at_ms: 1_790_000_000_000,
+    };
+    let ledger = line(first, 10_000);
+    let reused_ledger = LedgerLine {
+        amount: 20_000,
+        balance_after: 20_000,
+        ..ledger.clone()
+    };
+    let ledger_event = |l: &LedgerLine| Event::Ledger {
+        lines: vec![l.clone()],
+        balances: vec![],
+    };
+    let token = token_row(first, schedule, unused_seq(), "WAITING");
+    let reused_token = TokenRecord {
+        user_id: second,
+        ..token.clone()
+    };
+    let reservation = ReservationRecord {
+        id: ReservationId::new(schedule, unused_seq()),
+        user_id: first,
+        schedule_id: schedule,
+        status: ReservationStatus::Paid,
+        total_amount: 50_000,
+        reserved_at_ms: 1_790_000_000_000,
+        expires_at_ms: 1_790_000_300_000,
+        seats: vec![(seats[0], 50_000)],
+        paid_at_ms: Some(1_790_000_100_000),
+        ended_at_ms: None,
+        payment_id: Some(PaymentId::new(schedule, unused_seq())),
+    };
+    let reused_reservation = ReservationRecord {
+        user_id: second,
+        seats: vec![(seats[1], 50_000)],
+        payment_id: Some(PaymentId::new(schedule, unused_seq())),
+        ..reservation.clone()
+    };
+    // Another reservation paid by the first one's payment id.
+    let reused_payment = ReservationRecord {
+        id: ReservationId::new(schedule, unused_seq()),
+        seats: vec![(seats[2], 50_000)],
+        ..reservation.clone()
+    };
+    let cases = [
+        (
+            ledger_event(&ledger),
+            ledger_event(&reused_ledger),
+            "balance_transactions",
+        ),
+        (
+            Event::Tokens(vec![token.clone()]),
+            Event::Tokens(vec![reused_token]),
+            "queue_tokens",
+        ),
+        (
+            Event::Reservations(vec![reservation.clone()]),
+            Event::Reservations(vec![reused_reservation]),
+            "reservations",
+        ),
+        (
+            Event::Reservations(vec![]),
+            Event::Reservations(vec![reused_payment.clone()]),
+            "payments",
+        ),
+    ];
+    for (original, reused, table) in cases {
+        apply_batch(pool, std::slice::from_ref(&original)).await;
+        apply_batch(pool, &[original]).await;
+        let conflict = try_batch(pool, &[reused])
+            .await
+            .expect_err("a reused id with other content is a conflict");
+        assert_eq!(conflict.table, table, "{conflict}");
+        assert_ne!(conflict.stored, conflict.incoming, "{conflict}");
+    }
+    let mut conn = pool.get_conn().await.unwrap();
+    let kept: Option<(u64, u64)> = conn
+        .exec_first(
+            "SELECT user_id, amount FROM balance_transactions WHERE id = ?",
+            (ledger.id,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, Some((first, 10_000)));
+    let kept: Option<u64> = conn
+        .exec_first(
+            "SELECT user_id FROM queue_tokens WHERE schedule_id = ? AND seq = ?",
+            (schedule, token.sequence),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, Some(first));
+    let kept: Vec<(u64, u64)> = conn
+        .exec(
+            "SELECT r.user_id, s.seat_id FROM reservations r
+             JOIN reservation_seats s ON s.reservation_id = r.id WHERE r.id = ?",
+            (reservation.id.get(),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, [(first, seats[0])]);
+    let orphan: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM reservations WHERE id = ?",
+            (reused_payment.id.get(),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        orphan,
+        Some(0),
+        "the conflicting batch was rolled back whole"
+    );
+}
+
+/// Through the flusher: an entry reusing a stored reservation id is dead-lettered on its
+/// first try with MySQL's version beside its own; the entries around it flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_entry_is_dead_lettered_at_once_with_both_versions() {
+    let Setup {
+        app,
+        schedule,
+        user,
+        quiet,
+        keys,
+        mut redis,
+    } = setup().await;
+    let seats = app.seats_of(schedule).await;
+    let other = app.create_user().await;
+    let id = ReservationId::new(schedule, unused_seq());
+    let entry = |user: u64, seat: u64| {
+        let record = format!("{user}|RESERVED|50000|1790000000000|1790000300000|{seat}:50000|||");
+        [
+            ("type".to_string(), "reservations".to_string()),
+            ("rows".to_string(), format!("{id}\n{record}")),
+        ]
+    };
+    let _: String = redis
+        .xadd(&keys.outbox, "*", &entry(user, seats[0]))
+        .await
+        .unwrap();
+    let _: String = redis
+        .xadd(&keys.outbox, "*", &entry(other, seats[1]))
+        .await
+        .unwrap();
+    let (good, fields) = token_entry(user);
+    let _: String = redis.xadd(&keys.outbox, "*", &fields).await.unwrap();
+
+    let mut flusher = flusher(&quiet, Duration::from_secs(30)).await;
+    let mut passes = 0;
+    while redis.xlen::<_, u64>(&keys.outbox).await.unwrap() > 0 {
+        flusher
+            .flush(&Outbox::of_schedule(schedule), false)
+            .await
+            .unwrap();
+        passes += 1;
+        assert!(passes <= 2, "a conflict is not retried ({passes} passes)");
+    }
+    assert!(mysql_tokens(&app, schedule).await.contains_key(&good));
+    let mut conn = app.app.db.primary.get_conn().await.unwrap();
+    let owner: Option<u64> = conn
+        .exec_first("SELECT user_id FROM reservations WHERE id = ?", (id.get(),))
+        .await
+        .unwrap();
+    assert_eq!(owner, Some(user), "the first version stays");
+
+    let _: u64 = redis.sadd(SCHEDULES, schedule).await.unwrap();
+    let listed = dead_letters::list(&mut redis).await.unwrap();
+    let ours: Vec<_> = listed
+        .iter()
+        .filter(|d| d.stream == keys.dead_letters)
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed:?}");
+    assert!(ours[0].error.contains("conflict"), "{:?}", ours[0]);
+    let stored = ours[0].stored.as_deref().expect("MySQL's version");
+    assert!(
+        stored.contains(&format!("{user}|50000|{}", seats[0])),
+        "{stored}"
+    );
+    assert!(
+        ours[0].fields["rows"].contains(&format!("{other}|RESERVED")),
+        "{:?}",
+        ours[0]
     );
 }

@@ -20,26 +20,6 @@ use simd_json::OwnedValue;
 /// A database no other test uses: this test empties its Redis (`common::own_redis_url`).
 const DATABASE: &str = "seatrush_rebuild";
 
-async fn charge(app: &TestApp, user: u64, token: &str, amount: u64) -> common::Rsp {
-    app.post(
-        &format!("/api/v1/users/{user}/balance/charge"),
-        &[("queue-token", token)],
-        &format!(r#"{{"amount": {amount}}}"#),
-    )
-    .await
-}
-
-async fn pay(app: &TestApp, token: &str, user: u64, reservation: u64) -> common::Rsp {
-    app.post(
-        "/api/v1/payments",
-        &[("queue-token", token)],
-        &format!(
-            r#"{{"reservationId": {reservation}, "paymentMethod": "BALANCE", "userId": {user}}}"#
-        ),
-    )
-    .await
-}
-
 /// Every read a client of the schedule can make, as (request, status, body).
 async fn answers(
     app: &TestApp,
@@ -178,7 +158,7 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
         users.push((user, rsp.str("token")));
     }
     for (user, token) in &users[..5] {
-        let rsp = charge(&app, *user, token, 200_000).await;
+        let rsp = app.charge(token, *user, 200_000).await;
         rsp.assert_ok();
     }
     let hold = |i: usize, taken: &[u64]| {
@@ -194,10 +174,10 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     // (their token is then used, and user 5 admitted).
     let paid = hold(0, &seats[0..2]).await;
     let second = hold(0, &seats[6..7]).await;
-    let rsp = pay(&app, &users[0].1, users[0].0, paid).await;
+    let rsp = app.pay(&users[0].1, users[0].0, paid).await;
     rsp.assert_created();
     let bought = hold(4, &seats[7..8]).await;
-    let rsp = pay(&app, &users[4].1, users[4].0, bought).await;
+    let rsp = app.pay(&users[4].1, users[4].0, bought).await;
     rsp.assert_created();
     let open = hold(1, &seats[2..3]).await;
     let cancelled = hold(2, &seats[3..4]).await;
@@ -313,7 +293,7 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
 
     // New writes get ids above every stored one.
     let (user1, token1) = &users[1];
-    let charged = charge(&app, *user1, token1, 1_000).await;
+    let charged = app.charge(token1, *user1, 1_000).await;
     charged.assert_ok();
     assert!(
         charged.u64("transactionId") > ledger_before,
@@ -322,7 +302,7 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     );
     let fresh = hold(5, &seats[5..6]).await;
     assert!(fresh > reservation_before);
-    let rsp = pay(&app, token1, *user1, open).await;
+    let rsp = app.pay(token1, *user1, open).await;
     rsp.assert_created();
     assert!(rsp.u64("paymentId") > payment_before, "{:?}", rsp.body);
     let newcomer = app.create_user().await;

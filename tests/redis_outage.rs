@@ -425,10 +425,16 @@ async fn redis_loading_a_large_aof_answers_503_and_ready_says_so() {
         .iter()
         .filter(|r| r.status == 503 && r.reasons == "REDIS_LOADING")
         .count();
+    let reconciling = o
+        .ready_while_recovering
+        .iter()
+        .filter(|r| r.status == 503 && r.reasons == "RECONCILING")
+        .count();
     println!(
         "appendfsync always, restarted with {FILLER} filler keys: writes resumed {:?} after \
          the restart; all writes' answers {by_status:?}; /ready 503 REDIS_LOADING {loading} \
-         times while loading; {} acknowledged before the kill, {} of them lost",
+         times while loading, then RECONCILING {reconciling} times; {} acknowledged before \
+         the kill, {} of them lost",
         o.recovered_after, o.acknowledged_before_kill, o.lost_in_redis
     );
     assert!(o.acknowledged_before_kill > 100, "the load ran");
@@ -454,7 +460,7 @@ async fn redis_loading_a_large_aof_answers_503_and_ready_says_so() {
     );
     for r in &o.ready_while_recovering {
         assert!(
-            r.status == 200 || r.reasons.starts_with("REDIS_"),
+            r.status == 200 || r.reasons.starts_with("REDIS_") || r.reasons == "RECONCILING",
             "/ready while recovering: {r:?}"
         );
     }
@@ -630,4 +636,221 @@ async fn a_connection_dropped_after_a_charge_ran_does_not_charge_twice() {
         async move { charge.await.status.is_success().then_some(()) }
     })
     .await;
+}
+
+/// A hold, sent again while the service answers `503` (Redis restarting or being
+/// reconciled), within a deadline.
+async fn hold_when_served(
+    app: &TestApp,
+    user: u64,
+    token: &str,
+    schedule: u64,
+    seat: u64,
+) -> common::Rsp {
+    eventually(
+        Duration::from_secs(20),
+        "a hold to be served",
+        || async move {
+            let rsp = app.hold(token, schedule, user, &[seat]).await;
+            (rsp.status != 503).then_some(rsp)
+        },
+    )
+    .await
+}
+
+/// MySQL's count of `sql` (one `?`: the schedule) once it reaches `expected`.
+async fn mysql_reaches(pool: &mysql_async::Pool, sql: &'static str, schedule: u64, expected: u64) {
+    eventually(Duration::from_secs(20), sql, || async move {
+        let mut db = pool.get_conn().await.unwrap();
+        let n: Option<u64> = db.exec_first(sql, (schedule,)).await.unwrap();
+        (n == Some(expected)).then_some(())
+    })
+    .await;
+}
+
+const PAID: &str = "SELECT COUNT(*) FROM reservations WHERE schedule_id = ? AND status = 'PAID'";
+/// The ledger lines of the schedule's buyers (each test database has its own users).
+const LINES: &str = "SELECT COUNT(*) FROM balance_transactions b
+     JOIN queue_tokens t ON t.user_id = b.user_id WHERE t.schedule_id = ?";
+
+/// Redis comes back older than MySQL: restarted from a copy of its directory taken before
+/// five buyers held, charged and paid, all of which reached MySQL. Before it hands out
+/// another id the reconciler brings it forwards, so five other buyers who then try the same
+/// seats are refused and buy five others: no seat is sold twice, no id is reused, no ledger
+/// line is lost, money is conserved, and Redis equals MySQL after the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restored_from_an_older_copy_sells_no_seat_twice_and_reuses_no_id() {
+    let mut redis = OwnRedis::start("always");
+    let mut config = TestApp::config();
+    config.redis_url = redis.url();
+    common::own_database(&mut config, "seatrush_rolled_back").await;
+    let app = TestApp::spawn_with(config).await;
+    let pool = app.app.db.primary.clone();
+    let (schedule, seats) = app.open_schedule(11).await;
+    let mut buyers = Vec::new();
+    for _ in 0..10 {
+        let (user, token) = app.active_user(schedule).await;
+        app.charge(&token, user, 100_000).await.assert_ok();
+        buyers.push((user, token));
+    }
+    mysql_reaches(&pool, LINES, schedule, 10).await;
+    let copy = redis.copy_data();
+
+    let (first, second) = buyers.split_at(5);
+    let mut sold = Vec::new();
+    for ((user, token), &seat) in first.iter().zip(&seats) {
+        let rsp = app.hold(token, schedule, *user, &[seat]).await;
+        rsp.assert_created();
+        let id = rsp.u64("reservationId");
+        app.charge(token, *user, 7_000).await.assert_ok();
+        app.pay(token, *user, id).await.assert_created();
+        sold.push((id, *user));
+    }
+    // And one more joins the queue and holds the last seat.
+    let (late, late_token) = app.active_user(schedule).await;
+    let rsp = app.hold(&late_token, schedule, late, &[seats[10]]).await;
+    rsp.assert_created();
+    let late_hold = rsp.u64("reservationId");
+    mysql_reaches(&pool, PAID, schedule, 5).await;
+    mysql_reaches(&pool, LINES, schedule, 20).await;
+    mysql_reaches(
+        &pool,
+        "SELECT COUNT(*) FROM reservations WHERE schedule_id = ? AND status = 'RESERVED'",
+        schedule,
+        1,
+    )
+    .await;
+    let behind = counter(&app, "seatrush_reconcile_behind_total");
+
+    redis.restart_from(&copy);
+    let restarted = Instant::now();
+    for ((user, token), &seat) in second.iter().zip(&seats) {
+        let rsp = hold_when_served(&app, *user, token, schedule, seat).await;
+        rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
+    }
+    let served_after = restarted.elapsed();
+    // The late user's token and hold, which only MySQL had, are back.
+    assert_eq!(app.me(&late_token).await.str("status"), "ACTIVE");
+    let rsp = app
+        .get(
+            &format!("/api/v1/reservations/{late_hold}"),
+            &[("queue-token", &late_token)],
+        )
+        .await;
+    rsp.assert_ok();
+    assert_eq!(rsp.str("status"), "RESERVED");
+    let (user, token) = &second[0];
+    let rsp = app.hold(token, schedule, *user, &[seats[10]]).await;
+    rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
+    let mut bought = Vec::new();
+    for ((user, token), &seat) in second.iter().zip(&seats[5..]) {
+        let rsp = hold_when_served(&app, *user, token, schedule, seat).await;
+        rsp.assert_created();
+        let id = rsp.u64("reservationId");
+        app.pay(token, *user, id).await.assert_created();
+        bought.push((id, *user));
+    }
+    assert!(
+        counter(&app, "seatrush_reconcile_behind_total") > behind,
+        "the reconciler counts a Redis behind MySQL"
+    );
+
+    // The drain: every acknowledged payment and ledger line in MySQL, once.
+    mysql_reaches(&pool, PAID, schedule, 10).await;
+    mysql_reaches(&pool, LINES, schedule, 25).await;
+    let mut db = pool.get_conn().await.unwrap();
+    let mut paid: Vec<(u64, u64)> = db
+        .exec(
+            "SELECT id, user_id FROM reservations WHERE schedule_id = ? AND status = 'PAID'",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    paid.sort_unstable();
+    let mut acknowledged: Vec<(u64, u64)> = sold.iter().chain(&bought).copied().collect();
+    acknowledged.sort_unstable();
+    assert_eq!(
+        paid, acknowledged,
+        "each payment under its own id, to its buyer"
+    );
+    let sold_twice: Vec<(u64, u64)> = db
+        .exec(
+            "SELECT rs.seat_id, COUNT(*) FROM reservation_seats rs
+             JOIN reservations r ON r.id = rs.reservation_id
+             WHERE r.schedule_id = ? AND r.status = 'PAID'
+             GROUP BY rs.seat_id HAVING COUNT(*) > 1",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    assert!(sold_twice.is_empty(), "seats sold twice: {sold_twice:?}");
+    let sold_seats: Option<u64> = db
+        .exec_first(
+            "SELECT COUNT(*) FROM seats WHERE schedule_id = ? AND status = 'SOLD'",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sold_seats, Some(10));
+
+    // Money: each balance is its ledger's sum, in MySQL and in Redis alike.
+    let mut conn = app.redis();
+    for (i, (user, _)) in buyers.iter().enumerate() {
+        let expected = if i < 5 {
+            100_000 + 7_000 - 50_000
+        } else {
+            50_000
+        };
+        let (stored, ledger): (u64, i64) = db
+            .exec_first(
+                "SELECT b.balance, (SELECT CAST(SUM(IF(type = 'CHARGE', amount, -amount)) AS SIGNED)
+                   FROM balance_transactions WHERE user_id = b.user_id)
+                 FROM user_balances b WHERE b.user_id = ?",
+                (*user,),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored, ledger), (expected, expected as i64), "user {user}");
+        let key = WalletKeys::of_user(*user).balances;
+        let in_redis = balance_in(conn.hget(&key, *user).await.unwrap());
+        assert_eq!(in_redis, expected, "user {user} in Redis");
+    }
+    let repaired: Vec<String> = app
+        .app
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("seatrush_reconcile_repaired_total{"))
+        .map(|l| l.replace("seatrush_reconcile_repaired_total", ""))
+        .collect();
+    println!(
+        "Redis restored from an older copy: holds served again {served_after:.2?} after the \
+         restart; moved forwards: {}",
+        repaired.join(", ")
+    );
+    let mut dead_letters = vec![ScheduleKeys::new(schedule).dead_letters];
+    dead_letters.extend(
+        buyers
+            .iter()
+            .map(|(user, _)| WalletKeys::of_user(*user).dead_letters),
+    );
+    for stream in dead_letters {
+        let dead: u64 = conn.xlen(&stream).await.unwrap();
+        assert_eq!(
+            dead, 0,
+            "{stream}: nothing conflicted, nothing was dead-lettered"
+        );
+    }
+}
+
+/// A counter of the app's own metrics, summed over its series.
+fn counter(app: &TestApp, name: &str) -> u64 {
+    app.app
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

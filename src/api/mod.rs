@@ -281,7 +281,7 @@ async fn dispatch(
             ))
         }
         Route::Ready => {
-            let readiness = app.health.readiness();
+            let readiness = app.health.readiness(app.hot.reconciled());
             let status = if readiness.is_ready() {
                 StatusCode::OK
             } else {

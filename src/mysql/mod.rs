@@ -68,8 +68,11 @@ fn pool(url: &str) -> Result<Pool, mysql_async::Error> {
             .pool_opts(PoolOpts::default().with_constraints(
                 PoolConstraints::new(1, 32).expect("1 <= 32 is a valid pool range"),
             ))
-            // Every DATETIME is UTC.
-            .init(vec!["SET time_zone = '+00:00'"]);
+            // Every DATETIME is UTC; a reservation's seat list (GROUP_CONCAT, the flusher's
+            // conflict check) is never cut at the default 1 024 bytes.
+            .init(vec![
+                "SET time_zone = '+00:00', group_concat_max_len = 1048576",
+            ]);
     Ok(Pool::new(opts))
 }
 

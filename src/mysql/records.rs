@@ -133,6 +133,31 @@ pub async fn tokens(
         .collect()
 }
 
+/// Every balance MySQL has, by user, each as its Redis record.
+pub async fn balance_records(
+    conn: &mut mysql_async::Conn,
+) -> Result<Vec<(u64, String)>, mysql_async::Error> {
+    let rows: Vec<(u64, u64, u64, u64, i64)> = timed(conn.query(
+        "SELECT user_id, balance, total_charged, total_used,
+           CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) FROM user_balances",
+    ))
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(user, balance, total_charged, total_used, updated_at_ms)| {
+                let record = Balance {
+                    balance,
+                    total_charged,
+                    total_used,
+                    updated_at_ms,
+                };
+                (user, record.record())
+            },
+        )
+        .collect())
+}
+
 /// The user's balance as the primary has it (`None`: no such user), with the ledger
 /// sequence floor ([`ledger_floor`]) for the ledger the primary holds.
 pub async fn balance(db: &Db, user_id: u64) -> Result<Option<(Balance, u64)>, mysql_async::Error> {

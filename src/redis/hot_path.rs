@@ -81,8 +81,14 @@ impl HotPath {
         self.conn.clone()
     }
 
-    pub fn scripts(&self) -> &Scripts {
+    pub fn scripts(&self) -> &Arc<Scripts> {
         &self.scripts
+    }
+
+    /// Whether scripts run: Redis is known to be reconciled with MySQL (see
+    /// `crate::reconcile`).
+    pub fn reconciled(&self) -> bool {
+        self.conn.fence().is_open()
     }
 
     // The queue.

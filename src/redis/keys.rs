@@ -5,6 +5,13 @@ use crate::model::{ReservationId, wallet_bucket};
 
 /// Ids of every schedule the admission loop and flusher serve.
 pub const SCHEDULES: &str = "seatrush:schedules";
+/// STRING: the run id (`crate::redis::run_id`) of the Redis last reconciled with MySQL (see
+/// `crate::reconcile`).
+pub const RECONCILED: &str = "seatrush:reconciled";
+/// STRING: the process reconciling Redis with MySQL now.
+pub const RECONCILE_CLAIM: &str = "seatrush:reconcile";
+/// STRING: the process running this period's check that Redis is not behind MySQL.
+pub const RECONCILE_CHECK: &str = "seatrush:reconcile:check";
 /// Consumer group of the outbox flushers.
 pub const FLUSH_GROUP: &str = "flusher";
 

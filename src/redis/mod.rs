@@ -1,11 +1,13 @@
 //! Redis: one multiplexed, self-reconnecting connection shared by every request (commands from
 //! concurrent requests are pipelined on it) behind a circuit breaker, the key layout, and the
 //! Lua scripts. The connection is to one Redis, or to a Redis Cluster when the URL names
-//! several nodes (comma-separated).
+//! several nodes (comma-separated). Scripts also pass a [`Fence`] that holds them while
+//! Redis may be older than MySQL.
 
 mod breaker;
 mod cluster;
 pub mod coalesce;
+pub mod fence;
 mod hot_path;
 pub mod keys;
 pub mod schedules;
@@ -21,6 +23,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use breaker::Breaker;
+pub use fence::Fence;
 pub use hot_path::{HotPath, Stored};
 pub use scripts::Scripts;
 
@@ -29,12 +32,15 @@ use crate::model::Error;
 /// Every Redis call gives up after one second (README, "Failure behaviour").
 pub const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The shared connection: cheap to clone (clones share the socket and the breaker), and
-/// every call on it goes through the circuit breaker.
+/// The shared connection: cheap to clone (clones share the socket, the breaker and the
+/// fence), and every call on it goes through the circuit breaker.
 #[derive(Clone)]
 pub struct RedisConn {
     inner: Inner,
     breaker: Arc<Breaker>,
+    fence: Arc<Fence>,
+    /// Script calls on this handle wait for the fence (all but the reconciler's).
+    fenced: bool,
 }
 
 #[derive(Clone)]
@@ -50,7 +56,10 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
         let client = ClusterClient::builder(url.split(',').map(str::trim))
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
-            .retries(2)
+            // A script whose reply was lost may have run: resending it could apply it twice
+            // (charge twice, hold twice). A lost reply is a 503; the client repeats the
+            // request with its Idempotency-Key, which the scripts answer once.
+            .retries(0)
             .build()?;
         Inner::Cluster(client.get_async_connection().await?)
     } else {
@@ -65,6 +74,8 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
     Ok(RedisConn {
         inner,
         breaker: Arc::new(Breaker::new("redis")),
+        fence: Arc::default(),
+        fenced: true,
     })
 }
 
@@ -72,6 +83,20 @@ impl RedisConn {
     /// Whether this is a connection to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))
+    }
+
+    /// The fence its script calls pass (closed until the reconciler opens it).
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
+    }
+
+    /// The same connection, its script calls not held by the fence: for the reconciler
+    /// and the rebuild, which bring Redis up to MySQL before the fence opens.
+    pub fn unfenced(&self) -> RedisConn {
+        RedisConn {
+            fenced: false,
+            ..self.clone()
+        }
     }
 
     /// `PING`, not through the circuit breaker (for the health probe, which must see Redis
@@ -84,15 +109,22 @@ impl RedisConn {
                 Inner::Cluster(mut c) => ping.query_async(&mut c).await,
             }
         };
-        tokio::time::timeout(TIMEOUT, call)
+        let result = tokio::time::timeout(TIMEOUT, call)
             .await
-            .unwrap_or_else(|_| Err(RedisError::from((redis::ErrorKind::Io, "PING timed out"))))
+            .unwrap_or_else(|_| Err(RedisError::from((redis::ErrorKind::Io, "PING timed out"))));
+        // The probe may be the call that finds a restarted Redis (and reconnects).
+        if let Err(e) = &result
+            && fence::may_be_another_redis(e)
+        {
+            self.fence.close(&e.to_string());
+        }
+        result
     }
 }
 
 impl From<RedisError> for Error {
     fn from(e: RedisError) -> Self {
-        if is_unreachable(&e) || is_unavailable_reply(&e) {
+        if is_unreachable(&e) || is_unavailable_reply(&e) || fence::is_refusal(&e) {
             Error::RedisUnavailable(format!("redis: {e}"))
         } else {
             Error::Internal(format!("redis: {e}"))
@@ -102,9 +134,10 @@ impl From<RedisError> for Error {
 
 /// Error replies by which a reachable Redis says it cannot take the command now: still
 /// loading its data, out of memory (`maxmemory` under `noeviction`), busy running a script,
-/// a replica or a master without its replicas, a cluster slot moving or down. The request is
+/// a replica or a master without its replicas, a cluster slot moving or down (`MOVED` and
+/// `ASK` too: the cluster client does not follow redirects, see [`connect`]). The request is
 /// a `503` with `Retry-After`, as for an unreachable Redis, never a `500`.
-const UNAVAILABLE_REPLIES: [&str; 8] = [
+const UNAVAILABLE_REPLIES: [&str; 10] = [
     "LOADING",
     "OOM",
     "BUSY",
@@ -113,6 +146,8 @@ const UNAVAILABLE_REPLIES: [&str; 8] = [
     "NOREPLICAS",
     "CLUSTERDOWN",
     "TRYAGAIN",
+    "MOVED",
+    "ASK",
 ];
 
 /// Whether `e` is one of the [`UNAVAILABLE_REPLIES`] (also when a script's call got it).
@@ -134,14 +169,23 @@ fn circuit_open() -> RedisError {
     ))
 }
 
-/// Runs a call on `inner` if the breaker admits it, and tells the breaker how it went.
+/// Runs a call on `inner` if the fence (for a call that runs a script, `$script`) and the
+/// breaker admit it, and tells the breaker, and the fence, how it went.
 macro_rules! guarded {
-    ($self:ident, $call:expr) => {
+    ($self:ident, $script:expr, $call:expr) => {
         Box::pin(async move {
+            if $self.fenced && !$self.fence.is_open() && $script {
+                return Err(fence::refused());
+            }
             let Some(admission) = $self.breaker.admit() else {
                 return Err(circuit_open());
             };
             let result = $call.await;
+            if let Err(e) = &result
+                && fence::may_be_another_redis(e)
+            {
+                $self.fence.close(&e.to_string());
+            }
             admission.record(!matches!(&result, Err(e) if is_unreachable(e) || is_unavailable_reply(e)));
             result
         })
@@ -150,7 +194,7 @@ macro_rules! guarded {
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        guarded!(self, async {
+        guarded!(self, fence::runs_script(cmd), async {
             match &mut self.inner {
                 Inner::Single(c) => c.req_packed_command(cmd).await,
                 Inner::Cluster(c) => c.req_packed_command(cmd).await,
@@ -164,7 +208,7 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        guarded!(self, async {
+        guarded!(self, fence::pipeline_runs_script(pipeline), async {
             match &mut self.inner {
                 Inner::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
                 // Pipelines spanning slots are split per slot; transactions (offset > 0) are
@@ -196,36 +240,59 @@ pub struct Memory {
 
 /// [`Memory`], or `None` when Redis does not answer.
 pub async fn memory(conn: &RedisConn) -> Option<Memory> {
-    let reply: redis::Value = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn.clone())
-        .await
-        .ok()?;
+    let sections = info(conn, "memory").await.ok()?;
     let mut total = Memory::default();
-    let mut add = |text: &str| {
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        total.used += field("used_memory");
-        total.max += field("maxmemory");
-    };
-    match reply {
-        redis::Value::BulkString(b) => add(&String::from_utf8_lossy(&b)),
-        redis::Value::VerbatimString { text, .. } => add(&text),
-        // A cluster answers per node.
-        redis::Value::Map(nodes) => {
-            for (_, v) in nodes {
-                if let redis::Value::BulkString(b) = v {
-                    add(&String::from_utf8_lossy(&b));
-                } else if let redis::Value::VerbatimString { text, .. } = v {
-                    add(&text);
-                }
-            }
-        }
-        _ => return None,
+    for text in &sections {
+        total.used += info_field(text, "used_memory")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        total.max += info_field(text, "maxmemory")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     Some(total)
+}
+
+/// Who this Redis is: its `run_id`, which changes with every start of the server (a restart,
+/// a failover to another one); for a cluster, every master's, sorted and comma-separated.
+pub async fn run_id(conn: &RedisConn) -> redis::RedisResult<String> {
+    let mut ids: Vec<String> = info(conn, "server")
+        .await?
+        .iter()
+        .filter_map(|text| info_field(text, "run_id").map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        return Err(RedisError::from((
+            redis::ErrorKind::Parse,
+            "INFO server without a run_id",
+        )));
+    }
+    ids.sort_unstable();
+    Ok(ids.join(","))
+}
+
+/// `INFO <section>`: the text of each server (one for a single Redis, one per master of a
+/// cluster).
+async fn info(conn: &RedisConn, section: &str) -> redis::RedisResult<Vec<String>> {
+    let reply: redis::Value = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn.clone())
+        .await?;
+    let text = |v: redis::Value| match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        redis::Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    };
+    Ok(match reply {
+        // A cluster answers per node.
+        redis::Value::Map(nodes) => nodes.into_iter().filter_map(|(_, v)| text(v)).collect(),
+        other => text(other).into_iter().collect(),
+    })
+}
+
+/// A field of an `INFO` text (`name:value` lines).
+fn info_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }

@@ -21,6 +21,13 @@ use crate::redis::keys::Outbox;
 /// Fields the flusher adds to an entry when it dead-letters it.
 pub(super) const SOURCE_ID: &str = "sourceId";
 pub(super) const ERROR: &str = "error";
+/// For a conflict: MySQL's version of the record the entry names.
+pub(super) const STORED: &str = "stored";
+
+/// Whether a dead letter's field is one the flusher added (not the outbox entry's own).
+fn added(name: &str) -> bool {
+    [SOURCE_ID, ERROR, STORED].contains(&name)
+}
 
 /// One dead letter, as `list` prints it (one JSON object per line).
 #[derive(Debug, Serialize)]
@@ -33,6 +40,9 @@ pub struct DeadLetter {
     pub source_id: String,
     /// MySQL's answer.
     pub error: String,
+    /// For a conflict: MySQL's version of the record the entry names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<String>,
     /// The outbox entry's own fields.
     pub fields: BTreeMap<String, String>,
 }
@@ -66,7 +76,7 @@ pub async fn replay(
             let fields: Vec<(&str, Vec<u8>)> = entry
                 .map
                 .iter()
-                .filter(|(name, _)| *name != SOURCE_ID && *name != ERROR)
+                .filter(|(name, _)| !added(name))
                 .filter_map(|(name, value)| match value {
                     Value::BulkString(b) => Some((name.as_str(), b.clone())),
                     _ => None,
@@ -95,7 +105,7 @@ fn dead_letter(outbox: &Outbox, entry: &StreamId) -> DeadLetter {
     let fields = entry
         .map
         .iter()
-        .filter(|(name, _)| *name != SOURCE_ID && *name != ERROR)
+        .filter(|(name, _)| !added(name))
         .map(|(name, value)| (name.clone(), text(value)))
         .collect();
     DeadLetter {
@@ -103,6 +113,7 @@ fn dead_letter(outbox: &Outbox, entry: &StreamId) -> DeadLetter {
         id: entry.id.clone(),
         source_id: named(SOURCE_ID),
         error: named(ERROR),
+        stored: entry.map.get(STORED).map(text),
         fields,
     }
 }

@@ -131,26 +131,38 @@ fn reservation(id: &str, schedule_id: u64, record: &str) -> Result<ReservationRe
 pub async fn apply(
     tx: &mut mysql_async::Transaction<'_>,
     events: &[Event],
-) -> Result<(), mysql_async::Error> {
-    let tokens = rows::latest(events.iter().flat_map(|e| match e {
-        Event::Tokens(rows) => rows.as_slice(),
-        _ => &[],
-    }));
+) -> Result<(), rows::WriteError> {
+    let tokens = rows::latest(
+        &tokens::TABLE,
+        events.iter().flat_map(|e| match e {
+            Event::Tokens(rows) => rows.as_slice(),
+            _ => &[],
+        }),
+    )?;
     rows::write(tx, &tokens::TABLE, &tokens).await?;
-    let reservations = rows::latest(events.iter().flat_map(|e| match e {
-        Event::Reservations(rows) => rows.as_slice(),
-        _ => &[],
-    }));
+    let reservations = rows::latest(
+        &reservations::TABLE,
+        events.iter().flat_map(|e| match e {
+            Event::Reservations(rows) => rows.as_slice(),
+            _ => &[],
+        }),
+    )?;
     reservations::write(tx, &reservations).await?;
-    let lines = rows::latest(events.iter().flat_map(|e| match e {
-        Event::Ledger { lines, .. } => lines.as_slice(),
-        _ => &[],
-    }));
+    let lines = rows::latest(
+        &ledger::LEDGER,
+        events.iter().flat_map(|e| match e {
+            Event::Ledger { lines, .. } => lines.as_slice(),
+            _ => &[],
+        }),
+    )?;
     rows::write(tx, &ledger::LEDGER, &lines).await?;
-    let balances = rows::latest(events.iter().flat_map(|e| match e {
-        Event::Ledger { balances, .. } => balances.as_slice(),
-        _ => &[],
-    }));
+    let balances = rows::latest(
+        &ledger::BALANCES,
+        events.iter().flat_map(|e| match e {
+            Event::Ledger { balances, .. } => balances.as_slice(),
+            _ => &[],
+        }),
+    )?;
     rows::write(tx, &ledger::BALANCES, &balances)
         .await
         .map(drop)

@@ -12,6 +12,7 @@ pub const LEDGER: Table = Table {
     columns: "id, user_id, type, amount, balance_after, ref_id, created_at",
     row: "(?, ?, ?, ?, ?, ?, ?)",
     update: "id = id",
+    identity: "CONCAT_WS('|', user_id, type, amount, balance_after, COALESCE(ref_id, ''))",
 };
 
 impl Row for LedgerLine {
@@ -32,6 +33,14 @@ impl Row for LedgerLine {
             datetime_ms(self.created_at_ms),
         ]
     }
+
+    fn identity(&self) -> String {
+        let ref_id = self.ref_id.map(|r| r.to_string()).unwrap_or_default();
+        format!(
+            "{}|{}|{}|{}|{ref_id}",
+            self.user_id, self.kind, self.amount, self.balance_after
+        )
+    }
 }
 
 /// Newer states have larger running sums; the sums are assigned last, total_charged after
@@ -49,6 +58,7 @@ pub const BALANCES: Table = Table {
                              VALUES(total_used), total_used),
              total_charged = IF(VALUES(total_charged) >= total_charged, VALUES(total_charged),
                                 total_charged)",
+    identity: "''",
 };
 
 impl Row for BalanceUpdate {
@@ -66,5 +76,10 @@ impl Row for BalanceUpdate {
             self.balance.total_used.into(),
             datetime_ms(self.balance.updated_at_ms),
         ]
+    }
+
+    /// A balance is state: every version of it belongs to its user.
+    fn identity(&self) -> String {
+        String::new()
     }
 }

@@ -6,7 +6,8 @@
 //! out of connections, …: [`Fault::Unavailable`]) is retried with backoff for as long as that
 //! lasts; only an entry whose content MySQL refuses ([`Fault::Refused`]) [`MAX_ATTEMPTS`]
 //! times goes to the outbox's dead-letter stream (`seatrush dead-letters` lists and replays
-//! them).
+//! them). An entry naming an id MySQL holds with other immutable content
+//! ([`rows::Conflict`]) goes there at once, with MySQL's version beside its own.
 //!
 //! The hot path comes first: while the server answers many requests per second the flusher
 //! holds back, as long as its oldest entry is younger than [`Deferral::max_lag`], and catches
@@ -35,6 +36,7 @@ use crate::mysql::{Db, Fault, timed};
 use crate::redis::RedisConn;
 use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES};
 use events::Event;
+pub use rows::{Conflict, WriteError};
 
 /// Dead letters kept per stream, about (the oldest beyond go, `MAXLEN ~`): a bound on what
 /// a stream of bad entries can take of Redis. Each was logged when it was dead-lettered.
@@ -397,6 +399,14 @@ impl OutboxFlusher {
                 // Another writer held the rows: the rest waits for the next pass.
                 Err(e) if e.fault() == Fault::LockConflict => return Ok((applied, false)),
                 Err(e) if e.fault() == Fault::Unavailable => return Ok((applied, true)),
+                Err(FlushError::Conflict(conflict)) => {
+                    metrics::counter!("seatrush_outbox_conflicts_total", "table" => conflict.table)
+                        .increment(1);
+                    let stored =
+                        format!("{} {}: {}", conflict.table, conflict.key, conflict.stored);
+                    self.dead_letter(outbox, &entry, &conflict.to_string(), Some(&stored))
+                        .await?;
+                }
                 Err(e) => {
                     let tries = self.attempts.entry(entry.id.clone()).or_insert(Attempts {
                         count: 0,
@@ -411,7 +421,8 @@ impl OutboxFlusher {
                         _ => tries.count >= MAX_ATTEMPTS,
                     };
                     if give_up {
-                        self.dead_letter(outbox, &entry, &e.to_string()).await?;
+                        self.dead_letter(outbox, &entry, &e.to_string(), None)
+                            .await?;
                     }
                 }
             }
@@ -419,11 +430,14 @@ impl OutboxFlusher {
         Ok((applied, false))
     }
 
+    /// Moves `entry` to the dead letters with MySQL's `error` and, for a conflict, the
+    /// `stored` version of what it names.
     async fn dead_letter(
         &mut self,
         outbox: &Outbox,
         entry: &StreamId,
         error: &str,
+        stored: Option<&str>,
     ) -> redis::RedisResult<()> {
         tracing::error!(stream = %outbox.stream, id = %entry.id, error, "outbox entry dead-lettered");
         let mut fields: Vec<(String, Vec<u8>)> = entry
@@ -439,6 +453,9 @@ impl OutboxFlusher {
             entry.id.clone().into_bytes(),
         ));
         fields.push((dead_letters::ERROR.into(), error.as_bytes().to_vec()));
+        if let Some(stored) = stored {
+            fields.push((dead_letters::STORED.into(), stored.as_bytes().to_vec()));
+        }
         let _: String = self
             .redis
             .xadd_maxlen(
@@ -476,6 +493,17 @@ enum FlushError {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Mysql(#[from] mysql_async::Error),
+    #[error(transparent)]
+    Conflict(#[from] rows::Conflict),
+}
+
+impl From<rows::WriteError> for FlushError {
+    fn from(e: rows::WriteError) -> Self {
+        match e {
+            rows::WriteError::Mysql(e) => FlushError::Mysql(e),
+            rows::WriteError::Conflict(c) => FlushError::Conflict(c),
+        }
+    }
 }
 
 /// A second live token for a user whose previous one MySQL has not seen end yet: the entry
@@ -486,10 +514,11 @@ fn is_order_conflict(e: &FlushError) -> bool {
 }
 
 impl FlushError {
-    /// An entry that does not decode is refused as surely as one MySQL refuses.
+    /// An entry that does not decode, or names an id MySQL holds with other content, is
+    /// refused as surely as one MySQL refuses.
     fn fault(&self) -> Fault {
         match self {
-            FlushError::Decode(_) => Fault::Refused,
+            FlushError::Decode(_) | FlushError::Conflict(_) => Fault::Refused,
             FlushError::Mysql(e) => crate::mysql::fault(e),
         }
     }

@@ -3,11 +3,11 @@
 
 use mysql_async::prelude::*;
 
-use super::rows::{self, Row, Table, opt_datetime};
+use super::rows::{self, Row, Table, WriteError, opt_datetime};
 use crate::model::{ReservationRecord, ReservationStatus, reservation_number};
 use crate::mysql::{datetime_ms, placeholders, shaped_chunks, timed};
 
-const TABLE: Table = Table {
+pub const TABLE: Table = Table {
     name: "reservations",
     key_column: "id",
     columns: "id, reservation_number, user_id, schedule_id, status, total_amount, reserved_at,
@@ -16,6 +16,9 @@ const TABLE: Table = Table {
     update: "paid_at = COALESCE(VALUES(paid_at), paid_at),
              ended_at = COALESCE(VALUES(ended_at), ended_at),
              status = IF(VALUES(status) + 0 > status + 0, VALUES(status), status)",
+    identity: "CONCAT_WS('|', user_id, total_amount,
+                 COALESCE((SELECT GROUP_CONCAT(seat_id ORDER BY seat_id) FROM reservation_seats
+                           WHERE reservation_id = reservations.id), ''))",
 };
 
 impl Row for ReservationRecord {
@@ -39,6 +42,13 @@ impl Row for ReservationRecord {
             opt_datetime(self.ended_at_ms),
         ]
     }
+
+    fn identity(&self) -> String {
+        let mut seats: Vec<u64> = self.seats.iter().map(|s| s.0).collect();
+        seats.sort_unstable();
+        let seats: Vec<String> = seats.iter().map(u64::to_string).collect();
+        format!("{}|{}|{}", self.user_id, self.total_amount, seats.join(","))
+    }
 }
 
 /// The payment of a PAID reservation.
@@ -50,6 +60,7 @@ const PAYMENTS: Table = Table {
     columns: "id, reservation_id, user_id, amount, method, status, paid_at",
     row: "(?, ?, ?, ?, 'BALANCE', 'COMPLETED', ?)",
     update: "id = id",
+    identity: "CONCAT_WS('|', reservation_id, user_id, amount)",
 };
 
 impl Row for PaymentRow<'_> {
@@ -69,6 +80,11 @@ impl Row for PaymentRow<'_> {
             opt_datetime(r.paid_at_ms),
         ]
     }
+
+    fn identity(&self) -> String {
+        let r = self.0;
+        format!("{}|{}|{}", r.id.get(), r.user_id, r.total_amount)
+    }
 }
 
 /// Writes the latest state of each reservation, the seats of new ones, seat statuses, and
@@ -76,7 +92,7 @@ impl Row for PaymentRow<'_> {
 pub async fn write(
     tx: &mut mysql_async::Transaction<'_>,
     rows: &[&ReservationRecord],
-) -> Result<(), mysql_async::Error> {
+) -> Result<(), WriteError> {
     let new = rows::write(tx, &TABLE, rows).await?;
     let seats: Vec<(u64, u64, u64)> = new
         .iter()

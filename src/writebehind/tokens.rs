@@ -13,6 +13,7 @@ pub const TABLE: Table = Table {
              expires_at = COALESCE(VALUES(expires_at), expires_at),
              ended_at = COALESCE(VALUES(ended_at), ended_at),
              status = IF(VALUES(status) + 0 > status + 0, VALUES(status), status)",
+    identity: "CAST(user_id AS CHAR)",
 };
 
 impl Row for TokenRecord {
@@ -33,5 +34,9 @@ impl Row for TokenRecord {
             opt_datetime(self.expires_at_ms),
             opt_datetime(self.ended_at_ms),
         ]
+    }
+
+    fn identity(&self) -> String {
+        self.user_id.to_string()
     }
 }

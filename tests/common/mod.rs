@@ -549,6 +549,25 @@ impl TestApp {
             .await
     }
 
+    /// `POST /api/v1/users/{user}/balance/charge`
+    pub async fn charge(&self, token: &str, user: u64, amount: u64) -> Rsp {
+        self.post(
+            &format!("/api/v1/users/{user}/balance/charge"),
+            &[("queue-token", token)],
+            &format!(r#"{{"amount": {amount}}}"#),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/payments` from the balance.
+    pub async fn pay(&self, token: &str, user: u64, reservation: u64) -> Rsp {
+        let body = format!(
+            r#"{{"reservationId": {reservation}, "paymentMethod": "BALANCE", "userId": {user}}}"#
+        );
+        self.post("/api/v1/payments", &[("queue-token", token)], &body)
+            .await
+    }
+
     /// `PUT …/queue`, whatever it answers.
     pub async fn put_queue(&self, schedule: u64, json: &str) -> Rsp {
         self.admin(

@@ -1,7 +1,7 @@
 //! A redis-server of a test's own (port, directory, AOF), for tests that kill, restore or
 //! fill a server: the shared dev stack is not disturbed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,25 @@ impl OwnRedis {
         }
     }
 
+    /// A copy of the server's directory as it is now (with `appendfsync always`: every write
+    /// it has acknowledged so far).
+    pub fn copy_data(&self) -> PathBuf {
+        let copy = self.dir.with_extension("copy");
+        let _ = std::fs::remove_dir_all(&copy);
+        copy_dir(&self.dir, &copy);
+        copy
+    }
+
+    /// Kills the server and starts it again from `copy`: Redis as it was when the copy was
+    /// taken, older than what it acknowledged since (a restored snapshot, an AOF that lost
+    /// its tail).
+    pub fn restart_from(&mut self, copy: &Path) {
+        self.kill();
+        std::fs::remove_dir_all(&self.dir).unwrap();
+        copy_dir(copy, &self.dir);
+        self.restart();
+    }
+
     /// SIGKILL: no shutdown, no final fsync.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
@@ -69,5 +88,19 @@ impl Drop for OwnRedis {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.dir.with_extension("copy"));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::model::{Idempotency, Refusal, Seat};
 mod holds;
 mod payment;
 mod queue;
+mod restore;
 mod wallet;
 
 pub use holds::{HoldOutcome, HoldRequest, SeatViewOutcome};
@@ -104,6 +105,9 @@ pub struct Scripts {
     void_debit: Script,
     raise_sequences: Script,
     retire_schedule: Script,
+    restore_reservations: Script,
+    restore_tokens: Script,
+    restore_balances: Script,
 }
 
 /// Most records one background call expires, drops or ends (the rest wait for the next).
@@ -134,6 +138,9 @@ impl Scripts {
             void_debit: with_libs(include_str!("../../../lua/void_debit.lua")),
             raise_sequences: with_libs(include_str!("../../../lua/raise_sequences.lua")),
             retire_schedule: with_libs(include_str!("../../../lua/retire_schedule.lua")),
+            restore_reservations: with_libs(include_str!("../../../lua/restore_reservations.lua")),
+            restore_tokens: with_libs(include_str!("../../../lua/restore_tokens.lua")),
+            restore_balances: with_libs(include_str!("../../../lua/restore_balances.lua")),
         }
     }
 
@@ -156,6 +163,9 @@ impl Scripts {
             &self.void_debit,
             &self.raise_sequences,
             &self.retire_schedule,
+            &self.restore_reservations,
+            &self.restore_tokens,
+            &self.restore_balances,
         ] {
             script.prepare_invoke().load_async(conn).await?;
         }
