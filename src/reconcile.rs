@@ -12,17 +12,21 @@
 //! (its outbox) stays, so nothing acknowledged is lost either way.
 //!
 //! When it runs: the Redis a repair was made for is named by its run id in
-//! [`RECONCILED`]. Every instance runs [`run`]: when its connection's [`Fence`] closes (a lost
-//! connection, `LOADING`, …), and every [`PERIOD`], it compares that marker with the run id
-//! of the Redis it talks to. A Redis that is not the one reconciled last (it restarted, or
-//! another took over) is repaired by one instance (claimed), the marker is set, and the
-//! fences open; until then scripts are refused and writes answer `503`, and `/ready` says
-//! `RECONCILING`. A reconciled Redis is also checked every period (one instance per period):
-//! a sequence below MySQL's largest id means Redis went behind unnoticed; it is logged,
-//! counted, and repaired in full. `seatrush rebuild-redis` runs [`repair`] too.
+//! [`RECONCILED`]. Every instance runs [`run`]: when its connection's fence
+//! ([`crate::redis::Fence`]) closes (a lost connection, `LOADING`, …), and every [`PERIOD`],
+//! it compares that marker with the run id of the Redis it talks to. A Redis that is not
+//! the one reconciled last (it restarted, or another took over) is repaired by one instance
+//! (claimed), the marker is set, and the fences open; until then scripts are refused, writes
+//! answer `503`, and `/ready` says `RECONCILING`. A reconciled Redis is also checked every
+//! period (one instance per period): a sequence below MySQL's largest id means Redis went
+//! behind unnoticed; it is raised at once, logged and counted, and that schedule's records
+//! and the balances are moved forwards. `seatrush rebuild-redis` runs [`repair`] too.
 //!
 //! Records that left Redis on purpose (ended holds and tokens past their keep time) are
-//! not brought back: only live records and endings are moved forwards.
+//! not brought back: a record Redis lacks is restored only if its sequence lies above the
+//! one Redis had reached. A record Redis holds under an id MySQL has with other content (the
+//! id was handed out twice) is left as it is and counted as a conflict; the flusher
+//! dead-letters Redis's version.
 
 use std::collections::HashMap;
 use std::fmt;
