@@ -6,6 +6,9 @@ SHELL := /bin/bash
 TEST_ENV := SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/1 \
 	SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/seatrush_test \
 	SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/seatrush_test
+# The Redis high-availability tests on the Sentinel-managed dev Redis (make stack-ha).
+HA_TEST_ENV := $(TEST_ENV) \
+	SEATRUSH_REDIS_URL=redis+sentinel://127.0.0.1:26390,127.0.0.1:26391,127.0.0.1:26392/seatrush?db=1
 # The same suite on two 3-master Redis Clusters: one for the apps, one for the tests that
 # need a quiet Redis or one they may empty.
 CLUSTER_TEST_ENV := $(TEST_ENV) \
@@ -13,7 +16,7 @@ CLUSTER_TEST_ENV := $(TEST_ENV) \
 	SEATRUSH_TEST_REDIS_QUIET_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396 \
 	SEATRUSH_TEST_REDIS_OWN_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396
 
-.PHONY: run test test-cluster stack stack-cluster stack-down scale scale-down bench \
+.PHONY: run test test-ha test-cluster stack stack-cluster stack-ha stack-down scale scale-down bench \
 	bench-scale check api-check check-observability chaos
 
 run: stack
@@ -26,6 +29,12 @@ stack:
 
 stack-cluster: stack
 	@scripts/stack.sh cluster-up
+
+# Redis high availability: a replica of the dev Redis on 6397 and three Sentinels on
+# 26390-26392 (master name seatrush); reach it with
+# SEATRUSH_REDIS_URL=redis+sentinel://127.0.0.1:26390,127.0.0.1:26391,127.0.0.1:26392/seatrush
+stack-ha: stack
+	@scripts/stack.sh ha-up
 
 stack-down:
 	@scripts/stack.sh down
@@ -45,8 +54,8 @@ scale-down:
 # (one at a time, with nothing else running), the two 100 000-request memory loops on a Redis
 # of their own (once: they do not depend on the cluster), the dashboards and alert rules
 # against a real Prometheus, schemathesis against /openapi.json (both start the debug binary the tests
-# built), and the compose file against the Compose Specification. Then all of it again on
-# Redis Cluster.
+# built), and the compose file against the Compose Specification. Then the Redis failover
+# tests on Sentinel, and all of it again on Redis Cluster.
 test: stack
 	scripts/check-layers.py
 	@scripts/reset-test-data.sh
@@ -56,7 +65,15 @@ test: stack
 	$(TEST_ENV) scripts/check-observability.py
 	$(TEST_ENV) scripts/api-check.sh
 	scripts/check-deploy.sh
+	$(MAKE) --no-print-directory test-ha
 	$(MAKE) --no-print-directory test-cluster
+
+# Redis high availability (tests/redis_ha.rs): the master killed for good under load, the
+# old master back as a replica, the replica killed; then the replica and Sentinels stop and
+# the dev Redis is the stack's plain Redis again, whatever the tests did.
+test-ha: stack-ha
+	$(HA_TEST_ENV) cargo test --test redis_ha -- --ignored --test-threads=1 --nocapture; \
+		status=$$?; scripts/stack.sh ha-down; exit $$status
 
 # The Rust tests and the failure tests with seatrush on a 3-master Redis Cluster.
 test-cluster: stack-cluster

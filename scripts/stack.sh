@@ -3,11 +3,17 @@
 # all on loopback, with their data under .dev/. `up` is idempotent; `down` stops only the
 # processes whose pid files live under .dev/. `cluster-up` adds two 3-master Redis Clusters
 # (6391-6393 for the application, 6394-6396 for tests that need a Redis of their own).
+# `ha-up` adds Redis high availability: a replica of the dev Redis on 6397 and three Sentinels
+# on 26390-26392 watching it under the master name `seatrush`; `ha-down` stops them and makes
+# the dev Redis on 6390 the master again, as the rest of the stack expects.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dev="$root/.dev"
 REDIS_PORT=6390
+REPLICA_REDIS_PORT=6397
+SENTINEL_PORTS=(26390 26391 26392)
+MASTER_NAME=seatrush
 CLUSTERS=("6391 6392 6393" "6394 6395 6396")
 PRIMARY_PORT=3316
 REPLICA_PORT=3317
@@ -35,16 +41,81 @@ ensure_packages() {
 # PONG, not the LOADING error Redis answers while it replays its AOF.
 redis_ready() { [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]; }
 
+# redis_server <port> <dir> [option...]: a dev Redis (AOF on, noeviction) on loopback.
+redis_server() {
+  local port=$1 dir=$2; shift 2
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+    --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
+    --maxmemory 2gb --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@"
+}
+
 redis_up() {
   mkdir -p "$dev/redis"
   if alive "$dev/redis/redis.pid"; then wait_for "redis" redis_ready; return; fi
   require_free "$REDIS_PORT" redis
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" \
-    --appendonly yes --appendfsync "${SEATRUSH_REDIS_APPENDFSYNC:-everysec}" --save "" \
-    --maxmemory 2gb --maxmemory-policy noeviction --auto-aof-rewrite-min-size 1gb --daemonize yes \
-    --pidfile "$dev/redis/redis.pid" --logfile "$dev/redis/redis.log"
+  redis_server "$REDIS_PORT" "$dev/redis"
   wait_for "redis" redis_ready
   log "redis on 127.0.0.1:$REDIS_PORT"
+}
+
+# High availability (make stack-ha): a replica of the dev Redis and three Sentinels. Started
+# fresh, the Sentinels watch the dev Redis as the master; once running they keep whatever
+# failovers made of the pair (a failover test brings the old master back as a replica).
+ha_up() {
+  up
+  local dir="$dev/redis-replica" port
+  mkdir -p "$dir"
+  if ! alive "$dir/redis.pid"; then
+    require_free "$REPLICA_REDIS_PORT" "redis replica"
+    redis_server "$REPLICA_REDIS_PORT" "$dir" --replicaof 127.0.0.1 "$REDIS_PORT"
+  fi
+  wait_for "redis replica" redis_cli_ping "$REPLICA_REDIS_PORT"
+  for port in "${SENTINEL_PORTS[@]}"; do
+    dir="$dev/sentinel-$port"
+    mkdir -p "$dir"
+    alive "$dir/sentinel.pid" && continue
+    require_free "$port" "redis sentinel"
+    # Sentinel rewrites its file as it learns the topology; a fresh start begins from the
+    # dev Redis as the master. A master is down after 1 s without an answer (a production
+    # setting would allow more), so tests see a failover within a few seconds.
+    cat >"$dir/sentinel.conf" <<CONF
+port $port
+bind 127.0.0.1
+dir $dir
+daemonize yes
+pidfile $dir/sentinel.pid
+logfile $dir/sentinel.log
+sentinel monitor $MASTER_NAME 127.0.0.1 $REDIS_PORT 2
+sentinel down-after-milliseconds $MASTER_NAME 1000
+sentinel failover-timeout $MASTER_NAME 5000
+sentinel parallel-syncs $MASTER_NAME 1
+CONF
+    redis-server "$dir/sentinel.conf" --sentinel
+  done
+  for port in "${SENTINEL_PORTS[@]}"; do
+    wait_for "redis sentinel $port" sentinel_sees_replica "$port"
+  done
+  log "redis replica on 127.0.0.1:$REPLICA_REDIS_PORT, sentinels on 127.0.0.1 ports $(IFS=,; echo "${SENTINEL_PORTS[*]}") (master name $MASTER_NAME)"
+}
+
+# The Sentinel on <port> knows the master and at least one replica of it.
+sentinel_sees_replica() {
+  redis-cli -p "$1" sentinel replicas "$MASTER_NAME" 2>/dev/null | grep -q '^name$'
+}
+
+# Stops the Sentinels and the replica; the dev Redis on 6390 is then the master again (if a
+# failover had made it a replica, it holds the promoted master's data).
+ha_down() {
+  local port
+  for port in "${SENTINEL_PORTS[@]}"; do
+    stop_pid "$dev/sentinel-$port/sentinel.pid" "redis sentinel $port"
+  done
+  if alive "$dev/redis/redis.pid" && redis-cli -p "$REDIS_PORT" role 2>/dev/null | head -1 | grep -q slave; then
+    redis-cli -p "$REDIS_PORT" replicaof no one >/dev/null
+    log "redis on 127.0.0.1:$REDIS_PORT is the master again"
+  fi
+  stop_pid "$dev/redis-replica/redis.pid" "redis replica"
 }
 
 # One Redis Cluster of three masters (no replicas: losing a master is out of scope here),
@@ -162,6 +233,7 @@ up() {
 
 down() {
   "$root/scripts/scale.sh" down
+  ha_down
   clusters_down
   stop_pid "$dev/replica.pid" "mariadb replica"
   stop_pid "$dev/primary.pid" "mariadb primary"
@@ -187,8 +259,10 @@ stop_one() {
 case "${1:-up}" in
   up) up ;;
   cluster-up) clusters_up ;;
+  ha-up) ha_up ;;
+  ha-down) ha_down ;;
   down) down ;;
   stop) stop_one "${2:-}" ;;
   status) status ;;
-  *) echo "usage: $0 up|cluster-up|down|stop <server>|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|cluster-up|ha-up|ha-down|down|stop <server>|status" >&2; exit 2 ;;
 esac

@@ -67,7 +67,8 @@ impl Default for Health {
     }
 }
 
-/// `/ready`'s answer: `READY`, or `NOT_READY` with the reasons.
+/// `/ready`'s answer: `READY`, or `NOT_READY` with the reasons; a ready instance may name a
+/// degraded mode it runs in (`REDIS_UNREPLICATED`).
 #[derive(Serialize)]
 pub struct Readiness {
     status: &'static str,
@@ -76,7 +77,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.reasons.is_empty()
+        self.status == "READY"
     }
 }
 
@@ -132,8 +133,10 @@ impl Health {
     }
 
     /// Whether this instance can take writes now, and if not, why; `reconciled`: whether
-    /// its Redis is known to be reconciled with MySQL (`crate::reconcile`).
-    pub fn readiness(&self, reconciled: bool) -> Readiness {
+    /// its Redis is known to be reconciled with MySQL (`crate::reconcile`); `unreplicated`:
+    /// its writes are acknowledged without a replica (a Sentinel-managed master with none
+    /// connected), which leaves it ready.
+    pub fn readiness(&self, reconciled: bool, unreplicated: bool) -> Readiness {
         let mut reasons = Vec::new();
         match RedisState::load(&self.redis) {
             RedisState::Up if !reconciled => reasons.push("RECONCILING"),
@@ -144,14 +147,15 @@ impl Health {
         if self.shutting_down.load(Ordering::Relaxed) {
             reasons.push("SHUTTING_DOWN");
         }
-        Readiness {
-            status: if reasons.is_empty() {
-                "READY"
-            } else {
-                "NOT_READY"
-            },
-            reasons,
+        let status = if reasons.is_empty() {
+            "READY"
+        } else {
+            "NOT_READY"
+        };
+        if unreplicated {
+            reasons.push("REDIS_UNREPLICATED");
         }
+        Readiness { status, reasons }
     }
 
     pub fn report(&self, outbox_backlog: u64) -> Report {
@@ -235,7 +239,7 @@ mod tests {
     use super::*;
 
     fn reasons(health: &Health) -> (bool, Vec<&'static str>) {
-        let readiness = health.readiness(true);
+        let readiness = health.readiness(true, false);
         (readiness.is_ready(), readiness.reasons)
     }
 
@@ -251,8 +255,14 @@ mod tests {
             .redis
             .store(RedisState::of(&Ok("PONG".into())) as u8, Ordering::Relaxed);
         assert_eq!(reasons(&health), (true, vec![]));
+        let unreplicated = health.readiness(true, true);
         assert_eq!(
-            health.readiness(false).reasons,
+            (unreplicated.is_ready(), unreplicated.reasons),
+            (true, vec!["REDIS_UNREPLICATED"]),
+            "writes go on without a replica, and /ready says so"
+        );
+        assert_eq!(
+            health.readiness(false, false).reasons,
             ["RECONCILING"],
             "Redis answers, but may be older than MySQL"
         );

@@ -20,7 +20,8 @@
 //! - [`writebehind`]: the flusher from the outbox streams to MySQL. [`reconcile`]: a Redis
 //!   that came back older than MySQL brought forwards before it hands out ids. [`health`]:
 //!   probes.
-//! - [`redis`]: the connection behind a circuit breaker, keys, the typed Lua scripts
+//! - [`redis`]: the connection (one Redis, a cluster, or the master Sentinels name, its
+//!   writes confirmed by a replica) behind a circuit breaker, keys, the typed Lua scripts
 //!   (`lua/`), the coalescing [`redis::HotPath`]. [`mysql`]: pools, migrations, loaders.
 //!   [`identity`]: who is asking (the caller's verified JWT). [`telemetry`], [`config`],
 //!   [`shutdown`].

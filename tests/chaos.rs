@@ -193,7 +193,8 @@ async fn acknowledged_in_mysql(
                 holds += 1;
             }
             Some(Write::Charge) => charges += 1,
-            None => {}
+            // (this load pays nothing)
+            Some(Write::Payment(_)) | None => {}
         }
     }
     let (lines, balance): (Option<u64>, Option<u64>) = (

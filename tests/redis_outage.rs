@@ -257,7 +257,7 @@ async fn outage(fsync: &'static str, down: Duration, filler: usize) -> Outage {
         match write {
             Write::Token(t) => tokens.push(t.clone()),
             Write::Hold(id) => holds.push(*id),
-            Write::Charge => {}
+            Write::Charge | Write::Payment(_) => {}
         }
     }
     for t in &tokens {

@@ -281,7 +281,9 @@ async fn dispatch(
             ))
         }
         Route::Ready => {
-            let readiness = app.health.readiness(app.hot.reconciled());
+            let readiness = app
+                .health
+                .readiness(app.hot.reconciled(), app.hot.conn().unreplicated());
             let status = if readiness.is_ready() {
                 StatusCode::OK
             } else {

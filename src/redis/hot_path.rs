@@ -25,7 +25,7 @@ use crate::model::{
 /// schedule, or a wallet bucket for debits), recording each batch's size under the script's
 /// name.
 macro_rules! coalesced {
-    ($scripts:ident, $conn:ident, $script:ident) => {{
+    ($scripts:ident, $conn:expr, $script:ident) => {{
         let (scripts, conn) = ($scripts.clone(), $conn.clone());
         Coalescer::new(Arc::new(move |slot, batch| {
             metrics::histogram!("seatrush_coalesced_batch_size", "operation" => stringify!($script))
@@ -64,8 +64,10 @@ impl HotPath {
     pub fn new(conn: RedisConn, scripts: Arc<Scripts>) -> Self {
         Self {
             token_issuer: coalesced!(scripts, conn, issue_tokens),
-            token_checker: coalesced!(scripts, conn, token_status),
-            seat_viewer: coalesced!(scripts, conn, seat_view),
+            // These two change only request counts, which no client is told of: they need
+            // no replica's confirmation (see `RedisConn::without_replica_wait`).
+            token_checker: coalesced!(scripts, conn.without_replica_wait(), token_status),
+            seat_viewer: coalesced!(scripts, conn.without_replica_wait(), seat_view),
             seat_holder: coalesced!(scripts, conn, hold_seats),
             payment_begins: coalesced!(scripts, conn, pay_begin),
             debits: coalesced!(scripts, conn, debit),

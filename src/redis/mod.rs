@@ -1,8 +1,10 @@
 //! Redis: one multiplexed, self-reconnecting connection shared by every request (commands from
 //! concurrent requests are pipelined on it) behind a circuit breaker, the key layout, and the
 //! Lua scripts. The connection is to one Redis, or to a Redis Cluster when the URL names
-//! several nodes (comma-separated). Scripts also pass a [`Fence`] that holds them while
-//! Redis may be older than MySQL.
+//! several nodes (comma-separated), or to the master a set of Sentinels names
+//! (`redis+sentinel://…`, see [`sentinel`]), whose script calls are confirmed by a replica
+//! before they return. Scripts also pass a [`Fence`] that holds them while Redis may be
+//! older than MySQL.
 
 mod breaker;
 mod cluster;
@@ -12,6 +14,7 @@ mod hot_path;
 pub mod keys;
 pub mod schedules;
 pub mod scripts;
+pub mod sentinel;
 pub mod streams;
 
 use std::sync::Arc;
@@ -41,18 +44,47 @@ pub struct RedisConn {
     fence: Arc<Fence>,
     /// Script calls on this handle wait for the fence (all but the reconciler's).
     fenced: bool,
+    /// Behind Sentinel, which calls on this handle wait for a replica's confirmation.
+    replicate: Replicate,
+}
+
+/// Which calls wait for a replica's confirmation behind Sentinel (elsewhere: none).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replicate {
+    /// Script calls (every state change of the hot path is one).
+    Scripts,
+    /// Every call (the few plain writes: a schedule's registration, its settings).
+    All,
+    /// None (scripts whose changes no client is told of).
+    Nothing,
 }
 
 #[derive(Clone)]
 enum Inner {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<sentinel::Ha>),
 }
 
-/// Connects to the Redis at `url`, or to the cluster whose nodes `url` lists
-/// comma-separated (any of its nodes will do; the client learns the rest).
+/// How long a script call behind Sentinel waits for a replica to confirm it (`WAIT`).
+pub const REPLICA_WAIT: Duration = Duration::from_millis(250);
+
+/// Connects to the Redis at `url`, to the cluster whose nodes `url` lists comma-separated
+/// (any of its nodes will do; the client learns the rest), or to the master the Sentinels of
+/// a `redis+sentinel://` URL name.
 pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
-    let inner = if url.contains(',') {
+    let fence: Arc<Fence> = Arc::default();
+    sentinel::register_metrics();
+    let inner = if let Some(parsed) = sentinel::parse_url(url) {
+        let parsed = parsed.map_err(|e| {
+            RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "SEATRUSH_REDIS_URL",
+                e,
+            ))
+        })?;
+        Inner::Sentinel(sentinel::Ha::connect(parsed, REPLICA_WAIT, fence.clone()).await?)
+    } else if url.contains(',') {
         let client = ClusterClient::builder(url.split(',').map(str::trim))
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
@@ -64,6 +96,8 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
         Inner::Cluster(client.get_async_connection().await?)
     } else {
         let client = redis::Client::open(url)?;
+        let addr = client.get_connection_info().addr().to_string();
+        metrics::gauge!("seatrush_redis_master", "addr" => addr).set(1.0);
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(TIMEOUT))
             .set_connection_timeout(Some(TIMEOUT))
@@ -74,8 +108,9 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
     Ok(RedisConn {
         inner,
         breaker: Arc::new(Breaker::new("redis")),
-        fence: Arc::default(),
+        fence,
         fenced: true,
+        replicate: Replicate::Scripts,
     })
 }
 
@@ -83,6 +118,30 @@ impl RedisConn {
     /// Whether this is a connection to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))
+    }
+
+    /// Whether writes are acknowledged without a replica now: behind Sentinel, the master
+    /// has no connected replica (the degraded mode `/ready` reports).
+    pub fn unreplicated(&self) -> bool {
+        matches!(&self.inner, Inner::Sentinel(ha) if ha.unreplicated())
+    }
+
+    /// The same connection, its script calls answered without waiting for a replica: for
+    /// scripts whose changes no client is told of (a status check's request count).
+    pub fn without_replica_wait(&self) -> RedisConn {
+        RedisConn {
+            replicate: Replicate::Nothing,
+            ..self.clone()
+        }
+    }
+
+    /// The same connection, every call on it (plain commands and pipelines too) confirmed
+    /// by a replica behind Sentinel: for the writes that are not scripts.
+    pub fn with_replica_wait(&self) -> RedisConn {
+        RedisConn {
+            replicate: Replicate::All,
+            ..self.clone()
+        }
     }
 
     /// The fence its script calls pass (closed until the reconciler opens it).
@@ -107,6 +166,13 @@ impl RedisConn {
             match self.inner.clone() {
                 Inner::Single(mut c) => ping.query_async(&mut c).await,
                 Inner::Cluster(mut c) => ping.query_async(&mut c).await,
+                Inner::Sentinel(ha) => {
+                    let result = ping.query_async(&mut ha.master().shared.clone()).await;
+                    if let Err(e) = &result {
+                        ha.noticed(e);
+                    }
+                    result
+                }
             }
         };
         let result = tokio::time::timeout(TIMEOUT, call)
@@ -194,10 +260,19 @@ macro_rules! guarded {
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        guarded!(self, fence::runs_script(cmd), async {
+        let script = fence::runs_script(cmd);
+        guarded!(self, script, async {
             match &mut self.inner {
                 Inner::Single(c) => c.req_packed_command(cmd).await,
                 Inner::Cluster(c) => c.req_packed_command(cmd).await,
+                Inner::Sentinel(ha) => {
+                    let wait = match self.replicate {
+                        Replicate::Scripts => script,
+                        Replicate::All => true,
+                        Replicate::Nothing => false,
+                    };
+                    ha.call(cmd, wait).await
+                }
             }
         })
     }
@@ -217,6 +292,10 @@ impl ConnectionLike for RedisConn {
                     cluster::send(c, pipeline).await
                 }
                 Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+                Inner::Sentinel(ha) => {
+                    ha.call_pipeline(pipeline, offset, count, self.replicate == Replicate::All)
+                        .await
+                }
             }
         })
     }
@@ -225,6 +304,7 @@ impl ConnectionLike for RedisConn {
         match &self.inner {
             Inner::Single(c) => c.get_db(),
             Inner::Cluster(c) => c.get_db(),
+            Inner::Sentinel(ha) => ha.master().shared.get_db(),
         }
     }
 }

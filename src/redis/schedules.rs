@@ -40,7 +40,7 @@ pub async fn load_seats(
     let mut pipe = redis::pipe();
     let ids: Vec<u64> = seats.iter().map(|s| s.seat_id).collect();
     stage_seats(&mut pipe, schedule_id, seats, &ids);
-    pipe.query_async(conn).await
+    pipe.query_async(&mut conn.with_replica_wait()).await
 }
 
 /// Writes the settings into the schedule's `cfg` hash (in force from the next tick).
@@ -52,7 +52,7 @@ pub async fn store_settings(
     redis::cmd("HSET")
         .arg(ScheduleKeys::new(schedule_id).cfg)
         .arg(settings.fields())
-        .query_async(conn)
+        .query_async(&mut conn.with_replica_wait())
         .await
 }
 
@@ -76,7 +76,7 @@ pub async fn register(
     redis::cmd("HSET")
         .arg(&k.cfg)
         .arg(fields)
-        .query_async(conn)
+        .query_async(&mut conn.with_replica_wait())
         .await
 }
 

@@ -1,6 +1,7 @@
-//! A write load for failure tests: tokens, holds and charges from 12 tasks, every answer
-//! recorded with its timing, so a test can say what was acknowledged before a fault and what
-//! the service answered during it.
+//! A write load for failure tests: tokens, holds and charges from 12 tasks (and, if asked,
+//! payments of the acknowledged holds from 4 more), every answer recorded with its timing, so
+//! a test can say what was acknowledged before a fault and what the service answered during
+//! it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ pub enum Write {
     Token(String),
     Hold(u64),
     Charge,
+    /// The reservation paid.
+    Payment(u64),
 }
 
 #[derive(Debug)]
@@ -47,13 +50,36 @@ impl WriteLoad {
         holder: (u64, String),
         seats: Vec<u64>,
     ) -> Self {
+        Self::start_kinds(app, schedule, users, holder, seats, 3)
+    }
+
+    /// As [`WriteLoad::start`], and payments (from the holder's balance) of the holds the
+    /// load had acknowledged.
+    pub fn start_with_payments(
+        app: &TestApp,
+        schedule: u64,
+        users: Vec<u64>,
+        holder: (u64, String),
+        seats: Vec<u64>,
+    ) -> Self {
+        Self::start_kinds(app, schedule, users, holder, seats, 4)
+    }
+
+    fn start_kinds(
+        app: &TestApp,
+        schedule: u64,
+        users: Vec<u64>,
+        holder: (u64, String),
+        seats: Vec<u64>,
+        kinds: usize,
+    ) -> Self {
         let (stop, answers): (Arc<AtomicBool>, Answers) = Default::default();
         let tasks = write_load(
             app,
             schedule,
-            users,
+            (users, seats),
             holder,
-            seats,
+            kinds,
             stop.clone(),
             answers.clone(),
         );
@@ -74,23 +100,27 @@ impl WriteLoad {
     }
 }
 
+/// The load's tasks: 4 per kind (`kinds`: 3, or 4 with payments).
 fn write_load(
     app: &TestApp,
     schedule: u64,
-    users: Vec<u64>,
+    (users, seats): (Vec<u64>, Vec<u64>),
     holder: (u64, String),
-    seats: Vec<u64>,
+    kinds: usize,
     stop: Arc<AtomicBool>,
     answers: Answers,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let users = Arc::new(Mutex::new(users));
     let seats = Arc::new(Mutex::new(seats));
-    (0..12)
+    // Holds acknowledged and not yet paid (for the payment tasks).
+    let held: Arc<Mutex<Vec<u64>>> = Arc::default();
+    (0..4 * kinds)
         .map(|i| {
-            let (app, users, seats, stop, answers) = (
+            let (app, users, seats, held, stop, answers) = (
                 app.clone(),
                 users.clone(),
                 seats.clone(),
+                held.clone(),
                 stop.clone(),
                 answers.clone(),
             );
@@ -98,7 +128,7 @@ fn write_load(
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    let (rsp, write) = match i % 3 {
+                    let (rsp, write) = match i % kinds {
                         0 => {
                             let Some(user) = users.lock().unwrap().pop() else {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -115,7 +145,19 @@ fn write_load(
                             };
                             let rsp = app.hold(&token, schedule, holder, &[seat]).await;
                             let id = rsp.status.is_success().then(|| rsp.u64("reservationId"));
+                            if let Some(id) = id {
+                                held.lock().unwrap().push(id);
+                            }
                             (rsp, id.map(Write::Hold))
+                        }
+                        3 => {
+                            let Some(id) = held.lock().unwrap().pop() else {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                continue;
+                            };
+                            let rsp = app.pay(&token, holder, id).await;
+                            let ok = rsp.status.is_success();
+                            (rsp, ok.then_some(Write::Payment(id)))
                         }
                         _ => {
                             let rsp = app
@@ -135,7 +177,7 @@ fn write_load(
                         status: rsp.status.as_u16(),
                         retry_after: rsp.headers.contains_key("retry-after"),
                         write,
-                        kind: ["token", "hold", "charge"][i % 3],
+                        kind: ["token", "hold", "charge", "payment"][i % kinds],
                         error: rsp.code().to_string(),
                     });
                 }
