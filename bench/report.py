@@ -14,6 +14,8 @@ and, per Redis `appendfsync` setting S that was measured:
            (% of one core during the run)
   S.drains one line per run: how long the write-behind took to drain after it
   S.flash.json   the flash sale's figures and timeline (bench/flashsale.rs)
+and the same files for S = ha, the `ha` run (holds, charges and payments with a replica
+attached, without and with `WAIT 1`).
 """
 
 import datetime
@@ -25,7 +27,12 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
-SETTINGS = ["everysec", "always"]
+SETTINGS = ["everysec", "always", "ha"]
+# The table titles: a Redis `appendfsync` setting, or the `ha` run (bench/run.sh).
+TITLES = {"everysec": "Redis `appendfsync everysec`", "always": "Redis `appendfsync always`",
+          "ha": "A replica attached (`make stack-ha`), `appendfsync everysec`: each write "
+                "made on the plain Redis URL, then with a replica confirming it (`WAIT 1`, "
+                "through Sentinel)"}
 
 
 HALF = " @ half rate"
@@ -92,6 +99,13 @@ def median_row(rounds):
     return row
 
 
+def rounds_of(rows):
+    """The rounds the endpoints were measured in (the `ha` run measures /health twice a
+    round)."""
+    measured = [r["rounds"] for r in rows if not r["name"].startswith("GET /health")]
+    return max(measured or [r["rounds"] for r in rows])
+
+
 def ratio_text(r):
     if r["rounds"] == 1:
         return f"{r['ratio']:.2f}"
@@ -105,7 +119,7 @@ def wrk_table(rows, ceiling, cpu):
         out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                    f"{r['p999']:.2f} | {r['bad']} | {ratio_text(r)} | "
                    f"{cpu.get(r['name'], '')} |")
-    rounds = max(r["rounds"] for r in rows)
+    rounds = rounds_of(rows)
     out.append(f"\nMedians of {rounds} rounds. ratio = req/s over the mean of the `/health` "
                f"runs before and after it (in brackets: its range over the rounds); the "
                f"`/health` runs averaged {ceiling:.0f} req/s. CPU % = share of one core during "
@@ -127,13 +141,13 @@ def half_table(half, cpu):
 
 
 def print_wrk(setting, rows, half, ceiling, cpu):
-    print(f"\nappendfsync {setting}")
-    print(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+    print(f"\n{TITLES[setting].replace('`', '')}")
+    print(f"{'endpoint':<50}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
           f"{'non-2xx':>9}  {'ratio (range)':<18}CPU % seatrush/redis/mysql/replica/other")
     for r in rows:
-        print(f"{r['name']:<32}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+        print(f"{r['name']:<50}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
               f"{r['p999']:>10.2f}{r['bad']:>9}  {ratio_text(r):<18}{cpu.get(r['name'], '')}")
-    print(f"medians of {max(r['rounds'] for r in rows)} rounds; ratio = req/s over the mean of "
+    print(f"medians of {rounds_of(rows)} rounds; ratio = req/s over the mean of "
           f"the /health runs beside it; /health averaged {ceiling:.0f} req/s")
     for r in half:
         print(f"{r['name'] + ' @ ' + str(round(r['max'] / 2)) + '/s':<40}{r['rps']:>10.0f}"
@@ -257,7 +271,7 @@ def main():
     for setting, rows, ceiling, flash in measured:
         cpu = read_cpu(os.path.join(run_dir, f"{setting}.cpu"))
         _, half, _ = read_wrk(os.path.join(run_dir, f"{setting}.wrk"))
-        md += [f"## Redis `appendfsync {setting}`", "", wrk_table(rows, ceiling, cpu), ""]
+        md += [f"## {TITLES[setting]}", "", wrk_table(rows, ceiling, cpu), ""]
         if half:
             md += ["At half the rate each endpoint reached (requests sent on a fixed "
                    "schedule, `bench/report.lua`):", "", half_table(half, cpu), ""]
@@ -281,7 +295,7 @@ def main():
     report = os.path.join(RESULTS, f"{stamp}.md")
     with open(report, "w") as f:
         f.write("\n".join(md))
-    chart(os.path.join(RESULTS, png), measured)
+    chart(os.path.join(RESULTS, png), [m for m in measured if m[0] != "ha"])
     shutil.copy(report, os.path.join(RESULTS, "latest.md"))
     shutil.copy(os.path.join(RESULTS, png), os.path.join(RESULTS, "latest.png"))
     with open(os.path.join(RESULTS, "latest.md")) as f:

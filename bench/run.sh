@@ -12,12 +12,18 @@
 # the /health runs beside it included: the machine's speed drifts, and a single run can be
 # off by a third.
 #
+# With everysec, after its rounds (the `ha` run): `make stack-ha`'s replica and Sentinels
+# started, and BENCH_ROUNDS rounds of /health, holds, charges and payments, made once by a
+# seatrush on the plain Redis URL and once by one that reaches Redis through the Sentinels
+# and has a replica confirm every write (`WAIT 1`), on the same Redis, database and replica.
+# Then the replica and Sentinels stop again.
+#
 # Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
 # `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
 # and the status of the user at the back of that queue.
 #
 # Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
-# (endpoints, "tokens status seats holds charge payments waiting"), BENCH_ROUNDS,
+# (endpoints, "tokens status seats holds charge payments ha waiting"), BENCH_ROUNDS,
 # BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
@@ -31,7 +37,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-ALL_RUNS="tokens status seats holds charge payments waiting"
+ALL_RUNS="tokens status seats holds charge payments ha waiting"
 ROUNDS=${BENCH_ROUNDS:-5}
 WAITING=${BENCH_WAITING:-1000000}
 RUNS=${BENCH_RUNS:-$ALL_RUNS}
@@ -70,9 +76,11 @@ export SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/$DB
 export SEATRUSH_LOG=warn
 ./target/release/seatrush &
 server=$!
+ha_server="" # the server of an `ha` run's variant, while it runs
 out=$(mktemp -d)
 # Whatever happens, the server stops and the dev Redis goes back to fsyncing every second.
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true
+trap 'kill $server $ha_server 2>/dev/null; kill -CONT $server 2>/dev/null
+  wait $server 2>/dev/null || true
   redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null; rm -rf "$out"' EXIT
 base=http://127.0.0.1:$PORT
 for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
@@ -144,6 +152,11 @@ measure() {
   # of seatrush.
   run() {
     local key=$1 name=$2 script=$3; shift 3
+    # An `ha-…` run is made when BENCH_RUNS names `ha`, whatever else it names.
+    if [[ $key == ha-* ]]; then
+      [[ " $RUNS " == *" ha "* ]] || return 0
+      key=health
+    fi
     [[ $key == health || " $RUNS " == *" $key "* ]] || return 0
     local line duration=$DURATION before forks_before note="" perf=""
     for kv in "$@"; do [[ $kv == RUN_DURATION=* ]] && duration=${kv#RUN_DURATION=}; done
@@ -201,6 +214,50 @@ print(round(statistics.median(rates) / 2))')
     BENCH_LIST_TOKEN="$list_token" BENCH_AUTH="$list_auth")
   local charges=(BENCH_CHARGE_USER="$charge_user" BENCH_CHARGE_TOKEN="$charge_token"
     BENCH_AUTH="$charge_auth")
+  # ha_rounds: the `ha` run (above), into $out/ha.*. The main server pauses meanwhile
+  # (SIGSTOP, once the write-behind has settled), and each variant gets a server of its own,
+  # started for its runs and stopped after (SIGTERM: it flushes its outbox first), so every
+  # run has one seatrush, the one measured, and no idle instance's flusher runs beside it.
+  ha_rounds() {
+    [[ " $RUNS " == *" ha "* ]] || return 0
+    local fsync=ha round variant
+    scripts/stack.sh ha-up
+    settle >/dev/null
+    kill -STOP "$server"
+    for round in $(seq "$ROUNDS"); do
+      echo "replica attached: round $round of $ROUNDS"
+      compact_aof
+      for variant in plain confirmed; do ha_variant "$variant"; done
+    done
+    kill -CONT "$server"
+    scripts/stack.sh ha-down
+  }
+  # ha_variant <plain|confirmed>: /health, holds, charges and payments on a server of their
+  # own, on the plain Redis URL or through the Sentinels with a replica confirming writes.
+  ha_variant() {
+    local url=redis://127.0.0.1:6390/$REDIS_DB suffix="" holds
+    if [ "$1" = confirmed ]; then
+      url="redis+sentinel://127.0.0.1:26390,127.0.0.1:26391,127.0.0.1:26392/seatrush?db=$REDIS_DB"
+      suffix=", a replica confirms (WAIT 1)"
+    fi
+    # (run, settle and the setup below see this server as `base` and `server`)
+    local base=http://127.0.0.1:$((PORT + 1)) server
+    SEATRUSH_HTTP_ADDR=127.0.0.1:$((PORT + 1)) SEATRUSH_REDIS_URL=$url ./target/release/seatrush &
+    server=$!
+    ha_server=$server
+    for _ in $(seq 100); do curl -sf "$base/ready" >/dev/null && break; sleep 0.1; done
+    read -ra holds <<<"$(hold_schedule)"
+    run health "GET /health" health.lua
+    run ha-holds "POST /api/v1/reservations$suffix" hold_seats.lua "${holds[@]}" \
+      RUN_DURATION=1s BENCH_AUTH="$hold_auth"
+    run ha-charge "POST …/balance/charge$suffix" charge.lua "${charges[@]}"
+    run ha-payments "POST /api/v1/payments$suffix" pay.lua "${holds[@]}" RUN_DURATION=1s \
+      BENCH_AUTH="$hold_auth"
+    kill "$server"
+    wait "$server" || true
+    ha_server=""
+  }
+
   local round
   for round in $(seq "$ROUNDS"); do
     echo "appendfsync $fsync: round $round of $ROUNDS"
@@ -233,6 +290,8 @@ print(round(statistics.median(rates) / 2))')
   half_rate charge "POST …/balance/charge" charge.lua "${charges[@]}"
   half_rate payments "POST /api/v1/payments" pay.lua "${holds_half[@]}" RUN_DURATION=2s \
     BENCH_AUTH="$hold_auth"
+
+  [ "$fsync" = everysec ] && ha_rounds
 
   [ "$FLASH" = 1 ] || return 0
   # The flash sale: FLASH_USERS users (not used above) race for the seats.

@@ -393,6 +393,29 @@ async fn master_killed_for_good_under_load_loses_no_acknowledged_write() {
     let token = app.active_token(schedule).await;
     let written = app.me(&token).await;
     written.assert_ok();
+    // Nothing diverges: the schedule's records and the holder's wallet read the same on both
+    // (the old master's own unreplicated tail, if it had one, was dropped in the resync).
+    let k = ScheduleKeys::new(schedule);
+    let wallet = seatrush::redis::keys::WalletKeys::of_user(holder.0).balances;
+    let holder_field = holder.0.to_string();
+    let views: [&[&str]; 4] = [
+        &["hlen", &k.tokens],
+        &["hlen", &k.res],
+        &["scard", &k.avail],
+        &["hget", &wallet, &holder_field],
+    ];
+    let on = |port, view: &[&str]| cli(port, &[&["-n", "1"][..], view].concat());
+    eventually(
+        Duration::from_secs(5),
+        "the same records on both",
+        || async {
+            views
+                .iter()
+                .all(|view| on(old_master, view) == on(new_master, view))
+                .then_some(())
+        },
+    )
+    .await;
     let old_master_has_it = cli(
         old_master,
         &[
