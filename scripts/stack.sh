@@ -96,12 +96,23 @@ CONF
   for port in "${SENTINEL_PORTS[@]}"; do
     wait_for "redis sentinel $port" sentinel_sees_replica "$port"
   done
+  # A replica confirms writes (WAIT) only once its first full copy has loaded.
+  wait_for "redis replica to copy the master" replica_in_sync
   log "redis replica on 127.0.0.1:$REPLICA_REDIS_PORT, sentinels on 127.0.0.1 ports $(IFS=,; echo "${SENTINEL_PORTS[*]}") (master name $MASTER_NAME)"
 }
 
 # The Sentinel on <port> knows the master and at least one replica of it.
 sentinel_sees_replica() {
   redis-cli -p "$1" sentinel replicas "$MASTER_NAME" 2>/dev/null | grep -q '^name$'
+}
+
+# One of the pair is a replica whose link to its master is up (its first copy loaded).
+replica_in_sync() {
+  local port
+  for port in "$REDIS_PORT" "$REPLICA_REDIS_PORT"; do
+    redis-cli -p "$port" info replication 2>/dev/null | grep -q '^master_link_status:up' && return 0
+  done
+  return 1
 }
 
 # Stops the Sentinels and the replica; the dev Redis on 6390 is then the master again (if a

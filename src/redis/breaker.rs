@@ -4,7 +4,8 @@
 //! `Retry-After` instead of each waiting out the connection timeout and piling up. Then one
 //! call is let through as a probe (half-open): if Redis answers, the circuit closes; if not,
 //! it opens again. An error reply by which Redis says "not now" (loading, out of memory,
-//! read-only, …: `UNAVAILABLE_REPLIES` in `redis/mod.rs`) counts as unreachable; any other
+//! read-only, …: `UNAVAILABLE_REPLIES` in `redis/mod.rs`) counts as unreachable, except a
+//! write no replica confirmed in time (`NOREPLICAS`: the master answered); any other
 //! answer, an error reply included, as reachable.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -222,6 +222,13 @@ pub fn is_unavailable_reply(e: &RedisError) -> bool {
         .is_some_and(|code| UNAVAILABLE_REPLIES.contains(&code))
 }
 
+/// Whether `e` counts against Redis for the circuit breaker: unreachable, or "not now". A
+/// write no replica confirmed in time (`NOREPLICAS`) does not: the master answered, and
+/// writes go on without the replica as soon as it is seen gone (`sentinel`).
+fn feeds_breaker(e: &RedisError) -> bool {
+    is_unreachable(e) || (is_unavailable_reply(e) && e.code() != Some("NOREPLICAS"))
+}
+
 /// Whether an error says Redis could not be reached (as opposed to an error reply).
 pub fn is_unreachable(e: &RedisError) -> bool {
     e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
@@ -252,7 +259,7 @@ macro_rules! guarded {
             {
                 $self.fence.close(&e.to_string());
             }
-            admission.record(!matches!(&result, Err(e) if is_unreachable(e) || is_unavailable_reply(e)));
+            admission.record(!matches!(&result, Err(e) if feeds_breaker(e)));
             result
         })
     };

@@ -170,7 +170,7 @@ impl Ha {
     ) -> RedisResult<Vec<Value>> {
         let master = self.master();
         let result = if replicate && !self.unreplicated() {
-            async {
+            let call = async {
                 let mut conn = pooled(&master).await?;
                 let replies = conn.req_packed_commands(pipeline, offset, count).await?;
                 let acked: Value = redis::cmd("WAIT")
@@ -180,8 +180,10 @@ impl Ha {
                     .await?;
                 self.confirmed(acked)?;
                 Ok(replies)
-            }
-            .await
+            };
+            tokio::time::timeout(2 * TIMEOUT + self.wait, call)
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))
         } else {
             master
                 .shared
@@ -212,7 +214,7 @@ impl Ha {
         let mut replies =
             tokio::time::timeout(TIMEOUT + self.wait, conn.req_packed_commands(&pipe, 0, 2))
                 .await
-                .map_err(|_| RedisError::from((redis::ErrorKind::Io, "Redis call timed out")))??;
+                .map_err(|_| timed_out())??;
         let (Some(acked), Some(reply)) = (replies.pop(), replies.pop()) else {
             return Err(RedisError::from((
                 redis::ErrorKind::Parse,
@@ -308,6 +310,11 @@ pub(super) fn register_metrics() {
     metrics::gauge!("seatrush_redis_unreplicated").set(0.0);
 }
 
+/// A call that took longer than its bound (an error the breaker counts as unreachable).
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
 /// A connection of the master's pool (its own, for a call followed by `WAIT`).
 async fn pooled(master: &Master) -> RedisResult<deadpool_redis::Connection> {
     master
@@ -327,7 +334,8 @@ async fn follow(ha: Weak<Ha>, fence: Arc<Fence>) {
     }
 }
 
-/// Listens for `+switch-master` on one Sentinel after another, waking the follower.
+/// Listens for `+switch-master` on one Sentinel after another, waking the follower, until
+/// the connection is dropped.
 async fn listen(ha: Weak<Ha>) {
     use futures_util::StreamExt;
     let mut next = 0usize;
@@ -343,10 +351,16 @@ async fn listen(ha: Weak<Ha>) {
             && pubsub.subscribe("+switch-master").await.is_ok()
         {
             let mut messages = pubsub.on_message();
-            while let Some(_message) = messages.next().await {
-                match ha.upgrade() {
-                    Some(strong) => strong.moved.notify_one(),
-                    None => return,
+            loop {
+                // (a quiet Sentinel: every POLL, whether anyone still listens)
+                match tokio::time::timeout(POLL, messages.next()).await {
+                    Ok(Some(_switch)) => match ha.upgrade() {
+                        Some(strong) => strong.moved.notify_one(),
+                        None => return,
+                    },
+                    Ok(None) => break, // the Sentinel went away: the next one
+                    Err(_) if ha.strong_count() == 0 => return,
+                    Err(_) => {}
                 }
             }
         }
