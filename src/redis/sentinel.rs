@@ -134,6 +134,7 @@ impl Ha {
         Ok(ha)
     }
 
+    /// The master as last followed (its connections).
     pub fn master(&self) -> Arc<Master> {
         self.master.read().expect("sentinel master lock").clone()
     }
