@@ -10,16 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::load::{Write, WriteLoad};
-use common::{OPEN_NOW, TestApp, eventually};
+use common::{OPEN_NOW, TestApp, eventually, stack};
 use mysql_async::prelude::Queryable;
-
-fn stack(args: &[&str]) {
-    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
-        .args(args)
-        .status()
-        .expect("scripts/stack.sh runs");
-    assert!(status.success(), "stack.sh {args:?}");
-}
 
 /// Stops one server of the stack; brings the whole stack back up when dropped.
 struct Stopped;

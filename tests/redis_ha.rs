@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::load::{Answer, Write, WriteLoad};
-use common::{TestApp, eventually};
+use common::{TestApp, eventually, stack};
 use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
@@ -21,14 +21,6 @@ use seatrush::redis::keys::ScheduleKeys;
 const SENTINEL: u16 = 26390;
 const DEV_REDIS: u16 = 6390;
 const REPLICA: u16 = 6397;
-
-fn stack(args: &[&str]) {
-    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
-        .args(args)
-        .status()
-        .expect("scripts/stack.sh runs");
-    assert!(status.success(), "stack.sh {args:?}");
-}
 
 /// What `redis-cli -p <port> <args>` printed (empty if the server does not answer).
 fn cli(port: u16, args: &[&str]) -> String {

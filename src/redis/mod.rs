@@ -98,12 +98,7 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
         let client = redis::Client::open(url)?;
         let addr = client.get_connection_info().addr().to_string();
         metrics::gauge!("seatrush_redis_master", "addr" => addr).set(1.0);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(TIMEOUT))
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        Inner::Single(client.get_connection_manager_with_config(config).await?)
+        Inner::Single(shared_connection(&client).await?)
     };
     Ok(RedisConn {
         inner,
@@ -112,6 +107,17 @@ pub async fn connect(url: &str) -> redis::RedisResult<RedisConn> {
         fenced: true,
         replicate: Replicate::Scripts,
     })
+}
+
+/// The connection every request shares to one Redis: it reconnects by itself, and each call
+/// on it gives up after [`TIMEOUT`].
+async fn shared_connection(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(TIMEOUT))
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    client.get_connection_manager_with_config(config).await
 }
 
 impl RedisConn {

@@ -23,12 +23,12 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use deadpool_redis::{Pool, Runtime};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, RedisError, RedisResult, Value};
 use tokio::sync::Notify;
 
 use super::fence::Fence;
-use super::{TIMEOUT, is_unreachable};
+use super::{TIMEOUT, is_unreachable, shared_connection};
 
 /// How often the Sentinels are asked where the master is (without a reason to ask sooner).
 const POLL: Duration = Duration::from_millis(500);
@@ -402,12 +402,7 @@ async fn master_addr(sentinels: &[redis::Client], name: &str) -> RedisResult<Str
 async fn connect_master(addr: &str, db: i64) -> RedisResult<Master> {
     let url = format!("redis://{addr}/{db}");
     let client = redis::Client::open(url.as_str())?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(TIMEOUT))
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    let mut shared = client.get_connection_manager_with_config(config).await?;
+    let mut shared = shared_connection(&client).await?;
     let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut shared).await?;
     let is_master = matches!(role.first(), Some(Value::BulkString(r)) if r == b"master");
     if !is_master {

@@ -652,6 +652,17 @@ impl TestApp {
     }
 }
 
+/// Runs `scripts/stack.sh <args>` (the failure tests stop and start the dev stack's servers
+/// with it), which must succeed.
+pub fn stack(args: &[&str]) {
+    let status =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh"))
+            .args(args)
+            .status()
+            .expect("scripts/stack.sh runs");
+    assert!(status.success(), "stack.sh {args:?}");
+}
+
 /// Runs each future as its own task (in parallel) and collects the outputs in order.
 pub async fn spawn_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
