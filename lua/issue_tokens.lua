@@ -24,7 +24,7 @@
 -- the schedule, the user and a MAC, made by seatrush from this reply.
 --
 -- Returns one reply string per request, in order:
---   'OK|status|position|waitMinutes|seq|issuedAt|activatedAt|expiresAt'
+--   'OK|status|position|waitMs|seq|issuedAt|activatedAt|expiresAt'
 --   or 'SCHEDULE_NOT_FOUND' | 'RATE_LIMITED' (the user's userRequestsPerSecond is spent)
 --   | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL' | 'IDEMPOTENCY_KEY_REUSED'; a repeat of a request that was issued its token gets the first
 --   reply again behind 'REPLAY|' (the same token, as it was then)
@@ -141,7 +141,7 @@ local function issue(i)
     user_tokens[user] = token
     save_token_record(token, new_token_record(user, status, token, now_s, aat, exp))
     return string.format('OK|%s|%d|%d|%s|%s|%s|%s', status, position,
-      wait_minutes(position, wait_rate), token, now_s, aat, exp)
+      wait_ms(position, wait_rate), token, now_s, aat, exp)
   end
 end
 

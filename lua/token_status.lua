@@ -8,7 +8,7 @@
 -- KEYS[4], KEYS[5] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
 -- ARGV    per token: the token, 1 to count the request against its user's rate (else 0)
 --
--- Returns per token "OK|userId|status|position|waitMinutes|issuedAt|activatedAt|expiresAt"
+-- Returns per token "OK|userId|status|position|waitMs|issuedAt|activatedAt|expiresAt"
 --      or "QUEUE_TOKEN_INVALID" (unknown, ended, or past its time)
 --      or "RATE_LIMITED" (a live token whose user's userRequestsPerSecond is spent)
 local now = now_ms()
@@ -37,7 +37,7 @@ for i = 1, n do
         reply = 'RATE_LIMITED'
       else
         reply = table.concat({ 'OK', t.user, t.status, position,
-          wait_minutes(position, estimate_rate(cfg[1], cfg[2])), t.iat, t.aat, t.exp }, '|')
+          wait_ms(position, estimate_rate(cfg[1], cfg[2])), t.iat, t.aat, t.exp }, '|')
       end
     end
   end

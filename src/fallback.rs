@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::model::{
     Balance, Error, QueueToken, ReservationId, ReservationRecord, TokenHolder, TokenState,
-    TokenStatus,
+    TokenStatus, wait_ms,
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
@@ -53,7 +53,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
     let (schedule_id, sequence) = (token.schedule_id, token.sequence);
     let status = TokenStatus::parse(&status).map_err(|e| Error::Internal(e.to_string()))?;
     let now = chrono::Utc::now().timestamp_millis();
-    let (position, wait_minutes) = match status {
+    let (position, wait_ms) = match status {
         TokenStatus::Active if expires_at_ms.is_some_and(|at| at > now) => (0, 0),
         TokenStatus::Waiting => {
             let ahead: Option<u64> = timed(conn.exec_first(
@@ -63,7 +63,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
             ))
             .await?;
             let position = ahead.unwrap_or(0) + 1;
-            (position, position.div_ceil(u64::from(rate.max(1)) * 60))
+            (position, wait_ms(position, u64::from(rate)))
         }
         _ => return Err(Error::QueueTokenInvalid),
     };
@@ -72,7 +72,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
         state: TokenState {
             status,
             position,
-            wait_minutes,
+            wait_ms,
             expires_at_ms,
         },
     })

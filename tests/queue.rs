@@ -20,6 +20,7 @@ async fn a_token_is_active_at_once_when_there_is_room() {
     assert_eq!(rsp.str("status"), "ACTIVE");
     assert_eq!(rsp.u64("queuePosition"), 0);
     assert_eq!(rsp.u64("estimatedWaitTimeMinutes"), 0);
+    assert_eq!(rsp.u64("pollAfterMs"), 0, "nothing to wait for");
     let token = rsp.str("token");
     // A signed token naming the schedule, its arrival sequence and the user.
     let opened = common::opened(&token);
@@ -121,6 +122,31 @@ async fn token_status_errors() {
             .await
             .assert_error(401, "QUEUE_TOKEN_INVALID");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_clients_are_told_when_to_ask_again() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"paused": true, "admissionPerSecond": 1}"#)
+        .await;
+    let users = app.create_users(6).await;
+    let mut last = None;
+    for (i, &user) in users.iter().enumerate() {
+        let rsp = app.issue(user, schedule).await;
+        // Position p at one admission a second: p s to wait, a quarter of it (at least 1 s).
+        let expected = (i as u64 + 1) * 250;
+        assert_eq!(
+            rsp.u64("pollAfterMs"),
+            expected.max(1_000),
+            "position {}",
+            i + 1
+        );
+        last = Some(rsp.str("token"));
+    }
+    let me = app.me(&last.unwrap()).await;
+    assert_eq!((me.u64("queuePosition"), me.u64("pollAfterMs")), (6, 1_500));
+    assert_eq!(me.u64("estimatedWaitTimeMinutes"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

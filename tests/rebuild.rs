@@ -35,12 +35,13 @@ async fn answers(
     for (user, token) in users {
         let auth = [("queue-token", token.as_str())];
         let mut me = app.me(token).await;
-        // The estimate uses the measured admission rate, which is not kept in MySQL: after a
+        // The estimates use the measured admission rate, which is not kept in MySQL: after a
         // rebuild it starts again from the configured rate.
         if let OwnedValue::Object(body) = &mut me.body
             && let Some(OwnedValue::Object(data)) = body.get_mut("data")
         {
             data.remove("estimatedWaitTimeMinutes");
+            data.remove("pollAfterMs");
         }
         record(format!("token of {user}"), me);
         let balance = format!("/api/v1/users/{user}/balance");

@@ -116,7 +116,7 @@ end
 
 -- Admissions so far in the current wall-clock second, shared by every caller. On a new second
 -- the finished one is folded into the measured admission rate (cfg field `measuredRate`, read
--- by wait_minutes) if anyone was waiting in it; `demand` marks the current second so.
+-- by wait_ms) if anyone was waiting in it; `demand` marks the current second so.
 local function admissions_this_second(cfg, stats, now, demand)
   local window = math.floor(now / 1000)
   local s = redis.call('HMGET', stats, 'window', 'count', 'demand')
@@ -148,9 +148,9 @@ local function estimate_rate(measured_rate, configured_rate)
   return rate
 end
 
--- Minutes until a WAITING token at `position` is admitted at `rate` (estimate_rate) a
--- second; 0 once ACTIVE.
-local function wait_minutes(position, rate)
+-- Milliseconds until a WAITING token at `position` is admitted at `rate` (estimate_rate) a
+-- second; 0 once ACTIVE. (seatrush derives the minutes and the advised poll interval.)
+local function wait_ms(position, rate)
   if position == 0 then return 0 end
-  return math.ceil(position / rate / 60)
+  return math.ceil(position * 1000 / rate)
 end

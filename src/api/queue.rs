@@ -17,6 +17,7 @@ struct IssuedToken {
     token: String,
     queue_position: u64,
     estimated_wait_time_minutes: u64,
+    poll_after_ms: u64,
     status: TokenStatus,
 }
 
@@ -39,7 +40,8 @@ pub async fn issue_token(
         &IssuedToken {
             token: app.tokens.seal(token),
             queue_position: state.position,
-            estimated_wait_time_minutes: state.wait_minutes,
+            estimated_wait_time_minutes: state.wait_minutes(),
+            poll_after_ms: state.poll_after_ms(),
             status: state.status,
         },
     ))
@@ -54,6 +56,7 @@ struct TokenView {
     status: TokenStatus,
     queue_position: u64,
     estimated_wait_time_minutes: u64,
+    poll_after_ms: u64,
     active_until: Option<String>,
 }
 
@@ -72,7 +75,8 @@ pub async fn my_token(
         schedule_id: holder.token.schedule_id,
         status: state.status,
         queue_position: state.position,
-        estimated_wait_time_minutes: state.wait_minutes,
+        estimated_wait_time_minutes: state.wait_minutes(),
+        poll_after_ms: state.poll_after_ms(),
         active_until: state.expires_at_ms.map(iso_ms),
     };
     Ok(response::ok_maybe_stale(&view, stale))

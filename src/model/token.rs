@@ -60,9 +60,36 @@ pub struct TokenState {
     pub status: TokenStatus,
     /// 1-based place among the schedule's WAITING tokens; 0 once ACTIVE.
     pub position: u64,
-    pub wait_minutes: u64,
+    /// Expected time until admission, from the position and the measured admission rate;
+    /// 0 once ACTIVE.
+    pub wait_ms: u64,
     /// When an ACTIVE token ends.
     pub expires_at_ms: Option<i64>,
+}
+
+impl TokenState {
+    /// Shortest and longest advised wait between two status polls.
+    pub const POLL_MS: (u64, u64) = (1_000, 30_000);
+
+    /// The expected wait in whole minutes, rounded up (0 once ACTIVE).
+    pub fn wait_minutes(&self) -> u64 {
+        self.wait_ms.div_ceil(60_000)
+    }
+
+    /// When a client should ask again: about a quarter of the expected wait, so it sees its
+    /// position move a few times on the way, within [`Self::POLL_MS`]; 0 once ACTIVE.
+    pub fn poll_after_ms(&self) -> u64 {
+        if self.status != TokenStatus::Waiting {
+            return 0;
+        }
+        (self.wait_ms / 4).clamp(Self::POLL_MS.0, Self::POLL_MS.1)
+    }
+}
+
+/// Milliseconds of expected wait for `position` at `rate` admissions a second
+/// (as the scripts compute it: `lua/lib/queue.lua`'s `wait_ms`).
+pub fn wait_ms(position: u64, rate: u64) -> u64 {
+    (position * 1000).div_ceil(rate.max(1))
 }
 
 /// Who a valid Queue-Token belongs to, and its state now.
@@ -152,6 +179,33 @@ mod tests {
             (9, 3, 12)
         );
         assert_eq!(waiting.activated_at_ms, None);
+    }
+
+    #[test]
+    fn the_poll_interval_is_a_quarter_of_the_wait_within_its_bounds() {
+        let waiting = |position, rate| TokenState {
+            status: TokenStatus::Waiting,
+            position,
+            wait_ms: wait_ms(position, rate),
+            expires_at_ms: None,
+        };
+        // 100 000th at 2 000 a second: 50 s to wait, asked again after 12.5 s.
+        let far = waiting(100_000, 2_000);
+        assert_eq!(
+            (far.wait_ms, far.wait_minutes(), far.poll_after_ms()),
+            (50_000, 1, 12_500)
+        );
+        assert_eq!(waiting(10, 2_000).poll_after_ms(), 1_000);
+        assert_eq!(waiting(1_000_000, 200).poll_after_ms(), 30_000);
+        assert_eq!(waiting(1_000_000, 200).wait_minutes(), 84);
+        assert_eq!(waiting(7, 0).wait_ms, 7_000, "a rate of 0 is taken as 1");
+        let active = TokenState {
+            status: TokenStatus::Active,
+            position: 0,
+            wait_ms: 0,
+            expires_at_ms: Some(1),
+        };
+        assert_eq!((active.wait_minutes(), active.poll_after_ms()), (0, 0));
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn queue_keys<'a, 'b>(
 }
 
 /// Decodes one item of `issue_tokens`' reply:
-/// `[REPLAY|]OK|status|position|waitMinutes|sequence|issuedAt|activatedAt|expiresAt` or a
+/// `[REPLAY|]OK|status|position|waitMs|sequence|issuedAt|activatedAt|expiresAt` or a
 /// refusal code.
 fn issue_outcome(reply: &str) -> RedisResult<IssueOutcome> {
     let (text, replayed) = match reply.strip_prefix("REPLAY|") {
@@ -212,14 +212,14 @@ fn issue_outcome(reply: &str) -> RedisResult<IssueOutcome> {
         state: TokenState {
             status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
             position: int(position)? as u64,
-            wait_minutes: int(wait)? as u64,
+            wait_ms: int(wait)? as u64,
             expires_at_ms: opt(expires)?,
         },
     })
 }
 
 /// Decodes one item of `token_status`' reply:
-/// `OK|userId|status|position|waitMinutes|issuedAt|activatedAt|expiresAt` or a refusal.
+/// `OK|userId|status|position|waitMs|issuedAt|activatedAt|expiresAt` or a refusal.
 fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
     let fields: Vec<&str> = text.split('|').collect();
     let [
@@ -247,7 +247,7 @@ fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
         state: TokenState {
             status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
             position: int(position)? as u64,
-            wait_minutes: int(wait)? as u64,
+            wait_ms: int(wait)? as u64,
             expires_at_ms: if expires.is_empty() {
                 None
             } else {
