@@ -62,6 +62,7 @@ queue '{"userRequestsPerSecond":1000000,"maxSeatsPerUser":200,"holdTtlSeconds":8
 identity=$(target/debug/seatrush sign-user-token "$user" --ttl-seconds 86400)
 as_user=(-H "Authorization: Bearer $identity")
 token=$(call POST /api/v1/queue/tokens "{\"userId\":$user,\"scheduleId\":$schedule}" "${as_user[@]}" | field token)
+leave_token=$(call POST /api/v1/queue/tokens "{\"userId\":$user,\"scheduleId\":$tuned}" "${as_user[@]}" | field token)
 as_user+=(-H "Queue-Token: $token")
 call POST "/api/v1/users/$user/balance/charge" '{"amount":10000000}' "${as_user[@]}" >/dev/null
 hold() { call POST /api/v1/reservations "{\"userId\":$user,\"scheduleId\":$schedule,\"seatIds\":[$1]}" "${as_user[@]}" | field reservationId; }
@@ -77,7 +78,7 @@ cancelled=$(hold "$((first_seat + 2))")
 call DELETE "/api/v1/reservations/$cancelled" '' "${as_user[@]}" >/dev/null
 seats=${seats#*,}
 
-sed -e "s/@IDENTITY@/$identity/; s/@TOKEN@/$token/; s/@USER@/$user/; s/@VENUE@/$venue/" \
+sed -e "s/@IDENTITY@/$identity/; s/@TOKEN@/$token/; s/@LEAVE_TOKEN@/$leave_token/; s/@USER@/$user/; s/@VENUE@/$venue/" \
   -e "s/@CONCERT@/$concert/; s/@SCHEDULE@/$schedule/; s/@TUNED@/$tuned/; s/@SEATS@/$seats/" \
   -e "s/@RESERVATIONS@/$paid, $cancelled/; s/@OPEN@/$open/; s/@CLOSE@/$close/" scripts/api-check.toml >"$out/schemathesis.toml"
 

@@ -487,3 +487,134 @@ async fn a_tick_admits_at_most_a_thousand_and_a_big_queue_drains_in_order() {
         (1000, 500, 2000)
     );
 }
+
+/// The token's row in MySQL, once the flusher has written its status there.
+async fn flushed_status(app: &TestApp, token: &str, status: &str) {
+    use mysql_async::prelude::Queryable;
+    let t = common::opened(token);
+    eventually(
+        Duration::from_secs(10),
+        "the token's status in MySQL",
+        || async {
+            let mut conn = app.app.db.primary.get_conn().await.unwrap();
+            let row: Option<String> = conn
+                .exec_first(
+                    "SELECT status FROM queue_tokens WHERE schedule_id = ? AND seq = ?",
+                    (t.schedule_id, t.sequence),
+                )
+                .await
+                .unwrap();
+            (row.as_deref() == Some(status)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_user_who_leaves_gives_up_their_place_at_once() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"paused": true}"#).await;
+    let users = app.create_users(3).await;
+    let mut tokens = Vec::new();
+    for &user in &users {
+        tokens.push(app.issue(user, schedule).await.str("token"));
+    }
+    // Only the token's own user may end it.
+    app.request(
+        hyper::Method::DELETE,
+        "/api/v1/queue/tokens/me",
+        &[
+            ("queue-token", &tokens[1]),
+            ("authorization", &bearer(users[0])),
+        ],
+        None,
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
+
+    let left = app.leave(&tokens[1]).await;
+    left.assert_ok();
+    assert_eq!(
+        (left.str("status").as_str(), left.str("token")),
+        ("LEFT", tokens[1].clone())
+    );
+    assert_eq!(left.u64("cancelledReservations"), 0);
+    assert_eq!(app.me(&tokens[2]).await.u64("queuePosition"), 2);
+    assert_eq!(app.queue_state(schedule).await.u64("waiting"), 2);
+    app.me(&tokens[1])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    app.leave(&tokens[1])
+        .await
+        .assert_error(401, "QUEUE_TOKEN_INVALID");
+    flushed_status(&app, &tokens[1], "LEFT").await;
+
+    // Leaving is not a ban: the user may queue again, at the back.
+    let again = app.issue(users[1], schedule).await;
+    again.assert_ok();
+    assert_eq!(again.u64("queuePosition"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_user_who_leaves_frees_the_slot_and_their_seats() {
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    app.set_queue(schedule, r#"{"maxActiveUsers": 1}"#).await;
+    let seats = app.seats_of(schedule).await;
+    let (buyer, token) = app.active_user(schedule).await;
+    let first = app.hold(&token, schedule, buyer, &seats[..2]).await;
+    first.assert_created();
+    let second = app.hold(&token, schedule, buyer, &seats[2..3]).await;
+    second.assert_created();
+    let next = app.create_user().await;
+    let waiting = app.issue(next, schedule).await;
+    assert_eq!(waiting.str("status"), "WAITING");
+    let waiting = waiting.str("token");
+
+    let left = app.leave(&token).await;
+    left.assert_ok();
+    assert_eq!(left.u64("cancelledReservations"), 2);
+    // The slot is the next user's within a tick, and the seats are theirs to hold.
+    eventually(Duration::from_secs(5), "the next user admitted", || async {
+        (app.me(&waiting).await.str("status") == "ACTIVE").then_some(())
+    })
+    .await;
+    app.hold(&waiting, schedule, next, &seats[..3])
+        .await
+        .assert_created();
+    let state = app.queue_state(schedule).await;
+    assert_eq!((state.u64("active"), state.u64("heldSeats")), (1, 3));
+    // The buyer, queued again, finds both holds cancelled.
+    let back = app.issue(buyer, schedule).await.str("token");
+    for held in [&first, &second] {
+        let id = held.u64("reservationId");
+        let rsp = app
+            .get(
+                &format!("/api/v1/reservations/{id}"),
+                &[("queue-token", &back)],
+            )
+            .await;
+        assert_eq!(rsp.str("status"), "CANCELLED");
+    }
+    flushed_status(&app, &token, "LEFT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_waits_for_a_payment_in_flight() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = app.open_schedule(3).await;
+    let (user, token) = app.active_user(schedule).await;
+    let held = app.hold(&token, schedule, user, &seats[..1]).await;
+    held.assert_created();
+    app.begin_payment(&token, user, held.u64("reservationId"), None)
+        .await;
+    app.leave(&token)
+        .await
+        .assert_error(409, "PAYMENT_IN_PROGRESS");
+    assert_eq!(
+        app.me(&token).await.str("status"),
+        "ACTIVE",
+        "nothing changed"
+    );
+}

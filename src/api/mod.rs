@@ -301,6 +301,7 @@ async fn dispatch(
             queue::issue_token(app, caller, headers, read_body().await?).await
         }
         Route::MyToken => queue::my_token(app, caller()?, headers).await,
+        Route::LeaveQueue => queue::leave(app, caller()?, headers).await,
         Route::ListSchedules { concert_id } => {
             catalogue::list_schedules(app, caller()?, headers, concert_id, parts.uri.query()).await
         }

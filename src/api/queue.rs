@@ -1,4 +1,5 @@
-//! `POST /api/v1/queue/tokens` and `GET /api/v1/queue/tokens/me`.
+//! `POST /api/v1/queue/tokens`, `GET /api/v1/queue/tokens/me` and
+//! `DELETE /api/v1/queue/tokens/me`.
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -80,4 +81,30 @@ pub async fn my_token(
         active_until: state.expires_at_ms.map(iso_ms),
     };
     Ok(response::ok_maybe_stale(&view, stale))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LeftView {
+    token: String,
+    status: TokenStatus,
+    cancelled_reservations: u64,
+}
+
+/// `DELETE /api/v1/queue/tokens/me`: the caller leaves the queue.
+pub async fn leave(
+    app: &App,
+    caller: Caller,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, Error> {
+    let token = queue_token(headers, &app.tokens)?;
+    let cancelled = queue::leave(&app.hot, token, caller).await?;
+    Ok(response::ok(
+        StatusCode::OK,
+        &LeftView {
+            token: app.tokens.seal(token),
+            status: TokenStatus::Left,
+            cancelled_reservations: cancelled,
+        },
+    ))
 }

@@ -15,6 +15,7 @@ pub enum Route {
     OpenApi,
     IssueToken,
     MyToken,
+    LeaveQueue,
     ListSchedules { concert_id: u64 },
     ListSeats { concert_id: u64, schedule_id: u64 },
     HoldSeats,
@@ -68,9 +69,16 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
         ["api", "v1", "queue", "tokens"] => {
             ("/api/v1/queue/tokens", one(post, "POST", Route::IssueToken))
         }
-        ["api", "v1", "queue", "tokens", "me"] => {
-            ("/api/v1/queue/tokens/me", one(get, "GET", Route::MyToken))
-        }
+        ["api", "v1", "queue", "tokens", "me"] => (
+            "/api/v1/queue/tokens/me",
+            allow(get || method == Method::DELETE, "GET, DELETE").map(|()| {
+                if get {
+                    Route::MyToken
+                } else {
+                    Route::LeaveQueue
+                }
+            }),
+        ),
         ["api", "v1", "concerts", id, "schedules"] => (
             "/api/v1/concerts/{concertId}/schedules",
             allow(get, "GET").and_then(|()| {

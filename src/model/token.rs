@@ -17,8 +17,8 @@ pub struct QueueToken {
     pub user_id: u64,
 }
 
-/// Where a token is in its life: WAITING, then ACTIVE, then EXPIRED or USED (retired after a
-/// payment).
+/// Where a token is in its life: WAITING, then ACTIVE, then EXPIRED, USED (retired after a
+/// payment) or LEFT (its user left the queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TokenStatus {
@@ -26,6 +26,7 @@ pub enum TokenStatus {
     Active,
     Expired,
     Used,
+    Left,
 }
 
 impl TokenStatus {
@@ -35,6 +36,7 @@ impl TokenStatus {
             TokenStatus::Active => "ACTIVE",
             TokenStatus::Expired => "EXPIRED",
             TokenStatus::Used => "USED",
+            TokenStatus::Left => "LEFT",
         }
     }
 
@@ -44,6 +46,7 @@ impl TokenStatus {
             "ACTIVE" => TokenStatus::Active,
             "EXPIRED" => TokenStatus::Expired,
             "USED" => TokenStatus::Used,
+            "LEFT" => TokenStatus::Left,
             other => return Err(DecodeError(format!("token status {other:?}"))),
         })
     }
@@ -167,6 +170,7 @@ mod tests {
         for (field, record) in [
             ("12", "9|WAITING|12|1700000000123|||"),
             ("13", "8|USED|13|1|2|3|4"),
+            ("14", "8|LEFT|14|1|||4"),
         ] {
             assert_eq!(
                 TokenRecord::parse(field, 3, record).unwrap().record(),

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0003_user_request_rate.sql",
         include_str!("../../migrations/0003_user_request_rate.sql"),
     ),
+    (
+        4,
+        "0004_queue_token_left.sql",
+        include_str!("../../migrations/0004_queue_token_left.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

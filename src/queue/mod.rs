@@ -110,6 +110,19 @@ async fn checked_or_stale(
     .await
 }
 
+/// The caller leaves the queue with their live token: it ends (LEFT), its place or slot is
+/// someone else's at once, and the caller's RESERVED holds of the schedule are cancelled
+/// (refused with `409 PAYMENT_IN_PROGRESS` while one of them is being paid). Returns how many
+/// holds were cancelled.
+pub async fn leave(hot: &HotPath, token: QueueToken, caller: Caller) -> Result<u64, Error> {
+    caller.owns(token.user_id)?;
+    let released = hot.leave_queue(token).await??;
+    let schedule = token.schedule_id.to_string();
+    metrics::counter!("seatrush_queue_left_total", "schedule" => schedule).increment(1);
+    metrics::counter!("seatrush_holds_cancelled_total").increment(released);
+    Ok(released)
+}
+
 /// The caller's token, if it is one of `schedule_id`'s: `401 QUEUE_TOKEN_WRONG_SCHEDULE`
 /// for a token of another schedule, `403` for another user's.
 pub fn for_schedule(

@@ -117,6 +117,12 @@ impl HotPath {
             .await
     }
 
+    /// `leave_queue`: the token's user leaves the queue (the token ends as LEFT, their
+    /// RESERVED holds of the schedule are cancelled); how many holds were.
+    pub async fn leave_queue(&self, token: QueueToken) -> RedisResult<Result<u64, Refusal>> {
+        self.scripts.leave_queue(&mut self.conn(), token).await
+    }
+
     /// `admit_batch`: one admission step for the schedule.
     pub async fn admit(
         &self,

@@ -608,6 +608,17 @@ impl TestApp {
             .await
     }
 
+    /// `DELETE /api/v1/queue/tokens/me`: the token's user leaves the queue.
+    pub async fn leave(&self, token: &str) -> Rsp {
+        self.request(
+            Method::DELETE,
+            "/api/v1/queue/tokens/me",
+            &[("queue-token", token)],
+            None,
+        )
+        .await
+    }
+
     pub fn redis(&self) -> seatrush::redis::RedisConn {
         self.app.hot.conn()
     }

@@ -2,8 +2,8 @@
 
 use redis::{RedisResult, ScriptInvocation};
 
-use super::{BatchKeys, Observe, PER_TICK, Scripts, bad_reply, refusal};
-use crate::model::{Idempotency, Refusal, TokenState, TokenStatus};
+use super::{BatchKeys, Observe, PER_TICK, Reply, Scripts, bad_reply, refusal};
+use crate::model::{Idempotency, QueueToken, Refusal, TokenState, TokenStatus};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
 
@@ -95,6 +95,33 @@ impl Scripts {
         }
         let replies: Vec<String> = call.invoke_observed("token_status", conn).await?;
         replies.iter().map(|r| status_outcome(r)).collect()
+    }
+
+    /// The token's user leaves the queue: the token ends as LEFT and the user's RESERVED
+    /// holds of the schedule are cancelled. How many holds were, or the refusal.
+    pub async fn leave_queue(
+        &self,
+        conn: &mut RedisConn,
+        token: QueueToken,
+    ) -> RedisResult<Result<u64, Refusal>> {
+        let k = ScheduleKeys::new(token.schedule_id);
+        let mut call = self.leave_queue.key(&k.cfg);
+        queue_keys(&mut call, &k)
+            .key(&k.rates[0])
+            .key(&k.rates[1])
+            .key(&k.res)
+            .key(&k.holds)
+            .key(&k.avail)
+            .key(&k.userseats)
+            .key(&k.userholds)
+            .key(&k.rended)
+            .arg(token.sequence)
+            .arg(token.user_id);
+        let reply = Reply::new(call.invoke_observed("leave_queue", conn).await?)?;
+        if reply.code()? != "OK" {
+            return Ok(Err(reply.refusal()?));
+        }
+        reply.uint(1).map(Ok)
     }
 
     /// One admission tick for a schedule; drops records ended more than `keep` ago.
