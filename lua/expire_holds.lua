@@ -9,7 +9,8 @@
 --
 -- KEYS[1] {s:S}:res, KEYS[2] {s:S}:holds, KEYS[3] {s:S}:avail, KEYS[4] {s:S}:userseats,
 -- KEYS[5] {s:S}:stats, KEYS[6] {s:S}:outbox, KEYS[7] {s:S}:userholds, KEYS[8] {s:S}:rended,
--- KEYS[9] {s:S}:sagas  ZSET reservationId -> when its payment attempt began (ms)
+-- KEYS[9] {s:S}:sagas  ZSET reservationId -> when its payment attempt began (ms),
+-- KEYS[10] {s:S}:seat
 -- ARGV[1] most holds to expire (and sagas to name, and records to remove) per call,
 -- ARGV[2] how long a saga may run before it is settled for its request (ms),
 -- ARGV[3] how long records of ended holds stay in Redis (ms)
@@ -17,7 +18,8 @@
 -- Returns {number of holds expired, {"reservationId|userId|paymentId|totalAmount", …},
 --          number of records removed}
 local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
-            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7], rended = KEYS[8] }
+            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7], rended = KEYS[8],
+            seat = KEYS[10] }
 local limit = tonumber(ARGV[1])
 local now = now_ms()
 local expired = 0

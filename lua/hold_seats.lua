@@ -6,7 +6,7 @@
 -- KEYS[1]  {s:S}:cfg        settings and booking window
 -- KEYS[2]  {s:S}:tokens     HASH token -> record
 -- KEYS[3]  {s:S}:seat       HASH seatId -> "seatNumber|price" (the schedule's seats)
--- KEYS[4]  {s:S}:avail      SET of AVAILABLE seat ids
+-- KEYS[4]  {s:S}:avail      ZSET AVAILABLE seatId -> seatNumber
 -- KEYS[5]  {s:S}:res        HASH reservationId -> record
 -- KEYS[6]  {s:S}:holds      ZSET reservationId -> expiresAt (ms), RESERVED only
 -- KEYS[7]  {s:S}:userseats  HASH userId -> RESERVED + PAID seats
@@ -30,8 +30,8 @@
 --       | {'SEAT_LIMIT_EXCEEDED'} | {'SEAT_ALREADY_RESERVED', seatId, …}
 --       | {'IDEMPOTENCY_KEY_REUSED'}; a request whose key was used before for the same thing
 --         gets that first reply again
-local k = { avail = KEYS[4], res = KEYS[5], holds = KEYS[6], userseats = KEYS[7],
-            stats = KEYS[8], outbox = KEYS[10], userholds = KEYS[11] }
+local k = { seat = KEYS[3], avail = KEYS[4], res = KEYS[5], holds = KEYS[6],
+            userseats = KEYS[7], stats = KEYS[8], outbox = KEYS[10], userholds = KEYS[11] }
 local schedule = ARGV[1]
 local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[1], 'maxSeatsPerUser', 'holdTtlSeconds', 'bookingOpenAt',
@@ -82,7 +82,7 @@ local function read_seats()
   for i = 1, #batch_seats, 1000 do
     local last = math.min(i + 999, #batch_seats)
     local infos = redis.call('HMGET', KEYS[3], unpack(batch_seats, i, last))
-    local free = redis.call('SMISMEMBER', k.avail, unpack(batch_seats, i, last))
+    local free = available_flags(k, batch_seats, i, last)
     for j = i, last do
       seat_info[j], seat_free[j] = infos[j - i + 1], free[j - i + 1]
     end
@@ -90,7 +90,7 @@ local function read_seats()
 end
 
 local function unknown(s) return not seat_info[s] end
-local function taken(s) return seat_free[s] == 0 or held[batch_seats[s]] end
+local function taken(s) return not seat_free[s] or held[batch_seats[s]] end
 
 -- { code, seatId, … }: the seats batch_seats[first..last] for which `bad` holds.
 local function seat_refusal(code, first, last, bad)
@@ -149,9 +149,7 @@ end
 -- Writes what the batch changed: the seats held, the sequence, counters and expiry index.
 local function finish()
   if seq == first_seq then return end
-  for i = 1, #held_seats, 1000 do
-    redis.call('SREM', k.avail, unpack(held_seats, i, math.min(i + 999, #held_seats)))
-  end
+  take_available(k, held_seats)
   redis.call('SET', KEYS[9], seq)
   for user, n in pairs(seat_delta) do
     redis.call('HINCRBY', k.userseats, user, n)

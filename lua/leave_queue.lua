@@ -11,7 +11,7 @@
 -- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox,
 -- KEYS[9], KEYS[10] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua),
 -- KEYS[11] {s:S}:res, KEYS[12] {s:S}:holds, KEYS[13] {s:S}:avail, KEYS[14] {s:S}:userseats,
--- KEYS[15] {s:S}:userholds, KEYS[16] {s:S}:rended
+-- KEYS[15] {s:S}:userholds, KEYS[16] {s:S}:rended, KEYS[17] {s:S}:seat
 -- ARGV[1] the token (its sequence), ARGV[2] userId (the caller)
 --
 -- Returns {'OK', holds released} | {'QUEUE_TOKEN_INVALID'} (unknown, ended, or past its time)
@@ -19,7 +19,7 @@
 local k = { waiting = KEYS[2], active = KEYS[3], tokens = KEYS[4], users = KEYS[5],
             stats = KEYS[6], ended = KEYS[7], outbox = KEYS[8], res = KEYS[11],
             holds = KEYS[12], avail = KEYS[13], userseats = KEYS[14], userholds = KEYS[15],
-            rended = KEYS[16] }
+            rended = KEYS[16], seat = KEYS[17] }
 local token, user = ARGV[1], ARGV[2]
 local now = now_ms()
 

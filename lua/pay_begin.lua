@@ -33,7 +33,8 @@
 --       | {'INSUFFICIENT_BALANCE'} (a repeat: that was the first outcome)
 --       | {'REQUEST_IN_PROGRESS'} | {'IDEMPOTENCY_KEY_REUSED'}
 local k = { res = KEYS[1], holds = KEYS[2], avail = KEYS[3], userseats = KEYS[4],
-            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7], rended = KEYS[8] }
+            stats = KEYS[5], outbox = KEYS[6], userholds = KEYS[7], rended = KEYS[8],
+            seat = KEYS[12] }
 local schedule = ARGV[1]
 local now = now_ms()
 local pseq = tonumber(redis.call('GET', KEYS[11])) or 0

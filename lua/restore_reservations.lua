@@ -10,14 +10,14 @@
 -- id with another user, amount or seats, or one whose seats are not free to take back, is a
 -- conflict: left as it is and counted (the flusher dead-letters Redis's version).
 --
--- KEYS: res, avail, holds, sagas, rended, userseats, userholds, stats
+-- KEYS: res, avail, holds, sagas, rended, userseats, userholds, stats, seat
 -- ARGV[1]: now (ms); ARGV[2]: the reservation sequence Redis had reached (before it was
 -- raised to MySQL's); then id, MySQL's record (in the format of lib/holds.lua), …, ended
 -- reservations first (their seats may be the ones a later one took).
 --
 -- Returns { made PAID, holds restored, holds ended, conflicts }.
 local k = { res = KEYS[1], avail = KEYS[2], holds = KEYS[3], sagas = KEYS[4], rended = KEYS[5],
-  userseats = KEYS[6], userholds = KEYS[7], stats = KEYS[8] }
+  userseats = KEYS[6], userholds = KEYS[7], stats = KEYS[8], seat = KEYS[9] }
 local now = ARGV[1]
 local reached = tonumber(ARGV[2])
 local OPEN = { RESERVED = true, PAYING = true }
@@ -42,8 +42,8 @@ end
 
 -- Whether every seat is AVAILABLE in Redis, so a reservation Redis lost may take it back.
 local function all_free(seats)
-  for _, free in ipairs(redis.call('SMISMEMBER', k.avail, unpack(seats))) do
-    if free == 0 then return false end
+  for _, free in ipairs(available_flags(k, seats, 1, #seats)) do
+    if not free then return false end
   end
   return true
 end
@@ -67,7 +67,7 @@ for i = 3, #ARGV, 2 do
     if not all_free(seats) then
       conflicts = conflicts + 1
     else
-      redis.call('SREM', k.avail, unpack(seats))
+      take_available(k, seats)
       redis.call('HINCRBY', k.userseats, m.user, n)
       if m.status == 'PAID' then
         redis.call('HINCRBY', k.stats, 'soldSeats', n)
@@ -81,7 +81,7 @@ for i = 3, #ARGV, 2 do
       redis.call('HSET', k.res, id, stored)
     end
   elseif ENDS[m.status] and r and OPEN[r.status] then
-    redis.call('SADD', k.avail, unpack(seats))
+    make_available(k, seats)
     close_hold(id, m.user, n)
     redis.call('HINCRBY', k.userseats, m.user, -n)
     redis.call('HSET', k.res, id, stored)

@@ -5,7 +5,7 @@
 -- rate, and reads the schedule's AVAILABLE seat ids once for all.
 --
 -- KEYS[1] {s:S}:tokens   HASH token -> record
--- KEYS[2] {s:S}:avail    SET of AVAILABLE seat ids
+-- KEYS[2] {s:S}:avail    ZSET AVAILABLE seatId -> seatNumber
 -- KEYS[3] {s:S}:cfg      settings (userRequestsPerSecond)
 -- KEYS[4], KEYS[5] {s:S}:rate:0, {s:S}:rate:1  per-user request rates (lib/rate.lua)
 -- ARGV    token1, userId1 (the caller), token2, userId2, …
@@ -27,6 +27,6 @@ for i = 1, #ARGV / 2 do
   out[i + 1] = code
 end
 -- One string rather than one reply element per seat: far cheaper to encode and decode.
-if any then out[1] = table.concat(redis.call('SMEMBERS', KEYS[2]), ',') end
+if any then out[1] = table.concat(redis.call('ZRANGE', KEYS[2], 0, -1), ',') end
 rate_commit()
 return out

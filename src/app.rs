@@ -88,7 +88,7 @@ impl App {
             ended_record_keep: config.ended_record_keep,
             balances: false,
         };
-        let report = rebuild::restore(&db, &mut unfenced, &options)
+        let report = rebuild::restore(&db, &mut unfenced, &scripts, &options)
             .await
             .map_err(step("rebuilding Redis from MySQL"))?;
         if !report.rebuilt.is_empty() {

@@ -106,7 +106,7 @@ async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let mut redis = redis.unfenced();
     let run = seatrush::redis::run_id(&redis).await?;
     let closes = redis.fence().closes();
-    let report = rebuild::restore(&db, &mut redis, &options).await?;
+    let report = rebuild::restore(&db, &mut redis, &scripts, &options).await?;
     // The schedules Redis still had are brought forwards to MySQL as the reconciler would.
     let repair = reconcile::repair(&db, &mut redis, &scripts, config.ended_record_keep).await?;
     reconcile::mark_reconciled(&mut redis, &scripts, &run, closes).await?;

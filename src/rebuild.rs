@@ -33,7 +33,7 @@ use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
 use crate::redis::keys::{ScheduleKeys, WalletKeys};
 use crate::redis::schedules::{self, CHUNK};
-use crate::redis::scripts::DEBIT_KEEP;
+use crate::redis::scripts::{DEBIT_KEEP, Scripts};
 use crate::redis::{RedisConn, streams};
 
 /// How long one process may hold a schedule's rebuild before another may take it over.
@@ -159,7 +159,12 @@ async fn stored_schedules(
 /// Rebuilds what Redis is missing from MySQL (see the module note). Safe to run from many
 /// processes at once and while others serve: a schedule is rebuilt by one process at a
 /// time, and is unknown to the scripts until its rebuild is complete.
-pub async fn restore(db: &Db, redis: &mut RedisConn, options: &Options) -> Result<Report, Error> {
+pub async fn restore(
+    db: &Db,
+    redis: &mut RedisConn,
+    scripts: &Scripts,
+    options: &Options,
+) -> Result<Report, Error> {
     streams::prepare_wallet_outboxes(redis).await?;
     let mut conn = db.primary_conn().await?;
     let mut report = Report::default();
@@ -167,6 +172,14 @@ pub async fn restore(db: &Db, redis: &mut RedisConn, options: &Options) -> Resul
         let id = schedule.id;
         if schedules::is_known(redis, id).await? {
             report.present += 1;
+            let moved = scripts.upgrade_free_seats(redis, id).await?;
+            if moved > 0 {
+                tracing::info!(
+                    schedule = id,
+                    seats = moved,
+                    "available seats ordered by number"
+                );
+            }
             continue;
         }
         let k = ScheduleKeys::new(id);
@@ -266,6 +279,7 @@ async fn clear_schedule(redis: &mut RedisConn, k: &ScheduleKeys) -> redis::Redis
         .arg(&[
             &k.seat,
             &k.avail,
+            &k.unordered_available(),
             &k.res,
             &k.rended,
             &k.holds,

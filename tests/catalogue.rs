@@ -31,6 +31,16 @@ async fn concert_with_three_schedules(app: &TestApp) -> (u64, [u64; 3]) {
     (concert, [a, b, c])
 }
 
+/// Takes one of the schedule's AVAILABLE seats in Redis (as a hold would); returns its id.
+async fn take_a_seat(app: &TestApp, schedule: u64) -> u64 {
+    let taken: Vec<(u64, f64)> = app
+        .redis()
+        .zpopmin(ScheduleKeys::new(schedule).avail, 1)
+        .await
+        .unwrap();
+    taken[0].0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_are_listed_with_live_availability_and_status() {
     let app = TestApp::spawn().await;
@@ -39,7 +49,7 @@ async fn schedules_are_listed_with_live_availability_and_status() {
     let (_, elsewhere) = app.create_schedule(OPEN_NOW, 1).await;
     let token = app.active_token(elsewhere).await;
     // A seat taken in Redis is no longer available.
-    let taken: u64 = app.redis().spop(ScheduleKeys::new(c).avail).await.unwrap();
+    let taken: u64 = take_a_seat(&app, c).await;
     assert!(taken > 0);
 
     let rsp = app
@@ -146,7 +156,7 @@ async fn available_seats_are_listed_for_an_active_token_of_the_schedule() {
     let app = TestApp::spawn().await;
     let (concert, [a, ..]) = concert_with_three_schedules(&app).await;
     let token = app.active_token(a).await;
-    let taken: u64 = app.redis().spop(ScheduleKeys::new(a).avail).await.unwrap();
+    let taken: u64 = take_a_seat(&app, a).await;
 
     let rsp = app
         .get(

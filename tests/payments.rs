@@ -107,13 +107,6 @@ async fn reservation(app: &TestApp, id: u64) -> ReservationRecord {
     ReservationRecord::parse(ReservationId::from_u64(id), &record).unwrap()
 }
 
-async fn is_available(app: &TestApp, schedule: u64, seat: u64) -> bool {
-    app.redis()
-        .sismember(ScheduleKeys::new(schedule).avail, seat)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paying_debits_once_sells_the_seats_and_retires_the_token() {
     let app = TestApp::spawn().await;
@@ -157,7 +150,7 @@ async fn paying_debits_once_sells_the_seats_and_retires_the_token() {
     assert_eq!(r.payment_id.map(PaymentId::get), Some(rsp.u64("paymentId")));
     for &seat in &seats[..2] {
         assert!(
-            !is_available(&app, schedule, seat).await,
+            !app.is_available(schedule, seat).await,
             "sold seats stay taken"
         );
     }
@@ -430,7 +423,7 @@ async fn a_payment_racing_the_holds_expiry_is_paid_or_expired_never_both() {
                 paid += 1;
                 assert_eq!(r.status.as_str(), "PAID");
                 assert_eq!((b.balance, b.total_used), (0, 50_000));
-                assert!(!is_available(&app, schedule, *seat).await);
+                assert!(!app.is_available(schedule, *seat).await);
             }
             _ => {
                 rsp.assert_error(409, "RESERVATION_EXPIRED");
@@ -441,7 +434,7 @@ async fn a_payment_racing_the_holds_expiry_is_paid_or_expired_never_both() {
                     (50_000, 0),
                     "expired, not charged"
                 );
-                assert!(is_available(&app, schedule, *seat).await);
+                assert!(app.is_available(schedule, *seat).await);
             }
         }
     }

@@ -340,3 +340,46 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
         "users 0, 4 and 1 and the resumed one, once each"
     );
 }
+
+/// Seats kept AVAILABLE in the unordered set of earlier versions are ordered by seat number
+/// at start-up, in one step, with the held seat still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_seats_kept_unordered_are_ordered_by_number_at_start_up() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = app.open_schedule(6).await;
+    let (user, token) = app.active_user(schedule).await;
+    app.hold(&token, schedule, user, &seats[1..2])
+        .await
+        .assert_created();
+    let k = ScheduleKeys::new(schedule);
+    let mut redis = app.redis();
+    let free: Vec<u64> = redis.zrange(&k.avail, 0, -1).await.unwrap();
+    assert_eq!(free.len(), 5);
+    let () = redis::pipe()
+        .del(&k.avail)
+        .sadd(k.unordered_available(), &free)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    let restarted = TestApp::spawn().await;
+    let ordered: Vec<(u64, u64)> = redis.zrange_withscores(&k.avail, 0, -1).await.unwrap();
+    let numbers: Vec<u64> = ordered.iter().map(|&(_, number)| number).collect();
+    assert_eq!(
+        numbers,
+        [1, 3, 4, 5, 6],
+        "by seat number, the held seat 2 still held"
+    );
+    let ids: Vec<u64> = ordered.iter().map(|&(id, _)| id).collect();
+    assert_eq!(ids, [seats[0], seats[2], seats[3], seats[4], seats[5]]);
+    let old: bool = redis.exists(k.unordered_available()).await.unwrap();
+    assert!(!old, "the unordered set is gone");
+    restarted
+        .hold(&token, schedule, user, &seats[2..3])
+        .await
+        .assert_created();
+    restarted
+        .hold(&token, schedule, user, &seats[1..2])
+        .await
+        .assert_error(409, "SEAT_ALREADY_RESERVED");
+}

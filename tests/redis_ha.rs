@@ -393,7 +393,7 @@ async fn master_killed_for_good_under_load_loses_no_acknowledged_write() {
     let views: [&[&str]; 4] = [
         &["hlen", &k.tokens],
         &["hlen", &k.res],
-        &["scard", &k.avail],
+        &["zcard", &k.avail],
         &["hget", &wallet, &holder_field],
     ];
     let on = |port, view: &[&str]| cli(port, &[&["-n", "1"][..], view].concat());

@@ -521,7 +521,7 @@ async fn a_full_redis_refuses_writes_with_503_and_keeps_serving_reads() {
     app.me(&token).await.assert_ok();
     let avail: u64 = conn
         .clone()
-        .scard(ScheduleKeys::new(schedule).avail)
+        .zcard(ScheduleKeys::new(schedule).avail)
         .await
         .unwrap();
     assert_eq!(avail, 4, "the refused hold took no seat");

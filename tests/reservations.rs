@@ -53,11 +53,7 @@ async fn a_hold_takes_every_seat_it_names() {
 
     let state = app.queue_state(schedule).await;
     assert_eq!(state.u64("heldSeats"), 2);
-    let free: HashSet<u64> = app
-        .redis()
-        .smembers(ScheduleKeys::new(schedule).avail)
-        .await
-        .unwrap();
+    let free: HashSet<u64> = app.available_seats(schedule).await;
     assert_eq!(free, HashSet::from([seats[0], seats[2], seats[4]]));
 }
 
@@ -232,11 +228,7 @@ async fn overlapping_pairs_never_share_a_seat() {
         "a seat is in two holds: {held:?}"
     );
     assert!(!held.is_empty());
-    let free: HashSet<u64> = app
-        .redis()
-        .smembers(ScheduleKeys::new(schedule).avail)
-        .await
-        .unwrap();
+    let free: HashSet<u64> = app.available_seats(schedule).await;
     assert!(free.is_disjoint(&distinct));
     assert_eq!(
         free.len() + distinct.len(),
@@ -260,11 +252,7 @@ async fn a_refused_hold_leaves_its_free_seats_free() {
     );
     let rsp = app.hold(&b_token, schedule, b, &[seats[0], seats[1]]).await;
     rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
-    let free: bool = app
-        .redis()
-        .sismember(ScheduleKeys::new(schedule).avail, seats[0])
-        .await
-        .unwrap();
+    let free: bool = app.is_available(schedule, seats[0]).await;
     assert!(free, "the free seat of a refused hold stays available");
     assert_eq!(
         app.hold(&b_token, schedule, b, &[seats[0]])
@@ -353,7 +341,7 @@ async fn reservations_and_seat_states_in_mysql_equal_redis_after_the_drain() {
             (record[0].clone(), record[1].clone(), record[2].clone())
         );
     }
-    let free: HashSet<u64> = redis.clone().smembers(&keys.avail).await.unwrap();
+    let free: HashSet<u64> = redis.clone().zrange(&keys.avail, 0, -1).await.unwrap();
     let states: Vec<(u64, String)> = conn
         .exec(
             "SELECT id, status FROM seats WHERE schedule_id = ?",
@@ -400,11 +388,7 @@ async fn the_owner_reads_and_cancels_a_hold() {
         app.get(&reservation_path(id), &auth).await.str("status"),
         "CANCELLED"
     );
-    let free: bool = app
-        .redis()
-        .sismember(ScheduleKeys::new(schedule).avail, seats[2])
-        .await
-        .unwrap();
+    let free: bool = app.is_available(schedule, seats[2]).await;
     assert!(free, "a cancelled hold's seats are available again");
     assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
     app.request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
@@ -477,11 +461,7 @@ async fn holds_expire_on_their_own_within_a_second() {
     .await;
     let late = (ended - expires.with_timezone(&chrono::Utc)).num_milliseconds();
     assert!(late < 1000, "expired {late} ms after expiresAt");
-    let free: HashSet<u64> = app
-        .redis()
-        .smembers(ScheduleKeys::new(schedule).avail)
-        .await
-        .unwrap();
+    let free: HashSet<u64> = app.available_seats(schedule).await;
     assert_eq!(free.len(), 3);
     assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
     app.request(hyper::Method::DELETE, &reservation_path(id), &auth, None)
@@ -537,11 +517,7 @@ async fn expiry_racing_cancels_ends_each_hold_exactly_once() {
             other => panic!("cancel answered {other} {code}"),
         }
     }
-    let free: HashSet<u64> = app
-        .redis()
-        .smembers(ScheduleKeys::new(schedule).avail)
-        .await
-        .unwrap();
+    let free: HashSet<u64> = app.available_seats(schedule).await;
     assert_eq!(free.len(), 30, "every seat came back exactly once");
     assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 0);
     println!("{cancelled} cancelled, {} expired first", 30 - cancelled);
@@ -594,7 +570,7 @@ async fn a_hold_being_paid_is_not_expired_under_the_payment() {
             .str("status"),
         "RESERVED"
     );
-    let free: bool = redis.sismember(&keys.avail, seats[0]).await.unwrap();
+    let free = app.is_available(keys.schedule_id, seats[0]).await;
     assert!(!free, "the seat under payment stays held");
     app.request(
         hyper::Method::DELETE,

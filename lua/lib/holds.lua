@@ -106,12 +106,46 @@ local function prune_ended_reservations(k, now, keep_ms, limit)
   return #gone
 end
 
+-- The schedule's AVAILABLE seats are the ZSET k.avail, seat id -> seat number, so the lowest
+-- numbers come first (best-available holds, the listing's order). The seat numbers come from
+-- k.seat (seatId -> "seatNumber|price").
+
+-- Makes the seats `ids` AVAILABLE (500 per command).
+local function make_available(k, ids)
+  for i = 1, #ids, 500 do
+    local last = math.min(i + 499, #ids)
+    local infos = redis.call('HMGET', k.seat, unpack(ids, i, last))
+    local members = {}
+    for j = i, last do
+      members[#members + 1] = string.match(infos[j - i + 1] or '', '^(%d+)|') or '0'
+      members[#members + 1] = ids[j]
+    end
+    redis.call('ZADD', k.avail, unpack(members))
+  end
+end
+
+-- Takes the seats ids[first..last] (all of `ids` by default) out of the AVAILABLE ones.
+local function take_available(k, ids, first, last)
+  first, last = first or 1, last or #ids
+  for i = first, last, 1000 do
+    redis.call('ZREM', k.avail, unpack(ids, i, math.min(i + 999, last)))
+  end
+end
+
+-- Whether each seat of ids[first..last] is AVAILABLE, as a list of booleans (one command).
+local function available_flags(k, ids, first, last)
+  local scores = redis.call('ZMSCORE', k.avail, unpack(ids, first, last))
+  local out = {}
+  for i = 1, last - first + 1 do out[i] = scores[i] ~= false and scores[i] ~= nil end
+  return out
+end
+
 -- Ends a RESERVED hold (EXPIRED or CANCELLED): its seats are AVAILABLE again and no longer
 -- count towards the user's limit. `k` names the keys of `release_keys`
--- (src/redis/scripts/holds.rs).
+-- (src/redis/scripts/holds.rs) and k.seat.
 local function release_hold(k, id, r, now, status)
   local seats = seat_list(r)
-  redis.call('SADD', k.avail, unpack(seats))
+  make_available(k, seats)
   redis.call('ZREM', k.holds, id)
   redis.call('HINCRBY', k.userseats, r.user, -#seats)
   redis.call('HINCRBY', k.userholds, r.user, -1)

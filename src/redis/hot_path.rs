@@ -203,7 +203,7 @@ impl HotPath {
         }
         let mut pipe = redis::pipe();
         for id in schedule_ids {
-            pipe.scard(ScheduleKeys::new(*id).avail);
+            pipe.zcard(ScheduleKeys::new(*id).avail);
         }
         pipe.query_async(&mut self.conn()).await
     }

@@ -36,7 +36,7 @@ pub struct ScheduleKeys {
     pub stats: String,
     /// ZSET token -> endedAt ms, for removing old records.
     pub ended: String,
-    /// SET: ids of the schedule's AVAILABLE seats.
+    /// ZSET seatId -> seatNumber: the schedule's AVAILABLE seats, lowest numbers first.
     pub avail: String,
     /// HASH seatId -> "seatNumber|price": every seat of the schedule.
     pub seat: String,
@@ -74,6 +74,12 @@ impl ScheduleKeys {
         format!("{{s:{}}}:idem:{user_id}:{key}", self.schedule_id)
     }
 
+    /// SET: the AVAILABLE seat ids as seatrush kept them before they were ordered by seat
+    /// number (see `lua/upgrade_free_seats.lua`).
+    pub fn unordered_available(&self) -> String {
+        format!("{{s:{}}}:avail", self.schedule_id)
+    }
+
     pub fn new(schedule_id: u64) -> Self {
         let key = |name: &str| format!("{{s:{schedule_id}}}:{name}");
         Self {
@@ -86,7 +92,7 @@ impl ScheduleKeys {
             users: key("users"),
             stats: key("stats"),
             ended: key("ended"),
-            avail: key("avail"),
+            avail: key("free"),
             seat: key("seat"),
             res: key("res"),
             holds: key("holds"),

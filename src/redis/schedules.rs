@@ -2,6 +2,8 @@
 //! the background loops read, and last its settings and booking window (the `cfg` hash,
 //! written in one command: a schedule whose `cfg` exists is complete).
 
+use std::collections::HashMap;
+
 use redis::AsyncCommands;
 
 use super::RedisConn;
@@ -11,7 +13,8 @@ use crate::model::{BookingWindow, QueueSettings, Seat};
 /// Most values per Redis command.
 pub const CHUNK: usize = 5_000;
 
-/// Adds the schedule's seats (numbers and prices) and the AVAILABLE ones to `pipe`.
+/// Adds the schedule's seats (numbers and prices) and the AVAILABLE ones (ordered by seat
+/// number) to `pipe`.
 pub fn stage_seats(
     pipe: &mut redis::Pipeline,
     schedule_id: u64,
@@ -26,8 +29,13 @@ pub fn stage_seats(
             .collect();
         pipe.hset_multiple(&k.seat, &records).ignore();
     }
+    let number: HashMap<u64, u64> = seats.iter().map(|s| (s.seat_id, s.seat_number)).collect();
     for chunk in available.chunks(CHUNK) {
-        pipe.sadd(&k.avail, chunk).ignore();
+        let members: Vec<(u64, u64)> = chunk
+            .iter()
+            .map(|id| (number.get(id).copied().unwrap_or(0), *id))
+            .collect();
+        pipe.zadd_multiple(&k.avail, &members).ignore();
     }
 }
 

@@ -6,7 +6,7 @@
 pub mod load;
 pub mod own_redis;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -617,6 +617,23 @@ impl TestApp {
             None,
         )
         .await
+    }
+
+    /// The schedule's AVAILABLE seats as Redis has them.
+    pub async fn available_seats(&self, schedule: u64) -> HashSet<u64> {
+        let key = seatrush::redis::keys::ScheduleKeys::new(schedule).avail;
+        redis::AsyncCommands::zrange(&mut self.redis(), key, 0, -1)
+            .await
+            .unwrap()
+    }
+
+    /// Whether Redis has the seat AVAILABLE.
+    pub async fn is_available(&self, schedule: u64, seat: u64) -> bool {
+        let key = seatrush::redis::keys::ScheduleKeys::new(schedule).avail;
+        let score: Option<f64> = redis::AsyncCommands::zscore(&mut self.redis(), key, seat)
+            .await
+            .unwrap();
+        score.is_some()
     }
 
     pub fn redis(&self) -> seatrush::redis::RedisConn {

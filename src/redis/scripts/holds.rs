@@ -74,6 +74,7 @@ impl Scripts {
     ) -> RedisResult<Result<ReservationRecord, Refusal>> {
         let k = ScheduleKeys::new(id.schedule());
         let reply: Value = release_keys(&mut self.cancel_hold.prepare_invoke(), &k)
+            .key(&k.seat)
             .arg(id.get())
             .arg(user_id)
             .invoke_observed("cancel_hold", conn)
@@ -126,6 +127,22 @@ impl Scripts {
             .collect()
     }
 
+    /// Moves the schedule's AVAILABLE seats from the unordered set seatrush kept before into
+    /// the set ordered by seat number; how many moved (0 once done).
+    pub async fn upgrade_free_seats(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+    ) -> RedisResult<u64> {
+        let k = ScheduleKeys::new(schedule_id);
+        self.upgrade_free_seats
+            .key(k.unordered_available())
+            .key(&k.avail)
+            .key(&k.seat)
+            .invoke_observed("upgrade_free_seats", conn)
+            .await
+    }
+
     /// Expires the schedule's holds that are due; returns how many, and the payment sagas
     /// that have run longer than `saga_timeout` (for the caller to settle).
     pub async fn expire_holds(
@@ -139,6 +156,7 @@ impl Scripts {
         let (expired, stale, pruned): (u64, Vec<String>, u64) =
             release_keys(&mut self.expire_holds.prepare_invoke(), &k)
                 .key(&k.sagas)
+                .key(&k.seat)
                 .arg(PER_TICK)
                 .arg(saga_timeout.as_millis() as u64)
                 .arg(keep.as_millis() as u64)

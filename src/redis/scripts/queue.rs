@@ -115,6 +115,7 @@ impl Scripts {
             .key(&k.userseats)
             .key(&k.userholds)
             .key(&k.rended)
+            .key(&k.seat)
             .arg(token.sequence)
             .arg(token.user_id);
         let reply = Reply::new(call.invoke_observed("leave_queue", conn).await?)?;

@@ -31,6 +31,7 @@ impl Scripts {
             &k.userseats,
             &k.userholds,
             &k.stats,
+            &k.seat,
         ] {
             call.key(key);
         }
