@@ -1,7 +1,10 @@
 -- uses: lib/clock.lua lib/queue.lua lib/holds.lua lib/rate.lua
--- Holds seats for users with ACTIVE tokens: per request, every seat or none. Takes a batch
--- of requests to one schedule and decides them in order, each seeing the holds of those
--- before it (seatrush coalesces concurrent requests; see src/redis/coalesce.rs).
+-- Holds seats for users with ACTIVE tokens: per request, every seat it names or none, or as
+-- many seats as it asks for, chosen here (best available: the lowest seat numbers that are
+-- consecutive, else the lowest ones, looked for among at most SCAN_MAX of the lowest AVAILABLE
+-- seats, so the cost does not grow with the schedule). Takes a batch of requests to one
+-- schedule and decides them in order, each seeing the holds of those before it (seatrush
+-- coalesces concurrent requests; see src/redis/coalesce.rs).
 --
 -- KEYS[1]  {s:S}:cfg        settings and booking window
 -- KEYS[2]  {s:S}:tokens     HASH token -> record
@@ -20,7 +23,7 @@
 --          caller's token or of another user's and RATE_LIMITED, lib/queue.lua's keeps_outcome,
 --          are not kept)
 -- ARGV[1] scheduleId, then per request: token, userId, idempotency KEYS index (0: none),
--- fingerprint, n, n distinct seatIds
+-- fingerprint, then n and n distinct seatIds, or 0 and how many seats to choose
 --
 -- Returns one reply per request, in order:
 --         {'OK', reservationId, totalAmount, reservedAt, expiresAt, 'seatId|number|price', …}
@@ -28,6 +31,7 @@
 --       | {'QUEUE_TOKEN_INVALID'} | {'QUEUE_TOKEN_NOT_ACTIVE'} | {'FORBIDDEN'} (another user)
 --       | {'RATE_LIMITED'} | {'BOOKING_NOT_OPEN'} | {'BOOKING_CLOSED'} | {'SEAT_NOT_FOUND', seatId, …}
 --       | {'SEAT_LIMIT_EXCEEDED'} | {'SEAT_ALREADY_RESERVED', seatId, …}
+--       | {'NOT_ENOUGH_SEATS', how many are AVAILABLE} (best available)
 --       | {'IDEMPOTENCY_KEY_REUSED'}; a request whose key was used before for the same thing
 --         gets that first reply again
 local k = { seat = KEYS[3], avail = KEYS[4], res = KEYS[5], holds = KEYS[6],
@@ -45,19 +49,24 @@ local expires_s = string.format('%d', now + (tonumber(cfg[2]) or 0) * 1000)
 local id_base = tonumber(schedule) * 4294967296
 
 -- The requests: where each starts in ARGV, their tokens and users, and every seat they name
--- in order (request r's seats are batch_seats[firsts[r]..lasts[r]]).
-local starts, tokens, users, batch_seats, firsts, lasts = {}, {}, {}, {}, {}, {}
+-- in order (request r's seats are batch_seats[firsts[r]..lasts[r]]), or (wants[r]) how many
+-- best-available seats they ask for.
+local starts, tokens, users, batch_seats, firsts, lasts, wants = {}, {}, {}, {}, {}, {}, {}
 do
   local i = 2
   while i <= #ARGV do
     local n = tonumber(ARGV[i + 4])
-    starts[#starts + 1] = i
-    tokens[#tokens + 1] = ARGV[i]
-    users[#users + 1] = ARGV[i + 1]
-    firsts[#firsts + 1] = #batch_seats + 1
-    for j = i + 5, i + 4 + n do batch_seats[#batch_seats + 1] = ARGV[j] end
-    lasts[#lasts + 1] = #batch_seats
-    i = i + 5 + n
+    local r = #starts + 1
+    starts[r], tokens[r], users[r] = i, ARGV[i], ARGV[i + 1]
+    if n == 0 then
+      wants[r] = tonumber(ARGV[i + 5])
+      i = i + 6
+    else
+      firsts[r] = #batch_seats + 1
+      for j = i + 5, i + 4 + n do batch_seats[#batch_seats + 1] = ARGV[j] end
+      lasts[r] = #batch_seats
+      i = i + 5 + n
+    end
   end
 end
 
@@ -92,6 +101,60 @@ end
 local function unknown(s) return not seat_info[s] end
 local function taken(s) return not seat_free[s] or held[batch_seats[s]] end
 
+-- Seats held by this batch leave k.avail here (held_seats[1..flushed] have left already): once
+-- at the end, and before a best-available choice reads what is AVAILABLE.
+local flushed = 0
+local function flush_taken()
+  if #held_seats > flushed then
+    take_available(k, held_seats, flushed + 1, #held_seats)
+    flushed = #held_seats
+  end
+end
+
+-- The user's RESERVED + PAID seats, as this batch has them so far.
+local function seats_of(user)
+  local have = user_seats[user]
+  if have == nil then have = tonumber(redis.call('HGET', k.userseats, user)) or 0 end
+  return have
+end
+
+-- Best available: reads the lowest AVAILABLE seats (SCAN_FIRST, or 4 per seat asked for,
+-- widening to SCAN_MAX while no run of q consecutive seat numbers is among them) and picks
+-- the first such run, else the lowest q. The picks are appended to batch_seats with their
+-- "seatNumber|price" in `picked`; returns their first and last index there, or nil and how
+-- many seats are AVAILABLE when fewer than q are.
+local SCAN_FIRST, SCAN_MAX = 32, 512
+local picked = {}
+local function choose_best(q)
+  flush_taken()
+  local width = math.min(math.max(SCAN_FIRST, 4 * q), SCAN_MAX)
+  local window, count, start
+  repeat
+    window = redis.call('ZRANGE', k.avail, 0, width - 1, 'WITHSCORES')
+    count = #window / 2
+    if count < q then return nil, count end -- width >= q: every AVAILABLE seat was read
+    for i = 1, count - q + 1 do
+      if tonumber(window[2 * (i + q - 1)]) - tonumber(window[2 * i]) == q - 1 then
+        start = i
+        break
+      end
+    end
+    local widened = math.min(width * 4, SCAN_MAX)
+    local more = not start and count == width and widened > width
+    width = widened
+  until not more
+  start = start or 1
+  local ids = {}
+  for i = start, start + q - 1 do ids[#ids + 1] = window[2 * i - 1] end
+  local infos = redis.call('HMGET', k.seat, unpack(ids))
+  local first = #batch_seats + 1
+  for j, id in ipairs(ids) do
+    batch_seats[first + j - 1] = id
+    picked[first + j - 1] = infos[j]
+  end
+  return first, #batch_seats
+end
+
 -- { code, seatId, … }: the seats batch_seats[first..last] for which `bad` holds.
 local function seat_refusal(code, first, last, bad)
   local out = { code }
@@ -101,8 +164,9 @@ local function seat_refusal(code, first, last, bad)
   return out
 end
 
--- The request whose seats are batch_seats[first..last].
-local function hold(token, user, first, last)
+-- Request r: its seats are batch_seats[firsts[r]..lasts[r]], or wants[r] chosen here.
+local function hold(r)
+  local token, user = tokens[r], users[r]
   if not cfg[1] then return { 'SCHEDULE_NOT_FOUND' } end
   local refusal = token_refusal(tokens_seen, KEYS[2], token, user, now)
     or rate_refusal(rate_keys, user, now, cfg[5])
@@ -110,17 +174,26 @@ local function hold(token, user, first, last)
   if now < opens then return { 'BOOKING_NOT_OPEN' } end
   if now >= closes then return { 'BOOKING_CLOSED' } end
 
-  if not seat_info then read_seats() end
-  for s = first, last do
-    if unknown(s) then return seat_refusal('SEAT_NOT_FOUND', first, last, unknown) end
+  local have = seats_of(user)
+  local first, last, info
+  if wants[r] then
+    if have + wants[r] > limit then return { 'SEAT_LIMIT_EXCEEDED' } end
+    first, last = choose_best(wants[r])
+    if not first then return { 'NOT_ENOUGH_SEATS', last } end
+    info = picked
+  else
+    first, last = firsts[r], lasts[r]
+    if not seat_info then read_seats() end
+    for s = first, last do
+      if unknown(s) then return seat_refusal('SEAT_NOT_FOUND', first, last, unknown) end
+    end
+    if have + last - first + 1 > limit then return { 'SEAT_LIMIT_EXCEEDED' } end
+    for s = first, last do
+      if taken(s) then return seat_refusal('SEAT_ALREADY_RESERVED', first, last, taken) end
+    end
+    info = seat_info
   end
-  local have = user_seats[user]
-  if have == nil then have = tonumber(redis.call('HGET', k.userseats, user)) or 0 end
   local n = last - first + 1
-  if have + n > limit then return { 'SEAT_LIMIT_EXCEEDED' } end
-  for s = first, last do
-    if taken(s) then return seat_refusal('SEAT_ALREADY_RESERVED', first, last, taken) end
-  end
 
   seq = seq + 1
   local id = string.format('%d', id_base + seq)
@@ -128,7 +201,7 @@ local function hold(token, user, first, last)
   local out = { 'OK', id, 0, now_s, expires_s }
   for s = first, last do
     local seat = batch_seats[s]
-    local number, price = string.match(seat_info[s], '^([^|]*)|([^|]*)$')
+    local number, price = string.match(info[s], '^([^|]*)|([^|]*)$')
     total = total + tonumber(price)
     out[#out + 1] = seat .. '|' .. number .. '|' .. price
     priced = priced and priced .. ',' .. seat .. ':' .. price or seat .. ':' .. price
@@ -149,7 +222,7 @@ end
 -- Writes what the batch changed: the seats held, the sequence, counters and expiry index.
 local function finish()
   if seq == first_seq then return end
-  take_available(k, held_seats)
+  flush_taken()
   redis.call('SET', KEYS[9], seq)
   for user, n in pairs(seat_delta) do
     redis.call('HINCRBY', k.userseats, user, n)
@@ -167,7 +240,7 @@ local DAY_MS = 24 * 3600 * 1000
 local function hold_once(r)
   local i = starts[r]
   local idem_index, fingerprint = tonumber(ARGV[i + 2]), ARGV[i + 3]
-  if idem_index == 0 then return hold(tokens[r], users[r], firsts[r], lasts[r]) end
+  if idem_index == 0 then return hold(r) end
   local idem = KEYS[idem_index]
   local seen = redis.call('GET', idem)
   if seen then
@@ -177,7 +250,7 @@ local function hold_once(r)
     for element in string.gmatch(reply, '[^,]+') do out[#out + 1] = element end
     return out
   end
-  local out = hold(tokens[r], users[r], firsts[r], lasts[r])
+  local out = hold(r)
   if keeps_outcome(out[1]) then
     redis.call('SET', idem, fingerprint .. '\n' .. table.concat(out, ','), 'PX', DAY_MS)
   end

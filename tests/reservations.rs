@@ -11,15 +11,6 @@ use redis::AsyncCommands;
 use seatrush::redis::keys::ScheduleKeys;
 use simd_json::prelude::*;
 
-fn seat_ids_of(rsp: &common::Rsp) -> Vec<u64> {
-    rsp.data()["seats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["seatId"].as_u64().unwrap())
-        .collect()
-}
-
 fn detail_seats(rsp: &common::Rsp) -> Vec<u64> {
     rsp.body["error"]["details"]["seatIds"]
         .as_array()
@@ -41,7 +32,7 @@ async fn a_hold_takes_every_seat_it_names() {
     assert_eq!(rsp.str("status"), "RESERVED");
     assert_eq!((rsp.u64("userId"), rsp.u64("scheduleId")), (user, schedule));
     assert_eq!(rsp.u64("totalAmount"), 100_000);
-    assert_eq!(seat_ids_of(&rsp), vec![seats[3], seats[1]]);
+    assert_eq!(rsp.seat_ids(), vec![seats[3], seats[1]]);
     assert_eq!(rsp.data()["seats"][0]["seatNumber"].as_u64(), Some(4));
     assert_eq!(rsp.data()["seats"][0]["price"].as_u64(), Some(50_000));
     let number = rsp.str("reservationNumber");
@@ -216,7 +207,7 @@ async fn overlapping_pairs_never_share_a_seat() {
     let mut held = Vec::new();
     for rsp in &results {
         match rsp.status.as_u16() {
-            201 => held.extend(seat_ids_of(rsp)),
+            201 => held.extend(rsp.seat_ids()),
             409 => assert_eq!(rsp.code(), "SEAT_ALREADY_RESERVED"),
             other => panic!("{other}: {:?}", rsp.body),
         }
@@ -616,7 +607,7 @@ async fn the_same_idempotency_key_twenty_times_at_once_holds_once() {
             "one hold, replayed"
         );
         assert_eq!(rsp.str("expiresAt"), first.str("expiresAt"));
-        assert_eq!(seat_ids_of(rsp), vec![seats[0], seats[1]]);
+        assert_eq!(rsp.seat_ids(), vec![seats[0], seats[1]]);
     }
     assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 2);
 

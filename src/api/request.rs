@@ -61,6 +61,11 @@ impl JsonObject {
             .filter(|v| !matches!(v, OwnedValue::Static(StaticNode::Null)))
     }
 
+    /// Whether the body names the field at all (even as null).
+    pub fn names(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
     fn required(&self, field: &str) -> Result<&OwnedValue, Error> {
         self.get(field)
             .ok_or_else(|| Error::invalid(field, format!("{field} is required")))

@@ -10,7 +10,8 @@ use crate::app::App;
 use crate::holds;
 use crate::identity::Caller;
 use crate::model::{
-    Error, Reservation, ReservationId, ReservationStatus, Seat, iso_ms, reservation_number,
+    Error, Reservation, ReservationId, ReservationStatus, Seat, SeatChoice, iso_ms,
+    reservation_number,
 };
 
 /// Most seats one request may name (the per-user limit is usually far lower).
@@ -57,11 +58,11 @@ pub async fn hold(
     let key = idempotency_key(headers)?;
     let body = JsonObject::parse(body)?;
     let schedule_id = body.id("scheduleId")?;
-    let seat_ids = body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?;
+    let seats = seat_choice(&body)?;
     let user_id = body.id("userId")?;
     caller.owns(user_id)?;
     let token = queue_token(headers, &app.tokens)?;
-    let hold = holds::hold(&app.hot, caller, token, schedule_id, seat_ids, key).await?;
+    let hold = holds::hold(&app.hot, caller, token, schedule_id, seats, key).await?;
     Ok(response::ok(
         StatusCode::CREATED,
         &ReservationView {
@@ -76,6 +77,23 @@ pub async fn hold(
             expires_at: iso_ms(hold.expires_at_ms),
         },
     ))
+}
+
+/// `seatIds` (these seats) or `quantity` (that many, best available), not both.
+fn seat_choice(body: &JsonObject) -> Result<SeatChoice, Error> {
+    let max = MAX_SEATS_PER_REQUEST as u64;
+    if body.names("quantity") && body.names("seatIds") {
+        return Err(Error::invalid(
+            "quantity",
+            "give seatIds or quantity, not both",
+        ));
+    }
+    match body.opt_positive("quantity", max)? {
+        Some(n) => Ok(SeatChoice::BestAvailable(n)),
+        None => Ok(SeatChoice::Seats(
+            body.id_list("seatIds", MAX_SEATS_PER_REQUEST)?,
+        )),
+    }
 }
 
 /// `GET /api/v1/reservations/{reservationId}`: the owner's token (any live one).

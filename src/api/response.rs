@@ -94,6 +94,9 @@ struct Details<'a> {
     /// The seats a hold could not take.
     #[serde(skip_serializing_if = "Option::is_none")]
     seat_ids: Option<&'a [u64]>,
+    /// How many seats are AVAILABLE, when a best-available hold asked for more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<u64>,
 }
 
 /// Seconds a client should wait before retrying a 503 or a 429 `RATE_LIMITED` (a user's
@@ -126,6 +129,7 @@ pub fn status(err: &Error) -> StatusCode {
         MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         TokenAlreadyIssued
         | SeatAlreadyReserved { .. }
+        | NotEnoughSeats { .. }
         | PaymentInProgress
         | ReservationAlreadyPaid
         | ReservationExpired
@@ -154,6 +158,10 @@ pub fn error(err: &Error) -> Response<Body> {
         },
         Error::SeatNotFound { seat_ids } | Error::SeatAlreadyReserved { seat_ids } => Details {
             seat_ids: Some(seat_ids),
+            ..Details::default()
+        },
+        Error::NotEnoughSeats { available } => Details {
+            available: Some(*available),
             ..Details::default()
         },
         _ => Details::default(),

@@ -1,7 +1,7 @@
 //! Seat holds (reservations): one script (`hold_seats`) checks the ACTIVE token, the booking
-//! window, the user's seat limit and every seat, then holds all of them or none and appends
-//! the reservation to the schedule's outbox; concurrent holds for one schedule share a script
-//! call. The owner reads a reservation, or cancels it while RESERVED (`cancel_hold`); the
+//! window, the user's seat limit and every seat named (or chooses the best available ones
+//! for a `quantity`), then holds all of them or none and appends the reservation to the
+//! schedule's outbox; concurrent holds for one schedule share a script call. The owner reads a reservation, or cancels it while RESERVED (`cancel_hold`); the
 //! housekeeping loop expires holds that are due (`expire_holds`).
 
 use crate::catalogue::Catalogue;
@@ -9,21 +9,21 @@ use crate::fallback;
 use crate::identity::Caller;
 use crate::model::{
     Error, Hold, Idempotency, QueueToken, Refusal, Reservation, ReservationId, ReservationRecord,
-    ReservationStatus, Seat,
+    ReservationStatus, Seat, SeatChoice,
 };
 use crate::mysql::Db;
 use crate::queue;
 use crate::redis::scripts::{HoldOutcome, HoldRequest};
 use crate::redis::{HotPath, Stored};
 
-/// Holds `seat_ids` of the schedule for the caller, all or none, with their ACTIVE token
-/// of that schedule.
+/// Holds the chosen seats of the schedule for the caller, all or none, with their ACTIVE
+/// token of that schedule.
 pub async fn hold(
     hot: &HotPath,
     caller: Caller,
     token: QueueToken,
     schedule_id: u64,
-    seat_ids: Vec<u64>,
+    seats: SeatChoice,
     idempotency_key: Option<String>,
 ) -> Result<Hold, Error> {
     let token = match queue::for_schedule(token, caller, schedule_id) {
@@ -33,11 +33,11 @@ pub async fn hold(
         }
         other => other?,
     };
-    let idempotency = idempotency_key.map(|key| Idempotency::hold(key, schedule_id, &seat_ids));
+    let idempotency = idempotency_key.map(|key| Idempotency::hold(key, schedule_id, &seats));
     let request = HoldRequest {
         token: token.sequence,
         user_id: caller.user_id(),
-        seat_ids,
+        seats,
         idempotency,
     };
     match hot.hold(schedule_id, request).await? {
@@ -45,7 +45,7 @@ pub async fn hold(
             metrics::counter!("seatrush_seats_held_total").increment(hold.seats.len() as u64);
             Ok(hold)
         }
-        HoldOutcome::Refused(refusal, seats) => Err(refusal.into_error(seats)),
+        HoldOutcome::Refused(refusal, named) => Err(refusal.into_error(named)),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Error {
     TokenAlreadyIssued,
     #[error("seats are already reserved")]
     SeatAlreadyReserved { seat_ids: Vec<u64> },
+    #[error("fewer seats are available than asked for")]
+    NotEnoughSeats { available: u64 },
     #[error("a payment of this reservation is in progress")]
     PaymentInProgress,
     #[error("the balance is lower than the amount to pay")]
@@ -115,6 +117,7 @@ impl Error {
             MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             TokenAlreadyIssued => "TOKEN_ALREADY_ISSUED",
             SeatAlreadyReserved { .. } => "SEAT_ALREADY_RESERVED",
+            NotEnoughSeats { .. } => "NOT_ENOUGH_SEATS",
             PaymentInProgress => "PAYMENT_IN_PROGRESS",
             InsufficientBalance => "INSUFFICIENT_BALANCE",
             ReservationAlreadyPaid => "RESERVATION_ALREADY_PAID",

@@ -2,6 +2,7 @@
 //! answer again. Requests are compared by what they ask (the fingerprint), not by their bytes.
 
 use super::ids::ReservationId;
+use super::reservation::SeatChoice;
 
 /// An Idempotency-Key of one user's request and the fingerprint of what it asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +20,13 @@ impl Idempotency {
         }
     }
 
-    /// A hold of these seats of this schedule.
-    pub fn hold(key: String, schedule_id: u64, seat_ids: &[u64]) -> Self {
-        Self {
-            key,
-            fingerprint: format!("hold:{schedule_id}:{seat_ids:?}"),
-        }
+    /// A hold of these seats (or of this many, best available) of this schedule.
+    pub fn hold(key: String, schedule_id: u64, seats: &SeatChoice) -> Self {
+        let fingerprint = match seats {
+            SeatChoice::Seats(ids) => format!("hold:{schedule_id}:{ids:?}"),
+            SeatChoice::BestAvailable(n) => format!("hold:{schedule_id}:best:{n}"),
+        };
+        Self { key, fingerprint }
     }
 
     /// A charge of this amount.

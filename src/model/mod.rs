@@ -27,7 +27,7 @@ pub use payment::{Payment, PaymentAttempt};
 pub use record::DecodeError;
 pub use refusal::Refusal;
 pub use reservation::{
-    Hold, Reservation, ReservationRecord, ReservationStatus, Seat, reservation_number,
+    Hold, Reservation, ReservationRecord, ReservationStatus, Seat, SeatChoice, reservation_number,
 };
 pub use settings::{BookingWindow, MAX_SETTING, QueueSettings};
 pub use time::iso_ms;

@@ -20,6 +20,8 @@ pub enum Refusal {
     SeatNotFound,
     SeatAlreadyReserved,
     SeatLimitExceeded,
+    /// Fewer seats AVAILABLE than a best-available hold asks for.
+    NotEnoughSeats,
     ReservationNotFound,
     ReservationAlreadyPaid,
     ReservationExpired,
@@ -36,7 +38,7 @@ pub enum Refusal {
 }
 
 /// Every refusal with the code the scripts write for it.
-const CODES: [(Refusal, &str); 23] = [
+const CODES: [(Refusal, &str); 24] = [
     (Refusal::ScheduleNotFound, "SCHEDULE_NOT_FOUND"),
     (Refusal::BookingNotOpen, "BOOKING_NOT_OPEN"),
     (Refusal::BookingClosed, "BOOKING_CLOSED"),
@@ -49,6 +51,7 @@ const CODES: [(Refusal, &str); 23] = [
     (Refusal::SeatNotFound, "SEAT_NOT_FOUND"),
     (Refusal::SeatAlreadyReserved, "SEAT_ALREADY_RESERVED"),
     (Refusal::SeatLimitExceeded, "SEAT_LIMIT_EXCEEDED"),
+    (Refusal::NotEnoughSeats, "NOT_ENOUGH_SEATS"),
     (Refusal::ReservationNotFound, "RESERVATION_NOT_FOUND"),
     (Refusal::ReservationAlreadyPaid, "RESERVATION_ALREADY_PAID"),
     (Refusal::ReservationExpired, "RESERVATION_EXPIRED"),
@@ -80,8 +83,9 @@ impl Refusal {
             .expect("every refusal has a code")
     }
 
-    /// The error a client sees; `seat_ids` are the seats a hold refusal names.
-    pub fn into_error(self, seat_ids: Vec<u64>) -> Error {
+    /// The error a client sees; `named` are the numbers a hold refusal's reply carries
+    /// after its code: the seats it names, or how many seats are AVAILABLE.
+    pub fn into_error(self, named: Vec<u64>) -> Error {
         match self {
             Refusal::ScheduleNotFound => Error::ScheduleNotFound,
             Refusal::BookingNotOpen => Error::BookingNotOpen,
@@ -91,9 +95,12 @@ impl Refusal {
             Refusal::QueueTokenInvalid | Refusal::TokenNotHere => Error::QueueTokenInvalid,
             Refusal::QueueTokenNotActive => Error::QueueTokenNotActive,
             Refusal::Forbidden => Error::Forbidden,
-            Refusal::SeatNotFound => Error::SeatNotFound { seat_ids },
-            Refusal::SeatAlreadyReserved => Error::SeatAlreadyReserved { seat_ids },
+            Refusal::SeatNotFound => Error::SeatNotFound { seat_ids: named },
+            Refusal::SeatAlreadyReserved => Error::SeatAlreadyReserved { seat_ids: named },
             Refusal::SeatLimitExceeded => Error::SeatLimitExceeded,
+            Refusal::NotEnoughSeats => Error::NotEnoughSeats {
+                available: named.first().copied().unwrap_or(0),
+            },
             Refusal::ReservationNotFound => Error::ReservationNotFound,
             Refusal::ReservationAlreadyPaid => Error::ReservationAlreadyPaid,
             Refusal::ReservationExpired => Error::ReservationExpired,
@@ -136,6 +143,10 @@ mod tests {
     fn hold_refusals_keep_the_seats_they_name() {
         match Refusal::SeatAlreadyReserved.into_error(vec![4, 5]) {
             Error::SeatAlreadyReserved { seat_ids } => assert_eq!(seat_ids, [4, 5]),
+            other => panic!("{other:?}"),
+        }
+        match Refusal::NotEnoughSeats.into_error(vec![3]) {
+            Error::NotEnoughSeats { available } => assert_eq!(available, 3),
             other => panic!("{other:?}"),
         }
     }

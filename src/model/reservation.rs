@@ -88,6 +88,16 @@ impl Seat {
     }
 }
 
+/// Which seats a hold asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatChoice {
+    /// These seats, all or none.
+    Seats(Vec<u64>),
+    /// This many AVAILABLE seats, chosen by the hold script: the lowest seat numbers that
+    /// are consecutive, else the lowest ones (`lua/hold_seats.lua`).
+    BestAvailable(u64),
+}
+
 /// A new hold as the hold script reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
@@ -95,7 +105,7 @@ pub struct Hold {
     pub total_amount: u64,
     pub reserved_at_ms: i64,
     pub expires_at_ms: i64,
-    /// In request order.
+    /// In request order (best available: by seat number).
     pub seats: Vec<Seat>,
 }
 

@@ -196,6 +196,15 @@ impl Rsp {
     pub fn field(&self) -> &str {
         at(&self.body, "error/details/field").as_str().unwrap_or("")
     }
+    /// The ids of a reservation's seats, in the order it lists them.
+    pub fn seat_ids(&self) -> Vec<u64> {
+        self.data()["seats"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no seats in {:?}", self.body))
+            .iter()
+            .map(|s| s["seatId"].as_u64().unwrap())
+            .collect()
+    }
     /// Asserts an error response's status, code and the envelope around it.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "{:?}", self.body);

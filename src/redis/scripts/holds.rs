@@ -5,14 +5,16 @@ use std::sync::Arc;
 use redis::{RedisResult, Value};
 
 use super::{BatchKeys, Observe, PER_TICK, Reply, Scripts, bad_reply, refusal};
-use crate::model::{Hold, Idempotency, PaymentAttempt, Refusal, ReservationId, ReservationRecord};
+use crate::model::{
+    Hold, Idempotency, PaymentAttempt, Refusal, ReservationId, ReservationRecord, SeatChoice,
+};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
 
 #[derive(Debug)]
 pub enum HoldOutcome {
     Held(Hold),
-    /// With the seat ids it names (missing or taken seats).
+    /// With the numbers its reply names: missing or taken seats, or how many are AVAILABLE.
     Refused(Refusal, Vec<u64>),
 }
 
@@ -22,7 +24,7 @@ pub struct HoldRequest {
     /// The Queue-Token's sequence in the schedule.
     pub token: u64,
     pub user_id: u64,
-    pub seat_ids: Vec<u64>,
+    pub seats: SeatChoice,
     pub idempotency: Option<Idempotency>,
 }
 
@@ -32,7 +34,8 @@ pub type SeatViewOutcome = Result<Arc<Vec<u64>>, Refusal>;
 
 impl Scripts {
     /// Decides a batch of hold requests for one schedule, in order: per request, all of
-    /// its seats are held for its user under its token, or none of them.
+    /// its seats (or as many best-available seats as it asks for) are held for its user
+    /// under its token, or none.
     pub async fn hold_seats(
         &self,
         conn: &mut RedisConn,
@@ -59,7 +62,10 @@ impl Scripts {
         for request in batch {
             call.arg(request.token).arg(request.user_id);
             idempotency_keys.add(&mut call, request.user_id, request.idempotency.as_ref());
-            call.arg(request.seat_ids.len()).arg(&request.seat_ids);
+            match &request.seats {
+                SeatChoice::Seats(ids) => call.arg(ids.len()).arg(ids),
+                SeatChoice::BestAvailable(n) => call.arg(0).arg(n),
+            };
         }
         let replies: Vec<Value> = call.invoke_observed("hold_seats", conn).await?;
         replies.into_iter().map(hold_outcome).collect()
