@@ -324,6 +324,9 @@ async fn dispatch(
             wallet::charge(app, caller, headers, user_id, read_body().await?).await
         }
         Route::Balance { user_id } => wallet::balance(app, caller()?, headers, user_id).await,
+        Route::UserReservations { user_id } => {
+            reservations::of_user(app, caller()?, user_id, parts.uri.query()).await
+        }
         Route::Pay => {
             let caller = caller()?;
             payments::pay(app, caller, headers, read_body().await?).await

@@ -1,16 +1,17 @@
-//! `POST /api/v1/reservations`, `GET` and `DELETE /api/v1/reservations/{reservationId}`.
+//! `POST /api/v1/reservations`, `GET` and `DELETE /api/v1/reservations/{reservationId}`,
+//! and `GET /api/v1/users/{userId}/reservations`.
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use super::request::{JsonObject, idempotency_key, queue_token};
+use super::request::{JsonObject, idempotency_key, path_id, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
 use crate::holds;
 use crate::identity::Caller;
 use crate::model::{
-    Error, Reservation, ReservationId, ReservationStatus, Seat, SeatChoice, iso_ms,
+    Error, PaymentId, Reservation, ReservationId, ReservationStatus, Seat, SeatChoice, iso_ms,
     reservation_number,
 };
 
@@ -125,4 +126,128 @@ pub async fn cancel(
         StatusCode::OK,
         &ReservationView::new(reservation),
     ))
+}
+
+/// The page size of a user's reservations when the request names none, and the largest.
+const PAGE: (u32, u32) = (20, 100);
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentView {
+    payment_id: PaymentId,
+    amount: u64,
+    paid_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedReservation {
+    #[serde(flatten)]
+    reservation: ReservationView,
+    /// The payment of a PAID reservation.
+    payment: Option<PaymentView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReservationPage {
+    reservations: Vec<ListedReservation>,
+    next_before: Option<ReservationId>,
+}
+
+/// `limit` (1 to 100, default 20) and `before` (a reservation id) of the query.
+fn page_query(query: Option<&str>) -> Result<(u32, Option<ReservationId>), Error> {
+    let (mut limit, mut before) = (PAGE.0, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=PAGE.1).contains(n))
+                    .ok_or_else(|| {
+                        Error::invalid("limit", format!("limit must be 1 to {}", PAGE.1))
+                    })?;
+            }
+            "before" => before = Some(ReservationId::from_u64(path_id(value, "before")?)),
+            _ => {}
+        }
+    }
+    Ok((limit, before))
+}
+
+/// `GET /api/v1/users/{userId}/reservations?limit&before`: the caller's own, newest first,
+/// with the caller's identity alone (no Queue-Token: also after every token ended).
+pub async fn of_user(
+    app: &App,
+    caller: Caller,
+    user_id: u64,
+    query: Option<&str>,
+) -> Result<Response<Body>, Error> {
+    let (limit, before) = page_query(query)?;
+    caller.owns(user_id)?;
+    let replica_readable = app.health.replica_readable();
+    let (page, stale) = holds::of_user(
+        &app.hot,
+        &app.db,
+        &app.catalogue,
+        replica_readable,
+        caller,
+        before,
+        limit,
+    )
+    .await?;
+    let reservations = page
+        .reservations
+        .into_iter()
+        .map(|reservation| {
+            let r = &reservation.record;
+            let payment = match (r.status, r.payment_id, r.paid_at_ms) {
+                (ReservationStatus::Paid, Some(payment_id), Some(paid_at)) => Some(PaymentView {
+                    payment_id,
+                    amount: r.total_amount,
+                    paid_at: iso_ms(paid_at),
+                }),
+                _ => None,
+            };
+            ListedReservation {
+                reservation: ReservationView::new(reservation),
+                payment,
+            }
+        })
+        .collect();
+    let body = ReservationPage {
+        reservations,
+        next_before: page.next_before,
+    };
+    Ok(response::ok_maybe_stale(&body, stale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_20_by_default_and_1_to_100() {
+        assert_eq!(page_query(None).unwrap(), (20, None));
+        let (limit, before) = page_query(Some("limit=100&before=4294967297&x=1")).unwrap();
+        assert_eq!(
+            (limit, before.map(ReservationId::get)),
+            (100, Some(4_294_967_297))
+        );
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=101", "limit"),
+            ("limit=", "limit"),
+            ("limit=-1", "limit"),
+            ("before=0", "before"),
+            ("before=abc", "before"),
+        ] {
+            match page_query(Some(query)) {
+                Err(Error::InvalidRequest { field: f, .. }) => assert_eq!(f, field, "{query}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub enum Route {
     HoldSeats,
     Charge { user_id: u64 },
     Balance { user_id: u64 },
+    UserReservations { user_id: u64 },
     GetReservation { reservation_id: ReservationId },
     CancelReservation { reservation_id: ReservationId },
     Pay,
@@ -131,6 +132,14 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
             "/api/v1/users/{userId}/balance",
             allow(get, "GET").and_then(|()| {
                 Ok(Route::Balance {
+                    user_id: path_id(id, "userId")?,
+                })
+            }),
+        ),
+        ["api", "v1", "users", id, "reservations"] => (
+            "/api/v1/users/{userId}/reservations",
+            allow(get, "GET").and_then(|()| {
+                Ok(Route::UserReservations {
                     user_id: path_id(id, "userId")?,
                 })
             }),

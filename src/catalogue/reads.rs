@@ -12,7 +12,7 @@ use mysql_async::prelude::*;
 
 use crate::health::Health;
 use crate::model::{Concert, ListedSeat, Schedule};
-use crate::mysql::{Db, PRIMARY, REPLICA, conn, records, timed};
+use crate::mysql::{Db, conn, read_replica_first, records, timed};
 
 /// How long a catalogue read is served from memory.
 const TTL: Duration = Duration::from_secs(2);
@@ -93,35 +93,15 @@ impl Catalogue {
         if let Some(hit) = map.get(id) {
             return Ok(hit);
         }
-        let found = read(&self.db, &self.health, |pool, name| load(pool, name, id))
-            .await?
-            .map(Arc::new);
+        let replica_readable = self.health.replica_readable();
+        let found = read_replica_first(&self.db, replica_readable, |pool, name| {
+            load(pool, name, id)
+        })
+        .await?
+        .map(Arc::new);
         map.put(id, found.clone());
         Ok(found)
     }
-}
-
-/// Runs `load` on the replica when it is readable (else the primary); a miss on the replica
-/// is tried again on the primary, which has every committed row.
-async fn read<T, F, Fut>(db: &Db, health: &Health, load: F) -> Result<Option<T>, mysql_async::Error>
-where
-    F: Fn(mysql_async::Pool, &'static str) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, mysql_async::Error>>,
-{
-    let reason = if !health.replica_readable() {
-        "replica_unreadable"
-    } else {
-        match load(db.replica.clone(), REPLICA).await {
-            Ok(Some(found)) => return Ok(Some(found)),
-            Ok(None) => "missing_on_replica",
-            Err(e) => {
-                tracing::warn!(error = %e, "replica read failed; reading the primary");
-                "replica_error"
-            }
-        }
-    };
-    metrics::counter!("seatrush_replica_fallbacks_total", "reason" => reason).increment(1);
-    load(db.primary.clone(), PRIMARY).await
 }
 
 async fn load_concert(

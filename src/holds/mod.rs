@@ -11,7 +11,8 @@ use crate::model::{
     Error, Hold, Idempotency, QueueToken, Refusal, Reservation, ReservationId, ReservationRecord,
     ReservationStatus, Seat, SeatChoice,
 };
-use crate::mysql::Db;
+use crate::mysql::records::{self, Scope};
+use crate::mysql::{Db, conn, read_replica_first};
 use crate::queue;
 use crate::redis::scripts::{HoldOutcome, HoldRequest};
 use crate::redis::{HotPath, Stored};
@@ -124,6 +125,69 @@ pub async fn cancel(
     };
     metrics::counter!("seatrush_holds_cancelled_total").increment(1);
     with_seats(catalogue, record).await
+}
+
+/// A page of a user's reservations, newest first.
+#[derive(Debug)]
+pub struct Page {
+    pub reservations: Vec<Reservation>,
+    /// The cursor of the next page (its `before`), when there is one.
+    pub next_before: Option<ReservationId>,
+}
+
+/// The caller's reservations, newest first: at most `limit`, made before their reservation
+/// `before`, whatever became of their tokens. The list is MySQL's (replica first); each
+/// reservation whose record Redis still has shows Redis's, which may be newer (paid or
+/// ended since it was written behind), all read in one round trip. A hold made a moment
+/// ago shows once the write-behind has it. The flag: Redis could not be asked, so a status
+/// may be behind.
+pub async fn of_user(
+    hot: &HotPath,
+    db: &Db,
+    catalogue: &Catalogue,
+    replica_readable: bool,
+    caller: Caller,
+    before: Option<ReservationId>,
+    limit: u32,
+) -> Result<(Page, bool), Error> {
+    let scope = Scope::User {
+        user_id: caller.user_id(),
+        before,
+        limit: limit + 1,
+    };
+    let page = read_replica_first(db, replica_readable, |pool, name| async move {
+        let mut conn = conn(&pool, name).await?;
+        let page = records::reservations(&mut conn, scope).await?;
+        Ok((!page.is_empty()).then_some(page))
+    })
+    .await?;
+    let mut listed = page.unwrap_or_default();
+    let next_before = if listed.len() > limit as usize {
+        listed.truncate(limit as usize);
+        listed.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let ids: Vec<ReservationId> = listed.iter().map(|r| r.id).collect();
+    let (newer, stale) = fallback::or_mysql(
+        async { Ok(hot.reservation_records(&ids).await?) },
+        || async { Ok(Vec::new()) },
+    )
+    .await?;
+    let mut reservations = Vec::with_capacity(listed.len());
+    for (i, stored) in listed.into_iter().enumerate() {
+        let record = match newer.get(i).cloned().flatten() {
+            Some(raw) => ReservationRecord::parse(stored.id, &raw)
+                .map_err(|e| Error::Internal(format!("reservation {}: {e}", stored.id)))?,
+            None => stored,
+        };
+        reservations.push(with_seats(catalogue, record).await?);
+    }
+    let page = Page {
+        reservations,
+        next_before,
+    };
+    Ok((page, stale))
 }
 
 /// The record with its seats' numbers from the catalogue.

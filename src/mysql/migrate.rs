@@ -27,6 +27,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_queue_token_left.sql",
         include_str!("../../migrations/0004_queue_token_left.sql"),
     ),
+    (
+        5,
+        "0005_reservations_by_user.sql",
+        include_str!("../../migrations/0005_reservations_by_user.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -97,6 +97,34 @@ impl Db {
     }
 }
 
+/// Runs `load` on the replica when it is readable (else the primary); a miss on the replica
+/// (`None`) is tried again on the primary, which has every committed row. Each read the
+/// primary serves instead is counted in `seatrush_replica_fallbacks_total`.
+pub async fn read_replica_first<T, F, Fut>(
+    db: &Db,
+    replica_readable: bool,
+    load: F,
+) -> Result<Option<T>, mysql_async::Error>
+where
+    F: Fn(Pool, &'static str) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, mysql_async::Error>>,
+{
+    let reason = if !replica_readable {
+        "replica_unreadable"
+    } else {
+        match load(db.replica.clone(), REPLICA).await {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => "missing_on_replica",
+            Err(e) => {
+                tracing::warn!(error = %e, "replica read failed; reading the primary");
+                "replica_error"
+            }
+        }
+    };
+    metrics::counter!("seatrush_replica_fallbacks_total", "reason" => reason).increment(1);
+    load(db.primary.clone(), PRIMARY).await
+}
+
 /// Pool names in metrics.
 pub const PRIMARY: &str = "primary";
 pub const REPLICA: &str = "replica";

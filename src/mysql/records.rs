@@ -16,6 +16,13 @@ use crate::model::{
 pub enum Scope {
     One(ReservationId),
     Schedule(u64),
+    /// A page of the user's reservations, newest first: at most `limit`, made before the
+    /// user's reservation `before` (a cursor: another user's reads nothing).
+    User {
+        user_id: u64,
+        before: Option<ReservationId>,
+        limit: u32,
+    },
 }
 
 /// A status column MySQL's ENUM guarantees; anything else is a broken database.
@@ -28,14 +35,33 @@ fn status<T>(
 }
 
 /// Reservations as MySQL has them, with their seats (by seat id) and the payment of PAID
-/// ones, in id order.
+/// ones, in id order (a user's page: newest first).
 pub async fn reservations(
     conn: &mut mysql_async::Conn,
     scope: Scope,
 ) -> Result<Vec<ReservationRecord>, mysql_async::Error> {
-    let (filter, id) = match scope {
-        Scope::One(id) => ("r.id = ?", id.get()),
-        Scope::Schedule(id) => ("r.schedule_id = ?", id),
+    let (filter, order, params): (&str, String, Vec<mysql_async::Value>) = match scope {
+        Scope::One(id) => ("r.id = ?", "r.id".into(), vec![id.get().into()]),
+        Scope::Schedule(id) => ("r.schedule_id = ?", "r.id".into(), vec![id.into()]),
+        Scope::User {
+            user_id,
+            before: None,
+            limit,
+        } => (
+            "r.user_id = ?",
+            format!("r.reserved_at DESC, r.id DESC LIMIT {limit}"),
+            vec![user_id.into()],
+        ),
+        Scope::User {
+            user_id,
+            before: Some(before),
+            limit,
+        } => (
+            "r.user_id = ? AND (r.reserved_at, r.id) <
+               (SELECT reserved_at, id FROM reservations WHERE id = ? AND user_id = ?)",
+            format!("r.reserved_at DESC, r.id DESC LIMIT {limit}"),
+            vec![user_id.into(), before.get().into(), user_id.into()],
+        ),
     };
     type Head = (
         u64,
@@ -56,21 +82,39 @@ pub async fn reservations(
                CAST(UNIX_TIMESTAMP(r.paid_at) * 1000 AS SIGNED),
                CAST(UNIX_TIMESTAMP(r.ended_at) * 1000 AS SIGNED), p.id
              FROM reservations r LEFT JOIN payments p ON p.reservation_id = r.id
-             WHERE {filter} ORDER BY r.id"
+             WHERE {filter} ORDER BY {order}"
         ),
-        (id,),
+        params.clone(),
         |(a, b, c, d, e, f, g, h, i, payment)| ((a, b, c, d, e, f, g, h, i), payment),
     ))
     .await?;
-    let seat_rows: Vec<(u64, u64, u64)> = timed(conn.exec(
-        format!(
-            "SELECT rs.reservation_id, rs.seat_id, rs.price
-             FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
-             WHERE {filter} ORDER BY rs.reservation_id, rs.seat_id"
-        ),
-        (id,),
-    ))
-    .await?;
+    let seat_rows: Vec<(u64, u64, u64)> = match scope {
+        Scope::User { .. } if heads.is_empty() => Vec::new(),
+        // A page's seats by its reservations' ids (the page's filter has a LIMIT).
+        Scope::User { .. } => {
+            let ids: Vec<u64> = heads.iter().map(|(head, _)| head.0).collect();
+            timed(conn.exec(
+                format!(
+                    "SELECT reservation_id, seat_id, price FROM reservation_seats
+                     WHERE reservation_id IN ({}) ORDER BY reservation_id, seat_id",
+                    super::placeholders(ids.len(), "?")
+                ),
+                ids,
+            ))
+            .await?
+        }
+        _ => {
+            timed(conn.exec(
+                format!(
+                    "SELECT rs.reservation_id, rs.seat_id, rs.price
+                     FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+                     WHERE {filter} ORDER BY rs.reservation_id, rs.seat_id"
+                ),
+                params,
+            ))
+            .await?
+        }
+    };
     let mut seats: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
     for (reservation, seat, price) in seat_rows {
         seats.entry(reservation).or_default().push((seat, price));

@@ -239,6 +239,22 @@ impl HotPath {
         })
     }
 
+    /// The records Redis has of these reservations (`None`: not in Redis), in order, in one
+    /// round trip.
+    pub async fn reservation_records(
+        &self,
+        ids: &[ReservationId],
+    ) -> RedisResult<Vec<Option<String>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error to redis-rs
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(ScheduleKeys::new(id.schedule()).res, id.get());
+        }
+        pipe.query_async(&mut self.conn()).await
+    }
+
     /// Whether the schedule is known (its settings are in Redis).
     pub async fn schedule_exists(&self, schedule_id: u64) -> RedisResult<bool> {
         self.conn().exists(ScheduleKeys::new(schedule_id).cfg).await
