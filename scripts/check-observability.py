@@ -9,6 +9,7 @@ Prometheus's HTTP API. Fails when a query errors or returns no series. Before th
 `promtool` checks the Prometheus configuration and the alert rules.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -75,12 +77,42 @@ def wait_until(what, check, seconds):
     sys.exit(f"check-observability: timed out waiting for {what}")
 
 
+def follow(base, headers, until, seconds):
+    """Reads the token's event stream until an event named `until` (or `seconds`); returns
+    the names of the events heard."""
+    url = urllib.parse.urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=seconds)
+    heard = []
+    try:
+        conn.request("GET", "/api/v1/queue/tokens/me/events", headers=headers)
+        rsp = conn.getresponse()
+        deadline = time.time() + seconds
+        while rsp.status == 200 and time.time() < deadline:
+            line = rsp.fp.readline()
+            if not line:
+                break
+            if line.startswith(b"event: "):
+                heard.append(line[7:].strip().decode())
+                if heard[-1] == until:
+                    break
+    except OSError:
+        pass
+    finally:
+        conn.close()
+    return heard
+
+
 def drive_load(base):
     """A short flash sale: every public endpoint, successes and a few errors."""
     def admin(path, body):
         status, rsp = call(base, "POST", path, body, ADMIN)
         assert status == 201, (path, status, rsp)
         return rsp["data"]
+
+    def identity(user):
+        return {"Authorization": "Bearer " + subprocess.run(
+            [BINARY, "sign-user-token", str(user)], check=True, capture_output=True,
+            text=True).stdout.strip()}
 
     venue = admin("/api/v1/admin/venues", {"name": "Observability Hall"})["venueId"]
     concert = admin("/api/v1/admin/concerts", {"title": "Panels Live"})["concertId"]
@@ -93,17 +125,36 @@ def drive_load(base):
     schedule, seats = created["scheduleId"], created["seatIds"]
     call(base, "PUT", f"/api/v1/admin/schedules/{schedule}/queue",
          {"maxActiveUsers": 100000, "admissionPerSecond": 100000, "holdTtlSeconds": 2}, ADMIN)
+    # Buyers waiting in a paused queue follow its event stream until they are admitted.
+    paused = admin(f"/api/v1/admin/concerts/{concert}/schedules", {
+        "venueId": venue, "performanceDate": time.strftime("%Y-%m-%d", now),
+        "performanceTime": "21:00:00", "bookingOpenAt": stamp(time.time() - 60),
+        "bookingCloseAt": stamp(time.time() + 3600), "seatCount": 10, "price": 1000})
+    paused_queue = f"/api/v1/admin/schedules/{paused['scheduleId']}/queue"
+    call(base, "PUT", paused_queue, {"paused": True}, ADMIN)
+    followers = []
+    for i in range(3):
+        user = admin("/api/v1/admin/users", {"name": f"follower-{i}"})["userId"]
+        me = identity(user)
+        status, rsp = call(base, "POST", "/api/v1/queue/tokens",
+                           {"userId": user, "scheduleId": paused["scheduleId"]}, me)
+        assert status == 200, rsp
+        headers = dict(me, **{"Queue-Token": rsp["data"]["token"]})
+        followers.append(threading.Thread(target=follow, args=(base, headers, "active", 20)))
+        followers[-1].start()
+    time.sleep(1)
+    call(base, "PUT", paused_queue, {"paused": False}, ADMIN)
     until = time.time() + LOAD_SECONDS
     n = 0
     while time.time() < until:
         user = admin("/api/v1/admin/users", {"name": f"viewer-{n}"})["userId"]
-        me = {"Authorization": "Bearer " + subprocess.run(
-            [BINARY, "sign-user-token", str(user)], check=True, capture_output=True,
-            text=True).stdout.strip()}
+        me = identity(user)
         status, rsp = call(base, "POST", "/api/v1/queue/tokens",
                            {"userId": user, "scheduleId": schedule}, me)
         token = dict(me, **({"Queue-Token": rsp["data"]["token"]} if status == 200 else {}))
         call(base, "GET", "/api/v1/queue/tokens/me", headers=token)
+        if n % 4 == 0:
+            follow(base, token, "active", 2)
         call(base, "GET", f"/api/v1/concerts/{concert}/schedules", headers=token)
         call(base, "GET", f"/api/v1/concerts/{concert}/schedules/{schedule}/seats", headers=token)
         call(base, "POST", f"/api/v1/users/{user}/balance/charge", {"amount": 5000}, token)
@@ -122,6 +173,8 @@ def drive_load(base):
         call(base, "GET", "/api/v1/nowhere")
         call(base, "DELETE", f"/api/v1/reservations/{schedule << 32 | 999999}", headers=token)
         n += 1
+    for follower in followers:
+        follower.join()
     return n
 
 

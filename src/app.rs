@@ -16,6 +16,7 @@ use crate::housekeeping::{self, Timing};
 use crate::identity::{self, Identity, TokenKey};
 use crate::model::Error;
 use crate::mysql::{Db, migrate};
+use crate::queue::events::TokenEvents;
 use crate::redis::{HotPath, RedisConn, Scripts};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
@@ -36,6 +37,8 @@ pub struct App {
     pub tokens: TokenKey,
     /// Every Redis operation of the services, by name.
     pub hot: HotPath,
+    /// The queue's event streams open on this instance.
+    pub events: Arc<TokenEvents>,
     pub db: Db,
     /// Concerts, schedules and seats from the replica, cached briefly.
     pub catalogue: Catalogue,
@@ -109,11 +112,17 @@ impl App {
             .map_err(step("loading the user directory"))?;
         let health = Arc::new(Health::default());
         health.probe(&redis, &db).await;
+        let events = Arc::new(TokenEvents::new(
+            redis.without_replica_wait(),
+            scripts.clone(),
+            config.max_event_streams,
+        ));
         Ok(Arc::new(Self {
             config,
             identity,
             tokens,
             hot: HotPath::new(redis, scripts),
+            events,
             catalogue: Catalogue::new(db.clone(), health.clone()),
             db,
             users,

@@ -81,6 +81,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "seconds after which a payment left unfinished (its request died) is settled",
     ),
     (
+        "SEATRUSH_MAX_EVENT_STREAMS",
+        "100000",
+        "queue event streams one instance keeps open at once (more are refused with 503)",
+    ),
+    (
         "SEATRUSH_LOG",
         "info",
         "log filter (tracing env-filter syntax)",
@@ -122,6 +127,8 @@ pub struct Config {
     /// the sweeper then finishes or rolls it back. Longer than a request can take with its
     /// Redis (1 s) and MySQL (10 s) timeouts.
     pub payment_saga_timeout: Duration,
+    /// Queue event streams this instance keeps open at once.
+    pub max_event_streams: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +141,8 @@ pub enum ConfigError {
     DevKeyInProduction,
     #[error("SEATRUSH_ADMIN_KEY must not be empty")]
     EmptyAdminKey,
+    #[error("{0} must be a positive whole number, not {1:?}")]
+    BadCount(&'static str, String),
     #[error("{0} must not be empty or hold an empty secret")]
     EmptySecret(&'static str),
     #[error(
@@ -164,6 +173,17 @@ fn secrets(name: &'static str) -> Result<Vec<String>, ConfigError> {
         return Err(ConfigError::EmptySecret(name));
     }
     Ok(secrets)
+}
+
+/// A variable holding a positive whole number.
+fn count(name: &'static str) -> Result<usize, ConfigError> {
+    let value = var(name);
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(ConfigError::BadCount(name, value))
 }
 
 /// A variable holding a duration in (possibly fractional) seconds.
@@ -220,6 +240,7 @@ impl Config {
             flush_max_lag: seconds("SEATRUSH_FLUSH_MAX_LAG")?,
             ended_record_keep: seconds("SEATRUSH_ENDED_RECORD_KEEP")?,
             payment_saga_timeout: seconds("SEATRUSH_PAYMENT_SAGA_TIMEOUT")?,
+            max_event_streams: count("SEATRUSH_MAX_EVENT_STREAMS")?,
         })
     }
 

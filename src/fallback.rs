@@ -63,7 +63,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
             ))
             .await?;
             let position = ahead.unwrap_or(0) + 1;
-            (position, wait_ms(position, u64::from(rate)))
+            (position, wait_ms(position, f64::from(rate)))
         }
         _ => return Err(Error::QueueTokenInvalid),
     };

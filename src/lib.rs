@@ -14,8 +14,9 @@
 //! - [`demo`], [`rebuild`]: demo data for `make run`; Redis rebuilt from MySQL.
 //! - Services, one per capability, each returning domain values or an [`model::Error`]:
 //!   [`admin`], [`payment`] (the payment saga), [`holds`] (seat holds), [`wallet`],
-//!   [`catalogue`] (venues, concerts, schedules, seats), [`queue`] (tokens and the
-//!   Queue-Token check), [`users`] (users and the directory of who exists).
+//!   [`catalogue`] (venues, concerts, schedules, seats), [`queue`] (tokens, the
+//!   Queue-Token check, and the tokens' event streams), [`users`] (users and the directory
+//!   of who exists).
 //! - [`fallback`]: the same reads from MySQL while Redis is unreachable.
 //! - [`writebehind`]: the flusher from the outbox streams to MySQL. [`reconcile`]: a Redis
 //!   that came back older than MySQL brought forwards before it hands out ids. [`health`]:

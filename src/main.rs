@@ -58,6 +58,7 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         print_identities(&app).await?;
         return Ok(());
     }
+    raise_open_files_limit();
     let listener = api::bind(addr)?;
     tracing::info!(%addr, "seatrush listening");
     // Two stages: the server stops and finishes its requests first, then the background
@@ -76,6 +77,28 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Raises this process's limit of open files to the most the system allows it: each client
+/// connection is a file, and event streams keep theirs open (100 000 of them and more).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::info!(before, now = limit.rlim_cur, "open files limit");
+        } else {
+            tracing::warn!(limit = before, "could not raise the open files limit");
+        }
+    }
 }
 
 /// A ready identity (for a day) for each demo user, for trying the API with curl.

@@ -144,6 +144,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
         serve_one(stream);
     }
     app.health.begin_shutdown();
+    // Event streams would keep their responses in flight until the grace period ends.
+    app.events.close();
     // Connections the kernel completed before the signal are served too, rather than reset
     // with the listener: accept until none has come for a moment (bounded); new ones are
     // refused once the listener is closed.
@@ -302,6 +304,7 @@ async fn dispatch(
         }
         Route::MyToken => queue::my_token(app, caller()?, headers).await,
         Route::LeaveQueue => queue::leave(app, caller()?, headers).await,
+        Route::TokenEvents => queue::events(app, caller()?, headers).await,
         Route::ListSchedules { concert_id } => {
             catalogue::list_schedules(app, caller()?, headers, concert_id, parts.uri.query()).await
         }

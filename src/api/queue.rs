@@ -1,5 +1,5 @@
-//! `POST /api/v1/queue/tokens`, `GET /api/v1/queue/tokens/me` and
-//! `DELETE /api/v1/queue/tokens/me`.
+//! `POST /api/v1/queue/tokens`, `GET /api/v1/queue/tokens/me`, its event stream
+//! `GET /api/v1/queue/tokens/me/events`, and `DELETE /api/v1/queue/tokens/me`.
 
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
@@ -9,7 +9,7 @@ use super::request::{JsonObject, idempotency_key, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
 use crate::identity::Caller;
-use crate::model::{Error, TokenStatus, iso_ms};
+use crate::model::{Error, TokenEvent, TokenStatus, iso_ms};
 use crate::queue;
 
 #[derive(Serialize)]
@@ -107,4 +107,64 @@ pub async fn leave(
             cancelled_reservations: cancelled,
         },
     ))
+}
+
+/// `GET /api/v1/queue/tokens/me/events`: the caller's token's state now, then each change,
+/// as server-sent events, until the token ends (see `crate::queue::events`).
+pub async fn events(
+    app: &App,
+    caller: Caller,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, Error> {
+    let token = queue_token(headers, &app.tokens)?;
+    let holder = queue::live_token(&app.hot, token, caller).await?;
+    let subscription = app.events.subscribe(&holder)?;
+    Ok(response::event_stream(subscription, render_event))
+}
+
+/// One event on the wire: its name and a `data:` line of JSON, or a comment to keep the
+/// connection alive.
+fn render_event(event: TokenEvent) -> bytes::Bytes {
+    let text = match event {
+        TokenEvent::Position { position, wait_ms } => format!(
+            "event: position\ndata: {{\"queuePosition\":{position},\"estimatedWaitTimeMinutes\":{}}}\n\n",
+            wait_ms.div_ceil(60_000)
+        ),
+        TokenEvent::Active { until_ms } => format!(
+            "event: active\ndata: {{\"activeUntil\":\"{}\"}}\n\n",
+            iso_ms(until_ms)
+        ),
+        TokenEvent::Ended(status) => format!(
+            "event: ended\ndata: {{\"status\":\"{}\"}}\n\n",
+            status.as_str()
+        ),
+        TokenEvent::KeepAlive => ": keep-alive\n\n".to_string(),
+    };
+    bytes::Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_written_as_server_sent_events() {
+        let text = |e| String::from_utf8(render_event(e).to_vec()).unwrap();
+        assert_eq!(
+            text(TokenEvent::Position {
+                position: 42,
+                wait_ms: 61_000
+            }),
+            "event: position\ndata: {\"queuePosition\":42,\"estimatedWaitTimeMinutes\":2}\n\n"
+        );
+        assert_eq!(
+            text(TokenEvent::Active { until_ms: 0 }),
+            "event: active\ndata: {\"activeUntil\":\"1970-01-01T00:00:00.000Z\"}\n\n"
+        );
+        assert_eq!(
+            text(TokenEvent::Ended(TokenStatus::Left)),
+            "event: ended\ndata: {\"status\":\"LEFT\"}\n\n"
+        );
+        assert_eq!(text(TokenEvent::KeepAlive), ": keep-alive\n\n");
+    }
 }

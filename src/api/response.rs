@@ -1,21 +1,90 @@
 //! The response envelope: `{"success":true,"data":…}` or
 //! `{"success":false,"error":{"code","message","details"}}`, each error's status, the
-//! `X-Data-Stale` mark, and the bare JSON / text bodies of the operations endpoints.
+//! `X-Data-Stale` mark, the bare JSON / text bodies of the operations endpoints, and the
+//! body of an event stream.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::model::Error;
+use crate::model::{Error, TokenEvent};
+use crate::queue::events::Subscription;
 
-pub type Body = Full<Bytes>;
+/// A response body: whole (every answer but one), or a server-sent event stream written
+/// as its events arrive, until they end.
+pub enum Body {
+    Whole(Full<Bytes>),
+    Events {
+        subscription: Subscription,
+        render: fn(TokenEvent) -> Bytes,
+    },
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Whole(whole) => Pin::new(whole).poll_frame(cx),
+            Body::Events {
+                subscription,
+                render,
+            } => subscription
+                .events
+                .poll_recv(cx)
+                .map(|event| event.map(|e| Ok(Frame::data(render(e))))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Whole(whole) => whole.is_end_stream(),
+            Body::Events { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Whole(whole) => whole.size_hint(),
+            Body::Events { .. } => SizeHint::default(),
+        }
+    }
+}
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
+/// Tells a proxy (nginx) not to hold the stream's events back in its buffers.
+const NO_PROXY_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// A `text/event-stream` response: each event `render`s as it arrives; never compressed
+/// or cached.
+pub fn event_stream(subscription: Subscription, render: fn(TokenEvent) -> Bytes) -> Response<Body> {
+    let mut rsp = Response::new(Body::Events {
+        subscription,
+        render,
+    });
+    let headers = rsp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(NO_PROXY_BUFFERING, HeaderValue::from_static("no"));
+    rsp
+}
+
 fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Response<Body> {
-    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    let mut rsp = Response::new(Body::Whole(Full::new(Bytes::from(body))));
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(CONTENT_TYPE, content_type);
     rsp

@@ -16,6 +16,7 @@ pub enum Route {
     IssueToken,
     MyToken,
     LeaveQueue,
+    TokenEvents,
     ListSchedules { concert_id: u64 },
     ListSeats { concert_id: u64, schedule_id: u64 },
     HoldSeats,
@@ -79,6 +80,10 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
                     Route::LeaveQueue
                 }
             }),
+        ),
+        ["api", "v1", "queue", "tokens", "me", "events"] => (
+            "/api/v1/queue/tokens/me/events",
+            one(get, "GET", Route::TokenEvents),
         ),
         ["api", "v1", "concerts", id, "schedules"] => (
             "/api/v1/concerts/{concertId}/schedules",

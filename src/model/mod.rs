@@ -31,5 +31,7 @@ pub use reservation::{
 };
 pub use settings::{BookingWindow, MAX_SETTING, QueueSettings};
 pub use time::iso_ms;
-pub use token::{QueueToken, TokenHolder, TokenRecord, TokenState, TokenStatus, wait_ms};
+pub use token::{
+    QueueToken, TokenEvent, TokenHolder, TokenRecord, TokenState, TokenStatus, wait_ms,
+};
 pub use wallet::{Balance, BalanceUpdate, LedgerLine, MAX_BALANCE, MAX_CHARGE};

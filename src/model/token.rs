@@ -89,10 +89,39 @@ impl TokenState {
     }
 }
 
-/// Milliseconds of expected wait for `position` at `rate` admissions a second
-/// (as the scripts compute it: `lua/lib/queue.lua`'s `wait_ms`).
-pub fn wait_ms(position: u64, rate: u64) -> u64 {
-    (position * 1000).div_ceil(rate.max(1))
+/// Milliseconds of expected wait for `position` at `rate` admissions a second (as the
+/// scripts compute it: `lua/lib/queue.lua`'s `wait_ms`; a rate below 0.01 is taken as 0.01).
+pub fn wait_ms(position: u64, rate: f64) -> u64 {
+    (position as f64 * 1000.0 / rate.max(0.01)).ceil() as u64
+}
+
+/// What a queue token's event stream tells its client, in order: its state when the
+/// stream opens, then each change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// WAITING at this place (sent when it changes, at most every few seconds).
+    Position { position: u64, wait_ms: u64 },
+    /// Admitted: ACTIVE until then.
+    Active { until_ms: i64 },
+    /// The token ended (EXPIRED, USED or LEFT); the stream closes after it.
+    Ended(TokenStatus),
+    /// Nothing changed for a while: the connection is still open.
+    KeepAlive,
+}
+
+impl TokenEvent {
+    /// The event a stream opens with: the token's state now.
+    pub fn of(state: &TokenState) -> Self {
+        match state.expires_at_ms {
+            Some(until_ms) if state.status == TokenStatus::Active => {
+                TokenEvent::Active { until_ms }
+            }
+            _ => TokenEvent::Position {
+                position: state.position,
+                wait_ms: state.wait_ms,
+            },
+        }
+    }
 }
 
 /// Who a valid Queue-Token belongs to, and its state now.
@@ -187,10 +216,10 @@ mod tests {
 
     #[test]
     fn the_poll_interval_is_a_quarter_of_the_wait_within_its_bounds() {
-        let waiting = |position, rate| TokenState {
+        let waiting = |position, rate: u64| TokenState {
             status: TokenStatus::Waiting,
             position,
-            wait_ms: wait_ms(position, rate),
+            wait_ms: wait_ms(position, rate as f64),
             expires_at_ms: None,
         };
         // 100 000th at 2 000 a second: 50 s to wait, asked again after 12.5 s.
@@ -202,7 +231,11 @@ mod tests {
         assert_eq!(waiting(10, 2_000).poll_after_ms(), 1_000);
         assert_eq!(waiting(1_000_000, 200).poll_after_ms(), 30_000);
         assert_eq!(waiting(1_000_000, 200).wait_minutes(), 84);
-        assert_eq!(waiting(7, 0).wait_ms, 7_000, "a rate of 0 is taken as 1");
+        assert_eq!(
+            waiting(7, 0).wait_ms,
+            700_000,
+            "a rate of 0 is taken as 0.01"
+        );
         let active = TokenState {
             status: TokenStatus::Active,
             position: 0,

@@ -4,6 +4,8 @@
 //! names its schedule and user (the edge has checked its MAC), so it is routed to its
 //! schedule without an index, and another user's token is refused without a Redis call.
 
+pub mod events;
+
 use crate::fallback;
 use crate::identity::Caller;
 use crate::model::{Error, Idempotency, QueueToken, TokenHolder, TokenState, TokenStatus};
@@ -72,6 +74,18 @@ async fn holder(hot: &HotPath, token: QueueToken, counted: Counted) -> Result<To
         StatusOutcome::RateLimited => Err(Error::RateLimited),
         _ => Err(Error::QueueTokenInvalid),
     }
+}
+
+/// The caller's live token as its schedule's `token_status` script has it, not counted
+/// against the request rate: the state an event stream opens with (a stream needs Redis,
+/// so there is no MySQL answer here).
+pub async fn live_token(
+    hot: &HotPath,
+    token: QueueToken,
+    caller: Caller,
+) -> Result<TokenHolder, Error> {
+    caller.owns(token.user_id)?;
+    holder(hot, token, Counted::No).await
 }
 
 /// [`authenticate`], or the token as MySQL has it while Redis is unreachable (then the flag

@@ -168,7 +168,7 @@ fn implied_user(path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Op
 pub struct TestApp {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    _stop: Arc<ShutdownTrigger>,
+    stop: Arc<ShutdownTrigger>,
 }
 
 pub struct Rsp {
@@ -279,7 +279,7 @@ impl TestApp {
         Self {
             addr,
             app,
-            _stop: Arc::new(trigger),
+            stop: Arc::new(trigger),
         }
     }
 
@@ -313,7 +313,7 @@ impl TestApp {
             app: App::build(config)
                 .await
                 .expect("app builds against the dev stack"),
-            _stop: Arc::new(trigger),
+            stop: Arc::new(trigger),
         }
     }
 
@@ -617,6 +617,46 @@ impl TestApp {
             .await
     }
 
+    /// Begins the server's shutdown (as SIGTERM does).
+    pub fn shut_down(&self) {
+        self.stop.trigger();
+    }
+
+    /// `GET /api/v1/queue/tokens/me/events` for the token's user: the stream, or the
+    /// answer that refused it.
+    pub async fn events(&self, token: &str) -> Result<Events, Rsp> {
+        let user = TOKEN_OWNERS.lock().unwrap()[token];
+        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri("/api/v1/queue/tokens/me/events")
+            .header("host", "test")
+            .header("queue-token", token)
+            .header("authorization", bearer(user))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let rsp = sender.send_request(req).await.unwrap();
+        let (status, headers) = (rsp.status(), rsp.headers().clone());
+        if status != StatusCode::OK {
+            let mut bytes = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
+            let body = simd_json::to_owned_value(&mut bytes).unwrap_or_else(|_| OwnedValue::null());
+            return Err(Rsp {
+                status,
+                headers,
+                body,
+            });
+        }
+        Ok(Events {
+            headers,
+            body: rsp.into_body(),
+            buffer: String::new(),
+        })
+    }
+
     /// `DELETE /api/v1/queue/tokens/me`: the token's user leaves the queue.
     pub async fn leave(&self, token: &str) -> Rsp {
         self.request(
@@ -686,6 +726,75 @@ impl TestApp {
             amount,
         };
         self.app.hot.debit(&attempt).await.unwrap()
+    }
+}
+
+/// An open event stream, read event by event.
+pub struct Events {
+    pub headers: HeaderMap,
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+/// One server-sent event: its name (`comment` for a comment line) and its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub name: String,
+    pub data: String,
+}
+
+impl Event {
+    pub fn json(&self) -> OwnedValue {
+        let mut bytes = self.data.clone().into_bytes();
+        simd_json::to_owned_value(&mut bytes).unwrap()
+    }
+}
+
+impl Events {
+    /// The next event, or `None` once the server ended the stream; fails the test if
+    /// nothing comes within `deadline`.
+    pub async fn next(&mut self, deadline: Duration) -> Option<Event> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Event {
+                    name: String::new(),
+                    data: String::new(),
+                };
+                for line in block.lines() {
+                    if let Some(name) = line.strip_prefix("event: ") {
+                        event.name = name.to_string();
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        event.data = data.to_string();
+                    } else if let Some(comment) = line.strip_prefix(':') {
+                        event.name = "comment".into();
+                        event.data = comment.trim().to_string();
+                    }
+                }
+                return Some(event);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.buffer.push_str(std::str::from_utf8(data).unwrap());
+                    }
+                }
+                Ok(_) => return None,
+                Err(_) => panic!("no event within {deadline:?}"),
+            }
+        }
+    }
+
+    /// The next event, which must be named `name`; returns its data as JSON.
+    pub async fn expect(&mut self, name: &str, deadline: Duration) -> OwnedValue {
+        let event = self
+            .next(deadline)
+            .await
+            .unwrap_or_else(|| panic!("the stream ended before a {name} event"));
+        assert_eq!(event.name, name, "{event:?}");
+        event.json()
     }
 }
 

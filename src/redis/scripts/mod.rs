@@ -21,7 +21,9 @@ pub use holds::{HoldOutcome, HoldRequest, SeatViewOutcome};
 pub use payment::{
     BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
-pub use queue::{AdmitOutcome, Counted, IssueOutcome, IssueRequest, StatusOutcome};
+pub use queue::{
+    AdmitOutcome, Counted, EventRound, IssueOutcome, IssueRequest, Observed, Probe, StatusOutcome,
+};
 pub use wallet::{ChargeMode, ChargeOutcome};
 
 /// Runs one script call (or a pipeline around one), recording its latency and whether it
@@ -99,6 +101,7 @@ pub struct Scripts {
     leave_queue: Script,
     seat_view: Script,
     token_status: Script,
+    token_events: Script,
     upgrade_free_seats: Script,
     admit_batch: Script,
     pay_begin: Script,
@@ -134,6 +137,7 @@ impl Scripts {
             leave_queue: with_libs(include_str!("../../../lua/leave_queue.lua")),
             seat_view: with_libs(include_str!("../../../lua/seat_view.lua")),
             token_status: with_libs(include_str!("../../../lua/token_status.lua")),
+            token_events: with_libs(include_str!("../../../lua/token_events.lua")),
             upgrade_free_seats: with_libs(include_str!("../../../lua/upgrade_free_seats.lua")),
             admit_batch: with_libs(include_str!("../../../lua/admit_batch.lua")),
             pay_begin: with_libs(include_str!("../../../lua/pay_begin.lua")),

@@ -45,6 +45,42 @@ pub enum Counted {
     No,
 }
 
+/// What a round of the event streams asks of one streamed token (`lua/token_events.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Its state, if it is no longer WAITING.
+    Check(u64),
+    /// Its state, and its place while it is WAITING.
+    Rank(u64),
+}
+
+/// A streamed token's state as a round finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Still WAITING, at this place (when it was asked for).
+    Waiting(Option<u64>),
+    Active {
+        expires_at_ms: i64,
+        activated_at_ms: i64,
+    },
+    Ended(TokenStatus),
+    /// No record: it ended long ago.
+    Gone,
+}
+
+/// What one round of the event streams learns of a schedule.
+#[derive(Debug, Clone, Default)]
+pub struct EventRound {
+    /// The sequence at the head of the queue (`None`: nobody waits).
+    pub head: Option<u64>,
+    pub waiting: u64,
+    /// Admissions a second to estimate waits with.
+    pub rate: f64,
+    pub admission_per_second: u64,
+    /// Per probed token (by sequence), in probe order.
+    pub tokens: Vec<(u64, Observed)>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct AdmitOutcome {
     pub admitted: u64,
@@ -123,6 +159,27 @@ impl Scripts {
             return Ok(Err(reply.refusal()?));
         }
         reply.uint(1).map(Ok)
+    }
+
+    /// One round of a schedule's event streams: the head of the queue, and what became of
+    /// each probed token. Reads only.
+    pub async fn token_events(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        probes: &[Probe],
+    ) -> RedisResult<EventRound> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.token_events.key(&k.cfg);
+        call.key(&k.waiting).key(&k.tokens);
+        for probe in probes {
+            match probe {
+                Probe::Check(seq) => call.arg(format!("c{seq}")),
+                Probe::Rank(seq) => call.arg(format!("r{seq}")),
+            };
+        }
+        let reply: Vec<String> = call.invoke_observed("token_events", conn).await?;
+        event_round(&reply)
     }
 
     /// One admission tick for a schedule; drops records ended more than `keep` ago.
@@ -283,4 +340,87 @@ fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
             },
         },
     })
+}
+
+/// Decodes `token_events`' reply.
+fn event_round(reply: &[String]) -> RedisResult<EventRound> {
+    let [head, waiting, rate, configured, tokens @ ..] = reply else {
+        return Err(bad_reply(&format!("{reply:?}")));
+    };
+    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(s));
+    let head = int(head)?;
+    let tokens = tokens
+        .iter()
+        .map(|item| {
+            let mut fields = item.split('|');
+            let (Some(seq), Some(state), Some(value)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                return Err(bad_reply(item));
+            };
+            let observed = match state {
+                "WAITING" if value.is_empty() => Observed::Waiting(None),
+                "WAITING" => Observed::Waiting(Some(int(value)? as u64)),
+                "ACTIVE" => Observed::Active {
+                    expires_at_ms: int(value)?,
+                    activated_at_ms: int(fields.next().unwrap_or(""))?,
+                },
+                "GONE" => Observed::Gone,
+                ended => Observed::Ended(TokenStatus::parse(ended).map_err(|_| bad_reply(item))?),
+            };
+            Ok((int(seq)? as u64, observed))
+        })
+        .collect::<RedisResult<_>>()?;
+    Ok(EventRound {
+        head: (head > 0).then_some(head as u64),
+        waiting: int(waiting)? as u64,
+        rate: rate.parse().map_err(|_| bad_reply(rate))?,
+        admission_per_second: int(configured)? as u64,
+        tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_round_decodes_every_state() {
+        let reply: Vec<String> = [
+            "7",
+            "3",
+            "12.5",
+            "200",
+            "7|WAITING|1",
+            "8|WAITING|",
+            "5|ACTIVE|2000|1000",
+            "4|USED|",
+            "3|LEFT|",
+            "2|GONE|",
+        ]
+        .map(String::from)
+        .to_vec();
+        let round = event_round(&reply).unwrap();
+        assert_eq!((round.head, round.waiting, round.rate), (Some(7), 3, 12.5));
+        assert_eq!(
+            round.tokens,
+            [
+                (7, Observed::Waiting(Some(1))),
+                (8, Observed::Waiting(None)),
+                (
+                    5,
+                    Observed::Active {
+                        expires_at_ms: 2000,
+                        activated_at_ms: 1000
+                    }
+                ),
+                (4, Observed::Ended(TokenStatus::Used)),
+                (3, Observed::Ended(TokenStatus::Left)),
+                (2, Observed::Gone),
+            ]
+        );
+        let empty = event_round(&["0", "0", "200", "200"].map(String::from)).unwrap();
+        assert_eq!(empty.head, None);
+        assert!(event_round(&["1", "2|WAITING|"].map(String::from)).is_err());
+    }
 }
