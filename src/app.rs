@@ -9,7 +9,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, ListingCache};
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::housekeeping::{self, Timing};
@@ -42,6 +42,8 @@ pub struct App {
     pub db: Db,
     /// Concerts, schedules and seats from the replica, cached briefly.
     pub catalogue: Catalogue,
+    /// The last rendering of each schedule's seat listing, with its gzip form.
+    pub listings: ListingCache,
     /// Answers "does this user exist?" without a query on the hot path.
     pub users: UserDirectory,
     /// Dependency states for `/health`, refreshed in the background.
@@ -124,6 +126,7 @@ impl App {
             hot: HotPath::new(redis, scripts),
             events,
             catalogue: Catalogue::new(db.clone(), health.clone()),
+            listings: ListingCache::default(),
             db,
             users,
             health,

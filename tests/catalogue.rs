@@ -189,6 +189,68 @@ async fn available_seats_are_listed_for_an_active_token_of_the_schedule() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_is_gzipped_when_asked_and_tagged_for_304s() {
+    use std::io::Read;
+    let app = TestApp::spawn().await;
+    let (concert, schedule) = app.create_schedule(OPEN_NOW, 200).await;
+    let seats = app.seats_of(schedule).await;
+    let (user, token) = app.active_user(schedule).await;
+    let path = format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats");
+    let get = |extra: Vec<(&'static str, String)>| {
+        let (app, path, token) = (&app, path.clone(), token.clone());
+        async move {
+            let mut headers = vec![("queue-token", token)];
+            headers.extend(extra);
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.get(&path, &headers).await
+        }
+    };
+    let plain = get(vec![]).await;
+    plain.assert_ok();
+    let plain_tag = plain.headers["etag"].to_str().unwrap().to_string();
+    assert_eq!(plain.headers["vary"], "Accept-Encoding");
+    assert!(!plain.headers.contains_key("content-encoding"));
+
+    let zipped = get(vec![("accept-encoding", "gzip, br".into())]).await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.headers["content-encoding"], "gzip");
+    let zipped_tag = zipped.headers["etag"].to_str().unwrap().to_string();
+    assert_ne!(zipped_tag, plain_tag, "one tag per content coding");
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(&zipped.raw[..])
+        .read_to_end(&mut inflated)
+        .unwrap();
+    assert_eq!(inflated, plain.raw, "the same body");
+    assert!(
+        zipped.raw.len() * 4 < plain.raw.len(),
+        "{} vs {}",
+        zipped.raw.len(),
+        plain.raw.len()
+    );
+
+    // Unchanged: 304 with no body, for either coding's tag.
+    let again = get(vec![("if-none-match", plain_tag.clone())]).await;
+    assert_eq!(again.status, 304);
+    assert!(again.raw.is_empty());
+    assert_eq!(again.headers["etag"].to_str().unwrap(), plain_tag);
+    let again = get(vec![
+        ("accept-encoding", "gzip".into()),
+        ("if-none-match", format!("\"other\", {zipped_tag}")),
+    ])
+    .await;
+    assert_eq!(again.status, 304);
+    // A seat held: a new tag, and the old one gets the whole listing.
+    app.hold(&token, schedule, user, &seats[..1])
+        .await
+        .assert_created();
+    let changed = get(vec![("if-none-match", plain_tag.clone())]).await;
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.headers["etag"].to_str().unwrap(), plain_tag);
+    assert_eq!(changed.data()["seats"].as_array().unwrap().len(), 199);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seat_listing_errors() {
     let app = TestApp::spawn().await;
     let (concert, [a, _, c]) = concert_with_three_schedules(&app).await;

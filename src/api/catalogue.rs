@@ -133,24 +133,37 @@ pub async fn list_seats(
         venue_name: &schedule.venue_name,
     };
     // The schedule's info, then the AVAILABLE seats' JSON as the catalogue rendered it.
-    let capacity = 256 + listing.seats.len() * 80;
-    let rsp = response::ok_rendered(StatusCode::OK, capacity, |body| {
-        body.extend_from_slice(br#"{"scheduleInfo":"#);
-        simd_json::to_writer(&mut *body, &info).expect("response types always serialize");
-        body.extend_from_slice(br#","seats":["#);
-        let mut first = true;
-        for seat in listing.seats.iter() {
-            if listing.available.binary_search(&seat.seat_id).is_ok() {
-                if !first {
-                    body.push(b',');
+    let render = || {
+        let capacity = 256 + listing.seats.len() * 80;
+        response::envelope(capacity, |body| {
+            body.extend_from_slice(br#"{"scheduleInfo":"#);
+            simd_json::to_writer(&mut *body, &info).expect("response types always serialize");
+            body.extend_from_slice(br#","seats":["#);
+            let mut first = true;
+            for seat in listing.seats.iter() {
+                if listing.available.binary_search(&seat.seat_id).is_ok() {
+                    if !first {
+                        body.push(b',');
+                    }
+                    first = false;
+                    body.extend_from_slice(seat.listed_json.as_bytes());
                 }
-                first = false;
-                body.extend_from_slice(seat.listed_json.as_bytes());
             }
-        }
-        body.extend_from_slice(b"]}");
-    });
-    Ok(response::mark_stale(rsp, listing.stale))
+            body.extend_from_slice(b"]}");
+        })
+    };
+    if listing.stale {
+        // Read from MySQL while Redis was unreachable: neither kept nor tagged.
+        let rsp = response::json(StatusCode::OK, render());
+        return Ok(response::mark_stale(rsp, true));
+    }
+    let rendered = app.listings.body(&listing, render);
+    Ok(response::representation(
+        headers,
+        rendered.tag,
+        &rendered.json,
+        || rendered.gzip().clone(),
+    ))
 }
 
 #[cfg(test)]

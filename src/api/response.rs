@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap,
+    HeaderName, HeaderValue, IF_NONE_MATCH, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Response, StatusCode};
 use serde::Serialize;
@@ -104,11 +105,93 @@ pub fn ok_rendered(
     capacity: usize,
     render: impl FnOnce(&mut Vec<u8>),
 ) -> Response<Body> {
+    with_body(status, JSON, envelope(capacity, render))
+}
+
+/// The bytes of a success in the envelope whose `data` JSON `render` writes.
+pub fn envelope(capacity: usize, render: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut body = Vec::with_capacity(capacity + 32);
     body.extend_from_slice(br#"{"success":true,"data":"#);
     render(&mut body);
     body.push(b'}');
+    body
+}
+
+/// A JSON body as it is.
+pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     with_body(status, JSON, body)
+}
+
+/// A JSON body kept with its gzip form and tagged by its content: gzip when the request
+/// accepts it, a strong `ETag` per content coding, and `304 Not Modified` (no body) when the
+/// request's `If-None-Match` names the current one.
+pub fn representation(
+    headers: &HeaderMap,
+    tag: u64,
+    json: &Bytes,
+    gzip: impl FnOnce() -> Bytes,
+) -> Response<Body> {
+    let gzipped = accepts_gzip(headers);
+    let etag = if gzipped {
+        format!("\"{tag:016x}-gzip\"")
+    } else {
+        format!("\"{tag:016x}\"")
+    };
+    let not_modified = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|names| names_tag(names, &etag));
+    let mut rsp = if not_modified {
+        let mut rsp = Response::new(Body::Whole(Full::new(Bytes::new())));
+        *rsp.status_mut() = StatusCode::NOT_MODIFIED;
+        rsp
+    } else if gzipped {
+        let mut rsp = Response::new(Body::Whole(Full::new(gzip())));
+        rsp.headers_mut().insert(CONTENT_TYPE, JSON);
+        rsp.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        rsp
+    } else {
+        let mut rsp = Response::new(Body::Whole(Full::new(json.clone())));
+        rsp.headers_mut().insert(CONTENT_TYPE, JSON);
+        rsp
+    };
+    let headers = rsp.headers_mut();
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(
+        ETAG,
+        HeaderValue::from_str(&etag).expect("hex digits and quotes are a valid header value"),
+    );
+    rsp
+}
+
+/// Whether `Accept-Encoding` accepts gzip (named, or `*`, with a weight above 0).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// Whether an `If-None-Match` list names `etag` (or is `*`); a weak tag matches its strong
+/// form, as that header's comparison is weak.
+fn names_tag(names: &str, etag: &str) -> bool {
+    names
+        .split(',')
+        .map(str::trim)
+        .any(|name| name == "*" || name.strip_prefix("W/").unwrap_or(name) == etag)
 }
 
 /// Says an answer read from MySQL while Redis was unreachable may be behind.
@@ -270,6 +353,31 @@ pub fn error(err: &Error) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_sent_when_accepted_with_a_weight_above_zero() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(value));
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip"));
+        assert!(with("br, GZIP;q=0.5"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("br, deflate"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn if_none_match_names_a_tag_in_a_list_weakly_or_by_star() {
+        let tag = "\"00ab-gzip\"";
+        assert!(names_tag("\"00ab-gzip\"", tag));
+        assert!(names_tag("\"x\", W/\"00ab-gzip\"", tag));
+        assert!(names_tag("*", tag));
+        assert!(!names_tag("\"00ab\"", tag));
+        assert!(!names_tag("", tag));
+    }
     use http_body_util::BodyExt;
 
     async fn body_of(rsp: Response<Body>) -> String {

@@ -2,6 +2,7 @@
 //! the public reads over them: a concert's schedules with their live availability, and a
 //! schedule's AVAILABLE seats (catalogue data from [`Catalogue`], availability from Redis).
 
+mod listing;
 mod reads;
 pub mod schedules;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
+pub use listing::{ListingCache, RenderedListing};
 pub use reads::Catalogue;
 
 use crate::fallback;

@@ -1,7 +1,7 @@
 //! The catalogue as the public reads show it: concerts with their schedules, and seats with
 //! their numbers and prices (MySQL is their record).
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schedule {
     pub schedule_id: u64,
     pub concert_id: u64,

@@ -174,6 +174,8 @@ pub struct TestApp {
 pub struct Rsp {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body's bytes as sent (before any JSON parsing).
+    pub raw: Vec<u8>,
     pub body: OwnedValue,
 }
 
@@ -402,6 +404,7 @@ impl TestApp {
             .map_err(|e| format!("body: {e}"))?
             .to_bytes()
             .to_vec();
+        let raw = bytes.clone();
         let body = if bytes.is_empty() {
             OwnedValue::null()
         } else {
@@ -410,6 +413,7 @@ impl TestApp {
         Ok(Rsp {
             status,
             headers,
+            raw,
             body,
         })
     }
@@ -643,10 +647,12 @@ impl TestApp {
         let (status, headers) = (rsp.status(), rsp.headers().clone());
         if status != StatusCode::OK {
             let mut bytes = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
+            let raw = bytes.clone();
             let body = simd_json::to_owned_value(&mut bytes).unwrap_or_else(|_| OwnedValue::null());
             return Err(Rsp {
                 status,
                 headers,
+                raw,
                 body,
             });
         }
