@@ -99,6 +99,9 @@ impl App {
         if !report.rebuilt.is_empty() {
             tracing::info!("Redis rebuilt from MySQL:\n{report}");
         }
+        crate::redis::schedules::track_live(&mut unfenced)
+            .await
+            .map_err(step("tracking the live schedules"))?;
         // Opens the fence; while another instance reconciles this Redis, waits for it.
         while reconcile::check(&db, &mut unfenced, &scripts, config.ended_record_keep)
             .await

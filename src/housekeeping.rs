@@ -1,16 +1,23 @@
-//! Housekeeping: about every 100 ms, per schedule, one `admit_batch` script expires tokens
-//! that are due and admits from the head of the queue, and one `expire_holds` script ends
-//! the seat holds that are due (so seats come back within a second of expiry) and names the
-//! payment sagas that ran too long, which are then settled ([`payment::saga::sweep`]). Every
-//! instance runs it; the scripts hold the limits, so running it on many instances at once
-//! admits and expires no more than one would. A schedule whose sale is over (a day past its
-//! close, nobody queued, nothing open, everything flushed) is retired: its records leave
-//! Redis and the loops stop serving it.
+//! Housekeeping: about every 100 ms, per live schedule, one `admit_batch` script expires
+//! tokens that are due and admits from the head of the queue, and one `expire_holds` script
+//! ends the seat holds that are due (so seats come back within a second of expiry) and names
+//! the payment sagas that ran too long, which are then settled ([`payment::saga::sweep`]).
+//! Every instance runs it; the scripts hold the limits, so running it on many instances at
+//! once admits and expires no more than one would.
+//!
+//! Only schedules something may still happen to are served, so the tick's work follows the
+//! live sales, not the history: once a schedule is past its close with nobody queued,
+//! nothing open, everything flushed and no ended record left to remove, nothing can happen
+//! to it any more (nobody can queue after the close), and it is set aside until a day after
+//! its close, when it is retired (its records leave Redis). Setting aside and retiring are
+//! one script each (`retire_schedule`); the set-aside schedules due are found with one
+//! command per tick.
 
 use std::time::Duration;
 
 use crate::payment;
 use crate::redis::HotPath;
+use crate::redis::scripts::Retirement;
 use crate::shutdown::Shutdown;
 
 /// What the tick needs to know.
@@ -37,17 +44,40 @@ pub async fn run(hot: &HotPath, timing: Timing, interval: Duration, shutdown: Sh
     }
 }
 
-/// One pass over every schedule; a schedule that fails does not hold back the others (its
-/// error is logged, and the first one returned).
+/// Set-aside schedules retired per tick, at most (the rest in the next ones).
+const RETIRE_PER_TICK: isize = 20;
+
+/// One pass over every live schedule, then the set-aside schedules due for retirement; a
+/// schedule that fails does not hold back the others (its error is logged, and the first
+/// one returned).
 pub async fn tick(hot: &HotPath, timing: Timing) -> redis::RedisResult<()> {
     let mut first_error = None;
-    for id in hot.schedules().await? {
+    for id in hot.live_schedules().await? {
         if let Err(e) = tick_schedule(hot, timing, id).await {
             tracing::warn!(schedule = id, error = %e, "admission tick failed for a schedule");
             first_error.get_or_insert(e);
         }
     }
+    for id in hot.due_retirements(RETIRE_PER_TICK).await? {
+        match hot.settle_schedule(id).await {
+            Ok(Retirement::Retired) => retired(id),
+            // Repaired from MySQL since it was set aside: served again.
+            Ok(Retirement::InUse) => hot.revive_schedule(id).await?,
+            Ok(Retirement::IdleUntil(_)) => {}
+            Err(e) => {
+                tracing::warn!(schedule = id, error = %e, "retiring a schedule failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
     first_error.map_or(Ok(()), Err)
+}
+
+fn retired(schedule: u64) {
+    tracing::info!(
+        schedule,
+        "schedule retired: its sale is over and MySQL has it all"
+    );
 }
 
 async fn tick_schedule(hot: &HotPath, timing: Timing, id: u64) -> redis::RedisResult<()> {
@@ -70,11 +100,14 @@ async fn tick_schedule(hot: &HotPath, timing: Timing, id: u64) -> redis::RedisRe
     metrics::gauge!("seatrush_queue_waiting", "schedule" => schedule.clone())
         .set(outcome.waiting as f64);
     metrics::gauge!("seatrush_queue_active", "schedule" => schedule).set(outcome.active as f64);
-    if outcome.waiting == 0 && outcome.active == 0 && hot.retire_schedule(id).await? {
-        tracing::info!(
-            schedule = id,
-            "schedule retired: its sale is over and MySQL has it all"
-        );
+    if outcome.waiting == 0 && outcome.active == 0 {
+        match hot.settle_schedule(id).await? {
+            Retirement::Retired => retired(id),
+            Retirement::IdleUntil(_) => {
+                tracing::debug!(schedule = id, "schedule set aside: its sale is over")
+            }
+            Retirement::InUse => {}
+        }
     }
     Ok(())
 }

@@ -130,6 +130,7 @@ async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
     let run = seatrush::redis::run_id(&redis).await?;
     let closes = redis.fence().closes();
     let report = rebuild::restore(&db, &mut redis, &scripts, &options).await?;
+    seatrush::redis::schedules::track_live(&mut redis).await?;
     // The schedules Redis still had are brought forwards to MySQL as the reconciler would.
     let repair = reconcile::repair(&db, &mut redis, &scripts, config.ended_record_keep).await?;
     reconcile::mark_reconciled(&mut redis, &scripts, &run, closes).await?;

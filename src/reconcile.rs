@@ -43,7 +43,7 @@ use crate::mysql::{Db, placeholders, timed};
 use crate::redis::keys::{
     RECONCILE_CHECK, RECONCILE_CLAIM, RECONCILED, SCHEDULES, ScheduleKeys, WalletKeys,
 };
-use crate::redis::{RedisConn, Scripts};
+use crate::redis::{RedisConn, Scripts, schedules};
 use crate::shutdown::Shutdown;
 
 /// How often a reconciled Redis is checked for having gone behind MySQL unnoticed.
@@ -77,6 +77,16 @@ impl Repair {
     /// Whether Redis was behind MySQL in anything.
     pub fn found_anything(&self) -> bool {
         *self != Repair::default()
+    }
+
+    /// Records moved forwards (reservations and tokens).
+    fn records_moved(&self) -> u64 {
+        self.reservations_paid
+            + self.holds_restored
+            + self.holds_ended
+            + self.tokens_restored
+            + self.tokens_admitted
+            + self.tokens_ended
     }
 
     /// Each count with its name, for the log and the metric.
@@ -324,7 +334,12 @@ async fn repair_records(
             now_ms,
             reached: reached[&schedule],
         };
+        let before = repair.records_moved();
         repair_schedule(conn, redis, scripts, schedule, at, keep_ended, repair).await?;
+        if repair.records_moved() > before {
+            // Records came back: the background loops serve it again, if it was set aside.
+            schedules::serve_again(redis, schedule).await?;
+        }
     }
     repair.balances = restore_balances(conn, redis, scripts).await?;
     Ok(())

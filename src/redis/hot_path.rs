@@ -10,11 +10,11 @@ use redis::{AsyncCommands, RedisResult};
 
 use super::RedisConn;
 use super::coalesce::Coalescer;
-use super::keys::{SCHEDULES, ScheduleKeys, WalletKeys};
+use super::keys::{LIVE, RETIRING, SCHEDULES, ScheduleKeys, WalletKeys};
 use super::scripts::{
     AdmitOutcome, BeginOutcome, BeginRequest, ChargeMode, ChargeOutcome, CommitOutcome, Counted,
-    DebitOutcome, DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Scripts,
-    SeatViewOutcome, StatusOutcome,
+    DebitOutcome, DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Retirement,
+    Scripts, SeatViewOutcome, StatusOutcome,
 };
 use crate::model::{
     Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
@@ -134,22 +134,45 @@ impl HotPath {
             .await
     }
 
-    /// `retire_schedule`: if the schedule's sale is over and nothing needs its records any
-    /// more, they leave Redis and the background loops stop serving it. True once retired.
-    pub async fn retire_schedule(&self, schedule_id: u64) -> RedisResult<bool> {
-        let retired = self
+    /// `retire_schedule`: a schedule that nothing can happen to any more leaves the
+    /// schedules the background loops serve (kept aside until it may be retired), and once
+    /// its sale is a day over its records leave Redis.
+    pub async fn settle_schedule(&self, schedule_id: u64) -> RedisResult<Retirement> {
+        let settled = self
             .scripts
             .retire_schedule(&mut self.conn(), schedule_id)
             .await?;
-        if retired {
-            let _: () = self.conn().srem(SCHEDULES, schedule_id).await?;
-        }
-        Ok(retired)
+        let mut pipe = redis::pipe();
+        match settled {
+            Retirement::InUse => return Ok(settled),
+            // Kept aside before it leaves the live set, so it is always in one of them.
+            Retirement::IdleUntil(from_ms) => pipe.zadd(RETIRING, schedule_id, from_ms),
+            Retirement::Retired => pipe
+                .srem(SCHEDULES, schedule_id)
+                .zrem(RETIRING, schedule_id),
+        };
+        pipe.srem(LIVE, schedule_id);
+        let () = pipe.query_async(&mut self.conn()).await?;
+        Ok(settled)
     }
 
-    /// Every schedule the background loops serve.
-    pub async fn schedules(&self) -> RedisResult<Vec<u64>> {
-        self.conn().smembers(SCHEDULES).await
+    /// Schedules kept aside whose retirement is due, at most `limit`.
+    pub async fn due_retirements(&self, limit: isize) -> RedisResult<Vec<u64>> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.conn()
+            .zrangebyscore_limit(RETIRING, "-inf", now, 0, limit)
+            .await
+    }
+
+    /// A schedule kept aside that is in use again (Redis was repaired from MySQL): served
+    /// again.
+    pub async fn revive_schedule(&self, schedule_id: u64) -> RedisResult<()> {
+        super::schedules::serve_again(&mut self.conn(), schedule_id).await
+    }
+
+    /// The schedules the background loops serve: those something may still happen to.
+    pub async fn live_schedules(&self) -> RedisResult<Vec<u64>> {
+        self.conn().smembers(LIVE).await
     }
 
     /// The settings in force for a schedule (`None`: Redis does not know it).

@@ -3,8 +3,19 @@
 
 use crate::model::{ReservationId, wallet_bucket};
 
-/// Ids of every schedule the admission loop and flusher serve.
+/// Ids of every schedule Redis knows (until retired): the registry reconciliation and the
+/// dead-letter tools read.
 pub const SCHEDULES: &str = "seatrush:schedules";
+/// SET of the schedules something may still happen to (a superset of those with WAITING or
+/// ACTIVE tokens, open holds, payments, unflushed outbox entries or ended records to
+/// remove): the ones the admission tick, hold expiry and the flusher serve.
+pub const LIVE: &str = "seatrush:live";
+/// ZSET schedule -> when it may be retired (ms): schedules past their close that nothing
+/// can happen to any more, no longer served until then.
+pub const RETIRING: &str = "seatrush:retiring";
+/// Set once the registry of live schedules has been filled from [`SCHEDULES`] (on the
+/// first start of a version that keeps it).
+pub const LIVE_TRACKED: &str = "seatrush:live:tracked";
 /// STRING: the run id (`crate::redis::run_id`) of the Redis last reconciled with MySQL (see
 /// `crate::reconcile`).
 pub const RECONCILED: &str = "seatrush:reconciled";

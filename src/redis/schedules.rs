@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 
 use super::RedisConn;
-use super::keys::{SCHEDULES, ScheduleKeys};
+use super::keys::{LIVE, LIVE_TRACKED, SCHEDULES, ScheduleKeys};
 use crate::model::{BookingWindow, QueueSettings, Seat};
 
 /// Most values per Redis command.
@@ -77,7 +77,11 @@ pub async fn register(
 ) -> redis::RedisResult<()> {
     let k = ScheduleKeys::new(schedule_id);
     super::streams::ensure_group(conn, &k.outbox).await?;
-    let () = conn.sadd(SCHEDULES, schedule_id).await?;
+    let () = redis::pipe()
+        .sadd(SCHEDULES, schedule_id)
+        .sadd(LIVE, schedule_id)
+        .query_async(conn)
+        .await?;
     let mut fields = settings.fields();
     fields.push(("bookingOpenAt", window.open_ms.to_string()));
     fields.push(("bookingCloseAt", window.close_ms.to_string()));
@@ -91,4 +95,33 @@ pub async fn register(
 /// Whether Redis knows the schedule (its `cfg` hash exists).
 pub async fn is_known(conn: &mut RedisConn, schedule_id: u64) -> redis::RedisResult<bool> {
     conn.exists(ScheduleKeys::new(schedule_id).cfg).await
+}
+
+/// Serves again every schedule something may happen to, as far as Redis can say: on the
+/// first start with a registry of live schedules, every registered one (the admission tick
+/// then sets aside those that are over); after a repair, the repaired ones.
+pub async fn track_live(conn: &mut RedisConn) -> redis::RedisResult<()> {
+    let first: bool = redis::cmd("SET")
+        .arg(LIVE_TRACKED)
+        .arg(1)
+        .arg("NX")
+        .query_async::<Option<String>>(conn)
+        .await?
+        .is_some();
+    if first {
+        let known: Vec<u64> = conn.smembers(SCHEDULES).await?;
+        for chunk in known.chunks(CHUNK) {
+            let () = conn.sadd(LIVE, chunk).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves `schedule_id` again (Redis was repaired from MySQL, so it may hold live records).
+pub async fn serve_again(conn: &mut RedisConn, schedule_id: u64) -> redis::RedisResult<()> {
+    redis::pipe()
+        .sadd(LIVE, schedule_id)
+        .zrem(super::keys::RETIRING, schedule_id)
+        .query_async(conn)
+        .await
 }

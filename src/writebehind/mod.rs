@@ -34,7 +34,7 @@ use redis::streams::{
 use crate::model::{DecodeError, WALLET_BUCKETS};
 use crate::mysql::{Db, Fault, timed};
 use crate::redis::RedisConn;
-use crate::redis::keys::{FLUSH_GROUP, Outbox, OutboxOwner, SCHEDULES};
+use crate::redis::keys::{FLUSH_GROUP, LIVE, Outbox, OutboxOwner, SCHEDULES};
 use events::Event;
 pub use rows::{Conflict, WriteError};
 
@@ -190,7 +190,7 @@ impl OutboxFlusher {
     }
 
     async fn outboxes(&mut self) -> redis::RedisResult<Vec<Outbox>> {
-        all_outboxes(&mut self.redis).await
+        live_outboxes(&mut self.redis).await
     }
 
     /// One pass: measures every outbox, then flushes those that hold entries.
@@ -471,9 +471,19 @@ impl OutboxFlusher {
     }
 }
 
-/// Every outbox: each schedule's and each wallet bucket's.
+/// Every outbox: each known schedule's and each wallet bucket's.
 pub async fn all_outboxes(redis: &mut RedisConn) -> redis::RedisResult<Vec<Outbox>> {
-    let schedules: Vec<u64> = redis.smembers(SCHEDULES).await?;
+    outboxes_of(redis, SCHEDULES).await
+}
+
+/// The outboxes entries may still come to: each live schedule's (one set aside has flushed
+/// everything, and nothing can happen to it any more) and each wallet bucket's.
+async fn live_outboxes(redis: &mut RedisConn) -> redis::RedisResult<Vec<Outbox>> {
+    outboxes_of(redis, LIVE).await
+}
+
+async fn outboxes_of(redis: &mut RedisConn, set: &str) -> redis::RedisResult<Vec<Outbox>> {
+    let schedules: Vec<u64> = redis.smembers(set).await?;
     Ok(schedules
         .into_iter()
         .map(Outbox::of_schedule)

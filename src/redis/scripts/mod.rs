@@ -22,7 +22,8 @@ pub use payment::{
     BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
 pub use queue::{
-    AdmitOutcome, Counted, EventRound, IssueOutcome, IssueRequest, Observed, Probe, StatusOutcome,
+    AdmitOutcome, Counted, EventRound, IssueOutcome, IssueRequest, Observed, Probe, Retirement,
+    StatusOutcome,
 };
 pub use wallet::{ChargeMode, ChargeOutcome};
 

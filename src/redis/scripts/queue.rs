@@ -81,6 +81,16 @@ pub struct EventRound {
     pub tokens: Vec<(u64, Observed)>,
 }
 
+/// Where a schedule whose sale may be over stands (`lua/retire_schedule.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retirement {
+    /// Before its close, or something is live, unflushed or waiting to be removed.
+    InUse,
+    /// Nothing can happen to it any more; it may be retired from this time (ms) on.
+    IdleUntil(i64),
+    Retired,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct AdmitOutcome {
     pub admitted: u64,
@@ -211,26 +221,26 @@ impl Scripts {
 
 impl Scripts {
     /// Retires the schedule if its sale is over and nothing in Redis still needs its
-    /// records (see `lua/retire_schedule.lua`); true once it is retired.
+    /// records, or says from when it may be (see `lua/retire_schedule.lua`).
     pub async fn retire_schedule(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-    ) -> RedisResult<bool> {
+    ) -> RedisResult<Retirement> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.retire_schedule.key(&k.cfg);
         call.key(&k.waiting)
             .key(&k.active)
             .key(&k.holds)
             .key(&k.sagas)
+            .key(&k.ended)
+            .key(&k.rended)
             .key(&k.outbox);
         for gone in [
             &k.tokens,
             &k.users,
-            &k.ended,
             &k.seat,
             &k.res,
-            &k.rended,
             &k.userseats,
             &k.userholds,
             &k.rates[0],
@@ -238,8 +248,12 @@ impl Scripts {
         ] {
             call.key(gone);
         }
-        let retired: u8 = call.invoke_observed("retire_schedule", conn).await?;
-        Ok(retired == 1)
+        let answer: i64 = call.invoke_observed("retire_schedule", conn).await?;
+        Ok(match answer {
+            0 => Retirement::InUse,
+            1 => Retirement::Retired,
+            from_ms => Retirement::IdleUntil(from_ms),
+        })
     }
 }
 
