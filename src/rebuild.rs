@@ -168,18 +168,12 @@ pub async fn restore(
     streams::prepare_wallet_outboxes(redis).await?;
     let mut conn = db.primary_conn().await?;
     let mut report = Report::default();
+    let mut present = Vec::new();
     for schedule in stored_schedules(&mut conn).await? {
         let id = schedule.id;
         if schedules::is_known(redis, id).await? {
             report.present += 1;
-            let moved = scripts.upgrade_free_seats(redis, id).await?;
-            if moved > 0 {
-                tracing::info!(
-                    schedule = id,
-                    seats = moved,
-                    "available seats ordered by number"
-                );
-            }
+            present.push(id);
             continue;
         }
         let k = ScheduleKeys::new(id);
@@ -203,10 +197,36 @@ pub async fn restore(
             .await?;
         report.rebuilt.push(outcome?);
     }
+    upgrade_free_seats(redis, scripts, &present).await?;
     if options.balances {
         report.balances_loaded = load_balances(&mut conn, redis).await?;
     }
     Ok(report)
+}
+
+/// Orders the AVAILABLE seats of the schedules Redis had that still keep them unordered, as
+/// earlier versions did (one round trip finds them).
+async fn upgrade_free_seats(
+    redis: &mut RedisConn,
+    scripts: &Scripts,
+    present: &[u64],
+) -> Result<(), Error> {
+    for chunk in present.chunks(CHUNK) {
+        let mut pipe = redis::pipe();
+        for &id in chunk {
+            pipe.exists(ScheduleKeys::new(id).unordered_available());
+        }
+        let unordered: Vec<bool> = pipe.query_async(redis).await?;
+        for (&id, _) in chunk.iter().zip(unordered).filter(|(_, old)| *old) {
+            let moved = scripts.upgrade_free_seats(redis, id).await?;
+            tracing::info!(
+                schedule = id,
+                seats = moved,
+                "available seats ordered by number"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Puts one schedule back (its claim held): whatever a loss or an interrupted rebuild left

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{OPEN_NOW, TestApp};
 use hyper::Method;
 use simd_json::prelude::*;
@@ -369,9 +371,13 @@ async fn a_registration_cut_before_its_cfg_leaves_the_schedule_unknown_until_reb
         .await
         .assert_error(404, "SCHEDULE_NOT_FOUND");
 
-    // The next instance to start rebuilds it from MySQL.
+    // The next instance to start rebuilds it from MySQL (or finds another one starting at
+    // the same moment at it, and the schedule is back once that one is done).
     let next = TestApp::spawn().await;
-    let state = next.queue_state(schedule).await;
-    state.assert_ok();
+    let state = common::eventually(Duration::from_secs(10), "the schedule rebuilt", || async {
+        let state = next.queue_state(schedule).await;
+        (state.status == 200).then_some(state)
+    })
+    .await;
     assert_eq!(state.u64("maxActiveUsers"), 7);
 }
