@@ -1,8 +1,9 @@
 //! Seat holds (reservations): one script (`hold_seats`) checks the ACTIVE token, the booking
 //! window, the user's seat limit and every seat named (or chooses the best available ones
 //! for a `quantity`), then holds all of them or none and appends the reservation to the
-//! schedule's outbox; concurrent holds for one schedule share a script call. The owner reads a reservation, or cancels it while RESERVED (`cancel_hold`); the
-//! housekeeping loop expires holds that are due (`expire_holds`).
+//! schedule's outbox; concurrent holds for one schedule share a script call. The owner reads
+//! a reservation, or cancels it while RESERVED (`cancel_hold`); the housekeeping loop
+//! expires holds that are due (`expire_holds`).
 
 use crate::catalogue::Catalogue;
 use crate::fallback;
