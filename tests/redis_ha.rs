@@ -212,6 +212,24 @@ async fn nothing_lost(
         },
     )
     .await;
+    // A payment answered 503 may still be in its saga (debited, not yet committed); the
+    // sweeper settles it once the saga timeout has passed. The money adds up once no saga
+    // is open and the write-behind has written every outcome.
+    let wallet = seatrush::redis::keys::WalletKeys::of_user(holder).outbox;
+    eventually(
+        Duration::from_secs(60),
+        "open payment sagas settled",
+        || {
+            let (mut redis, k, wallet) = (redis.clone(), &k, &wallet);
+            async move {
+                let sagas: u64 = redis.zcard(&k.sagas).await.unwrap();
+                let unflushed: u64 = redis.xlen(&k.outbox).await.unwrap();
+                let ledger: u64 = redis.xlen(wallet).await.unwrap();
+                (sagas + unflushed + ledger == 0).then_some(())
+            }
+        },
+    )
+    .await;
 
     let mut db = app.app.db.primary.get_conn().await.unwrap();
     let twice: Option<u64> = db
