@@ -93,22 +93,14 @@ fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Re
 
 /// A success in the envelope.
 pub fn ok<T: Serialize>(status: StatusCode, data: &T) -> Response<Body> {
-    ok_rendered(status, 256, |body| {
+    let body = envelope(256, |body| {
         simd_json::to_writer(body, data).expect("response types always serialize")
-    })
+    });
+    with_body(status, JSON, body)
 }
 
-/// A success in the envelope whose `data` JSON `render` writes itself (into a buffer of
-/// `capacity` bytes to start with).
-pub fn ok_rendered(
-    status: StatusCode,
-    capacity: usize,
-    render: impl FnOnce(&mut Vec<u8>),
-) -> Response<Body> {
-    with_body(status, JSON, envelope(capacity, render))
-}
-
-/// The bytes of a success in the envelope whose `data` JSON `render` writes.
+/// The bytes of a success in the envelope whose `data` JSON `render` writes (into a buffer
+/// of `capacity` bytes to start with).
 pub fn envelope(capacity: usize, render: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut body = Vec::with_capacity(capacity + 32);
     body.extend_from_slice(br#"{"success":true,"data":"#);
