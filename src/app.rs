@@ -110,11 +110,12 @@ impl App {
         {
             tokio::time::sleep(reconcile::RETRY).await;
         }
+        // The replica may lag behind (a database migrated a moment ago) or be down; users it
+        // has not copied yet are found through the primary, and the next refresh loads them.
         let users = UserDirectory::default();
-        users
-            .refresh(&db)
-            .await
-            .map_err(step("loading the user directory"))?;
+        if let Err(e) = users.refresh(&db).await {
+            tracing::warn!(error = %e, "user directory not loaded from the replica; will retry");
+        }
         let health = Arc::new(Health::default());
         health.probe(&redis, &db).await;
         let events = Arc::new(TokenEvents::new(

@@ -406,3 +406,16 @@ async fn the_user_directory_finds_users_on_the_replica_while_the_primary_is_down
         "a user the replica lacks may be too new for it: that is an error, not a no"
     );
 }
+
+/// A replica that cannot answer at start-up (down, or behind a database migrated a moment
+/// ago) does not stop an instance from starting: users are found through the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starts_while_its_replica_cannot_answer() {
+    let mut config = TestApp::config();
+    let (server, _) = config.mysql_replica_url.rsplit_once('/').unwrap();
+    config.mysql_replica_url = format!("{server}/seatrush_never_replicated");
+    let app = TestApp::spawn_with(config).await;
+    let user = app.create_user().await;
+    let directory = seatrush::users::UserDirectory::default();
+    assert!(directory.exists(&app.app.db, user).await.unwrap());
+}
