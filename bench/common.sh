@@ -10,6 +10,10 @@ LOGS="the output above"
 
 ensure_wrk() { command -v wrk >/dev/null || apt_install wrk; }
 
+# The flash sale's waiting users each hold an event stream open: seatrush and the load client
+# need an open-files limit above the number of users (raised as far as the system lets us).
+raise_open_files() { ulimit -n 524288 2>/dev/null || ulimit -n "$(ulimit -Hn)"; }
+
 # Users 1..<n> with empty balances (MariaDB's sequence engine), in the database seatrush
 # migrated; its user directory picks them up within a second.
 add_users() { # <database> <n>
@@ -58,13 +62,13 @@ token() { # <userId> <scheduleId>
 }
 
 # The flash sale's schedule: FLASH_SEATS seats, admitted FLASH_RATE a second (twice that may
-# be active at once); holds last 10 s, so seats whose buyer walks away come back during the
+# be active at once); holds last 3 s, so seats whose buyer walks away come back within the
 # sale. Prints its id.
 flash_schedule() {
   local schedule
   read -r schedule _ <<<"$(new_schedule "$FLASH_SEATS")"
   admin PUT "/api/v1/admin/schedules/$schedule/queue" \
-    "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$((2 * FLASH_RATE)),\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":10}" >/dev/null
+    "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$((2 * FLASH_RATE)),\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":3}" >/dev/null
   echo "$schedule"
 }
 FLASH_USERS=${BENCH_FLASH_USERS:-100000}

@@ -13,7 +13,7 @@ and, per Redis `appendfsync` setting S that was measured:
   S.cpu    one line per wrk run: "<endpoint> CPU seatrush=… redis=… mysql=… replica=… other=…"
            (% of one core during the run)
   S.drains one line per run: how long the write-behind took to drain after it
-  S.flash.json   the flash sale's figures and timeline (bench/flashsale.rs)
+  S.flash.json   the flash sale's figures and timeline (bench/flashsale/)
 and the same files for S = ha, the `ha` run (holds, charges and payments with a replica
 attached, without and with `WAIT 1`).
 """
@@ -168,6 +168,14 @@ def flash_text(f):
                    f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['p999_ms']:.2f} |")
     out.append("")
     out.append("Refusals by code: " + (", ".join(f["errors"]) or "none") + ".")
+    if "waited" in f:
+        (streaming, polling), (per_stream, per_poll) = f["waited"], f["status_per_waiting_user"]
+        share = 100 * f["hold_conflicts"] / max(f["holds"], 1)
+        out += ["", f"Waiting users: {streaming} on the event stream ({f['streams_opened']} "
+                f"streams opened, {f['streams_failed']} refused or broken, whose users polled "
+                f"instead), **{per_stream:.2f}** status requests each; {polling} polling at "
+                f"`pollAfterMs`, {per_poll:.2f} each. Holds refused because another buyer held "
+                f"a seat first: {f['hold_conflicts']} of {f['holds']} (**{share:.2f} %**)."]
     return "\n".join(out)
 
 

@@ -4,7 +4,7 @@
 # each endpoint at full speed and again at half the rate it reached (for latency under a
 # known load), with the GET /health ceiling measured first and last (the ratios are to
 # their mean, so drift during the run does not tilt them), then the flash sale
-# (bench/flashsale.rs). bench/report.py prints the tables and writes the dated report and
+# (bench/flashsale/). bench/report.py prints the tables and writes the dated report and
 # chart under bench/results/.
 #
 # The full-speed runs are made in BENCH_ROUNDS rounds (5), each endpoint once a round between
@@ -50,6 +50,7 @@ INFERNO=$PWD/.dev/tools/bin
 . bench/common.sh
 
 ensure_wrk
+raise_open_files
 cargo build --release --quiet --bin seatrush --example flashsale
 if [ -n "$PROFILE" ]; then
   command -v perf >/dev/null || { echo "BENCH_PROFILE needs perf (linux-perf)" >&2; exit 1; }

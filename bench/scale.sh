@@ -5,7 +5,7 @@
 #   2. GET /health and token issuance with one instance behind nginx, then with three, then
 #      with one again (each ratio is three's figure to the mean of the two with one, so
 #      drift during the run does not tilt it), the write-behind settled before each run;
-#   3. the flash sale (bench/flashsale.rs) on three instances, with buying in full swing:
+#   3. the flash sale (bench/flashsale/) on three instances, with buying in full swing:
 #      instance 2 killed with kill -9 once a quarter of the seats are sold and started again,
 #      instance 3 killed once half are sold (two chances to cut requests off mid-flight): it
 #      must still sell out with no seat sold twice, the queue's limits held across the
@@ -31,6 +31,7 @@ CLUSTER_PORTS=(6391 6392 6393)
 . bench/common.sh
 
 ensure_wrk
+raise_open_files
 cargo build --release --quiet --bin seatrush --example flashsale
 
 # A clean start: no set left running (it may serve another database), an empty database and

@@ -244,6 +244,20 @@ impl Config {
         })
     }
 
+    /// Keeps the event-stream limit within `open_files` (the process's limit): every stream
+    /// is a connection, and a server out of files could not accept even a `/health` check.
+    /// [`FILES_BESIDE_STREAMS`] are left for the pools, listeners and request connections.
+    /// Returns whether the limit was lowered.
+    pub fn fit_streams_to_open_files(&mut self, open_files: u64) -> bool {
+        let room = open_files
+            .saturating_sub(FILES_BESIDE_STREAMS)
+            .max(open_files / 2);
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        let lowered = room < self.max_event_streams;
+        self.max_event_streams = self.max_event_streams.min(room);
+        lowered
+    }
+
     /// The `--help` text.
     pub fn help() -> String {
         let mut out = String::from(
@@ -267,9 +281,28 @@ impl Config {
     }
 }
 
+/// Open files kept for everything but event streams (see
+/// [`Config::fit_streams_to_open_files`]).
+const FILES_BESIDE_STREAMS: u64 = 2048;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_streams_fit_within_the_open_files_limit() {
+        let mut config = Config {
+            max_event_streams: 100_000,
+            ..Config::from_env().unwrap()
+        };
+        assert!(!config.fit_streams_to_open_files(1 << 19));
+        assert_eq!(config.max_event_streams, 100_000);
+        assert!(config.fit_streams_to_open_files(20_000));
+        assert_eq!(config.max_event_streams, 20_000 - 2048);
+        // A small limit keeps half for streams, half for the rest.
+        assert!(config.fit_streams_to_open_files(1024));
+        assert_eq!(config.max_event_streams, 512);
+    }
 
     #[test]
     fn secrets_are_a_list_without_blanks() {

@@ -46,7 +46,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    if let Some(open_files) = raise_open_files_limit()
+        && config.fit_streams_to_open_files(open_files)
+    {
+        tracing::warn!(
+            open_files,
+            streams = config.max_event_streams,
+            "SEATRUSH_MAX_EVENT_STREAMS lowered to fit the open files limit"
+        );
+    }
     let addr = config.http_addr;
     let app = App::build(config).await?;
     if demo_only {
@@ -58,7 +67,6 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         print_identities(&app).await?;
         return Ok(());
     }
-    raise_open_files_limit();
     let listener = api::bind(addr)?;
     tracing::info!(%addr, "seatrush listening");
     // Two stages: the server stops and finishes its requests first, then the background
@@ -80,8 +88,10 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Raises this process's limit of open files to the most the system allows it: each client
-/// connection is a file, and event streams keep theirs open (100 000 of them and more).
-fn raise_open_files_limit() {
+/// connection is a file, and event streams keep theirs open (100 000 of them and more). A
+/// privileged process (`CAP_SYS_RESOURCE`) lifts the hard limit to [`OPEN_FILES_WANTED`]
+/// too; any other takes its hard limit. Returns the limit now in force.
+fn raise_open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -89,17 +99,28 @@ fn raise_open_files_limit() {
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
+            return None;
         }
         let before = limit.rlim_cur;
+        let wanted = OPEN_FILES_WANTED.max(limit.rlim_max);
+        let privileged = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: wanted,
+        };
         limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-            tracing::info!(before, now = limit.rlim_cur, "open files limit");
-        } else {
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &privileged) == 0 {
+            limit = privileged;
+        } else if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
             tracing::warn!(limit = before, "could not raise the open files limit");
+            return Some(before);
         }
+        tracing::info!(before, now = limit.rlim_cur, "open files limit");
+        Some(limit.rlim_cur)
     }
 }
+
+/// Open files a privileged process asks for: room for 200 000 streams and their peers.
+const OPEN_FILES_WANTED: libc::rlim_t = 1 << 19;
 
 /// A ready identity (for a day) for each demo user, for trying the API with curl.
 async fn print_identities(app: &App) -> Result<(), Box<dyn std::error::Error>> {

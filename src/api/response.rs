@@ -288,7 +288,7 @@ pub fn status(err: &Error) -> StatusCode {
         QueueFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ScheduleIdsExhausted => StatusCode::INSUFFICIENT_STORAGE,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable(_) | RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Unavailable(_) | RedisUnavailable(_) | StreamsFull => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -325,7 +325,10 @@ pub fn error(err: &Error) -> Response<Body> {
             rsp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
-        Error::Unavailable(_) | Error::RedisUnavailable(_) | Error::RateLimited => {
+        Error::Unavailable(_)
+        | Error::RedisUnavailable(_)
+        | Error::StreamsFull
+        | Error::RateLimited => {
             rsp.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
         }
         Error::QueueFull => {

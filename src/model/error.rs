@@ -78,6 +78,9 @@ pub enum Error {
     Internal(String),
     #[error("a dependency is unavailable; retry shortly")]
     Unavailable(String),
+    /// This instance holds as many event streams as it may: shedding load, not a fault.
+    #[error("this instance holds as many event streams as it can; retry shortly")]
+    StreamsFull,
     /// Redis could not be reached (or its circuit is open): reads fall back to MySQL.
     #[error("a dependency is unavailable; retry shortly")]
     RedisUnavailable(String),
@@ -134,7 +137,7 @@ impl Error {
             RateLimited => "RATE_LIMITED",
             ScheduleIdsExhausted => "SCHEDULE_IDS_EXHAUSTED",
             Internal(_) => "INTERNAL",
-            Unavailable(_) | RedisUnavailable(_) => "SERVICE_UNAVAILABLE",
+            Unavailable(_) | RedisUnavailable(_) | StreamsFull => "SERVICE_UNAVAILABLE",
         }
     }
 }

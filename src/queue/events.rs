@@ -121,10 +121,7 @@ impl TokenEvents {
         let opened = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = OpenStream(self.open.clone());
         if opened > self.limit {
-            return Err(Error::Unavailable(format!(
-                "this instance holds its limit of {} event streams",
-                self.limit
-            )));
+            return Err(Error::StreamsFull);
         }
         metrics::gauge!("seatrush_event_streams_open").set(opened as f64);
         let (events, receiver) = mpsc::channel(QUEUED);

@@ -1,135 +1,73 @@
-//! The flash-sale scenario (README, "Benchmarks"): `users` people race for the `seats` seats of one
-//! schedule through a running seatrush. Each joins the queue, polls until admitted, lists
-//! the seats, holds 1–4 of them, charges their balance and pays; one in ten lets the hold
-//! expire instead. It reports the time to sell out, requests/s and latency per step and
-//! errors by code, then waits for the write-behind and verifies, from MySQL and Redis:
-//! no seat sold twice, every PAID reservation with exactly one payment and one debit,
-//! money conserved, MySQL equal to Redis, and the queue's limits held: never more tokens
-//! ACTIVE at once than `maxActiveUsers`, never more admitted within a second than
+//! The flash-sale scenario (README, "Benchmarks"): `users` people race for the `seats` seats
+//! of one schedule through a running seatrush, on the buyer's path a ticketing site's page
+//! takes. Each joins the queue and waits for their turn: most listen on the queue's event
+//! stream, the rest poll the status when `pollAfterMs` says. Once admitted, most hold the
+//! best available 1–4 seats by `quantity`, the rest list the seats and pick theirs (looking
+//! again when someone was faster); then they charge their balance and pay. One in ten walks
+//! away and lets the hold expire. It reports the time to sell out, requests/s and latency
+//! per step, errors by code, status requests per waiting user and the share of holds refused
+//! for a seat someone else held; then waits for the write-behind and verifies, from MySQL
+//! and Redis: no seat sold twice, every PAID reservation with exactly one payment and one
+//! debit, money conserved, MySQL equal to Redis, and the queue's limits held: never more
+//! tokens ACTIVE at once than `maxActiveUsers`, never more admitted within a second than
 //! `admissionPerSecond`, whichever instance admitted them.
 //!
 //! Users behave as a client behind a load balancer should: a request whose answer was lost
 //! (connection broken, or 502/503/504) is sent again after a pause, with the same
-//! Idempotency-Key (issuance, holds, charges, payments), so an instance
-//! killed mid-request (`make bench-scale`) costs retries, not lost or doubled work. When the
-//! sale is sold out it pauses the queue, so the checks read a settled one.
+//! Idempotency-Key (issuance, holds, charges, payments), so an instance killed mid-request
+//! (`make bench-scale`) costs retries, not lost or doubled work; a stream that breaks is
+//! opened again. When the sale is sold out it pauses the queue, so the checks read a
+//! settled one, and the users still waiting go home.
 //!
 //! `cargo run --release --example flashsale -- <base url> <concertId> <scheduleId>
 //! <first userId> <users> <admission/s>`, with `SEATRUSH_REDIS_URL` and
 //! `SEATRUSH_MYSQL_PRIMARY_URL` naming the server's stores (a Redis Cluster's nodes
 //! comma-separated, as seatrush takes them; bench/run.sh and bench/scale.sh do all this).
 //! With `FLASHSALE_JSON=<file>` it also writes the figures and the sale's timeline (seats
-//! sold and requests per step, second by second) there, for bench/report.py.
+//! sold and requests per step, second by second) there, for bench/report.py. The streams
+//! need an open-files limit above the number of users (`ulimit -n`).
+
+mod client;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request};
+use hyper::Method;
 use mysql_async::prelude::*;
 use seatrush::identity::Identity;
 use simd_json::OwnedValue;
 use simd_json::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
-/// Keep-alive connections the simulated users share.
-const CONNECTIONS: usize = 128;
+use client::Client;
+use verify::{charge_lines, verify};
+
+/// Keep-alive connections for joining and waiting, and for the admitted users' steps (see
+/// [`Sale::queue`]).
+const QUEUE_CONNECTIONS: usize = 128;
+const BUYING_CONNECTIONS: usize = 512;
 /// Steps of a user's journey, in order.
-const STEPS: [&str; 6] = ["issue", "status", "seats", "hold", "charge", "pay"];
+const STEPS: [&str; 7] = [
+    "issue", "events", "status", "seats", "hold", "charge", "pay",
+];
+/// Users, in percent, who wait on the event stream (the others poll at `pollAfterMs`).
+const STREAMING: u64 = 80;
+/// Buyers, in percent, who pick their seats from the listing (the others hold by `quantity`).
+const PICKING: u64 = 10;
+/// How long a buyer who found no seat free waits before trying again (held seats come back
+/// as their holds expire).
+const NO_SEAT_PAUSE: Duration = Duration::from_secs(1);
+/// How long a buyer keeps trying to hold seats.
+const BUYING_FOR: Duration = Duration::from_secs(60);
 /// How long a request whose answer was lost is retried, and the pause between tries.
 const RETRY_FOR: Duration = Duration::from_secs(60);
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// A payment whose first request died mid-saga answers `REQUEST_IN_PROGRESS` until the
 /// sweeper settles it (after the saga timeout): asked again this often.
 const IN_PROGRESS_PAUSE: Duration = Duration::from_secs(1);
-
-/// A pool of keep-alive HTTP/1 connections to the server.
-struct Client {
-    addr: String,
-    idle_tx: mpsc::UnboundedSender<SendRequest<Full<Bytes>>>,
-    idle_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<SendRequest<Full<Bytes>>>>,
-}
-
-impl Client {
-    async fn new(addr: &str) -> Self {
-        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
-        let client = Self {
-            addr: addr.to_string(),
-            idle_tx,
-            idle_rx: tokio::sync::Mutex::new(idle_rx),
-        };
-        for _ in 0..CONNECTIONS {
-            let conn = client.connect().await;
-            client.idle_tx.send(conn).unwrap();
-        }
-        client
-    }
-
-    async fn connect(&self) -> SendRequest<Full<Bytes>> {
-        let stream = tokio::net::TcpStream::connect(&self.addr)
-            .await
-            .expect("the server accepts connections");
-        stream.set_nodelay(true).unwrap();
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("HTTP/1 handshake");
-        tokio::spawn(conn);
-        sender
-    }
-
-    /// (status, JSON body, latency) of one request, on a pooled connection; the latency is
-    /// the request's own, from sending it to its last byte (not the wait for a connection).
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> (u16, OwnedValue, Duration) {
-        let mut sender = self.idle_rx.lock().await.recv().await.unwrap();
-        if sender.ready().await.is_err() {
-            sender = self.connect().await;
-        }
-        let started = Instant::now();
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "bench");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        let result = sender.send_request(req).await;
-        let out = match result {
-            Ok(rsp) => {
-                let status = rsp.status().as_u16();
-                let mut bytes = rsp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes().to_vec())
-                    .unwrap_or_default();
-                let json = simd_json::to_owned_value(&mut bytes).unwrap_or(OwnedValue::null());
-                (status, json)
-            }
-            // No answer: recorded under what broke, in the envelope's place for a code.
-            Err(e) => (
-                0,
-                simd_json::json!({"error": {"code": format!("NO ANSWER ({e})")}}),
-            ),
-        };
-        let took = started.elapsed();
-        let _ = self.idle_tx.send(sender);
-        (out.0, out.1, took)
-    }
-}
 
 /// Latencies (µs), requests per second of the sale and errors by code, per step.
 #[derive(Default)]
@@ -169,7 +107,14 @@ impl Stats {
 }
 
 struct Sale {
-    client: Client,
+    /// Keep-alive connections for joining and waiting (issuance, status, and the event
+    /// streams, each on its own connection), and for the admitted users' steps: each user
+    /// has a connection of their own in a browser, so a buyer's requests do not queue behind
+    /// the crowd's.
+    queue: Client,
+    buying: Client,
+    /// The server's address (`host:port`).
+    addr: String,
     /// Signs each user's identity, with the secret the server verifies
     /// (`SEATRUSH_AUTH_SECRET`).
     identity: Identity,
@@ -177,7 +122,8 @@ struct Sale {
     schedule: u64,
     concert: u64,
     admission_per_second: f64,
-    sold_out: AtomicBool,
+    /// Set once every seat is sold: the users still waiting or buying go home.
+    sold_out: watch::Sender<bool>,
     started: Instant,
     /// ms after the start of the last successful payment.
     last_payment_ms: AtomicU64,
@@ -193,7 +139,18 @@ struct Sale {
     /// Issuances retried after a lost answer that then met `TOKEN_ALREADY_ISSUED`: the first
     /// try had issued a token its user never learnt (the Idempotency-Key should prevent it).
     tokens_lost: AtomicU64,
+    /// Users who had to wait (WAITING at issuance), on the stream and polling.
+    waited: [AtomicU64; 2],
+    /// Status requests those users sent, on the stream (after it broke) and polling.
+    status_requests: [AtomicU64; 2],
+    /// Event streams opened, and those refused or broken (their users polled instead).
+    streams_opened: AtomicU64,
+    streams_failed: AtomicU64,
 }
+
+/// How a user waits: index into [`Sale::waited`] and [`Sale::status_requests`].
+const ON_STREAM: usize = 0;
+const POLLING: usize = 1;
 
 /// An answer that may not come from an instance that handled the request: the connection
 /// broke (0) or nginx found no instance to answer (502/503/504; seatrush's own 503, while
@@ -213,6 +170,11 @@ fn data<'a>(body: &'a OwnedValue, key: &str) -> Option<&'a OwnedValue> {
 }
 
 impl Sale {
+    /// Whole seconds since the sale began.
+    fn second(&self) -> usize {
+        self.started.elapsed().as_secs() as usize
+    }
+
     /// One request of a user's, retried while its answer is lost (see [`lost`]) for up to
     /// [`RETRY_FOR`], with the same `idempotency_key`. Every try is recorded in the stats.
     /// Returns the last answer and whether it came from a retry.
@@ -234,12 +196,14 @@ impl Sale {
         let deadline = Instant::now() + RETRY_FOR;
         let mut retried = false;
         loop {
-            let (status, json, took) = self
-                .client
+            let client = match step {
+                "issue" | "status" => &self.queue,
+                _ => &self.buying,
+            };
+            let (status, json, took) = client
                 .call(method.clone(), path, &headers, body.clone())
                 .await;
-            let second = self.started.elapsed().as_secs() as usize;
-            self.stats.record(step, second, took, status, &json);
+            self.stats.record(step, self.second(), took, status, &json);
             // Only a repeat can find its first try still running (a payment whose request
             // died after it began: the sweeper settles it after the saga timeout).
             let in_progress = retried && error_code(&json) == Some("REQUEST_IN_PROGRESS");
@@ -269,16 +233,41 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
+/// How one user behaves, drawn from their id (so runs are repeatable).
+struct Habits {
+    /// Waits on the event stream (else polls at `pollAfterMs`).
+    streams: bool,
+    /// Picks seats from the listing (else holds the best available by `quantity`).
+    picks: bool,
+    /// Lets the hold expire instead of paying.
+    walks_away: bool,
+    /// Seats wanted, 1–4.
+    want: usize,
+}
+
+impl Habits {
+    fn of(user_id: u64, rng: &mut u64) -> Self {
+        Self {
+            streams: next(rng) % 100 < STREAMING,
+            picks: next(rng) % 100 < PICKING,
+            walks_away: user_id.is_multiple_of(10),
+            want: 1 + (next(rng) % 4) as usize,
+        }
+    }
+}
+
 /// One user's journey, as the user: every request carries their signed identity.
 async fn user(sale: Arc<Sale>, user_id: u64) {
-    // A retried issuance gets the token its first try was issued.
-    let join_key = format!("join-{user_id}");
+    let mut rng = user_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let habits = Habits::of(user_id, &mut rng);
     let auth = format!(
         "Bearer {}",
         sale.identity
             .sign(user_id, 3600)
             .expect("the configured secret signs")
     );
+    // A retried issuance gets the token its first try was issued.
+    let join_key = format!("join-{user_id}");
     let (status, body, retried) = sale
         .call(
             "issue",
@@ -303,102 +292,23 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let mut state = data(&body, "status")
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let mut position = data(&body, "queuePosition").as_u64().unwrap_or(0);
-    // Waiting: poll about when the admission rate says the turn comes: after 1 to 10 s.
-    while state == "WAITING" {
-        let wait = (position as f64 / sale.admission_per_second).clamp(1.0, 10.0);
-        tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-        if sale.sold_out.load(Ordering::Relaxed) {
-            return;
-        }
-        let (status, body, _) = sale
-            .call(
-                "status",
-                &auth,
-                Method::GET,
-                "/api/v1/queue/tokens/me",
-                Some(&token),
-                None,
-                None,
-            )
-            .await;
-        if status != 200 {
-            return;
-        }
-        state = data(&body, "status")
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        position = data(&body, "queuePosition").as_u64().unwrap_or(0);
-    }
-    let mut rng = user_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let want = 1 + (next(&mut rng) % 4) as usize;
-    for attempt in 0..60 {
-        if sale.sold_out.load(Ordering::Relaxed) {
-            return;
-        }
-        let (status, body, _) = sale
-            .call(
-                "seats",
-                &auth,
-                Method::GET,
-                &format!(
-                    "/api/v1/concerts/{}/schedules/{}/seats",
-                    sale.concert, sale.schedule
-                ),
-                Some(&token),
-                None,
-                None,
-            )
-            .await;
-        if status != 200 {
-            return;
-        }
-        // Only the ids are kept: a parsed listing of thousands of seats is megabytes.
-        let mut free: Vec<u64> = data(&body, "seats")
-            .and_then(|seats| seats.as_array())
-            .map(|a| a.iter().filter_map(|s| s.get("seatId")?.as_u64()).collect())
-            .unwrap_or_default();
+    if data(&body, "status").as_str() == Some("WAITING") {
+        let poll_after = data(&body, "pollAfterMs").as_u64().unwrap_or(1000);
         drop(body);
-        if free.is_empty() {
-            // Held seats may still come back when their holds expire.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        let mut pick = Vec::with_capacity(want);
-        while pick.len() < want && !free.is_empty() {
-            let i = (next(&mut rng) % free.len() as u64) as usize;
-            pick.push(free.swap_remove(i));
-        }
-        let (status, body, _) = sale
-            .call(
-                "hold",
-                &auth,
-                Method::POST,
-                "/api/v1/reservations",
-                Some(&token),
-                Some(&format!("hold-{attempt}")),
-                Some(format!(
-                    r#"{{"scheduleId":{},"seatIds":{pick:?},"userId":{user_id}}}"#,
-                    sale.schedule
-                )),
-            )
-            .await;
-        if status == 409 {
-            continue; // someone was faster: look again
-        }
-        if status != 201 {
+        if !wait_turn(&sale, &auth, &token, &habits, poll_after).await {
             return;
         }
-        if user_id.is_multiple_of(10) {
-            return; // this one walks away and lets the hold expire
+    }
+    // A buyer whose hold expired before the payment went through tries again.
+    for round in 0.. {
+        let Some((reservation, total)) =
+            hold(&sale, &auth, &token, user_id, &habits, round, &mut rng).await
+        else {
+            return;
+        };
+        if habits.walks_away {
+            return; // this one lets the hold expire
         }
-        let reservation = data(&body, "reservationId").as_u64().unwrap_or(0);
-        let total = data(&body, "totalAmount").as_u64().unwrap_or(0);
         let (status, _, _) = sale
             .call(
                 "charge",
@@ -414,7 +324,7 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
             return;
         }
         sale.charges.fetch_add(1, Ordering::Relaxed);
-        let (status, _, _) = sale
+        let (status, body, _) = sale
             .call(
                 "pay",
                 &auth,
@@ -431,16 +341,195 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
             let at = sale.started.elapsed().as_millis() as u64;
             sale.last_payment_ms.fetch_max(at, Ordering::Relaxed);
         }
-        return;
+        if error_code(&body) != Some("RESERVATION_EXPIRED") {
+            return;
+        }
     }
+}
+
+/// Waits until the user's token is ACTIVE: on the event stream, or polling the status when
+/// `pollAfterMs` says (also after a stream was refused or broke). False when the token
+/// ended or the sale sold out first.
+async fn wait_turn(
+    sale: &Sale,
+    auth: &str,
+    token: &str,
+    habits: &Habits,
+    mut poll_after: u64,
+) -> bool {
+    let how = if habits.streams { ON_STREAM } else { POLLING };
+    sale.waited[how].fetch_add(1, Ordering::Relaxed);
+    let mut sold_out = sale.sold_out.subscribe();
+    if habits.streams {
+        let headers = [("authorization", auth), ("queue-token", token)];
+        let (opened, took) = sale
+            .queue
+            .events("/api/v1/queue/tokens/me/events", &headers)
+            .await;
+        let (status, body) = match &opened {
+            Ok(_) => (200, OwnedValue::null()),
+            Err((status, body)) => (*status, body.clone()),
+        };
+        sale.stats
+            .record("events", sale.second(), took, status, &body);
+        if let Ok(mut stream) = opened {
+            sale.streams_opened.fetch_add(1, Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    event = stream.next() => match event.as_deref() {
+                        Some("active") => return true,
+                        Some("ended") => return false,
+                        Some(_) => continue,
+                        None => break, // broken: poll instead
+                    },
+                    _ = sold_out.wait_for(|&sold| sold) => return false,
+                }
+            }
+        }
+        sale.streams_failed.fetch_add(1, Ordering::Relaxed);
+        poll_after = 0;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(poll_after)) => {}
+            _ = sold_out.wait_for(|&sold| sold) => return false,
+        }
+        sale.status_requests[how].fetch_add(1, Ordering::Relaxed);
+        let (status, body, _) = sale
+            .call(
+                "status",
+                auth,
+                Method::GET,
+                "/api/v1/queue/tokens/me",
+                Some(token),
+                None,
+                None,
+            )
+            .await;
+        if status != 200 {
+            return false;
+        }
+        if data(&body, "status").as_str() == Some("ACTIVE") {
+            return true;
+        }
+        poll_after = data(&body, "pollAfterMs").as_u64().unwrap_or(1000);
+    }
+}
+
+/// Holds the user's seats: the best available by `quantity`, or seats picked from the
+/// listing. A buyer who wants more seats than are left takes what is left; one who finds
+/// none free tries again a moment later (held seats come back as their holds expire).
+/// Returns the reservation and its total, or `None` once sold out or refused otherwise.
+async fn hold(
+    sale: &Sale,
+    auth: &str,
+    token: &str,
+    user_id: u64,
+    habits: &Habits,
+    round: u32,
+    rng: &mut u64,
+) -> Option<(u64, u64)> {
+    let mut want = habits.want;
+    let started = Instant::now();
+    for attempt in 0.. {
+        if *sale.sold_out.borrow() || started.elapsed() > BUYING_FOR {
+            return None;
+        }
+        let seats = if habits.picks {
+            let free = listed_free(sale, auth, token).await?;
+            if free.is_empty() {
+                tokio::time::sleep(NO_SEAT_PAUSE).await;
+                continue;
+            }
+            format!(r#""seatIds":{:?}"#, pick(free, want, rng))
+        } else {
+            format!(r#""quantity":{want}"#)
+        };
+        let (status, body, _) = sale
+            .call(
+                "hold",
+                auth,
+                Method::POST,
+                "/api/v1/reservations",
+                Some(token),
+                Some(&format!("hold-{round}-{attempt}")),
+                Some(format!(
+                    r#"{{"scheduleId":{},{seats},"userId":{user_id}}}"#,
+                    sale.schedule
+                )),
+            )
+            .await;
+        match (status, error_code(&body)) {
+            (201, _) => {
+                let reservation = data(&body, "reservationId").as_u64()?;
+                return Some((reservation, data(&body, "totalAmount").as_u64()?));
+            }
+            // Someone was faster: look again.
+            (409, Some("SEAT_ALREADY_RESERVED")) => continue,
+            (409, Some("NOT_ENOUGH_SEATS")) => {
+                let available = body
+                    .get("error")
+                    .and_then(|e| e.get("details"))
+                    .and_then(|d| d.get("available"))
+                    .and_then(|a| a.as_u64())
+                    .unwrap_or(0) as usize;
+                if available > 0 {
+                    want = want.min(available);
+                } else {
+                    tokio::time::sleep(NO_SEAT_PAUSE).await;
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The AVAILABLE seats' ids from the listing (`None` when it is refused).
+async fn listed_free(sale: &Sale, auth: &str, token: &str) -> Option<Vec<u64>> {
+    let (status, body, _) = sale
+        .call(
+            "seats",
+            auth,
+            Method::GET,
+            &format!(
+                "/api/v1/concerts/{}/schedules/{}/seats",
+                sale.concert, sale.schedule
+            ),
+            Some(token),
+            None,
+            None,
+        )
+        .await;
+    if status != 200 {
+        return None;
+    }
+    // Only the ids are kept: a parsed listing of thousands of seats is megabytes.
+    Some(
+        data(&body, "seats")
+            .and_then(|seats| seats.as_array())
+            .map(|a| a.iter().filter_map(|s| s.get("seatId")?.as_u64()).collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// `want` seats drawn at random from `free`.
+fn pick(mut free: Vec<u64>, want: usize, rng: &mut u64) -> Vec<u64> {
+    let mut picked = Vec::with_capacity(want);
+    while picked.len() < want && !free.is_empty() {
+        let i = (next(rng) % free.len() as u64) as usize;
+        picked.push(free.swap_remove(i));
+    }
+    picked
 }
 
 /// Watches the schedule's sold seats until all are sold (or `limit` passes).
 async fn watch(sale: Arc<Sale>, seats: u64, limit: Duration) -> Option<Duration> {
     let path = format!("/api/v1/admin/schedules/{}/queue", sale.schedule);
+    // A connection of its own: the crowd's requests queue on the pools.
+    let client = Client::new(&sale.addr, 1).await;
     while sale.started.elapsed() < limit {
-        let (status, body, _) = sale
-            .client
+        let (status, body, _) = client
             .call(
                 Method::GET,
                 &path,
@@ -454,12 +543,12 @@ async fn watch(sale: Arc<Sale>, seats: u64, limit: Duration) -> Option<Duration>
             sale.sold.lock().unwrap().push((at, n));
         }
         if status == 200 && sold == Some(seats) {
-            sale.sold_out.store(true, Ordering::Relaxed);
+            sale.sold_out.send_replace(true);
             return Some(sale.started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    sale.sold_out.store(true, Ordering::Relaxed);
+    sale.sold_out.send_replace(true);
     None
 }
 
@@ -493,6 +582,15 @@ struct Summary {
     errors: Vec<String>,
     sold_timeline: Vec<(f64, u64)>,
     requests_per_second: BTreeMap<String, Vec<u64>>,
+    /// Users who waited on the event stream and polling, and the status requests each of
+    /// them sent on average.
+    waited: [u64; 2],
+    status_per_waiting_user: [f64; 2],
+    streams_opened: u64,
+    streams_failed: u64,
+    holds: u64,
+    /// Holds refused because someone else held one of the seats first.
+    hold_conflicts: u64,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -501,240 +599,6 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i] as f64 / 1000.0
-}
-
-/// What MySQL and Redis say after the drain; every field must hold for the run to pass.
-struct Verdict {
-    seats_sold_twice: u64,
-    sold_seats: u64,
-    paid_without_one_payment: u64,
-    paid_without_one_debit: u64,
-    money_gap: i64,
-    reservations_differing: u64,
-    balances_differing: u64,
-    /// Tokens WAITING, ACTIVE, ended and ever admitted: MySQL's counts against Redis's.
-    tokens_differing: u64,
-    /// The queue's limits, from MySQL's admission and end times.
-    most_admitted_in_a_second: u64,
-    most_active_at_once: u64,
-}
-
-/// The most admissions within one second (as the admission scripts count them: per whole
-/// second of Redis's clock) and the most tokens ACTIVE at once (a token leaves at the instant
-/// it ends; ends before admissions at the same instant, as the scripts run them), from each
-/// admitted token's (activated, ended) times in ms.
-fn queue_limits(tokens: &[(i64, Option<i64>)]) -> (u64, u64) {
-    let mut per_second: HashMap<i64, u64> = HashMap::new();
-    let mut changes: Vec<(i64, i64)> = Vec::with_capacity(tokens.len() * 2);
-    for &(activated, ended) in tokens {
-        *per_second.entry(activated.div_euclid(1000)).or_default() += 1;
-        changes.push((activated, 1));
-        changes.extend(ended.map(|at| (at, -1)));
-    }
-    changes.sort_unstable();
-    let (mut active, mut most_active) = (0i64, 0i64);
-    for (_, change) in changes {
-        active += change;
-        most_active = most_active.max(active);
-    }
-    let most_admitted = per_second.into_values().max().unwrap_or(0);
-    (most_admitted, most_active as u64)
-}
-
-/// CHARGE lines in the ledger of the schedule's buyers (who charge only within the sale,
-/// after a hold).
-/// Charges of this sale's buyers since `since_ms` (a buyer may have charged in an earlier sale
-/// of the same bench run).
-async fn charge_lines(
-    db: &mysql_async::Pool,
-    schedule: u64,
-    since_ms: i64,
-) -> mysql_async::Result<u64> {
-    let n: Option<u64> = db
-        .get_conn()
-        .await?
-        .exec_first(
-            "SELECT COUNT(*) FROM balance_transactions WHERE type = 'CHARGE' AND created_at >= ?
-               AND user_id IN (SELECT user_id FROM reservations WHERE schedule_id = ?)",
-            (seatrush::mysql::datetime_ms(since_ms), schedule),
-        )
-        .await?;
-    Ok(n.unwrap_or(0))
-}
-
-async fn verify(
-    db: &mysql_async::Pool,
-    redis: &mut seatrush::redis::RedisConn,
-    schedule: u64,
-) -> Result<Verdict, Box<dyn std::error::Error>> {
-    let mut conn = db.get_conn().await?;
-    // Read each time: a killed instance's last holds reach MySQL only once another instance
-    // claims its outbox entries.
-    let buyers: Vec<u64> = conn
-        .exec(
-            "SELECT DISTINCT user_id FROM reservations WHERE schedule_id = ?",
-            (schedule,),
-        )
-        .await?;
-    let seats_sold_twice: u64 = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM (SELECT rs.seat_id FROM reservation_seats rs
-               JOIN reservations r ON r.id = rs.reservation_id
-               WHERE r.schedule_id = ? AND r.status = 'PAID'
-               GROUP BY rs.seat_id HAVING COUNT(*) > 1) twice",
-            (schedule,),
-        )
-        .await?
-        .unwrap_or(0);
-    let sold_seats: u64 = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM seats WHERE schedule_id = ? AND status = 'SOLD'",
-            (schedule,),
-        )
-        .await?
-        .unwrap_or(0);
-    let paid_without_one_payment: u64 = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM reservations r
-             WHERE r.schedule_id = ? AND r.status = 'PAID'
-               AND (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id
-                      AND p.amount = r.total_amount) <> 1",
-            (schedule,),
-        )
-        .await?
-        .unwrap_or(0);
-    let paid_without_one_debit: u64 = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM reservations r
-             WHERE r.schedule_id = ? AND r.status = 'PAID'
-               AND (SELECT COUNT(*) FROM balance_transactions t WHERE t.type = 'PAYMENT'
-                      AND t.ref_id = r.id AND t.amount = r.total_amount) <> 1",
-            (schedule,),
-        )
-        .await?
-        .unwrap_or(0);
-    // The buyers' ledger (charges in, payments out) against their balances.
-    let money_gap: i64 = conn
-        .exec_first(
-            "SELECT CAST(
-               COALESCE((SELECT SUM(IF(type = 'CHARGE', amount, -amount))
-                         FROM balance_transactions WHERE user_id IN
-                           (SELECT user_id FROM reservations WHERE schedule_id = ?)), 0)
-               - COALESCE((SELECT SUM(balance) FROM user_balances WHERE user_id IN
-                           (SELECT user_id FROM reservations WHERE schedule_id = ?)), 0)
-               AS SIGNED)",
-            (schedule, schedule),
-        )
-        .await?
-        .unwrap_or(0);
-    // Reservations: Redis's statuses (PAYING is RESERVED to MySQL) against MySQL's.
-    let res_key = seatrush::redis::keys::ScheduleKeys::new(schedule).res;
-    let in_redis: HashMap<u64, String> = redis::cmd("HGETALL")
-        .arg(&res_key)
-        .query_async::<HashMap<u64, String>>(redis)
-        .await?;
-    let in_mysql: HashMap<u64, String> = conn
-        .exec::<(u64, String), _, _>(
-            "SELECT id, status FROM reservations WHERE schedule_id = ?",
-            (schedule,),
-        )
-        .await?
-        .into_iter()
-        .collect();
-    let mut reservations_differing = (in_redis.len() as i64 - in_mysql.len() as i64).unsigned_abs();
-    for (id, record) in &in_redis {
-        let status = record.split('|').nth(1).unwrap_or_default();
-        let status = if status == "PAYING" {
-            "RESERVED"
-        } else {
-            status
-        };
-        if in_mysql.get(id).map(String::as_str) != Some(status) {
-            reservations_differing += 1;
-        }
-    }
-    // Balances: one pipelined read from Redis, one query to MySQL.
-    let mut pipe = redis::pipe();
-    for &user in &buyers {
-        pipe.hget(
-            seatrush::redis::keys::WalletKeys::of_user(user).balances,
-            user,
-        );
-    }
-    let records: Vec<Option<String>> = pipe.query_async(redis).await?;
-    let rows: HashMap<u64, (u64, u64, u64)> = conn
-        .exec::<(u64, u64, u64, u64), _, _>(
-            "SELECT user_id, balance, total_charged, total_used FROM user_balances
-             WHERE user_id IN (SELECT user_id FROM reservations WHERE schedule_id = ?)",
-            (schedule,),
-        )
-        .await?
-        .into_iter()
-        .map(|(user, b, c, u)| (user, (b, c, u)))
-        .collect();
-    let mut balances_differing = 0;
-    for (user, record) in buyers.iter().zip(records) {
-        // No record in Redis: the balance was never used there, so MySQL's stands.
-        let Some(record) = record else { continue };
-        let f: Vec<u64> = record
-            .split('|')
-            .take(3)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        if f.len() != 3 || rows.get(user) != Some(&(f[0], f[1], f[2])) {
-            balances_differing += 1;
-        }
-    }
-    // Tokens: the paused queue's counts in both stores, then the limits from MySQL.
-    let k = seatrush::redis::keys::ScheduleKeys::new(schedule);
-    let (waiting, active, ended, admitted): (u64, u64, u64, Option<u64>) = redis::pipe()
-        .zcard(&k.waiting)
-        .zcard(&k.active)
-        .zcard(&k.ended)
-        .hget(&k.stats, "admitted")
-        .query_async(redis)
-        .await?;
-    let (mysql_waiting, mysql_active, mysql_ended, mysql_admitted): (u64, u64, u64, u64) = conn
-        .exec_first(
-            "SELECT CAST(COALESCE(SUM(status = 'WAITING'), 0) AS UNSIGNED),
-                    CAST(COALESCE(SUM(status = 'ACTIVE'), 0) AS UNSIGNED),
-                    CAST(COALESCE(SUM(status IN ('EXPIRED', 'USED')), 0) AS UNSIGNED),
-                    COUNT(activated_at)
-             FROM queue_tokens WHERE schedule_id = ?",
-            (schedule,),
-        )
-        .await?
-        .unwrap_or_default();
-    let tokens_differing = [
-        (waiting, mysql_waiting),
-        (active, mysql_active),
-        (ended, mysql_ended),
-        (admitted.unwrap_or(0), mysql_admitted),
-    ]
-    .iter()
-    .map(|&(a, b)| a.abs_diff(b))
-    .sum();
-    let admitted_tokens: Vec<(i64, Option<i64>)> = conn
-        .exec(
-            "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01', activated_at) DIV 1000,
-                    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ended_at) DIV 1000
-             FROM queue_tokens WHERE schedule_id = ? AND activated_at IS NOT NULL",
-            (schedule,),
-        )
-        .await?;
-    let (most_admitted_in_a_second, most_active_at_once) = queue_limits(&admitted_tokens);
-    Ok(Verdict {
-        tokens_differing,
-        most_admitted_in_a_second,
-        most_active_at_once,
-        seats_sold_twice,
-        sold_seats,
-        paid_without_one_payment,
-        paid_without_one_debit,
-        money_gap,
-        reservations_differing,
-        balances_differing,
-    })
 }
 
 #[tokio::main]
@@ -751,13 +615,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (first_user, users): (u64, u64) = (first_user.parse()?, users.parse()?);
     let config = seatrush::config::Config::from_env()?;
     let sale = Arc::new(Sale {
-        client: Client::new(addr).await,
+        queue: Client::new(addr, QUEUE_CONNECTIONS).await,
+        buying: Client::new(addr, BUYING_CONNECTIONS).await,
+        addr: addr.to_string(),
         identity: Identity::from_config(&config)?,
         stats: Stats::default(),
         schedule: schedule.parse()?,
         concert: concert.parse()?,
         admission_per_second: rate.parse()?,
-        sold_out: AtomicBool::new(false),
+        sold_out: watch::Sender::new(false),
         started: Instant::now(),
         last_payment_ms: AtomicU64::new(0),
         sold: Mutex::default(),
@@ -765,6 +631,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         retries: AtomicU64::new(0),
         tokens_lost: AtomicU64::new(0),
         charges: AtomicU64::new(0),
+        waited: Default::default(),
+        status_requests: Default::default(),
+        streams_opened: AtomicU64::new(0),
+        streams_failed: AtomicU64::new(0),
     });
     let queue_path = format!("/api/v1/admin/schedules/{}/queue", sale.schedule);
     let admin = [
@@ -772,7 +642,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("content-type", "application/json"),
     ];
     let (status, body, _) = sale
-        .client
+        .queue
         .call(Method::GET, &queue_path, &admin, None)
         .await;
     if status != 200 {
@@ -799,7 +669,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = sale.started.elapsed();
     // Nothing is left to sell: the queue admits no one more, so its tokens settle.
     let (status, body, _) = sale
-        .client
+        .queue
         .call(
             Method::PUT,
             &queue_path,
@@ -852,7 +722,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let latencies = sale.stats.latencies.lock().unwrap();
     println!(
-        "flash sale: {users} users, {seats} seats, admission {rate}/s, {CONNECTIONS} connections"
+        "flash sale: {users} users, {seats} seats, admission {rate}/s, {QUEUE_CONNECTIONS} + \
+         {BUYING_CONNECTIONS} connections and the event streams"
     );
     match sold_out_after {
         Some(t) => println!("sold out after {:.1} s", t.as_secs_f64()),
@@ -923,6 +794,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          {tokens_lost} tokens issued to users who never learnt them; {charged} charges \
          answered, {charges_in_ledger} in the ledger"
     );
+    let waited = sale.waited.each_ref().map(|n| n.load(Ordering::Relaxed));
+    let status_requests = sale
+        .status_requests
+        .each_ref()
+        .map(|n| n.load(Ordering::Relaxed));
+    let status_per_waiting_user =
+        [ON_STREAM, POLLING].map(|how| status_requests[how] as f64 / waited[how].max(1) as f64);
+    let (streams_opened, streams_failed) = (
+        sale.streams_opened.load(Ordering::Relaxed),
+        sale.streams_failed.load(Ordering::Relaxed),
+    );
+    let holds = latencies.get("hold").map_or(0, Vec::len) as u64;
+    let hold_conflicts = errors
+        .get(&("hold", "SEAT_ALREADY_RESERVED".to_string()))
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "waiting: {} users on the event stream ({streams_opened} streams opened, {streams_failed} \
+         refused or broken), {:.2} status requests each; {} polling, {:.2} status requests \
+         each; {hold_conflicts} of {holds} holds ({:.2} %) refused for a seat someone else held",
+        waited[ON_STREAM],
+        status_per_waiting_user[ON_STREAM],
+        waited[POLLING],
+        status_per_waiting_user[POLLING],
+        100.0 * hold_conflicts as f64 / holds.max(1) as f64
+    );
     if let Ok(path) = std::env::var("FLASHSALE_JSON") {
         let summary = Summary {
             users,
@@ -948,6 +845,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            waited,
+            status_per_waiting_user,
+            streams_opened,
+            streams_failed,
+            holds,
+            hold_conflicts,
         };
         std::fs::write(path, simd_json::to_string(&summary)?)?;
     }
@@ -968,26 +871,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the flash sale failed a check (see above)".into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::queue_limits;
-
-    #[test]
-    fn queue_limits_count_per_second_and_at_once() {
-        // Two admitted in second 1 and three in second 2; at 2 000 ms the first ends as the
-        // fourth is admitted (ends count first), so at most three are ACTIVE at once.
-        let tokens = [
-            (1_000, Some(2_000)),
-            (1_999, None),
-            (2_000, Some(2_500)),
-            (2_100, None),
-            (2_999, Some(3_000)),
-        ];
-        assert_eq!(queue_limits(&tokens), (3, 3));
-        assert_eq!(queue_limits(&[]), (0, 0));
-        // Back to back: one ends exactly when the next starts.
-        assert_eq!(queue_limits(&[(0, Some(10)), (10, Some(20))]), (2, 1));
-    }
 }
