@@ -14,6 +14,7 @@ and, per Redis `appendfsync` setting S that was measured:
            (% of one core during the run)
   S.drains one line per run: how long the write-behind took to drain after it
   S.flash.json   the flash sale's figures and timeline (bench/flashsale/)
+and `streams.json`, the open event streams' figures (bench/streams.rs),
 and the same files for S = ha, the `ha` run (holds, charges and payments with a replica
 attached, without and with `WAIT 1`).
 """
@@ -157,8 +158,12 @@ def print_wrk(setting, rows, half, ceiling, cpu):
 
 def flash_text(f):
     sold = f"{f['sold_out_s']:.1f} s" if f["sold_out_s"] is not None else "NOT sold out"
+    taken = ""
+    if f.get("all_taken_s") is not None:
+        taken = (f" (every seat sold or held after **{f['all_taken_s']:.1f} s**; what sold "
+                 f"after that came back from holds their buyers let expire)")
     out = [f"{f['users']} users, {f['seats']} seats, admission {f['admission_per_second']:.0f}/s: "
-           f"sold out after **{sold}**; {f['server_errors']} 5xx, {f['seats_sold_twice']} seats "
+           f"sold out after **{sold}**{taken}; {f['server_errors']} 5xx, {f['seats_sold_twice']} seats "
            f"sold twice; MySQL equal to Redis {f['consistent_after_last_payment_s']:.1f} s after "
            f"the last payment.", "",
            "| step | requests | req/s | p50 ms | p99 ms | p99.9 ms |",
@@ -177,6 +182,20 @@ def flash_text(f):
                 f"`pollAfterMs`, {per_poll:.2f} each. Holds refused because another buyer held "
                 f"a seat first: {f['hold_conflicts']} of {f['holds']} (**{share:.2f} %**)."]
     return "\n".join(out)
+
+
+def streams_text(s):
+    """The `streams` run's figures (bench/streams.rs)."""
+    ms = lambda v: "?" if v is None else f"{v * 1000:.0f} ms"
+    return (f"{s['streams_open']} streams open on one instance ({s['streams_refused']} refused; "
+            f"{s['users']} users asked): seatrush's RSS **{s['rss_per_stream_bytes'] / 1024:.1f} "
+            f"KB per open stream** ({s['rss_before_bytes'] / 1e6:.0f} → "
+            f"{s['rss_open_bytes'] / 1e6:.0f} MB). `GET /health` "
+            f"{s['health_without']:.0f} req/s without them, {s['health_with']:.0f} with them "
+            f"open (ratio **{s['health_with'] / s['health_without']:.2f}**). Admitted 2 000 a "
+            f"second, {s['admitted']} heard `active` within {ms(s['active_p50_s'])} of their "
+            f"admission at p50 and **{ms(s['active_p99_s'])} at p99** (histogram bucket "
+            f"bounds).")
 
 
 def waiting_text(path):
@@ -269,6 +288,10 @@ def main():
     waiting = waiting_text(waiting) if os.path.exists(waiting) else None
     if waiting:
         print("\n" + waiting)
+    streams = os.path.join(run_dir, "streams.json")
+    streams = streams_text(json.load(open(streams))) if os.path.exists(streams) else None
+    if streams:
+        print("\n" + streams)
     if partial:
         return
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M")
@@ -291,6 +314,8 @@ def main():
             md += ["### Flash sale", "", flash_text(flash), ""]
     if waiting:
         md += ["## One schedule with 1 000 000 waiting", "", waiting, ""]
+    if streams:
+        md += ["## Open event streams on one instance", "", streams, ""]
     flames = os.path.join(RESULTS, "flamegraphs")
     if os.path.isdir(flames):
         md += ["## Flamegraphs", "", "seatrush under each full-speed run, from "

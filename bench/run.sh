@@ -20,10 +20,14 @@
 #
 # Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
 # `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
-# and the status of the user at the back of that queue.
+# and the status of the user at the back of that queue. Then the `streams` run
+# (bench/streams.rs): BENCH_STREAMS users (100 000, or as many as the open-files limit lets
+# seatrush and the client hold) join a paused queue and each opens its event stream;
+# seatrush's RSS per stream, /health with and without them open, and the delay of the
+# `active` events once the queue admits them.
 #
 # Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
-# (endpoints, "tokens status seats holds charge payments ha waiting"), BENCH_ROUNDS,
+# (endpoints, "tokens status seats holds charge payments ha waiting streams"), BENCH_ROUNDS,
 # BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
@@ -37,9 +41,10 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-ALL_RUNS="tokens status seats holds charge payments ha waiting"
+ALL_RUNS="tokens status seats holds charge payments ha waiting streams"
 ROUNDS=${BENCH_ROUNDS:-5}
 WAITING=${BENCH_WAITING:-1000000}
+STREAMS=${BENCH_STREAMS:-100000}
 RUNS=${BENCH_RUNS:-$ALL_RUNS}
 ALL_FSYNCS="everysec always"
 FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
@@ -51,7 +56,7 @@ INFERNO=$PWD/.dev/tools/bin
 
 ensure_wrk
 raise_open_files
-cargo build --release --quiet --bin seatrush --example flashsale
+cargo build --release --quiet --bin seatrush --example flashsale --example streams
 if [ -n "$PROFILE" ]; then
   command -v perf >/dev/null || { echo "BENCH_PROFILE needs perf (linux-perf)" >&2; exit 1; }
   [ -x "$INFERNO/inferno-flamegraph" ] ||
@@ -75,6 +80,7 @@ export SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/$REDIS_DB
 export SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/$DB
 export SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/$DB
 export SEATRUSH_LOG=warn
+
 ./target/release/seatrush &
 server=$!
 ha_server="" # the server of an `ha` run's variant, while it runs
@@ -304,6 +310,21 @@ print(round(statistics.median(rates) / 2))')
   settle >/dev/null
 }
 
+# streams: STREAMS users (fewer when the open-files limit, the same for seatrush and the
+# client, cannot hold them) join a paused queue admitting 2 000 a second and each opens its
+# event stream; writes what bench/streams.rs measured to $out/streams.json.
+streams() {
+  [[ " $RUNS " == *" streams "* ]] || return 0
+  local schedule n=$STREAMS room=$(($(ulimit -n) - 3072))
+  [ "$room" -lt "$n" ] && n=$room
+  echo "streams: $n users open the queue's event stream"
+  read -r schedule _ <<<"$(new_schedule 100)"
+  admin PUT "/api/v1/admin/schedules/$schedule/queue" \
+    "{\"maxWaitingUsers\":$n,\"maxActiveUsers\":$n,\"admissionPerSecond\":2000,\"paused\":true}" >/dev/null
+  STREAMS_JSON="$out/streams.json" ./target/release/examples/streams "$base" "$schedule" 1 "$n" "$server"
+  settle >/dev/null
+}
+
 # waiting: one paused schedule's queue filled with WAITING users (users 1..WAITING, the last
 # one on its own, so its token is at hand), the outbox drained; writes what it measured to
 # $out/waiting.
@@ -366,6 +387,7 @@ for fsync in $FSYNCS; do
   measure "$fsync"
 done
 waiting
+streams
 
 if [ -n "$PROFILE" ]; then
   echo "flamegraphs: $(ls bench/results/flamegraphs/*.svg | xargs)"

@@ -46,6 +46,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
+    no_transparent_huge_pages();
     let mut config = Config::from_env()?;
     if let Some(open_files) = raise_open_files_limit()
         && config.fit_streams_to_open_files(open_files)
@@ -85,6 +86,17 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Turns transparent huge pages off for this process. With them, every 2 MiB the allocator
+/// touches is zeroed and resident whole: each open connection's partly used buffers then
+/// cost their full size (an open event stream 26 KB of RSS instead of 18 KB), and a page
+/// fault zeroes 2 MiB at a time while a crowd connects.
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process; it reads no memory.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        tracing::debug!("transparent huge pages could not be turned off");
+    }
 }
 
 /// Raises this process's limit of open files to the most the system allows it: each client

@@ -76,6 +76,30 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> (u16, OwnedValue, Duration) {
+        let (answer, took) = self.send(method, path, headers, body).await;
+        let (status, json) = match answer {
+            Ok((status, mut bytes)) => (
+                status,
+                simd_json::to_owned_value(&mut bytes).unwrap_or(OwnedValue::null()),
+            ),
+            // No answer: recorded under what broke, in the envelope's place for a code.
+            Err(e) => (
+                0,
+                simd_json::json!({"error": {"code": format!("NO ANSWER ({e})")}}),
+            ),
+        };
+        (status, json, took)
+    }
+
+    /// The status and body of one request, on a pooled connection, and its latency (see
+    /// [`Client::call`]).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> (Result<(u16, Vec<u8>), hyper::Error>, Duration) {
         let mut sender = self.idle_rx.lock().await.recv().await.unwrap();
         if sender.ready().await.is_err() {
             sender = self.connect().await;
@@ -91,28 +115,22 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
-        let result = sender.send_request(req).await;
-        let out = match result {
+        let answer = match sender.send_request(req).await {
             Ok(rsp) => {
                 let status = rsp.status().as_u16();
-                let mut bytes = rsp
+                let bytes = rsp
                     .into_body()
                     .collect()
                     .await
                     .map(|b| b.to_bytes().to_vec())
                     .unwrap_or_default();
-                let json = simd_json::to_owned_value(&mut bytes).unwrap_or(OwnedValue::null());
-                (status, json)
+                Ok((status, bytes))
             }
-            // No answer: recorded under what broke, in the envelope's place for a code.
-            Err(e) => (
-                0,
-                simd_json::json!({"error": {"code": format!("NO ANSWER ({e})")}}),
-            ),
+            Err(e) => Err(e),
         };
         let took = started.elapsed();
         let _ = self.idle_tx.send(sender);
-        (out.0, out.1, took)
+        (answer, took)
     }
 
     /// Opens an event stream on a connection of its own (from the next loopback source

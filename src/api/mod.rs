@@ -118,9 +118,12 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: Shutdown) {
         let app = app.clone();
         let mark = FreshMark::new(&fresh);
         let begun = mark.clone();
+        // Boxed: hyper keeps the allocation of a request's future for the connection's
+        // life; the box lives only while a request is handled (an event stream's
+        // connection would otherwise keep the whole 4 KB of it).
         let service = service_fn(move |req| {
             begun.leave();
-            handle(app.clone(), req)
+            Box::pin(handle(app.clone(), req))
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
