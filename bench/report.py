@@ -16,7 +16,8 @@ and, per Redis `appendfsync` setting S that was measured:
   S.flash.json   the flash sale's figures and timeline (bench/flashsale/)
 and `streams.json`, the open event streams' figures (bench/streams.rs),
 and the same files for S = ha, the `ha` run (holds, charges and payments with a replica
-attached, without and with `WAIT 1`).
+attached, without and with `WAIT 1`), and S = history, the `history` run (token issuance and
+holds without and with 5 000 finished schedules).
 """
 
 import datetime
@@ -28,12 +29,15 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
-SETTINGS = ["everysec", "always", "ha"]
+SETTINGS = ["everysec", "always", "ha", "history"]
 # The table titles: a Redis `appendfsync` setting, or the `ha` run (bench/run.sh).
 TITLES = {"everysec": "Redis `appendfsync everysec`", "always": "Redis `appendfsync always`",
           "ha": "A replica attached (`make stack-ha`), `appendfsync everysec`: each write "
                 "made on the plain Redis URL, then with a replica confirming it (`WAIT 1`, "
-                "through Sentinel)"}
+                "through Sentinel)",
+          "history": "History: each run on the main server, then on one whose Redis holds "
+                     "5 000 finished schedules (booking opened and closed days ago), "
+                     "alternated round by round, `appendfsync everysec`"}
 
 
 HALF = " @ half rate"

@@ -16,7 +16,9 @@
 # started, and BENCH_ROUNDS rounds of /health, holds, charges and payments, made once by a
 # seatrush on the plain Redis URL and once by one that reaches Redis through the Sentinels
 # and has a replica confirm every write (`WAIT 1`), on the same Redis, database and replica.
-# Then the replica and Sentinels stop again.
+# Then the replica and Sentinels stop again. Then the `history` run: BENCH_ROUNDS rounds of
+# /health, token issuance and holds alternating between the main server and one whose Redis
+# holds 5 000 finished schedules (background work must follow live work, not history).
 #
 # Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
 # `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
@@ -27,7 +29,8 @@
 # `active` events once the queue admits them.
 #
 # Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
-# (endpoints, "tokens status seats holds charge payments ha waiting streams"), BENCH_ROUNDS,
+# (endpoints, "tokens status seats holds charge payments ha history waiting streams"),
+# BENCH_ROUNDS, BENCH_FINISHED (finished schedules in the history run, 5000),
 # BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
@@ -41,10 +44,11 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-ALL_RUNS="tokens status seats holds charge payments ha waiting streams"
+ALL_RUNS="tokens status seats holds charge payments ha history waiting streams"
 ROUNDS=${BENCH_ROUNDS:-5}
 WAITING=${BENCH_WAITING:-1000000}
 STREAMS=${BENCH_STREAMS:-100000}
+FINISHED=${BENCH_FINISHED:-5000}
 RUNS=${BENCH_RUNS:-$ALL_RUNS}
 ALL_FSYNCS="everysec always"
 FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
@@ -84,9 +88,10 @@ export SEATRUSH_LOG=warn
 ./target/release/seatrush &
 server=$!
 ha_server="" # the server of an `ha` run's variant, while it runs
+history_server="" # the second server of the `history` run, while it runs
 out=$(mktemp -d)
 # Whatever happens, the server stops and the dev Redis goes back to fsyncing every second.
-trap 'kill $server $ha_server 2>/dev/null; kill -CONT $server 2>/dev/null
+trap 'kill $server $ha_server $history_server 2>/dev/null; kill -CONT $server 2>/dev/null
   wait $server 2>/dev/null || true
   redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null; rm -rf "$out"' EXIT
 base=http://127.0.0.1:$PORT
@@ -162,6 +167,10 @@ measure() {
     # An `ha-…` run is made when BENCH_RUNS names `ha`, whatever else it names.
     if [[ $key == ha-* ]]; then
       [[ " $RUNS " == *" ha "* ]] || return 0
+      key=health
+    fi
+    if [[ $key == history-* ]]; then
+      [[ " $RUNS " == *" history "* ]] || return 0
       key=health
     fi
     [[ $key == health || " $RUNS " == *" $key "* ]] || return 0
@@ -265,6 +274,70 @@ print(round(statistics.median(rates) / 2))')
     ha_server=""
   }
 
+  # history_rounds: the `history` run (above), into $out/history.*. A second server has a
+  # Redis and a database of its own, holding $FINISHED (5 000) finished schedules (booking opened and
+  # closed days ago, made through its admin API); each round runs /health, token issuance
+  # and holds on the main server and then on that one, each pausing (SIGSTOP) while the
+  # other runs.
+  history_rounds() {
+    [[ " $RUNS " == *" history "* ]] || return 0
+    local fsync=history round variant db=${DB}_history history_redis=$((REDIS_DB + 1))
+    local history_base=http://127.0.0.1:$((PORT + 2)) history_concert history_venue
+    "${SQL[@]}" -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;"
+    redis-cli -p 6390 -n "$history_redis" FLUSHDB >/dev/null
+    SEATRUSH_HTTP_ADDR=127.0.0.1:$((PORT + 2)) SEATRUSH_REDIS_URL=redis://127.0.0.1:6390/$history_redis \
+      SEATRUSH_MYSQL_PRIMARY_URL=mysql://seatrush:seatrush@127.0.0.1:3316/$db \
+      SEATRUSH_MYSQL_REPLICA_URL=mysql://seatrush:seatrush@127.0.0.1:3317/$db \
+      ./target/release/seatrush &
+    history_server=$!
+    for _ in $(seq 100); do curl -sf "$history_base/ready" >/dev/null && break; sleep 0.1; done
+    add_users "$db" "$USERS"
+    (
+      local base=$history_base
+      add_concert
+      echo "$venue $concert" >"$out/history.concert"
+      local opened closed
+      opened=$(date -u -d '-3 days' +%Y-%m-%dT%H:%M:%S.000Z)
+      closed=$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%S.000Z)
+      seq "$FINISHED" | xargs -P 8 -I{} curl -sf -o /dev/null -X POST -H 'X-Admin-Key: dev-admin-key' \
+        -H 'Content-Type: application/json' "$base/api/v1/admin/concerts/$concert/schedules" \
+        -d "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$opened\",\"bookingCloseAt\":\"$closed\",\"seatCount\":10,\"price\":50000}"
+      settle >/dev/null
+    )
+    read -r history_venue history_concert <"$out/history.concert"
+    # Past their close with nothing live, they are set aside and then retired from the
+    # registries at once; their seats and settings stay in Redis.
+    echo "history: $FINISHED finished schedules, $(redis-cli -p 6390 -n "$history_redis" DBSIZE) keys in the second server's Redis, $(redis-cli -p 6390 -n "$history_redis" SCARD seatrush:live) of them live"
+    for round in $(seq "$ROUNDS"); do
+      echo "history: round $round of $ROUNDS"
+      compact_aof
+      kill -STOP "$history_server"
+      history_variant "" ""
+      kill -CONT "$history_server"
+      kill -STOP "$server"
+      history_variant ", $FINISHED finished schedules" "$history_server"
+      kill -CONT "$server"
+    done
+    kill "$history_server"
+    wait "$history_server" || true
+    history_server=""
+  }
+  # history_variant <name suffix> [server]: /health, token issuance and holds on the main
+  # server, or on the one named, with its own concert.
+  history_variant() {
+    local suffix=$1 holds base=$base server=$server concert=$concert venue=$venue
+    if [ -n "$2" ]; then
+      base=$history_base server=$2 concert=$history_concert venue=$history_venue
+    fi
+    token_schedule
+    read -ra holds <<<"$(hold_schedule)"
+    settle >/dev/null
+    run health "GET /health" health.lua
+    run history-tokens "POST /api/v1/queue/tokens$suffix" issue_token.lua BENCH_FIRST_USER=1
+    run history-holds "POST /api/v1/reservations$suffix" hold_seats.lua "${holds[@]}" \
+      RUN_DURATION=1s BENCH_AUTH="$hold_auth"
+  }
+
   local round
   for round in $(seq "$ROUNDS"); do
     echo "appendfsync $fsync: round $round of $ROUNDS"
@@ -299,6 +372,7 @@ print(round(statistics.median(rates) / 2))')
     BENCH_AUTH="$hold_auth"
 
   [ "$fsync" = everysec ] && ha_rounds
+  [ "$fsync" = everysec ] && history_rounds
 
   [ "$FLASH" = 1 ] || return 0
   # The flash sale: FLASH_USERS users (not used above) race for the seats.
