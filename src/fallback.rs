@@ -78,12 +78,13 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
     })
 }
 
-/// The schedule's AVAILABLE seat ids, sorted.
-pub async fn available_seat_ids(db: &Db, schedule_id: u64) -> Result<Vec<u64>, Error> {
+/// The ids of the schedule's seats with `status` (`AVAILABLE`, `HELD` or `SOLD`) in MySQL,
+/// sorted.
+pub async fn seat_ids(db: &Db, schedule_id: u64, status: &str) -> Result<Vec<u64>, Error> {
     let mut conn = db.primary_conn().await?;
     Ok(timed(conn.exec(
-        "SELECT id FROM seats WHERE schedule_id = ? AND status = 'AVAILABLE' ORDER BY id",
-        (schedule_id,),
+        "SELECT id FROM seats WHERE schedule_id = ? AND status = ? ORDER BY id",
+        (schedule_id, status),
     ))
     .await?)
 }

@@ -188,6 +188,101 @@ async fn available_seats_are_listed_for_an_active_token_of_the_schedule() {
     }
 }
 
+/// `?view=map`: every seat with its status, AVAILABLE, HELD or SOLD; tagged for 304s like the
+/// listing, and a seat sold from a hold makes a new map though the AVAILABLE seats are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seat_map_shows_every_seat_held_sold_or_available() {
+    let app = TestApp::spawn().await;
+    let (concert, schedule) = app.create_schedule(OPEN_NOW, 4).await;
+    let seats = app.seats_of(schedule).await;
+    let (holder, holder_token) = app.active_user(schedule).await;
+    let (buyer, buyer_token) = app.active_user(schedule).await;
+    app.hold(&holder_token, schedule, holder, &seats[..1])
+        .await
+        .assert_created();
+    let bought = app
+        .hold(&buyer_token, schedule, buyer, &seats[1..2])
+        .await
+        .u64("reservationId");
+    let path = format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats");
+    let map_path = format!("{path}?view=map");
+    let statuses = |rsp: &common::Rsp| -> Vec<(u64, String)> {
+        rsp.data()["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["seatId"].as_u64().unwrap(),
+                    s["status"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let map = app.get(&map_path, &[("queue-token", &buyer_token)]).await;
+    map.assert_ok();
+    let expect = |second: &str| {
+        vec![
+            (seats[0], "HELD".to_string()),
+            (seats[1], second.to_string()),
+            (seats[2], "AVAILABLE".to_string()),
+            (seats[3], "AVAILABLE".to_string()),
+        ]
+    };
+    assert_eq!(statuses(&map), expect("HELD"));
+    assert_eq!(map.data()["seats"][0]["price"].as_u64(), Some(50_000));
+    let map_tag = map.headers["etag"].to_str().unwrap().to_string();
+    let listing = app.get(&path, &[("queue-token", &buyer_token)]).await;
+    assert_eq!(
+        statuses(&listing).len(),
+        2,
+        "the listing keeps the AVAILABLE seats only"
+    );
+    let listing_tag = listing.headers["etag"].to_str().unwrap().to_string();
+    assert_ne!(listing_tag, map_tag);
+    let unchanged = app
+        .get(
+            &map_path,
+            &[("queue-token", &buyer_token), ("if-none-match", &map_tag)],
+        )
+        .await;
+    assert_eq!(unchanged.status, 304);
+
+    app.charge(&buyer_token, buyer, 50_000).await.assert_ok();
+    app.pay(&buyer_token, buyer, bought).await.assert_created();
+    // The holder's token still reads: the buyer's ended with the payment.
+    let sold = app
+        .get(
+            &map_path,
+            &[("queue-token", &holder_token), ("if-none-match", &map_tag)],
+        )
+        .await;
+    assert_eq!(sold.status, 200, "the map changed");
+    assert_eq!(statuses(&sold), expect("SOLD"));
+    let same_listing = app
+        .get(
+            &path,
+            &[
+                ("queue-token", &holder_token),
+                ("if-none-match", &listing_tag),
+            ],
+        )
+        .await;
+    assert_eq!(
+        same_listing.status, 304,
+        "the AVAILABLE seats did not change"
+    );
+
+    let bad = app
+        .get(
+            &format!("{path}?view=grid"),
+            &[("queue-token", &holder_token)],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["details"]["field"].as_str(), Some("view"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listing_is_gzipped_when_asked_and_tagged_for_304s() {
     use std::io::Read;

@@ -11,7 +11,7 @@ use super::response::{self, Body};
 use crate::app::App;
 use crate::catalogue;
 use crate::identity::Caller;
-use crate::model::{Error, iso_ms, schedule_status};
+use crate::model::{Error, SeatView, iso_ms, schedule_status};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,14 +105,28 @@ struct ScheduleInfo<'a> {
     venue_name: &'a str,
 }
 
-/// `GET /api/v1/concerts/{concertId}/schedules/{scheduleId}/seats`
+/// `?view=map` (every seat with its status), or the AVAILABLE seats without it.
+fn seat_view(query: Option<&str>) -> Result<SeatView, Error> {
+    let mut view = SeatView::Available;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("view", "map") => view = SeatView::Map,
+            ("view", _) => return Err(Error::invalid("view", "view must be map")),
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+/// `GET /api/v1/concerts/{concertId}/schedules/{scheduleId}/seats?view`
 pub async fn list_seats(
     app: &App,
     caller: Caller,
     headers: &HeaderMap,
-    concert_id: u64,
-    schedule_id: u64,
+    (concert_id, schedule_id): (u64, u64),
+    query: Option<&str>,
 ) -> Result<Response<Body>, Error> {
+    let view = seat_view(query)?;
     let token = queue_token(headers, &app.tokens)?;
     let listing = catalogue::seats_of(
         &app.hot,
@@ -122,6 +136,7 @@ pub async fn list_seats(
         token,
         concert_id,
         schedule_id,
+        view,
     )
     .await?;
     let schedule = &listing.schedule;
@@ -132,7 +147,8 @@ pub async fn list_seats(
         performance_time: &schedule.performance_time,
         venue_name: &schedule.venue_name,
     };
-    // The schedule's info, then the AVAILABLE seats' JSON as the catalogue rendered it.
+    // The schedule's info, then the seats' JSON as the catalogue rendered it: the AVAILABLE
+    // ones, or every seat with its status for the map.
     let render = || {
         let capacity = 256 + listing.seats.len() * 80;
         response::envelope(capacity, |body| {
@@ -141,12 +157,20 @@ pub async fn list_seats(
             body.extend_from_slice(br#","seats":["#);
             let mut first = true;
             for seat in listing.seats.iter() {
-                if listing.available.binary_search(&seat.seat_id).is_ok() {
-                    if !first {
-                        body.push(b',');
-                    }
-                    first = false;
+                let available = listing.available.binary_search(&seat.seat_id).is_ok();
+                if !available && listing.view == SeatView::Available {
+                    continue;
+                }
+                if !first {
+                    body.push(b',');
+                }
+                first = false;
+                if available {
                     body.extend_from_slice(seat.listed_json.as_bytes());
+                } else if listing.held.binary_search(&seat.seat_id).is_ok() {
+                    seat.write_with_status("HELD", body);
+                } else {
+                    seat.write_with_status("SOLD", body);
                 }
             }
             body.extend_from_slice(b"]}");
@@ -174,6 +198,15 @@ mod tests {
         match err {
             Error::InvalidRequest { field, .. } => field,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_view_is_the_listing_unless_the_map_is_asked_for() {
+        assert_eq!(seat_view(None).unwrap(), SeatView::Available);
+        assert_eq!(seat_view(Some("x=1&view=map")).unwrap(), SeatView::Map);
+        for bad in ["view=", "view=MAP", "view=list", "view"] {
+            assert_eq!(field_of(seat_view(Some(bad)).unwrap_err()), "view", "{bad}");
         }
     }
 

@@ -314,7 +314,10 @@ async fn dispatch(
         Route::ListSeats {
             concert_id,
             schedule_id,
-        } => catalogue::list_seats(app, caller()?, headers, concert_id, schedule_id).await,
+        } => {
+            let ids = (concert_id, schedule_id);
+            catalogue::list_seats(app, caller()?, headers, ids, parts.uri.query()).await
+        }
         Route::HoldSeats => {
             let caller = caller()?;
             reservations::hold(app, caller, headers, read_body().await?).await

@@ -1,7 +1,8 @@
 //! The seat listing's body kept once rendered: a listing of 10 000 seats is about 600 KB of
 //! JSON, and every buyer of a schedule reads the same one until a seat is held or freed. So
-//! the last rendering of each schedule is kept with a tag of its content (the schedule's
-//! details, its seats, the AVAILABLE ones) and its gzip form, made on first demand; a
+//! the last rendering of each schedule and view (the listing, the seat map) is kept with a
+//! tag of its content (the schedule's details, its seats, the AVAILABLE ones and for the map
+//! the held ones) and its gzip form, made on first demand; a
 //! request whose content has the same tag is served the kept bytes, and a client that has
 //! them already (its `If-None-Match` names the tag) needs none.
 
@@ -15,7 +16,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::SeatListing;
-use crate::model::ListedSeat;
+use crate::model::{ListedSeat, SeatView};
 
 /// A listing's body, rendered once for its content.
 pub struct RenderedListing {
@@ -48,14 +49,16 @@ struct Kept {
     seats_digest: u64,
     available: Arc<Vec<u64>>,
     available_digest: u64,
+    held: Arc<Vec<u64>>,
+    held_digest: u64,
     rendered: Arc<RenderedListing>,
 }
 
-/// The last rendering of each schedule's listing (one per schedule, so bounded by the
-/// catalogue).
+/// The last rendering of each schedule's listing and seat map (two per schedule, so bounded
+/// by the catalogue).
 #[derive(Default)]
 pub struct ListingCache {
-    kept: Mutex<HashMap<u64, Kept>>,
+    kept: Mutex<HashMap<(u64, SeatView), Kept>>,
 }
 
 impl ListingCache {
@@ -67,9 +70,10 @@ impl ListingCache {
         render: impl FnOnce() -> Vec<u8>,
     ) -> Arc<RenderedListing> {
         let schedule_id = listing.schedule.schedule_id;
-        let (seats_digest, available_digest) = {
+        let key = (schedule_id, listing.view);
+        let (seats_digest, available_digest, held_digest) = {
             let kept = self.kept.lock().expect("listing cache lock");
-            let kept = kept.get(&schedule_id);
+            let kept = kept.get(&key);
             let seats = match kept {
                 Some(k) if Arc::ptr_eq(&k.seats, &listing.seats) => Some(k.seats_digest),
                 _ => None,
@@ -80,7 +84,11 @@ impl ListingCache {
                 }
                 _ => None,
             };
-            (seats, available)
+            let held = match kept {
+                Some(k) if Arc::ptr_eq(&k.held, &listing.held) => Some(k.held_digest),
+                _ => None,
+            };
+            (seats, available, held)
         };
         let seats_digest = seats_digest.unwrap_or_else(|| {
             digest(
@@ -91,11 +99,14 @@ impl ListingCache {
             )
         });
         let available_digest = available_digest.unwrap_or_else(|| digest(listing.available.iter()));
+        let held_digest = held_digest.unwrap_or_else(|| digest(listing.held.iter()));
         let schedule = &listing.schedule;
         let tag = digest([
             schedule_id,
             seats_digest,
             available_digest,
+            held_digest,
+            listing.view as u64,
             digest([
                 &schedule.concert_title,
                 &schedule.performance_date,
@@ -104,7 +115,7 @@ impl ListingCache {
             ]),
         ]);
         let mut kept = self.kept.lock().expect("listing cache lock");
-        if let Some(k) = kept.get(&schedule_id)
+        if let Some(k) = kept.get(&key)
             && k.rendered.tag == tag
         {
             return k.rendered.clone();
@@ -117,12 +128,14 @@ impl ListingCache {
         });
         kept = self.kept.lock().expect("listing cache lock");
         kept.insert(
-            schedule_id,
+            key,
             Kept {
                 seats: listing.seats.clone(),
                 seats_digest,
                 available: listing.available.clone(),
                 available_digest,
+                held: listing.held.clone(),
+                held_digest,
                 rendered: rendered.clone(),
             },
         );
@@ -145,6 +158,10 @@ mod tests {
     use crate::model::Schedule;
 
     fn listing(available: Vec<u64>) -> SeatListing {
+        map(available, Vec::new(), SeatView::Available)
+    }
+
+    fn map(available: Vec<u64>, held: Vec<u64>, view: SeatView) -> SeatListing {
         SeatListing {
             schedule: Schedule {
                 schedule_id: 7,
@@ -153,8 +170,25 @@ mod tests {
             },
             seats: Arc::new(vec![ListedSeat::new(1, 1, 10), ListedSeat::new(2, 2, 10)]),
             available: Arc::new(available),
+            held: Arc::new(held),
+            view,
             stale: false,
         }
+    }
+
+    #[test]
+    fn the_map_is_kept_beside_the_listing_and_follows_the_held_seats() {
+        let cache = ListingCache::default();
+        let list = cache.body(&listing(vec![2]), || b"list".to_vec());
+        let held = cache.body(&map(vec![2], vec![1], SeatView::Map), || b"held".to_vec());
+        // The map does not replace the listing: the listing's bytes are still kept.
+        let again = cache.body(&listing(vec![2]), || b"rendered again".to_vec());
+        assert_eq!(&again.json[..], b"list");
+        assert_ne!(held.tag, list.tag);
+        // Seat 1 sold: the same AVAILABLE seats, another map.
+        let sold = cache.body(&map(vec![2], vec![], SeatView::Map), || b"sold".to_vec());
+        assert_ne!(sold.tag, held.tag);
+        assert_eq!(&sold.json[..], b"sold");
     }
 
     #[test]

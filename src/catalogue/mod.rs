@@ -1,6 +1,7 @@
 //! The catalogue: venues, concerts, schedules and seats, whose record is MySQL, and
 //! the public reads over them: a concert's schedules with their live availability, and a
-//! schedule's AVAILABLE seats (catalogue data from [`Catalogue`], availability from Redis).
+//! schedule's AVAILABLE seats or its seat map (catalogue data from [`Catalogue`], the seats'
+//! state from Redis).
 
 mod listing;
 mod reads;
@@ -15,7 +16,7 @@ pub use reads::Catalogue;
 
 use crate::fallback;
 use crate::identity::Caller;
-use crate::model::{Error, ListedSeat, QueueToken, Schedule, TokenStatus};
+use crate::model::{Error, ListedSeat, QueueToken, Schedule, SeatView, TokenStatus};
 use crate::mysql::Db;
 use crate::queue;
 use crate::redis::HotPath;
@@ -65,13 +66,19 @@ pub struct SeatListing {
     pub seats: Arc<Vec<ListedSeat>>,
     /// The AVAILABLE seat ids, sorted.
     pub available: Arc<Vec<u64>>,
+    /// The seat ids in open holds, sorted: read for the seat map only (else empty). A seat
+    /// in neither list is SOLD.
+    pub held: Arc<Vec<u64>>,
+    /// What the listing shows.
+    pub view: SeatView,
     /// Read from MySQL while Redis was unreachable.
     pub stale: bool,
 }
 
-/// The schedule's AVAILABLE seats, for the caller's ACTIVE token of that schedule. One
-/// script call checks the token and reads the availability (shared with concurrent
-/// listings).
+/// The schedule's AVAILABLE seats, or for [`SeatView::Map`] also which seats are held, for
+/// the caller's ACTIVE token of that schedule. One script call checks the token and reads
+/// the seats (shared with concurrent listings).
+#[allow(clippy::too_many_arguments)]
 pub async fn seats_of(
     hot: &HotPath,
     db: &Db,
@@ -80,11 +87,12 @@ pub async fn seats_of(
     token: QueueToken,
     concert_id: u64,
     schedule_id: u64,
+    view: SeatView,
 ) -> Result<SeatListing, Error> {
     let token = queue::for_schedule(token, caller, schedule_id)?;
     let fresh = async {
-        match hot.seat_view(token, caller.user_id()).await? {
-            Ok(ids) => Ok(ids),
+        match hot.seat_view(token, caller.user_id(), view).await? {
+            Ok(state) => Ok((state.available, state.held)),
             Err(refusal) => Err(refusal.into()),
         }
     };
@@ -93,11 +101,14 @@ pub async fn seats_of(
         if holder.state.status != TokenStatus::Active {
             return Err(Error::QueueTokenNotActive);
         }
-        Ok(Arc::new(
-            fallback::available_seat_ids(db, schedule_id).await?,
-        ))
+        let available = fallback::seat_ids(db, schedule_id, "AVAILABLE").await?;
+        let held = match view {
+            SeatView::Map => fallback::seat_ids(db, schedule_id, "HELD").await?,
+            SeatView::Available => Vec::new(),
+        };
+        Ok((Arc::new(available), Arc::new(held)))
     };
-    let (available, stale) = fallback::or_mysql(fresh, from_mysql).await?;
+    let ((available, held), stale) = fallback::or_mysql(fresh, from_mysql).await?;
     let concert = catalogue
         .concert(concert_id)
         .await?
@@ -113,6 +124,8 @@ pub async fn seats_of(
         schedule,
         seats,
         available,
+        held,
+        view,
         stale,
     })
 }

@@ -34,7 +34,25 @@ pub struct ListedSeat {
     pub listed_json: Box<str>,
 }
 
+/// What a seat listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeatView {
+    /// The AVAILABLE seats.
+    Available,
+    /// Every seat, each AVAILABLE, HELD (in an open hold) or SOLD: a seat map.
+    Map,
+}
+
 impl ListedSeat {
+    /// Appends the seat's JSON with `status` (`AVAILABLE`, `HELD` or `SOLD`) to `out`.
+    pub fn write_with_status(&self, status: &str, out: &mut Vec<u8>) {
+        const AVAILABLE: &str = r#"AVAILABLE"}"#;
+        let head = &self.listed_json[..self.listed_json.len() - AVAILABLE.len()];
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(status.as_bytes());
+        out.extend_from_slice(br#""}"#);
+    }
+
     pub fn new(seat_id: u64, seat_number: u64, price: u64) -> Self {
         Self {
             seat_id,
@@ -66,6 +84,20 @@ pub fn schedule_status(schedule: &Schedule, available: u64, now_ms: i64) -> &'st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seat_is_written_with_the_status_asked() {
+        let seat = ListedSeat::new(7, 3, 50_000);
+        let mut out = Vec::new();
+        seat.write_with_status("HELD", &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seatId":7,"seatNumber":3,"price":50000,"status":"HELD"}"#
+        );
+        out.clear();
+        seat.write_with_status("AVAILABLE", &mut out);
+        assert_eq!(out, seat.listed_json.as_bytes());
+    }
 
     fn schedule(cancelled: bool, open: i64, close: i64) -> Schedule {
         Schedule {

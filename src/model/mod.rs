@@ -17,7 +17,7 @@ mod time;
 mod token;
 mod wallet;
 
-pub use catalogue::{Concert, ListedSeat, Schedule, schedule_status};
+pub use catalogue::{Concert, ListedSeat, Schedule, SeatView, schedule_status};
 pub use error::Error;
 pub use idempotency::Idempotency;
 pub use ids::{

@@ -18,7 +18,7 @@ use super::scripts::{
 };
 use crate::model::{
     Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
-    ReservationId, ReservationRecord, wallet_bucket,
+    ReservationId, ReservationRecord, SeatView, wallet_bucket,
 };
 
 /// A coalescer whose batches are calls of `Scripts::$script` (for the batch's slot: a
@@ -53,7 +53,7 @@ pub struct HotPath {
     scripts: Arc<Scripts>,
     token_issuer: Coalescer<IssueRequest, IssueOutcome>,
     token_checker: Coalescer<(u64, Counted), StatusOutcome>,
-    seat_viewer: Coalescer<(u64, u64), SeatViewOutcome>,
+    seat_viewer: Coalescer<(u64, u64, SeatView), SeatViewOutcome>,
     seat_holder: Coalescer<HoldRequest, HoldOutcome>,
     payment_begins: Coalescer<BeginRequest, BeginOutcome>,
     debits: Coalescer<DebitRequest, DebitOutcome>,
@@ -211,11 +211,16 @@ impl HotPath {
 
     // Seats and holds.
 
-    /// `seat_view`: the schedule's AVAILABLE seat ids if the token is the user's and ACTIVE
+    /// `seat_view`: the schedule's seats (for `view`) if the token is the user's and ACTIVE
     /// there.
-    pub async fn seat_view(&self, token: QueueToken, user_id: u64) -> RedisResult<SeatViewOutcome> {
+    pub async fn seat_view(
+        &self,
+        token: QueueToken,
+        user_id: u64,
+        view: SeatView,
+    ) -> RedisResult<SeatViewOutcome> {
         self.seat_viewer
-            .call(token.schedule_id, (token.sequence, user_id))
+            .call(token.schedule_id, (token.sequence, user_id, view))
             .await
     }
 

@@ -7,6 +7,7 @@ use redis::{RedisResult, Value};
 use super::{BatchKeys, Observe, PER_TICK, Reply, Scripts, bad_reply, refusal};
 use crate::model::{
     Hold, Idempotency, PaymentAttempt, Refusal, ReservationId, ReservationRecord, SeatChoice,
+    SeatView,
 };
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
@@ -28,9 +29,19 @@ pub struct HoldRequest {
     pub idempotency: Option<Idempotency>,
 }
 
-/// What a seat listing learns from `seat_view`: the schedule's AVAILABLE seat ids, sorted,
-/// or why the token is refused.
-pub type SeatViewOutcome = Result<Arc<Vec<u64>>, Refusal>;
+/// What a seat listing learns from `seat_view`: the schedule's seats now, or why the token
+/// is refused.
+pub type SeatViewOutcome = Result<SeatState, Refusal>;
+
+/// The seats of a schedule as one `seat_view` call read them.
+#[derive(Debug, Clone)]
+pub struct SeatState {
+    /// The AVAILABLE seat ids, sorted.
+    pub available: Arc<Vec<u64>>,
+    /// The seat ids of open holds (RESERVED or PAYING), sorted; read only when a request
+    /// of the batch asked for the seat map (else empty).
+    pub held: Arc<Vec<u64>>,
+}
 
 impl Scripts {
     /// Decides a batch of hold requests for one schedule, in order: per request, all of
@@ -95,37 +106,40 @@ impl Scripts {
             .map_err(|e| bad_reply(&e.to_string()))
     }
 
-    /// For each token of a batch, the schedule's AVAILABLE seat ids (sorted, shared by the
-    /// batch) if it is an ACTIVE token of the schedule, else the refusal.
+    /// For each (token, user, view) of a batch, the schedule's seats (shared by the batch)
+    /// if it is the user's ACTIVE token of the schedule, else the refusal.
     pub async fn seat_view(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
-        tokens: &[(u64, u64)],
+        tokens: &[(u64, u64, SeatView)],
     ) -> RedisResult<Vec<SeatViewOutcome>> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.seat_view.key(&k.tokens);
         call.key(&k.avail)
             .key(&k.cfg)
             .key(&k.rates[0])
-            .key(&k.rates[1]);
-        for (token, user_id) in tokens {
-            call.arg(token).arg(user_id);
+            .key(&k.rates[1])
+            .key(&k.res)
+            .key(&k.holds)
+            .key(&k.sagas);
+        for (token, user_id, view) in tokens {
+            let view = match view {
+                SeatView::Available => "L",
+                SeatView::Map => "M",
+            };
+            call.arg(token).arg(user_id).arg(view);
         }
         let reply = Reply::new(call.invoke_observed("seat_view", conn).await?)?;
-        let listed = reply.string(0)?;
-        let mut ids = listed
-            .split(',')
-            .filter(|id| !id.is_empty())
-            .map(|id| id.parse().map_err(|_| bad_reply(id)))
-            .collect::<RedisResult<Vec<u64>>>()?;
-        ids.sort_unstable();
-        let available = Arc::new(ids);
-        (1..=tokens.len())
+        let state = SeatState {
+            available: Arc::new(sorted_ids(&reply.string(0)?)?),
+            held: Arc::new(sorted_ids(&reply.string(1)?)?),
+        };
+        (2..tokens.len() + 2)
             .map(|i| {
                 let code = reply.string(i)?;
                 Ok(if code == "OK" {
-                    Ok(available.clone())
+                    Ok(state.clone())
                 } else {
                     Err(refusal(&code)?)
                 })
@@ -212,4 +226,16 @@ pub(super) fn release_keys<'a, 'b>(
         .key(&k.outbox)
         .key(&k.userholds)
         .key(&k.rended)
+}
+
+/// Seat ids from a script's `id,id,…`, sorted and without repeats.
+fn sorted_ids(listed: &str) -> RedisResult<Vec<u64>> {
+    let mut ids = listed
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse().map_err(|_| bad_reply(id)))
+        .collect::<RedisResult<Vec<u64>>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
