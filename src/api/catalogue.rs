@@ -134,8 +134,7 @@ pub async fn list_seats(
         &app.catalogue,
         caller,
         token,
-        concert_id,
-        schedule_id,
+        (concert_id, schedule_id),
         view,
     )
     .await?;

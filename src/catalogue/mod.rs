@@ -78,21 +78,24 @@ pub struct SeatListing {
 /// The schedule's AVAILABLE seats, or for [`SeatView::Map`] also which seats are held, for
 /// the caller's ACTIVE token of that schedule. One script call checks the token and reads
 /// the seats (shared with concurrent listings).
-#[allow(clippy::too_many_arguments)]
 pub async fn seats_of(
     hot: &HotPath,
     db: &Db,
     catalogue: &Catalogue,
     caller: Caller,
     token: QueueToken,
-    concert_id: u64,
-    schedule_id: u64,
+    (concert_id, schedule_id): (u64, u64),
     view: SeatView,
 ) -> Result<SeatListing, Error> {
     let token = queue::for_schedule(token, caller, schedule_id)?;
     let fresh = async {
         match hot.seat_view(token, caller.user_id(), view).await? {
-            Ok(state) => Ok((state.available, state.held)),
+            // Another request of the batch may have asked for the map: the listing does
+            // not show the held seats, so its content (and tag) must not follow them.
+            Ok(state) => Ok(match view {
+                SeatView::Map => (state.available, state.held),
+                SeatView::Available => (state.available, Arc::default()),
+            }),
             Err(refusal) => Err(refusal.into()),
         }
     };
