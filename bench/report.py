@@ -188,6 +188,17 @@ def flash_text(f):
     return "\n".join(out)
 
 
+def listing_text(path):
+    """The 10 000-seat listing's and seat map's bytes on the wire (bench/run.sh)."""
+    f = dict(line.split() for line in open(path) if line.strip())
+    kb = lambda name: f"{int(f[name]) / 1024:.0f} KB"
+    return (f"A listing of 10 000 seats: {kb('listing_plain')} of JSON, **{kb('listing_gzip')} "
+            f"gzipped**; the seat map (`?view=map`) {kb('map_plain')}, **{kb('map_gzip')} "
+            f"gzipped**. With the current tag in `If-None-Match` it is answered "
+            f"{f['not_modified_status']} without a body: the rate of that path is the "
+            f"`GET …/seats (10 000 seats, unchanged: 304)` row above.")
+
+
 def streams_text(s):
     """The `streams` run's figures (bench/streams.rs)."""
     ms = lambda v: "?" if v is None else f"{v * 1000:.0f} ms"
@@ -292,6 +303,10 @@ def main():
     waiting = waiting_text(waiting) if os.path.exists(waiting) else None
     if waiting:
         print("\n" + waiting)
+    listing = os.path.join(run_dir, "listing")
+    listing = listing_text(listing) if os.path.exists(listing) else None
+    if listing:
+        print("\n" + listing)
     streams = os.path.join(run_dir, "streams.json")
     streams = streams_text(json.load(open(streams))) if os.path.exists(streams) else None
     if streams:
@@ -318,6 +333,8 @@ def main():
             md += ["### Flash sale", "", flash_text(flash), ""]
     if waiting:
         md += ["## One schedule with 1 000 000 waiting", "", waiting, ""]
+    if listing:
+        md += ["## A seat listing of 10 000 seats", "", listing, ""]
     if streams:
         md += ["## Open event streams on one instance", "", streams, ""]
     flames = os.path.join(RESULTS, "flamegraphs")

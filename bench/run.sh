@@ -137,6 +137,27 @@ measure() {
   # the token lasts a day, through all the rounds.
   admin PUT "/api/v1/admin/schedules/$list_schedule/queue" '{"userRequestsPerSecond":1000000000,"activeTtlSeconds":86400}' >/dev/null
   list_token=$(token "$USERS" "$list_schedule")
+  # A venue's 10 000 seats: the listing's and the seat map's bytes on the wire, plain and
+  # gzip (once, into $out/listing), and the listing's 304 path (If-None-Match with the
+  # current tag: nothing changes the schedule meanwhile).
+  local big_schedule big_token big_tag
+  read -r big_schedule _ <<<"$(new_schedule 10000)"
+  admin PUT "/api/v1/admin/schedules/$big_schedule/queue" '{"userRequestsPerSecond":1000000000,"activeTtlSeconds":86400}' >/dev/null
+  big_token=$(token "$USERS" "$big_schedule")
+  big_listing() { # <query> [curl options]: the listing of the 10 000 seats
+    curl -sf "$base/api/v1/concerts/$concert/schedules/$big_schedule/seats$1" \
+      -H "Authorization: Bearer $(sign "$USERS")" -H "Queue-Token: $big_token" "${@:2}"
+  }
+  big_tag=$(big_listing "" -o /dev/null -D - | tr -d '\r' | awk -F': ' 'tolower($1) == "etag" {print $2}')
+  if [ "$fsync" = everysec ]; then
+    {
+      echo "listing_plain $(big_listing "" -o /dev/null -w '%{size_download}')"
+      echo "listing_gzip $(big_listing "" -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}')"
+      echo "map_plain $(big_listing "?view=map" -o /dev/null -w '%{size_download}')"
+      echo "map_gzip $(big_listing "?view=map" -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}')"
+      echo "not_modified_status $(big_listing "" -H "If-None-Match: $big_tag" -o /dev/null -w '%{http_code}' || true)"
+    } >"$out/listing"
+  fi
   # Holds: a schedule of 100 000 seats at 1 KRW for each round's full-speed run and one for
   # the half-rate run; one user holds a new seat per request (seat limit lifted, holds and
   # tokens kept for an hour). The payment runs then pay those holds in order, from a balance
@@ -228,6 +249,8 @@ print(round(statistics.median(rates) / 2))')
   local status=(BENCH_STATUS_TOKEN="$list_token" BENCH_AUTH="$list_auth")
   local seats=(BENCH_CONCERT="$concert" BENCH_LIST_SCHEDULE="$list_schedule"
     BENCH_LIST_TOKEN="$list_token" BENCH_AUTH="$list_auth")
+  local unchanged=(BENCH_CONCERT="$concert" BENCH_LIST_SCHEDULE="$big_schedule"
+    BENCH_LIST_TOKEN="$big_token" BENCH_AUTH="$list_auth" BENCH_IF_NONE_MATCH="$big_tag")
   local charges=(BENCH_CHARGE_USER="$charge_user" BENCH_CHARGE_TOKEN="$charge_token"
     BENCH_AUTH="$charge_auth")
   # ha_rounds: the `ha` run (above), into $out/ha.*. The main server pauses meanwhile
@@ -349,6 +372,7 @@ print(round(statistics.median(rates) / 2))')
     run tokens "POST /api/v1/queue/tokens" issue_token.lua BENCH_FIRST_USER=1
     run status "GET /api/v1/queue/tokens/me" queue_status.lua "${status[@]}"
     run seats "GET …/seats (50 seats)" list_seats.lua "${seats[@]}"
+    run seats "GET …/seats (10 000 seats, unchanged: 304)" list_seats.lua "${unchanged[@]}"
     # 1 s, so the 100 000 seats outlast the run (up to 100 000 holds/s) and every request is
     # a real hold.
     run holds "POST /api/v1/reservations" hold_seats.lua "${holds_full[@]}" RUN_DURATION=1s \
