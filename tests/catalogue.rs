@@ -483,6 +483,23 @@ async fn catalogue_reads_go_to_the_primary_when_the_replica_is_unreadable() {
     assert!(fallbacks() >= before + 2, "each primary read is counted");
 }
 
+/// A crowd reading a schedule's seats while they are not in memory makes one MySQL read: one
+/// request reads them, the others wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_reading_a_cold_schedule_makes_one_query() {
+    use seatrush::catalogue::Catalogue;
+    let app = TestApp::spawn().await;
+    let (_, schedule) = app.create_schedule(OPEN_NOW, 2000).await;
+    let catalogue = std::sync::Arc::new(Catalogue::new(app.app.db.clone(), app.app.health.clone()));
+    let counts = spawn_all((0..32).map(|_| {
+        let catalogue = catalogue.clone();
+        async move { catalogue.seats(schedule).await.unwrap().unwrap().len() }
+    }))
+    .await;
+    assert!(counts.iter().all(|&n| n == 2000), "{counts:?}");
+    assert_eq!(catalogue.reads(), 1);
+}
+
 /// The user directory asks the primary about users it has not seen; while the primary
 /// cannot answer, a user the replica has still exists (users are never deleted), and one it
 /// lacks is an error, not a "no".

@@ -2,9 +2,12 @@
 //! They come from the replica through a short-lived in-process cache; from the primary when
 //! the replica is down or lagging (counted in `seatrush_replica_fallbacks_total`), and a row
 //! the replica does not have yet is looked for on the primary before it is called missing.
+//! When an entry expires, one request reads it again and the others wait for that read: a
+//! crowd listing a venue of 10 000 seats makes one query every [`TTL`], not one each.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,25 +23,44 @@ const TTL: Duration = Duration::from_secs(2);
 /// When an entry was read, and what was found (`None`: nothing).
 type Entry<V> = (Instant, Option<Arc<V>>);
 
-/// A map whose entries (including "not found") expire after [`TTL`].
-struct TtlMap<K, V>(Mutex<HashMap<K, Entry<V>>>);
+/// A map whose entries (including "not found") expire after [`TTL`], with a gate per key
+/// being read, so one request reads it while the others wait.
+struct TtlMap<K, V> {
+    entries: Mutex<HashMap<K, Entry<V>>>,
+    reading: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+}
 
 impl<K: Eq + Hash + Copy, V> TtlMap<K, V> {
     fn new() -> Self {
-        Self(Mutex::new(HashMap::new()))
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            reading: Mutex::new(HashMap::new()),
+        }
     }
 
     fn get(&self, key: K) -> Option<Option<Arc<V>>> {
-        let map = self.0.lock().expect("cache lock");
+        let map = self.entries.lock().expect("cache lock");
         map.get(&key)
             .filter(|(at, _)| at.elapsed() < TTL)
             .map(|(_, v)| v.clone())
     }
 
     fn put(&self, key: K, value: Option<Arc<V>>) {
-        let mut map = self.0.lock().expect("cache lock");
+        let mut map = self.entries.lock().expect("cache lock");
         map.retain(|_, (at, _)| at.elapsed() < TTL);
         map.insert(key, (Instant::now(), value));
+    }
+
+    /// The gate of `key`'s read: whoever holds it reads, the others wait their turn and
+    /// then find the entry it put.
+    fn gate(&self, key: K) -> Arc<tokio::sync::Mutex<()>> {
+        let mut reading = self.reading.lock().expect("cache lock");
+        reading.entry(key).or_default().clone()
+    }
+
+    /// The read of `key` is over (its entry is in, or it failed and the next one tries).
+    fn read_done(&self, key: K) {
+        self.reading.lock().expect("cache lock").remove(&key);
     }
 }
 
@@ -48,6 +70,8 @@ pub struct Catalogue {
     health: Arc<Health>,
     concerts: TtlMap<u64, Concert>,
     seats: TtlMap<u64, Vec<ListedSeat>>,
+    /// Reads that went to MySQL.
+    reads: AtomicU64,
 }
 
 /// A schedule row as the concert query reads it.
@@ -60,7 +84,13 @@ impl Catalogue {
             health,
             concerts: TtlMap::new(),
             seats: TtlMap::new(),
+            reads: AtomicU64::new(0),
         }
+    }
+
+    /// How many reads went to MySQL so far (the rest were served from memory).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// A concert and its schedules, or `None` if there is no such concert.
@@ -93,13 +123,27 @@ impl Catalogue {
         if let Some(hit) = map.get(id) {
             return Ok(hit);
         }
+        let gate = map.gate(id);
+        let _turn = gate.lock().await;
+        // Another request may have read it while this one waited.
+        if let Some(hit) = map.get(id) {
+            return Ok(hit);
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let replica_readable = self.health.replica_readable();
         let found = read_replica_first(&self.db, replica_readable, |pool, name| {
             load(pool, name, id)
         })
-        .await?
-        .map(Arc::new);
+        .await;
+        let found = match found {
+            Ok(found) => found.map(Arc::new),
+            Err(e) => {
+                map.read_done(id);
+                return Err(e);
+            }
+        };
         map.put(id, found.clone());
+        map.read_done(id);
         Ok(found)
     }
 }
@@ -173,7 +217,7 @@ mod tests {
         assert_eq!(map.get(1), Some(Some(Arc::new(7))));
         assert_eq!(map.get(2), Some(None), "a miss is remembered too");
         let old = Instant::now() - TTL;
-        map.0.lock().unwrap().get_mut(&1).unwrap().0 = old;
+        map.entries.lock().unwrap().get_mut(&1).unwrap().0 = old;
         assert_eq!(map.get(1), None);
     }
 }
