@@ -182,7 +182,8 @@ def flash_text(f):
         share = 100 * f["hold_conflicts"] / max(f["holds"], 1)
         out += ["", f"Waiting users: {streaming} on the event stream ({f['streams_opened']} "
                 f"streams opened, {f['streams_failed']} refused or broken, whose users polled "
-                f"instead), **{per_stream:.2f}** status requests each; {polling} polling at "
+                f"instead; {f.get('streams_not_sent', 0)} of those never sent, this client being "
+                f"out of open files), **{per_stream:.2f}** status requests each; {polling} polling at "
                 f"`pollAfterMs`, {per_poll:.2f} each. Holds refused because another buyer held "
                 f"a seat first: {f['hold_conflicts']} of {f['holds']} (**{share:.2f} %**)."]
     return "\n".join(out)

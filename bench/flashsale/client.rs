@@ -20,6 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 /// one server port, a source address has only the ephemeral port range (about 28 000 ports),
 /// so 100 000 open streams need several.
 const STREAM_SOURCES: u32 = 16;
+/// The code of a stream this process could not open for want of open files: never sent.
+pub const OUT_OF_FILES: &str = "NO STREAM (this client is out of open files)";
 /// Open files this process keeps for everything but event streams (its keep-alive
 /// connections among them).
 const FILES_BESIDE_STREAMS: u64 = 2048;
@@ -144,7 +146,7 @@ impl Client {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let started = Instant::now();
         let Ok(permit) = self.streams.clone().try_acquire_owned() else {
-            let out = simd_json::json!({"error": {"code": "NO STREAM (this client is out of open files)"}});
+            let out = simd_json::json!({"error": {"code": OUT_OF_FILES}});
             return (Err((0, out)), started.elapsed());
         };
         let source = self.addr.ip().is_loopback().then(|| {

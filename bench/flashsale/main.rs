@@ -42,7 +42,7 @@ use simd_json::OwnedValue;
 use simd_json::prelude::*;
 use tokio::sync::watch;
 
-use client::Client;
+use client::{Client, OUT_OF_FILES};
 use verify::{charge_lines, verify};
 
 /// Keep-alive connections for joining and waiting, and for the admitted users' steps (see
@@ -149,6 +149,8 @@ struct Sale {
     /// Event streams opened, and those refused or broken (their users polled instead).
     streams_opened: AtomicU64,
     streams_failed: AtomicU64,
+    /// Streams not requested at all: this client was out of open files.
+    streams_not_sent: AtomicU64,
 }
 
 /// How a user waits: index into [`Sale::waited`] and [`Sale::status_requests`].
@@ -373,8 +375,13 @@ async fn wait_turn(
             Ok(_) => (200, OwnedValue::null()),
             Err((status, body)) => (*status, body.clone()),
         };
-        sale.stats
-            .record("events", sale.second(), took, status, &body);
+        // A stream this client had no file for was never requested: counted apart.
+        if error_code(&body) == Some(OUT_OF_FILES) {
+            sale.streams_not_sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            sale.stats
+                .record("events", sale.second(), took, status, &body);
+        }
         if let Ok(mut stream) = opened {
             sale.streams_opened.fetch_add(1, Ordering::Relaxed);
             loop {
@@ -597,6 +604,7 @@ struct Summary {
     status_per_waiting_user: [f64; 2],
     streams_opened: u64,
     streams_failed: u64,
+    streams_not_sent: u64,
     holds: u64,
     /// Holds refused because someone else held one of the seats first.
     hold_conflicts: u64,
@@ -645,6 +653,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         status_requests: Default::default(),
         streams_opened: AtomicU64::new(0),
         streams_failed: AtomicU64::new(0),
+        streams_not_sent: AtomicU64::new(0),
     });
     let queue_path = format!("/api/v1/admin/schedules/{}/queue", sale.schedule);
     let admin = [
@@ -815,9 +824,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| n.load(Ordering::Relaxed));
     let status_per_waiting_user =
         [ON_STREAM, POLLING].map(|how| status_requests[how] as f64 / waited[how].max(1) as f64);
-    let (streams_opened, streams_failed) = (
+    let (streams_opened, streams_failed, streams_not_sent) = (
         sale.streams_opened.load(Ordering::Relaxed),
         sale.streams_failed.load(Ordering::Relaxed),
+        sale.streams_not_sent.load(Ordering::Relaxed),
     );
     let holds = latencies.get("hold").map_or(0, Vec::len) as u64;
     let hold_conflicts = errors
@@ -826,8 +836,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     println!(
         "waiting: {} users on the event stream ({streams_opened} streams opened, {streams_failed} \
-         refused or broken), {:.2} status requests each; {} polling, {:.2} status requests \
-         each; {hold_conflicts} of {holds} holds ({:.2} %) refused for a seat someone else held",
+         refused or broken, {streams_not_sent} of them never sent: this client was out of open \
+         files), {:.2} status requests each; {} polling, {:.2} status requests each; \
+         {hold_conflicts} of {holds} holds ({:.2} %) refused for a seat someone else held",
         waited[ON_STREAM],
         status_per_waiting_user[ON_STREAM],
         waited[POLLING],
@@ -864,6 +875,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             status_per_waiting_user,
             streams_opened,
             streams_failed,
+            streams_not_sent,
             holds,
             hold_conflicts,
         };
