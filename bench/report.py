@@ -17,7 +17,9 @@ and, per Redis `appendfsync` setting S that was measured:
 and `streams.json`, the open event streams' figures (bench/streams.rs),
 and the same files for S = ha, the `ha` run (holds, charges and payments with a replica
 attached, without and with `WAIT 1`), and S = history, the `history` run (token issuance and
-holds without and with 5 000 finished schedules).
+holds without and with 5 000 finished schedules), and S = crowd, the `crowd` run (holds by one
+user on a fresh schedule, and by a different user per request on a schedule of 100 000 seats
+with 500 000 ACTIVE tokens).
 """
 
 import datetime
@@ -29,7 +31,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
-SETTINGS = ["everysec", "always", "ha", "history"]
+SETTINGS = ["everysec", "always", "ha", "history", "crowd"]
 # The table titles: a Redis `appendfsync` setting, or the `ha` run (bench/run.sh).
 TITLES = {"everysec": "Redis `appendfsync everysec`", "always": "Redis `appendfsync always`",
           "ha": "A replica attached (`make stack-ha`), `appendfsync everysec`: each write "
@@ -37,7 +39,11 @@ TITLES = {"everysec": "Redis `appendfsync everysec`", "always": "Redis `appendfs
                 "through Sentinel)",
           "history": "History: each run on the main server, then on one whose Redis holds "
                      "5 000 finished schedules (booking opened and closed days ago), "
-                     "alternated round by round, `appendfsync everysec`"}
+                     "alternated round by round, `appendfsync everysec`",
+          "crowd": "Holds at scale: each round, holds by `seatIds` and by `quantity` (1 seat) "
+                   "by one user on a fresh schedule of 100 000 seats, then by a different "
+                   "user per request on a schedule of 100 000 seats with 500 000 ACTIVE "
+                   "tokens (its holds expire between runs), `appendfsync everysec`"}
 
 
 HALF = " @ half rate"
@@ -189,6 +195,22 @@ def flash_text(f):
     return "\n".join(out)
 
 
+def crowd_text(rows):
+    """The `crowd` run: each way of holding, by the crowd as a share of by one user."""
+    by_name = {r["name"]: r for r in rows}
+    out = []
+    for variant in ("seatIds", "quantity"):
+        one = by_name.get(f"POST /api/v1/reservations ({variant}, one user)")
+        crowd = next((r for name, r in by_name.items()
+                      if name.startswith(f"POST /api/v1/reservations ({variant}, ")
+                      and name.endswith("ACTIVE users)")), None)
+        if one and crowd:
+            out.append(f"by `{variant}`: {crowd['rps']:.0f} holds/s with the crowd, "
+                       f"{one['rps']:.0f} by one user: **{crowd['rps'] / one['rps']:.2f}**")
+    return ("Holds with the crowd as a share of holds by one user (medians): "
+            + "; ".join(out) + ".") if out else ""
+
+
 def listing_text(path):
     """The 10 000-seat listing's and seat map's bytes on the wire (bench/run.sh)."""
     f = dict(line.split() for line in open(path) if line.strip())
@@ -299,6 +321,8 @@ def main():
         drains = os.path.join(run_dir, f"{setting}.drains")
         if os.path.exists(drains):
             print(open(drains).read().rstrip())
+        if setting == "crowd":
+            print(crowd_text(rows))
 
     waiting = os.path.join(run_dir, "waiting")
     waiting = waiting_text(waiting) if os.path.exists(waiting) else None
@@ -323,6 +347,8 @@ def main():
         cpu = read_cpu(os.path.join(run_dir, f"{setting}.cpu"))
         _, half, _ = read_wrk(os.path.join(run_dir, f"{setting}.wrk"))
         md += [f"## {TITLES[setting]}", "", wrk_table(rows, ceiling, cpu), ""]
+        if setting == "crowd":
+            md += [crowd_text(rows), ""]
         if half:
             md += ["At half the rate each endpoint reached (requests sent on a fixed "
                    "schedule, `bench/report.lua`):", "", half_table(half, cpu), ""]
@@ -350,7 +376,7 @@ def main():
     report = os.path.join(RESULTS, f"{stamp}.md")
     with open(report, "w") as f:
         f.write("\n".join(md))
-    chart(os.path.join(RESULTS, png), [m for m in measured if m[0] != "ha"])
+    chart(os.path.join(RESULTS, png), [m for m in measured if m[0] in ("everysec", "always")])
     shutil.copy(report, os.path.join(RESULTS, "latest.md"))
     shutil.copy(os.path.join(RESULTS, png), os.path.join(RESULTS, "latest.png"))
     with open(os.path.join(RESULTS, "latest.md")) as f:

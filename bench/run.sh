@@ -19,6 +19,10 @@
 # Then the replica and Sentinels stop again. Then the `history` run: BENCH_ROUNDS rounds of
 # /health, token issuance and holds alternating between the main server and one whose Redis
 # holds 5 000 finished schedules (background work must follow live work, not history).
+# Then the `crowd` run: holds at scale. BENCH_CROWD (500 000) users take ACTIVE tokens on a
+# schedule of 100 000 seats (bench/crowd.rs), and each round holds by `seatIds` and by
+# `quantity` there, a different user per request, each beside the same run by one user on a
+# fresh schedule of its own (the plain holds run); the crowd's holds expire between runs.
 #
 # Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
 # `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
@@ -29,8 +33,9 @@
 # `active` events once the queue admits them.
 #
 # Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
-# (endpoints, "tokens status seats holds charge payments ha history waiting streams"),
-# BENCH_ROUNDS, BENCH_FINISHED (finished schedules in the history run, 5000),
+# (endpoints, "tokens status seats holds charge payments ha history crowd waiting streams"),
+# BENCH_ROUNDS, BENCH_FINISHED (finished schedules in the history run, 5000), BENCH_CROWD
+# (ACTIVE users in the crowd run, 500000),
 # BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
@@ -44,11 +49,12 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-ALL_RUNS="tokens status seats holds charge payments ha history waiting streams"
+ALL_RUNS="tokens status seats holds charge payments ha history crowd waiting streams"
 ROUNDS=${BENCH_ROUNDS:-5}
 WAITING=${BENCH_WAITING:-1000000}
 STREAMS=${BENCH_STREAMS:-100000}
 FINISHED=${BENCH_FINISHED:-5000}
+CROWD=${BENCH_CROWD:-500000}
 RUNS=${BENCH_RUNS:-$ALL_RUNS}
 ALL_FSYNCS="everysec always"
 FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
@@ -60,7 +66,7 @@ INFERNO=$PWD/.dev/tools/bin
 
 ensure_wrk
 raise_open_files
-cargo build --release --quiet --bin seatrush --example flashsale --example streams
+cargo build --release --quiet --bin seatrush --example flashsale --example streams --example crowd
 if [ -n "$PROFILE" ]; then
   command -v perf >/dev/null || { echo "BENCH_PROFILE needs perf (linux-perf)" >&2; exit 1; }
   [ -x "$INFERNO/inferno-flamegraph" ] ||
@@ -190,8 +196,8 @@ measure() {
       [[ " $RUNS " == *" ha "* ]] || return 0
       key=health
     fi
-    if [[ $key == history-* ]]; then
-      [[ " $RUNS " == *" history "* ]] || return 0
+    if [[ $key == history-* || $key == crowd-* ]]; then
+      [[ " $RUNS " == *" ${key%%-*} "* ]] || return 0
       key=health
     fi
     [[ $key == health || " $RUNS " == *" $key "* ]] || return 0
@@ -362,6 +368,49 @@ print(round(statistics.median(rates) / 2))')
       RUN_DURATION=1s BENCH_AUTH="$hold_auth"
   }
 
+  # crowd_rounds: the `crowd` run (above), into $out/crowd.*. The crowd's schedule holds for
+  # 2 s, so after each of its runs every seat comes back before the next (waited for, and
+  # the write-behind settled); the one-user runs each take a fresh schedule of their own.
+  crowd_rounds() {
+    [[ " $RUNS " == *" crowd "* ]] || return 0
+    local fsync=crowd round variant schedule seat file=$out/crowd.users single
+    read -r schedule seat <<<"$(new_schedule 100000 1)"
+    admin PUT "/api/v1/admin/schedules/$schedule/queue" \
+      "{\"maxActiveUsers\":$CROWD,\"admissionPerSecond\":$CROWD,\"activeTtlSeconds\":86400,\"holdTtlSeconds\":2,\"userRequestsPerSecond\":1000000000}" >/dev/null
+    ./target/release/examples/crowd "$base" "$schedule" 1 "$CROWD" "$file"
+    echo "crowd: write-behind settled $(settle) s after the tokens"
+    local crowd=(BENCH_HOLD_SCHEDULE="$schedule" BENCH_FIRST_SEAT="$seat" BENCH_CROWD_FILE="$file")
+    for round in $(seq "$ROUNDS"); do
+      echo "crowd: round $round of $ROUNDS"
+      compact_aof
+      run health "GET /health" health.lua
+      for variant in seatIds quantity; do
+        local quantity=()
+        [ "$variant" = quantity ] && quantity=(BENCH_QUANTITY=1)
+        read -ra single <<<"$(hold_schedule)"
+        settle >/dev/null
+        run crowd-holds "POST /api/v1/reservations ($variant, one user)" hold_seats.lua \
+          "${single[@]}" "${quantity[@]}" RUN_DURATION=1s BENCH_AUTH="$hold_auth"
+        run crowd-holds "POST /api/v1/reservations ($variant, $CROWD ACTIVE users)" \
+          hold_seats.lua "${crowd[@]}" "${quantity[@]}" RUN_DURATION=1s
+        released "$schedule"
+      done
+    done
+    run health "GET /health (again)" health.lua
+  }
+  # released <schedule>: waits until none of its seats is held (up to a minute) and the
+  # write-behind has settled.
+  released() {
+    local held
+    for _ in $(seq 600); do
+      held=$(redis-cli -p 6390 -n "$REDIS_DB" HGET "{s:$1}:stats" heldSeats)
+      [ "${held:-0}" -le 0 ] && break
+      sleep 0.1
+    done
+    [ "${held:-0}" -le 0 ] || echo "crowd: $held seats of schedule $1 still held after a minute"
+    settle >/dev/null
+  }
+
   local round
   for round in $(seq "$ROUNDS"); do
     echo "appendfsync $fsync: round $round of $ROUNDS"
@@ -398,6 +447,7 @@ print(round(statistics.median(rates) / 2))')
 
   [ "$fsync" = everysec ] && ha_rounds
   [ "$fsync" = everysec ] && history_rounds
+  [ "$fsync" = everysec ] && crowd_rounds
 
   [ "$FLASH" = 1 ] || return 0
   # The flash sale: FLASH_USERS users (not used above) race for the seats.

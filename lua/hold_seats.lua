@@ -4,7 +4,10 @@
 -- consecutive, else the lowest ones, looked for among at most SCAN_MAX of the lowest AVAILABLE
 -- seats, so the cost does not grow with the schedule). Takes a batch of requests to one
 -- schedule and decides them in order, each seeing the holds of those before it (seatrush
--- coalesces concurrent requests; see src/redis/coalesce.rs).
+-- coalesces concurrent requests; see src/redis/coalesce.rs). What the batch reads (tokens,
+-- seats, the users' seat counts, the lowest AVAILABLE seats) it reads once for all its
+-- requests, and what it changes it writes once at the end: a command costs a script about as
+-- much as a request's own work.
 --
 -- KEYS[1]  {s:S}:cfg        settings and booking window
 -- KEYS[2]  {s:S}:tokens     HASH token -> record
@@ -52,6 +55,7 @@ local id_base = tonumber(schedule) * 4294967296
 -- in order (request r's seats are batch_seats[firsts[r]..lasts[r]]), or (wants[r]) how many
 -- best-available seats they ask for.
 local starts, tokens, users, batch_seats, firsts, lasts, wants = {}, {}, {}, {}, {}, {}, {}
+local wanted = 0 -- seats the batch's best-available requests ask for in all
 do
   local i = 2
   while i <= #ARGV do
@@ -60,6 +64,7 @@ do
     starts[r], tokens[r], users[r] = i, ARGV[i], ARGV[i + 1]
     if n == 0 then
       wants[r] = tonumber(ARGV[i + 5])
+      wanted = wanted + wants[r]
       i = i + 6
     else
       firsts[r] = #batch_seats + 1
@@ -71,10 +76,11 @@ do
 end
 
 -- What the batch learns and changes, applied once at the end (see finish): each token's
--- record, each user's seat count, the seats held (`held` by id, and in order), new holds for
--- the expiry index, counter deltas, and the reservation sequence.
-local tokens_seen, user_seats = {}, {}
-local seat_delta, hold_delta = {}, {}
+-- record, each user's seat count and new holds (users_held: the users who hold, in order),
+-- the seats held (`held` by id, and in order), new holds for the expiry index, the held
+-- seats' counter, and the reservation sequence.
+local tokens_seen, user_seats = {}, nil
+local new_holds, users_held = {}, {}
 local held, held_seats = {}, {}
 local held_delta = 0
 local expiries = {}
@@ -98,54 +104,75 @@ local function read_seats()
   end
 end
 
+-- Seats the batch holds stay in k.avail until finish; until then `held` tells them apart.
 local function unknown(s) return not seat_info[s] end
 local function taken(s) return not seat_free[s] or held[batch_seats[s]] end
 
--- Seats held by this batch leave k.avail here (held_seats[1..flushed] have left already): once
--- at the end, and before a best-available choice reads what is AVAILABLE.
-local flushed = 0
-local function flush_taken()
-  if #held_seats > flushed then
-    take_available(k, held_seats, flushed + 1, #held_seats)
-    flushed = #held_seats
+-- The user's RESERVED + PAID seats, as this batch has them so far (every user of the batch
+-- read with one command, on first need).
+local function seats_of(user)
+  if not user_seats then
+    user_seats = {}
+    local counts = redis.call('HMGET', k.userseats, unpack(users))
+    for i, u in ipairs(users) do user_seats[u] = tonumber(counts[i]) or 0 end
+  end
+  return user_seats[user]
+end
+
+-- Best available. The batch reads the lowest AVAILABLE seats once, into `window` (ids and
+-- seat numbers, in seat-number order), room for 4 per seat its requests ask for (at least
+-- SCAN_FIRST); each request looks among the lowest SCAN_MAX of them that the batch does not
+-- hold yet, for the first run of q consecutive seat numbers, else takes the lowest q. While
+-- no run is found, fewer than SCAN_MAX were looked at and more seats are AVAILABLE than were
+-- read, the window is read again four times as wide (at most SCAN_MAX besides the batch's
+-- own holds). Seats before `low` are all held by the batch.
+local SCAN_FIRST, SCAN_MAX = 32, 512
+local window_ids, window_numbers, window_width, low
+local function read_window(width)
+  local raw = redis.call('ZRANGE', k.avail, 0, width - 1, 'WITHSCORES')
+  window_ids, window_numbers, window_width, low = {}, {}, width, 1
+  for i = 1, #raw / 2 do
+    window_ids[i], window_numbers[i] = raw[2 * i - 1], tonumber(raw[2 * i])
   end
 end
 
--- The user's RESERVED + PAID seats, as this batch has them so far.
-local function seats_of(user)
-  local have = user_seats[user]
-  if have == nil then have = tonumber(redis.call('HGET', k.userseats, user)) or 0 end
-  return have
-end
-
--- Best available: reads the lowest AVAILABLE seats (SCAN_FIRST, or 4 per seat asked for,
--- widening to SCAN_MAX while no run of q consecutive seat numbers is among them) and picks
--- the first such run, else the lowest q. The picks are appended to batch_seats with their
--- "seatNumber|price" in `picked`; returns their first and last index there, or nil and how
--- many seats are AVAILABLE when fewer than q are.
-local SCAN_FIRST, SCAN_MAX = 32, 512
+-- Picks q seats for a request; appends them to batch_seats with their "seatNumber|price" in
+-- `picked` and returns their first and last index there, or nil and how many seats are
+-- AVAILABLE when fewer than q are.
 local picked = {}
 local function choose_best(q)
-  flush_taken()
-  local width = math.min(math.max(SCAN_FIRST, 4 * q), SCAN_MAX)
-  local window, count, start
-  repeat
-    window = redis.call('ZRANGE', k.avail, 0, width - 1, 'WITHSCORES')
-    count = #window / 2
-    if count < q then return nil, count end -- width >= q: every AVAILABLE seat was read
-    for i = 1, count - q + 1 do
-      if tonumber(window[2 * (i + q - 1)]) - tonumber(window[2 * i]) == q - 1 then
-        start = i
-        break
+  if not window_ids then read_window(math.max(SCAN_FIRST, 4 * wanted)) end
+  local ids
+  while true do
+    while low <= #window_ids and held[window_ids[low]] do low = low + 1 end
+    -- The lowest free seats (up to q), the current run of consecutive numbers, and how many
+    -- free seats were looked at.
+    local lowest, run, looked, last_number = {}, {}, 0, nil
+    for i = low, #window_ids do
+      local id = window_ids[i]
+      if not held[id] then
+        looked = looked + 1
+        if looked <= q then lowest[looked] = id end
+        if last_number and window_numbers[i] == last_number + 1 then
+          run[#run + 1] = id
+        else
+          run = { id }
+        end
+        last_number = window_numbers[i]
+        if #run == q then ids = run break end
+        if looked == SCAN_MAX then break end
       end
     end
-    local widened = math.min(width * 4, SCAN_MAX)
-    local more = not start and count == width and widened > width
-    width = widened
-  until not more
-  start = start or 1
-  local ids = {}
-  for i = start, start + q - 1 do ids[#ids + 1] = window[2 * i - 1] end
+    if ids then break end
+    local complete = #window_ids < window_width -- every AVAILABLE seat is in the window
+    local widest = SCAN_MAX + #held_seats
+    if complete or looked == SCAN_MAX or window_width >= widest then
+      if looked < q then return nil, looked end
+      ids = lowest
+      break
+    end
+    read_window(math.min(window_width * 4, widest))
+  end
   local infos = redis.call('HMGET', k.seat, unpack(ids))
   local first = #batch_seats + 1
   for j, id in ipairs(ids) do
@@ -213,8 +240,8 @@ local function hold(r)
   expiries[#expiries + 1] = expires_s
   expiries[#expiries + 1] = id
   user_seats[user] = have + n
-  seat_delta[user] = (seat_delta[user] or 0) + n
-  hold_delta[user] = (hold_delta[user] or 0) + 1
+  if not new_holds[user] then users_held[#users_held + 1] = user end
+  new_holds[user] = (new_holds[user] or 0) + 1
   held_delta = held_delta + n
   return out
 end
@@ -222,12 +249,16 @@ end
 -- Writes what the batch changed: the seats held, the sequence, counters and expiry index.
 local function finish()
   if seq == first_seq then return end
-  flush_taken()
+  take_available(k, held_seats)
   redis.call('SET', KEYS[9], seq)
-  for user, n in pairs(seat_delta) do
-    redis.call('HINCRBY', k.userseats, user, n)
-    redis.call('HINCRBY', k.userholds, user, hold_delta[user])
+  local open = redis.call('HMGET', k.userholds, unpack(users_held))
+  local seat_counts, hold_counts = {}, {}
+  for i, user in ipairs(users_held) do
+    seat_counts[2 * i - 1], seat_counts[2 * i] = user, user_seats[user]
+    hold_counts[2 * i - 1], hold_counts[2 * i] = user, (tonumber(open[i]) or 0) + new_holds[user]
   end
+  redis.call('HSET', k.userseats, unpack(seat_counts))
+  redis.call('HSET', k.userholds, unpack(hold_counts))
   redis.call('HINCRBY', k.stats, 'heldSeats', held_delta)
   for i = 1, #expiries, 1000 do
     redis.call('ZADD', k.holds, unpack(expiries, i, math.min(i + 999, #expiries)))

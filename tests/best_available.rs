@@ -7,6 +7,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::{TestApp, spawn_all};
+use redis::AsyncCommands;
+use seatrush::model::{Refusal, SeatChoice};
+use seatrush::redis::keys::ScheduleKeys;
+use seatrush::redis::scripts::{HoldOutcome, HoldRequest};
 use simd_json::prelude::*;
 
 /// `POST /api/v1/reservations` with `{scheduleId, quantity, userId}`.
@@ -259,5 +263,85 @@ async fn buyers_racing_for_the_best_seats_never_share_one() {
     assert_eq!(
         app.queue_state(schedule).await.u64("heldSeats"),
         held.len() as u64
+    );
+}
+
+/// One script run decides a batch of requests in order (seatrush coalesces concurrent
+/// holds): each sees the seats and the seat counts the requests before it held, whether
+/// they named their seats or asked for a quantity, and the batch's counters are written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_holds_sees_the_holds_before_it() {
+    let app = TestApp::spawn().await;
+    let (schedule, seats) = schedule(&app, 10, 4).await;
+    let mut buyers = Vec::new();
+    for _ in 0..3 {
+        let (user, token) = app.active_user(schedule).await;
+        buyers.push((user, app.app.tokens.open(&token).unwrap().sequence));
+    }
+    let [(a, a_token), (b, b_token), (c, c_token)] = buyers[..] else {
+        unreachable!()
+    };
+    let request = |user, token, seats| HoldRequest {
+        token,
+        user_id: user,
+        seats,
+        idempotency: None,
+    };
+    let batch = [
+        request(a, a_token, SeatChoice::BestAvailable(2)), // 1-2
+        request(b, b_token, SeatChoice::Seats(vec![seats[2]])), // 3, by name
+        request(c, c_token, SeatChoice::BestAvailable(2)), // 4-5: 3 is held now
+        request(a, a_token, SeatChoice::BestAvailable(3)), // 2 + 3 > 4
+        request(a, a_token, SeatChoice::BestAvailable(2)), // 6-7
+        request(b, b_token, SeatChoice::Seats(vec![seats[0]])), // a's already
+        request(c, c_token, SeatChoice::BestAvailable(3)), // 2 + 3 > 4
+        request(b, b_token, SeatChoice::BestAvailable(3)), // 8-10
+        request(c, c_token, SeatChoice::BestAvailable(1)), // none left
+    ];
+    let outcomes = app
+        .app
+        .hot
+        .scripts()
+        .hold_seats(&mut app.redis(), schedule, &batch)
+        .await
+        .unwrap();
+    let held = |i: usize| match &outcomes[i] {
+        HoldOutcome::Held(hold) => hold.seats.iter().map(|s| s.seat_number).collect::<Vec<_>>(),
+        other => panic!("request {i}: {other:?}"),
+    };
+    let refused = |i: usize| match &outcomes[i] {
+        HoldOutcome::Refused(refusal, numbers) => (*refusal, numbers.clone()),
+        other => panic!("request {i}: {other:?}"),
+    };
+    assert_eq!(held(0), [1, 2]);
+    assert_eq!(held(1), [3]);
+    assert_eq!(held(2), [4, 5]);
+    assert_eq!(refused(3), (Refusal::SeatLimitExceeded, vec![]));
+    assert_eq!(held(4), [6, 7]);
+    assert_eq!(refused(5), (Refusal::SeatAlreadyReserved, vec![seats[0]]));
+    assert_eq!(refused(6), (Refusal::SeatLimitExceeded, vec![]));
+    assert_eq!(held(7), [8, 9, 10]);
+    assert_eq!(refused(8), (Refusal::NotEnoughSeats, vec![0]));
+
+    assert!(app.available_seats(schedule).await.is_empty());
+    assert_eq!(app.queue_state(schedule).await.u64("heldSeats"), 10);
+    let k = ScheduleKeys::new(schedule);
+    let users = [a, b, c];
+    let counts = |key: String| {
+        let mut redis = app.redis();
+        async move {
+            let counts: Vec<u64> = redis.hmget(key, &users[..]).await.unwrap();
+            counts
+        }
+    };
+    assert_eq!(
+        counts(k.userseats.clone()).await,
+        [4, 4, 2],
+        "seats per user"
+    );
+    assert_eq!(
+        counts(k.userholds.clone()).await,
+        [2, 2, 1],
+        "open holds per user"
     );
 }

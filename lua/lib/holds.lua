@@ -124,11 +124,10 @@ local function make_available(k, ids)
   end
 end
 
--- Takes the seats ids[first..last] (all of `ids` by default) out of the AVAILABLE ones.
-local function take_available(k, ids, first, last)
-  first, last = first or 1, last or #ids
-  for i = first, last, 1000 do
-    redis.call('ZREM', k.avail, unpack(ids, i, math.min(i + 999, last)))
+-- Takes the seats `ids` out of the AVAILABLE ones.
+local function take_available(k, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('ZREM', k.avail, unpack(ids, i, math.min(i + 999, #ids)))
   end
 end
 
