@@ -41,9 +41,10 @@ TITLES = {"everysec": "Redis `appendfsync everysec`", "always": "Redis `appendfs
                      "5 000 finished schedules (booking opened and closed days ago), "
                      "alternated round by round, `appendfsync everysec`",
           "crowd": "Holds at scale: each round, holds by `seatIds` and by `quantity` (1 seat) "
-                   "by one user on a fresh schedule of 100 000 seats, then by a different "
+                   "by one user on a fresh schedule of 100 000 seats and by a different "
                    "user per request on a schedule of 100 000 seats with 500 000 ACTIVE "
-                   "tokens (its holds expire between runs), `appendfsync everysec`"}
+                   "tokens (its holds expire between runs), 2 s runs in an order that "
+                   "alternates between rounds, `appendfsync everysec`"}
 
 
 HALF = " @ half rate"

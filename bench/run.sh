@@ -22,7 +22,8 @@
 # Then the `crowd` run: holds at scale. BENCH_CROWD (500 000) users take ACTIVE tokens on a
 # schedule of 100 000 seats (bench/crowd.rs), and each round holds by `seatIds` and by
 # `quantity` there, a different user per request, each beside the same run by one user on a
-# fresh schedule of its own (the plain holds run); the crowd's holds expire between runs.
+# fresh schedule of its own (the plain holds run), 2 s each, in alternating order (the
+# variants, and one user or the crowd first); the crowd's holds expire between runs.
 #
 # Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
 # `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
@@ -369,32 +370,41 @@ print(round(statistics.median(rates) / 2))')
   }
 
   # crowd_rounds: the `crowd` run (above), into $out/crowd.*. The crowd's schedule holds for
-  # 2 s, so after each of its runs every seat comes back before the next (waited for, and
-  # the write-behind settled); the one-user runs each take a fresh schedule of their own.
+  # 3 s, longer than a run, so no hold expires during one, and every seat comes back before
+  # the next (waited for, and the write-behind settled); the one-user runs each take a fresh
+  # schedule of their own.
   crowd_rounds() {
     [[ " $RUNS " == *" crowd "* ]] || return 0
     local fsync=crowd round variant schedule seat file=$out/crowd.users single
     read -r schedule seat <<<"$(new_schedule 100000 1)"
     admin PUT "/api/v1/admin/schedules/$schedule/queue" \
-      "{\"maxActiveUsers\":$CROWD,\"admissionPerSecond\":$CROWD,\"activeTtlSeconds\":86400,\"holdTtlSeconds\":2,\"userRequestsPerSecond\":1000000000}" >/dev/null
+      "{\"maxActiveUsers\":$CROWD,\"admissionPerSecond\":$CROWD,\"activeTtlSeconds\":86400,\"holdTtlSeconds\":3,\"userRequestsPerSecond\":1000000000}" >/dev/null
     ./target/release/examples/crowd "$base" "$schedule" 1 "$CROWD" "$file"
     echo "crowd: write-behind settled $(settle) s after the tokens"
     local crowd=(BENCH_HOLD_SCHEDULE="$schedule" BENCH_FIRST_SEAT="$seat" BENCH_CROWD_FILE="$file")
+    local variants=(seatIds quantity) who=(one crowd)
     for round in $(seq "$ROUNDS"); do
       echo "crowd: round $round of $ROUNDS"
       compact_aof
       run health "GET /health" health.lua
-      for variant in seatIds quantity; do
+      for variant in "${variants[@]}"; do
         local quantity=()
         [ "$variant" = quantity ] && quantity=(BENCH_QUANTITY=1)
         read -ra single <<<"$(hold_schedule)"
         settle >/dev/null
-        run crowd-holds "POST /api/v1/reservations ($variant, one user)" hold_seats.lua \
-          "${single[@]}" "${quantity[@]}" RUN_DURATION=1s BENCH_AUTH="$hold_auth"
-        run crowd-holds "POST /api/v1/reservations ($variant, $CROWD ACTIVE users)" \
-          hold_seats.lua "${crowd[@]}" "${quantity[@]}" RUN_DURATION=1s
-        released "$schedule"
+        for w in "${who[@]}"; do
+          if [ "$w" = one ]; then
+            run crowd-holds "POST /api/v1/reservations ($variant, one user)" hold_seats.lua \
+              "${single[@]}" "${quantity[@]}" RUN_DURATION=2s BENCH_AUTH="$hold_auth"
+          else
+            run crowd-holds "POST /api/v1/reservations ($variant, $CROWD ACTIVE users)" \
+              hold_seats.lua "${crowd[@]}" "${quantity[@]}" RUN_DURATION=2s
+            released "$schedule"
+          fi
+        done
       done
+      # The next round makes the runs in the other order.
+      variants=("${variants[1]}" "${variants[0]}") who=("${who[1]}" "${who[0]}")
     done
     run health "GET /health (again)" health.lua
   }
