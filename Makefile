@@ -17,7 +17,7 @@ CLUSTER_TEST_ENV := $(TEST_ENV) \
 	SEATRUSH_TEST_REDIS_OWN_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396
 
 .PHONY: run test test-ha test-cluster stack stack-cluster stack-ha stack-down scale scale-down bench \
-	bench-scale check api-check check-observability chaos
+	bench-scale check api-check check-observability check-nginx chaos
 
 run: stack
 	cargo build --release
@@ -63,6 +63,7 @@ test: stack
 	$(TEST_ENV) cargo test --test chaos -- --ignored --test-threads=1 --nocapture
 	$(TEST_ENV) cargo test --test bounded_redis -- --ignored --nocapture
 	$(TEST_ENV) scripts/check-observability.py
+	$(TEST_ENV) scripts/check-nginx.py
 	$(TEST_ENV) scripts/api-check.sh
 	scripts/check-deploy.sh
 	$(MAKE) --no-print-directory test-ha
@@ -88,6 +89,11 @@ chaos: stack
 check-observability: stack
 	cargo build
 	$(TEST_ENV) scripts/check-observability.py
+
+# deploy/nginx.conf in front of a real seatrush: the cap on event streams.
+check-nginx: stack
+	cargo build
+	$(TEST_ENV) scripts/check-nginx.py
 
 api-check: stack
 	cargo build

@@ -13,68 +13,18 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "debug", "seatrush")
-ADMIN = {"X-Admin-Key": "dev-admin-key"}
+from devtools import (ADMIN, BINARY, ROOT, apt_install, call, create, free_port, identity,
+                      stop, wait_until)
+
 LOAD_SECONDS = 12
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ensure_prometheus():
-    if shutil.which("prometheus") and shutil.which("promtool"):
-        return
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
-    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-        subprocess.run(sudo + ["apt-get", "update", "-qq"], env=env, check=True)
-        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL)
-
-
-def call(base, method, path, body=None, headers=None):
-    """(status, parsed JSON body or None)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as rsp:
-            raw = rsp.read()
-            status = rsp.status
-    except urllib.error.HTTPError as e:
-        raw, status = e.read(), e.code
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, None
-
-
-def wait_until(what, check, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"check-observability: timed out waiting for {what}")
 
 
 def follow(base, headers, until, seconds):
@@ -105,14 +55,7 @@ def follow(base, headers, until, seconds):
 def drive_load(base):
     """A short flash sale: every public endpoint, successes and a few errors."""
     def admin(path, body):
-        status, rsp = call(base, "POST", path, body, ADMIN)
-        assert status == 201, (path, status, rsp)
-        return rsp["data"]
-
-    def identity(user):
-        return {"Authorization": "Bearer " + subprocess.run(
-            [BINARY, "sign-user-token", str(user)], check=True, capture_output=True,
-            text=True).stdout.strip()}
+        return create(base, path, body)
 
     venue = admin("/api/v1/admin/venues", {"name": "Observability Hall"})["venueId"]
     concert = admin("/api/v1/admin/concerts", {"title": "Panels Live"})["concertId"]
@@ -192,7 +135,7 @@ def panel_queries(dashboard):
 
 
 def main():
-    ensure_prometheus()
+    apt_install("prometheus", "prometheus", "promtool")
     subprocess.run(["promtool", "check", "rules", os.path.join(ROOT, "prometheus", "alerts.yml")],
                    check=True)
     subprocess.run(["promtool", "check", "config", "--syntax-only",
@@ -242,13 +185,7 @@ scrape_configs:
             sys.exit("check-observability: panel queries without data:\n  " +
                      "\n  ".join(failures))
     finally:
-        for proc in (prometheus, app):
-            if proc:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop(prometheus, app)
         shutil.rmtree(work, ignore_errors=True)
 
 
