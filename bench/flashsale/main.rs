@@ -5,13 +5,13 @@
 //! best available 1–4 seats by `quantity`, the rest list the seats and pick theirs (looking
 //! again when someone was faster); then they charge their balance and pay. One in ten walks
 //! away and lets the hold expire; a buyer who gives up (no seat for a minute) leaves the
-//! queue, so the slot goes to the next in line at once. It reports the time to sell out, requests/s and latency
-//! per step, errors by code, status requests per waiting user and the share of holds refused
-//! for a seat someone else held; then waits for the write-behind and verifies, from MySQL
-//! and Redis: no seat sold twice, every PAID reservation with exactly one payment and one
-//! debit, money conserved, MySQL equal to Redis, and the queue's limits held: never more
-//! tokens ACTIVE at once than `maxActiveUsers`, never more admitted within a second than
-//! `admissionPerSecond`, whichever instance admitted them.
+//! queue, so the slot goes to the next in line at once. It reports the time to sell out,
+//! requests/s and latency per step, errors by code, status requests per waiting user and the
+//! share of holds refused for a seat someone else held; then waits for the write-behind and
+//! verifies, from MySQL and Redis: no seat sold twice, every PAID reservation with exactly
+//! one payment and one debit, money conserved, MySQL equal to Redis, and the queue's limits
+//! held: never more tokens ACTIVE at once than `maxActiveUsers`, never more admitted within
+//! a second than `admissionPerSecond`, whichever instance admitted them.
 //!
 //! Users behave as a client behind a load balancer should: a request whose answer was lost
 //! (connection broken, or 502/503/504) is sent again after a pause, with the same
