@@ -5,6 +5,8 @@
 -- to ACTIVE (a popped token that turns out to be a day old is expired instead).
 -- Safe to run from any number of instances at once: the limits live here, not in the callers.
 -- Also drops request-rate hashes of seconds that have passed (lib/rate.lua).
+-- A SHUFFLE_AT_OPEN queue admits nobody from its opening until its pre-queue has been
+-- shuffled (the caller runs lua/shuffle_begin.lua and lua/shuffle_apply.lua when told).
 --
 -- KEYS[1] {s:S}:cfg, KEYS[2] {s:S}:waiting, KEYS[3] {s:S}:active, KEYS[4] {s:S}:tokens,
 -- KEYS[5] {s:S}:users, KEYS[6] {s:S}:stats, KEYS[7] {s:S}:ended, KEYS[8] {s:S}:outbox,
@@ -12,14 +14,16 @@
 -- ARGV[1] most tokens to expire, to drop and to admit per call, ARGV[2] how long ended
 -- records are kept (ms)
 --
--- Returns {admitted, expired, waiting, active, records dropped}
+-- Returns {admitted, expired, waiting, active, records dropped, 1 if the pre-queue's shuffle
+-- is due (else 0)}
 local k = { waiting = KEYS[2], active = KEYS[3], tokens = KEYS[4], users = KEYS[5],
             ended = KEYS[7], outbox = KEYS[8] }
 local limit, keep_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'admissionPerSecond',
-  'activeTtlSeconds', 'paused', 'bookingOpenAt')
-if not cfg[1] then return { 0, 0, 0, 0, 0 } end
+  'activeTtlSeconds', 'paused', 'bookingOpenAt', 'queueOrder', 'shuffledAt')
+if not cfg[1] then return { 0, 0, 0, 0, 0, 0 } end
 local now = now_ms()
+local shuffle_due = cfg[6] == 'SHUFFLE_AT_OPEN' and not cfg[7] and now >= tonumber(cfg[5])
 rate_sweep({ KEYS[9], KEYS[10] }, now)
 
 -- Records that ended before this run are dropped first, so nothing below writes them again.
@@ -51,7 +55,7 @@ end
 
 local admitted = 0
 local waiting = redis.call('ZCARD', k.waiting)
-if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
+if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and not shuffle_due and waiting > 0 then
   local rate = tonumber(cfg[2])
   local used = admissions_this_second(KEYS[1], KEYS[6], now, true)
   local room = tonumber(cfg[1]) - redis.call('ZCARD', k.active)
@@ -78,4 +82,4 @@ if cfg[4] ~= '1' and now >= tonumber(cfg[5]) and waiting > 0 then
 end
 publish_tokens(k)
 return { admitted, expired, redis.call('ZCARD', k.waiting), redis.call('ZCARD', k.active),
-         #dropped }
+         #dropped, shuffle_due and 1 or 0 }

@@ -4,6 +4,12 @@
 -- (user, schedule); arrival order by a strictly increasing sequence; ACTIVE at once when
 -- nobody waits and the limits leave room.
 --
+-- With queueOrder SHUFFLE_AT_OPEN, issuance opens preQueueMinutes before bookingOpenAt
+-- (BOOKING_NOT_OPEN before that); a token issued before bookingOpenAt is in the pre-queue:
+-- WAITING without a position until the opening's shuffle (lua/shuffle_apply.lua) gives the
+-- pre-queue its random order. The pre-queue's sequences so far are kept in cfg
+-- (preQueueFirst, preQueueLast): the range the shuffle permutes.
+--
 -- KEYS[1] {s:S}:cfg      settings and booking window (absent: no such schedule)
 -- KEYS[2] {s:S}:seq      arrival sequence
 -- KEYS[3] {s:S}:waiting  ZSET token -> seq (the token is its seq)
@@ -24,9 +30,10 @@
 -- the schedule, the user and a MAC, made by seatrush from this reply.
 --
 -- Returns one reply string per request, in order:
---   'OK|status|position|waitMs|seq|issuedAt|activatedAt|expiresAt'
+--   'OK|status|position|waitMs|seq|issuedAt|activatedAt|expiresAt|opensAt' (a pre-queue
+--   token has no position and opensAt is bookingOpenAt; else opensAt is empty)
 --   or 'SCHEDULE_NOT_FOUND' | 'RATE_LIMITED' (the user's userRequestsPerSecond is spent)
---   | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL' | 'IDEMPOTENCY_KEY_REUSED'; a repeat of a request that was issued its token gets the first
+--   | 'BOOKING_NOT_OPEN' (before the pre-queue) | 'BOOKING_CLOSED' | 'TOKEN_ALREADY_ISSUED' | 'QUEUE_FULL' | 'IDEMPOTENCY_KEY_REUSED'; a repeat of a request that was issued its token gets the first
 --   reply again behind 'REPLAY|' (the same token, as it was then)
 local k = { waiting = KEYS[3], active = KEYS[4], tokens = KEYS[5], users = KEYS[6],
             ended = KEYS[8], outbox = KEYS[9] }
@@ -43,7 +50,7 @@ end
 
 local cfg = redis.call('HMGET', KEYS[1], 'maxActiveUsers', 'maxWaitingUsers',
   'admissionPerSecond', 'activeTtlSeconds', 'paused', 'bookingOpenAt', 'bookingCloseAt',
-  'measuredRate', 'userRequestsPerSecond')
+  'measuredRate', 'userRequestsPerSecond', 'queueOrder', 'preQueueMinutes', 'shuffledAt')
 -- A schedule that does not exist gets nothing stored: no outcome, no request count.
 if not cfg[1] then
   local out = {}
@@ -74,19 +81,30 @@ local function once(i, decide)
   return reply
 end
 
+local opens = tonumber(cfg[6])
+local shuffled_order = cfg[10] == 'SHUFFLE_AT_OPEN'
+local refused
 if now >= tonumber(cfg[7]) then
+  refused = 'BOOKING_CLOSED'
+elseif shuffled_order and now < opens - (tonumber(cfg[11]) or 30) * 60000 then
+  refused = 'BOOKING_NOT_OPEN'
+end
+if refused then
   local out = {}
-  for i = 1, n do out[i] = once(i, function() return 'BOOKING_CLOSED' end) end
+  for i = 1, n do out[i] = once(i, function() return refused end) end
   rate_commit()
   return out
 end
+-- This batch's new tokens join the pre-queue.
+local pre_queue = shuffled_order and now < opens
 local max_active, max_waiting = tonumber(cfg[1]), tonumber(cfg[2])
 local rate, ttl_ms = tonumber(cfg[3]), tonumber(cfg[4]) * 1000
 -- Parsed and formatted once for the batch: a number's conversion to or from a string costs a
 -- script more than most of its work.
 local expires_s = string.format('%d', now + ttl_ms)
 local wait_rate = estimate_rate(cfg[8], rate)
-local may_admit = cfg[5] ~= '1' and now >= tonumber(cfg[6])
+-- A shuffled queue admits nobody before its pre-queue has its order.
+local may_admit = cfg[5] ~= '1' and now >= opens and (not shuffled_order or cfg[12] ~= false)
 
 local held = redis.call('HMGET', k.users, unpack(users))
 local waiting = redis.call('ZCARD', k.waiting)
@@ -94,6 +112,7 @@ local seq = tonumber(redis.call('GET', KEYS[2])) or 0
 local active, admitted_now -- read when first needed
 local user_tokens, waiting_adds, active_adds = {}, {}, {}
 local out = {}
+local first_pre_queued
 
 local function issue(i)
   local user = users[i]
@@ -140,7 +159,14 @@ local function issue(i)
     end
     user_tokens[user] = token
     save_token_record(token, new_token_record(user, status, token, now_s, aat, exp))
-    return string.format('OK|%s|%d|%d|%s|%s|%s|%s', status, position,
+    if pre_queue then
+      first_pre_queued = first_pre_queued or token
+      -- Its place is drawn at the opening: the wait is until then, and then that of the
+      -- middle of the pre-queue.
+      local wait = opens - now + wait_ms(math.ceil(waiting / 2), wait_rate)
+      return string.format('OK|WAITING||%d|%s|%s|||%s', wait, token, now_s, cfg[6])
+    end
+    return string.format('OK|%s|%d|%d|%s|%s|%s|%s|', status, position,
       wait_ms(position, wait_rate), token, now_s, aat, exp)
   end
 end
@@ -160,6 +186,10 @@ end
 if #user_pairs > 0 then
   redis.call('HSET', k.users, unpack(user_pairs))
   redis.call('SET', KEYS[2], seq)
+end
+if first_pre_queued then
+  redis.call('HSETNX', KEYS[1], 'preQueueFirst', first_pre_queued)
+  redis.call('HSET', KEYS[1], 'preQueueLast', seq)
 end
 publish_tokens(k)
 rate_commit()

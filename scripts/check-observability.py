@@ -85,6 +85,21 @@ def drive_load(base):
         headers = dict(me, **{"Queue-Token": rsp["data"]["token"]})
         followers.append(threading.Thread(target=follow, args=(base, headers, "active", 20)))
         followers[-1].start()
+    # A pre-queued buyer follows a shuffled queue through its opening until admitted.
+    opening = admin(f"/api/v1/admin/concerts/{concert}/schedules", {
+        "venueId": venue, "performanceDate": time.strftime("%Y-%m-%d", now),
+        "performanceTime": "22:00:00", "bookingOpenAt": stamp(time.time() + 3),
+        "bookingCloseAt": stamp(time.time() + 3600), "seatCount": 10, "price": 1000})
+    call(base, "PUT", f"/api/v1/admin/schedules/{opening['scheduleId']}/queue",
+         {"queueOrder": "SHUFFLE_AT_OPEN"}, ADMIN)
+    user = admin("/api/v1/admin/users", {"name": "pre-queued"})["userId"]
+    me = identity(user)
+    status, rsp = call(base, "POST", "/api/v1/queue/tokens",
+                       {"userId": user, "scheduleId": opening["scheduleId"]}, me)
+    assert status == 200 and rsp["data"]["preQueue"], rsp
+    headers = dict(me, **{"Queue-Token": rsp["data"]["token"]})
+    followers.append(threading.Thread(target=follow, args=(base, headers, "active", 20)))
+    followers[-1].start()
     time.sleep(1)
     call(base, "PUT", paused_queue, {"paused": False}, ADMIN)
     until = time.time() + LOAD_SECONDS

@@ -74,6 +74,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
             position,
             wait_ms,
             expires_at_ms,
+            opens_at_ms: None,
         },
     })
 }

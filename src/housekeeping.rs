@@ -3,7 +3,8 @@
 //! ends the seat holds that are due (so seats come back within a second of expiry) and names
 //! the payment sagas that ran too long, which are then settled ([`payment::saga::sweep`]).
 //! Every instance runs it; the scripts hold the limits, so running it on many instances at
-//! once admits and expires no more than one would.
+//! once admits and expires no more than one would. When a `SHUFFLE_AT_OPEN` queue's
+//! booking opens, the tick shuffles its pre-queue ([`queue::shuffle`]) before it admits.
 //!
 //! Only schedules something may still happen to are served, so the tick's work follows the
 //! live sales, not the history: once a schedule is past its close with nobody queued,
@@ -15,10 +16,10 @@
 
 use std::time::Duration;
 
-use crate::payment;
 use crate::redis::HotPath;
 use crate::redis::scripts::Retirement;
 use crate::shutdown::Shutdown;
+use crate::{payment, queue};
 
 /// What the tick needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +82,13 @@ fn retired(schedule: u64) {
 }
 
 async fn tick_schedule(hot: &HotPath, timing: Timing, id: u64) -> redis::RedisResult<()> {
-    let outcome = hot.admit(id, timing.keep_ended_records).await?;
+    let mut outcome = hot.admit(id, timing.keep_ended_records).await?;
+    if outcome.shuffle_due {
+        // Booking has opened on a shuffled queue: its pre-queue gets its order, then this
+        // tick admits.
+        queue::shuffle::open(hot, id).await?;
+        outcome = hot.admit(id, timing.keep_ended_records).await?;
+    }
     let (holds_expired, stale_sagas) = hot
         .expire_holds(id, timing.payment_saga_timeout, timing.keep_ended_records)
         .await?;

@@ -15,8 +15,8 @@
 //! - Services, one per capability, each returning domain values or an [`model::Error`]:
 //!   [`admin`], [`payment`] (the payment saga), [`holds`] (seat holds), [`wallet`],
 //!   [`catalogue`] (venues, concerts, schedules, seats), [`queue`] (tokens, the
-//!   Queue-Token check, and the tokens' event streams), [`users`] (users and the directory
-//!   of who exists).
+//!   Queue-Token check, the tokens' event streams, and a shuffled queue's opening), [`users`]
+//!   (users and the directory of who exists).
 //! - [`fallback`]: the same reads from MySQL while Redis is unreachable.
 //! - [`writebehind`]: the flusher from the outbox streams to MySQL. [`reconcile`]: a Redis
 //!   that came back older than MySQL brought forwards before it hands out ids. [`health`]:
@@ -26,7 +26,8 @@
 //!   (`lua/`), the coalescing [`redis::HotPath`]. [`mysql`]: pools, migrations, loaders.
 //!   [`identity`]: who is asking (the caller's verified JWT). [`telemetry`], [`config`],
 //!   [`shutdown`].
-//! - [`model`]: ids, records, status enums, refusals, settings: no I/O.
+//! - [`model`]: ids, records, status enums, refusals, settings, the pre-queue's shuffle: no
+//!   I/O.
 
 pub mod admin;
 pub mod api;

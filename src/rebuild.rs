@@ -9,9 +9,11 @@
 //! Redis may be older than MySQL (and `rebuild-redis` runs it after this).
 //!
 //! What a schedule gets back: its seats and the available ones; every reservation with its
-//! hold, per-user counts and seat counters; live tokens (waiting in arrival order, active
-//! until their expiry) and ended ones still within `ended_record_keep`;
-//! its sequences. A hold MySQL has RESERVED whose debit is already in the ledger (the
+//! hold, per-user counts and seat counters; live tokens (waiting in the queue's order:
+//! arrival order, the pre-queue in the places its stored shuffle gives it; active until
+//! their expiry) and ended ones still within `ended_record_keep`; its sequences. A pre-queue
+//! whose shuffle MySQL does not have yet is shuffled again at the next tick (nobody was told
+//! a place, or admitted, before the shuffle reached the outbox). A hold MySQL has RESERVED whose debit is already in the ledger (the
 //! payment's last step had not been written) comes back PAYING under a new attempt begun
 //! now, with its debit record, so the sweeper commits it once the saga timeout has passed.
 //! Balances load on first use, or all at once with [`Options::balances`].
@@ -26,8 +28,8 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 
 use crate::model::{
-    BookingWindow, Error, PaymentId, QueueSettings, ReservationId, ReservationRecord,
-    ReservationStatus, TokenRecord, TokenStatus,
+    BookingWindow, Error, PaymentId, QueueOrder, QueueSettings, ReservationId, ReservationRecord,
+    ReservationStatus, Shuffle, TokenRecord, TokenStatus,
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
@@ -107,53 +109,76 @@ struct StoredSchedule {
     id: u64,
     window: BookingWindow,
     settings: QueueSettings,
+    /// The opening's shuffle of its pre-queue, and when it ran (ms).
+    shuffle: Option<(Shuffle, i64)>,
 }
 
 async fn stored_schedules(
     conn: &mut mysql_async::Conn,
 ) -> Result<Vec<StoredSchedule>, mysql_async::Error> {
-    type Columns = (u64, i64, i64, u64, u64, u64, u64, u64, u64, u64, bool);
-    let rows: Vec<Columns> = timed(conn.query(
-        "SELECT id, CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED),
-           CAST(UNIX_TIMESTAMP(booking_close_at) * 1000 AS SIGNED), max_active_users,
-           max_waiting_users, admission_per_second, active_ttl_seconds, hold_ttl_seconds,
-           max_seats_per_user, user_requests_per_second, queue_paused
-         FROM concert_schedules ORDER BY id",
+    let rows: Vec<mysql_async::Row> = timed(conn.query(
+        "SELECT s.id, CAST(UNIX_TIMESTAMP(s.booking_open_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(s.booking_close_at) * 1000 AS SIGNED), s.max_active_users,
+           s.max_waiting_users, s.admission_per_second, s.active_ttl_seconds,
+           s.hold_ttl_seconds, s.max_seats_per_user, s.user_requests_per_second,
+           s.queue_paused, s.queue_order, s.pre_queue_minutes, q.seed, q.first_seq, q.last_seq,
+           CAST(UNIX_TIMESTAMP(q.shuffled_at) * 1000 AS SIGNED)
+         FROM concert_schedules s LEFT JOIN queue_shuffles q ON q.schedule_id = s.id
+         ORDER BY s.id",
     ))
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                open_ms,
-                close_ms,
-                active,
-                waiting,
-                rate,
-                active_ttl,
-                hold_ttl,
-                seats,
-                per_user,
-                paused,
-            )| {
-                StoredSchedule {
-                    id,
-                    window: BookingWindow { open_ms, close_ms },
-                    settings: QueueSettings {
-                        max_active_users: active,
-                        max_waiting_users: waiting,
-                        admission_per_second: rate,
-                        active_ttl_seconds: active_ttl,
-                        hold_ttl_seconds: hold_ttl,
-                        max_seats_per_user: seats,
-                        user_requests_per_second: per_user,
-                        paused,
-                    },
-                }
+    rows.into_iter().map(stored_schedule).collect()
+}
+
+fn stored_schedule(mut row: mysql_async::Row) -> Result<StoredSchedule, mysql_async::Error> {
+    fn take<T: FromValue>(row: &mut mysql_async::Row, i: usize) -> Result<T, mysql_async::Error> {
+        match row.take_opt(i) {
+            Some(Ok(value)) => Ok(value),
+            _ => Err(mysql_async::Error::Other(
+                format!("schedules: column {i} unreadable").into(),
+            )),
+        }
+    }
+    let id: u64 = take(&mut row, 0)?;
+    let order: String = take(&mut row, 11)?;
+    let seed: Option<String> = take(&mut row, 13)?;
+    let shuffle = match seed {
+        Some(seed) => Some((
+            Shuffle {
+                seed: Shuffle::parse_seed(&seed).ok_or_else(|| {
+                    mysql_async::Error::Other(
+                        format!("schedule {id}: shuffle seed {seed:?}").into(),
+                    )
+                })?,
+                first: take(&mut row, 14)?,
+                last: take(&mut row, 15)?,
             },
-        )
-        .collect())
+            take(&mut row, 16)?,
+        )),
+        None => None,
+    };
+    Ok(StoredSchedule {
+        id,
+        window: BookingWindow {
+            open_ms: take(&mut row, 1)?,
+            close_ms: take(&mut row, 2)?,
+        },
+        settings: QueueSettings {
+            max_active_users: take(&mut row, 3)?,
+            max_waiting_users: take(&mut row, 4)?,
+            admission_per_second: take(&mut row, 5)?,
+            active_ttl_seconds: take(&mut row, 6)?,
+            hold_ttl_seconds: take(&mut row, 7)?,
+            max_seats_per_user: take(&mut row, 8)?,
+            user_requests_per_second: take(&mut row, 9)?,
+            paused: take(&mut row, 10)?,
+            queue_order: QueueOrder::parse(&order).ok_or_else(|| {
+                mysql_async::Error::Other(format!("schedule {id}: queue order {order:?}").into())
+            })?,
+            pre_queue_minutes: take(&mut row, 12)?,
+        },
+        shuffle,
+    })
 }
 
 /// Rebuilds what Redis is missing from MySQL (see the module note). Safe to run from many
@@ -270,7 +295,8 @@ async fn rebuild_schedule(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let keep_from = now_ms - options.ended_record_keep.as_millis() as i64;
     let tokens = records::tokens(conn, id, keep_from).await?;
-    stage_tokens(&mut pipe, &k, &tokens, &mut report);
+    let order = QueueOrderState::of(schedule, &tokens);
+    stage_tokens(&mut pipe, &k, &tokens, &order, &mut report);
     pipe.hset_multiple(
         &k.stats,
         &[
@@ -289,7 +315,7 @@ async fn rebuild_schedule(
     pipe.query_async::<()>(redis).await?;
 
     write_other_slots(redis, &holds.debit_records).await?;
-    schedules::register(redis, id, &schedule.settings, schedule.window).await?;
+    schedules::register(redis, id, &schedule.settings, schedule.window, &order.cfg).await?;
     Ok(report)
 }
 
@@ -452,10 +478,57 @@ fn stage_reservations(
 
 /// Adds the schedule's tokens to `pipe`: records (under their sequences), the waiting and
 /// active sets, the users' live tokens and the ended set.
+/// The order of a rebuilt schedule's queue: each WAITING token's place, and what `cfg`
+/// keeps of it (see `lua/issue_tokens.lua` and `lua/shuffle_apply.lua`).
+struct QueueOrderState {
+    /// The stored shuffle's first sequence and the places from it on.
+    placed: Option<(u64, Vec<u64>)>,
+    cfg: Vec<(&'static str, String)>,
+}
+
+impl QueueOrderState {
+    fn of(schedule: &StoredSchedule, tokens: &[TokenRecord]) -> Self {
+        if let Some((shuffle, at_ms)) = &schedule.shuffle {
+            return Self {
+                placed: Some((shuffle.first, shuffle.places())),
+                cfg: vec![
+                    ("shuffleSeed", shuffle.seed_hex()),
+                    ("shuffleFirst", shuffle.first.to_string()),
+                    ("shuffleLast", shuffle.last.to_string()),
+                    ("shuffleCursor", (shuffle.last + 1).to_string()),
+                    ("shuffledAt", at_ms.to_string()),
+                ],
+            };
+        }
+        let mut cfg = Vec::new();
+        if schedule.settings.queue_order == QueueOrder::ShuffleAtOpen {
+            // Not shuffled yet: the pre-queue is every token issued before the opening.
+            let pre_queue = tokens
+                .iter()
+                .filter(|t| t.issued_at_ms < schedule.window.open_ms)
+                .map(|t| t.sequence);
+            if let (Some(first), Some(last)) = (pre_queue.clone().min(), pre_queue.max()) {
+                cfg.push(("preQueueFirst", first.to_string()));
+                cfg.push(("preQueueLast", last.to_string()));
+            }
+        }
+        Self { placed: None, cfg }
+    }
+
+    /// The token's score in the waiting queue.
+    fn place(&self, sequence: u64) -> u64 {
+        match &self.placed {
+            Some((first, places)) => Shuffle::place_of(places, *first, sequence),
+            None => sequence,
+        }
+    }
+}
+
 fn stage_tokens(
     pipe: &mut redis::Pipeline,
     k: &ScheduleKeys,
     tokens: &[TokenRecord],
+    order: &QueueOrderState,
     report: &mut ScheduleReport,
 ) {
     for chunk in tokens.chunks(CHUNK) {
@@ -465,7 +538,8 @@ fn stage_tokens(
     for t in tokens {
         match (t.status, t.expires_at_ms, t.ended_at_ms) {
             (TokenStatus::Waiting, ..) => {
-                pipe.zadd(&k.waiting, t.sequence, t.sequence).ignore();
+                pipe.zadd(&k.waiting, t.sequence, order.place(t.sequence))
+                    .ignore();
                 pipe.hset(&k.users, t.user_id, t.sequence).ignore();
                 report.live_tokens += 1;
             }

@@ -226,17 +226,8 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     let lost = answers(&app, concert, schedule, &users, &reservations).await;
     assert_ne!(lost, before, "the loss shows");
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatrush"))
-        .arg("rebuild-redis")
-        .env("SEATRUSH_REDIS_URL", &config.redis_url)
-        .env("SEATRUSH_MYSQL_PRIMARY_URL", &config.mysql_primary_url)
-        .env("SEATRUSH_MYSQL_REPLICA_URL", &config.mysql_replica_url)
-        .output()
-        .await
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
+    let report = common::rebuild_redis(&config).await;
     println!("{report}");
-    assert!(output.status.success(), "{output:?}");
     assert!(
         report.contains("1 rebuilt, 0 already in Redis")
             && report.contains("1 payments resumed")

@@ -12,7 +12,7 @@ use super::response::{self, Body};
 use crate::admin::{self, QueueCounts};
 use crate::app::App;
 use crate::catalogue::schedules::NewSchedule;
-use crate::model::{Error, MAX_SETTING, QueueSettings};
+use crate::model::{Error, MAX_SETTING, QueueOrder, QueueSettings, iso_ms};
 
 const HEADER: &str = "x-admin-key";
 /// Most seats one schedule may have.
@@ -166,11 +166,16 @@ struct QueueView {
     admitted_total: u64,
     held_seats: u64,
     sold_seats: u64,
+    /// Once the opening's shuffle of the pre-queue ran: when, and its seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shuffled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shuffle_seed: Option<String>,
 }
 
 /// `GET /api/v1/admin/schedules/{scheduleId}/queue`
 pub async fn queue_state(app: &App, schedule_id: u64) -> Result<Response<Body>, Error> {
-    let (settings, counts) = admin::queue_state(&app.hot, schedule_id).await?;
+    let (settings, counts, opening) = admin::queue_state(&app.hot, schedule_id).await?;
     let QueueCounts {
         waiting,
         active,
@@ -188,6 +193,8 @@ pub async fn queue_state(app: &App, schedule_id: u64) -> Result<Response<Body>, 
             admitted_total,
             held_seats,
             sold_seats,
+            shuffled_at: opening.as_ref().map(|o| iso_ms(o.shuffled_at_ms)),
+            shuffle_seed: opening.map(|o| o.seed),
         },
     ))
 }
@@ -203,6 +210,12 @@ fn apply_update(settings: &mut QueueSettings, body: &JsonObject) -> Result<(), E
     }
     if let Some(paused) = body.opt_bool("paused")? {
         settings.paused = paused;
+        any = true;
+    }
+    if let Some(order) = body.opt_string("queueOrder")? {
+        settings.queue_order = QueueOrder::parse(order).ok_or_else(|| {
+            Error::invalid("queueOrder", "queueOrder must be FIFO or SHUFFLE_AT_OPEN")
+        })?;
         any = true;
     }
     if !any {
@@ -286,6 +299,11 @@ mod tests {
         assert_eq!(s.max_active_users, 5);
         assert!(s.paused);
         assert_eq!(s.hold_ttl_seconds, 300);
+        let s = update(r#"{"queueOrder": "SHUFFLE_AT_OPEN", "preQueueMinutes": 10}"#).unwrap();
+        assert_eq!(
+            (s.queue_order, s.pre_queue_minutes),
+            (QueueOrder::ShuffleAtOpen, 10)
+        );
     }
 
     #[test]
@@ -294,6 +312,9 @@ mod tests {
             (r#"{"holdTtlSeconds": 0}"#, "holdTtlSeconds"),
             (r#"{"admissionPerSecond": 1.5}"#, "admissionPerSecond"),
             (r#"{"paused": "yes"}"#, "paused"),
+            (r#"{"queueOrder": "RANDOM"}"#, "queueOrder"),
+            (r#"{"queueOrder": 1}"#, "queueOrder"),
+            (r#"{"preQueueMinutes": 0}"#, "preQueueMinutes"),
             (r#"{"unknown": 1}"#, "body"),
         ] {
             match update(json) {

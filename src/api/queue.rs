@@ -9,16 +9,42 @@ use super::request::{JsonObject, idempotency_key, queue_token};
 use super::response::{self, Body};
 use crate::app::App;
 use crate::identity::Caller;
-use crate::model::{Error, TokenEvent, TokenStatus, iso_ms};
+use crate::model::{Error, QueueToken, TokenEvent, TokenState, TokenStatus, iso_ms};
 use crate::queue;
+
+/// Where a token stands in its queue, as the issuance and status answers show it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Place {
+    /// `null` in a pre-queue not shuffled yet.
+    queue_position: Option<u64>,
+    estimated_wait_time_minutes: u64,
+    poll_after_ms: u64,
+    pre_queue: bool,
+    /// In a pre-queue: when booking opens and places are drawn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    booking_open_at: Option<String>,
+}
+
+impl Place {
+    fn of(token: QueueToken, state: &TokenState) -> Self {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        Self {
+            queue_position: state.opens_at_ms.is_none().then_some(state.position),
+            estimated_wait_time_minutes: state.wait_minutes(),
+            poll_after_ms: state.poll_after_ms(now_ms, token.sequence),
+            pre_queue: state.opens_at_ms.is_some(),
+            booking_open_at: state.opens_at_ms.map(iso_ms),
+        }
+    }
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IssuedToken {
     token: String,
-    queue_position: u64,
-    estimated_wait_time_minutes: u64,
-    poll_after_ms: u64,
+    #[serde(flatten)]
+    place: Place,
     status: TokenStatus,
 }
 
@@ -40,9 +66,7 @@ pub async fn issue_token(
         StatusCode::OK,
         &IssuedToken {
             token: app.tokens.seal(token),
-            queue_position: state.position,
-            estimated_wait_time_minutes: state.wait_minutes(),
-            poll_after_ms: state.poll_after_ms(),
+            place: Place::of(token, &state),
             status: state.status,
         },
     ))
@@ -55,9 +79,8 @@ struct TokenView {
     user_id: u64,
     schedule_id: u64,
     status: TokenStatus,
-    queue_position: u64,
-    estimated_wait_time_minutes: u64,
-    poll_after_ms: u64,
+    #[serde(flatten)]
+    place: Place,
     active_until: Option<String>,
 }
 
@@ -75,9 +98,7 @@ pub async fn my_token(
         user_id: holder.token.user_id,
         schedule_id: holder.token.schedule_id,
         status: state.status,
-        queue_position: state.position,
-        estimated_wait_time_minutes: state.wait_minutes(),
-        poll_after_ms: state.poll_after_ms(),
+        place: Place::of(holder.token, &state),
         active_until: state.expires_at_ms.map(iso_ms),
     };
     Ok(response::ok_maybe_stale(&view, stale))
@@ -127,8 +148,16 @@ pub async fn events(
 fn render_event(event: TokenEvent) -> bytes::Bytes {
     let text = match event {
         TokenEvent::Position { position, wait_ms } => format!(
-            "event: position\ndata: {{\"queuePosition\":{position},\"estimatedWaitTimeMinutes\":{}}}\n\n",
+            "event: position\ndata: {{\"queuePosition\":{position},\"estimatedWaitTimeMinutes\":{},\"preQueue\":false}}\n\n",
             wait_ms.div_ceil(60_000)
+        ),
+        TokenEvent::PreQueue {
+            opens_at_ms,
+            wait_ms,
+        } => format!(
+            "event: position\ndata: {{\"queuePosition\":null,\"estimatedWaitTimeMinutes\":{},\"preQueue\":true,\"bookingOpenAt\":\"{}\"}}\n\n",
+            wait_ms.div_ceil(60_000),
+            iso_ms(opens_at_ms)
         ),
         TokenEvent::Active { until_ms } => format!(
             "event: active\ndata: {{\"activeUntil\":\"{}\"}}\n\n",
@@ -155,7 +184,14 @@ mod tests {
                 position: 42,
                 wait_ms: 61_000
             }),
-            "event: position\ndata: {\"queuePosition\":42,\"estimatedWaitTimeMinutes\":2}\n\n"
+            "event: position\ndata: {\"queuePosition\":42,\"estimatedWaitTimeMinutes\":2,\"preQueue\":false}\n\n"
+        );
+        assert_eq!(
+            text(TokenEvent::PreQueue {
+                opens_at_ms: 60_000,
+                wait_ms: 60_001
+            }),
+            "event: position\ndata: {\"queuePosition\":null,\"estimatedWaitTimeMinutes\":2,\"preQueue\":true,\"bookingOpenAt\":\"1970-01-01T00:01:00.000Z\"}\n\n"
         );
         assert_eq!(
             text(TokenEvent::Active { until_ms: 0 }),

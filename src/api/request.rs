@@ -110,6 +110,14 @@ impl JsonObject {
             .transpose()
     }
 
+    pub fn opt_string(&self, field: &str) -> Result<Option<&str>, Error> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(OwnedValue::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Error::invalid(field, format!("{field} must be a string"))),
+        }
+    }
+
     pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, Error> {
         match self.get(field) {
             None => Ok(None),

@@ -277,7 +277,8 @@ pub fn status(err: &Error) -> StatusCode {
         | PaymentInProgress
         | ReservationAlreadyPaid
         | ReservationExpired
-        | RequestInProgress => StatusCode::CONFLICT,
+        | RequestInProgress
+        | SettingsLocked => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ReservationNotPayable
         | ReservationNotCancellable

@@ -96,14 +96,13 @@ pub async fn create_schedule(
         open_ms: new.booking_open_at.timestamp_millis(),
         close_ms: new.booking_close_at.timestamp_millis(),
     };
-    schedules::register(redis, schedule_id, &QueueSettings::default(), window).await?;
+    schedules::register(redis, schedule_id, &QueueSettings::default(), window, &[]).await?;
     Ok((schedule_id, seat_ids))
 }
 
-/// Stores updated settings on the primary (the record) and in Redis (what the scripts read).
-pub async fn update_queue_settings(
+/// Stores a schedule's settings on the primary (the record; Redis is written by the caller).
+pub async fn record_queue_settings(
     db: &Db,
-    redis: &mut RedisConn,
     schedule_id: u64,
     settings: &QueueSettings,
 ) -> Result<(), Error> {
@@ -114,7 +113,8 @@ pub async fn update_queue_settings(
         timed(conn.exec_drop(
             "UPDATE concert_schedules SET max_active_users = ?, max_waiting_users = ?,
                admission_per_second = ?, active_ttl_seconds = ?, hold_ttl_seconds = ?,
-               max_seats_per_user = ?, user_requests_per_second = ?, queue_paused = ?
+               max_seats_per_user = ?, user_requests_per_second = ?, queue_paused = ?,
+               queue_order = ?, pre_queue_minutes = ?
              WHERE id = ?",
             (
                 settings.max_active_users,
@@ -125,12 +125,13 @@ pub async fn update_queue_settings(
                 settings.max_seats_per_user,
                 settings.user_requests_per_second,
                 settings.paused,
+                settings.queue_order.as_str(),
+                settings.pre_queue_minutes,
                 schedule_id,
             ),
         ))
         .await
     })
     .await?;
-    schedules::store_settings(redis, schedule_id, settings).await?;
     Ok(())
 }

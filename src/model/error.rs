@@ -53,6 +53,8 @@ pub enum Error {
     ReservationNotPayable,
     #[error("a request with this Idempotency-Key is still running")]
     RequestInProgress,
+    #[error("queueOrder and preQueueMinutes can change only while the schedule has no live token")]
+    SettingsLocked,
     #[error("only a RESERVED reservation can be cancelled")]
     ReservationNotCancellable,
     #[error("the user would hold more seats than this schedule allows")]
@@ -127,6 +129,7 @@ impl Error {
             ReservationExpired => "RESERVATION_EXPIRED",
             ReservationNotPayable => "RESERVATION_NOT_PAYABLE",
             RequestInProgress => "REQUEST_IN_PROGRESS",
+            SettingsLocked => "SETTINGS_LOCKED",
             ReservationNotCancellable => "RESERVATION_NOT_CANCELLABLE",
             SeatLimitExceeded => "SEAT_LIMIT_EXCEEDED",
             BookingNotOpen => "BOOKING_NOT_OPEN",

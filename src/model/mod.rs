@@ -1,8 +1,9 @@
 //! The domain, with no I/O: typed ids and their schemes, the records the Lua scripts keep
 //! (tokens, reservations, balances, ledger lines) with their status enums and their one
-//! encoding, the refusals the scripts answer with, queue settings, catalogue values, and the
-//! error every failure a client can see becomes. Everything else may use this module; it uses
-//! none of the rest (no Redis, MySQL, HTTP or runtime types).
+//! encoding, the refusals the scripts answer with, queue settings and the pre-queue's
+//! shuffle, catalogue values, and the error every failure a client can see becomes.
+//! Everything else may use this module; it uses none of the rest (no Redis, MySQL, HTTP or
+//! runtime types).
 
 mod catalogue;
 mod error;
@@ -13,6 +14,7 @@ mod record;
 mod refusal;
 mod reservation;
 mod settings;
+mod shuffle;
 mod time;
 mod token;
 mod wallet;
@@ -29,7 +31,8 @@ pub use refusal::Refusal;
 pub use reservation::{
     Hold, Reservation, ReservationRecord, ReservationStatus, Seat, SeatChoice, reservation_number,
 };
-pub use settings::{BookingWindow, MAX_SETTING, QueueSettings};
+pub use settings::{BookingWindow, MAX_SETTING, QueueOrder, QueueSettings};
+pub use shuffle::Shuffle;
 pub use time::iso_ms;
 pub use token::{
     QueueToken, TokenEvent, TokenHolder, TokenRecord, TokenState, TokenStatus, wait_ms,

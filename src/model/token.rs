@@ -68,6 +68,10 @@ pub struct TokenState {
     pub wait_ms: u64,
     /// When an ACTIVE token ends.
     pub expires_at_ms: Option<i64>,
+    /// While the token is in a pre-queue not yet shuffled (queue order `SHUFFLE_AT_OPEN`):
+    /// when booking opens and its place is drawn. It has no position until then (0 here),
+    /// and its wait is the time until the opening plus that of the middle of the pre-queue.
+    pub opens_at_ms: Option<i64>,
 }
 
 impl TokenState {
@@ -80,13 +84,23 @@ impl TokenState {
     }
 
     /// When a client should ask again: about a quarter of the expected wait, so it sees its
-    /// position move a few times on the way, within [`Self::POLL_MS`]; 0 once ACTIVE.
-    pub fn poll_after_ms(&self) -> u64 {
+    /// position move a few times on the way, within [`Self::POLL_MS`]; 0 once ACTIVE. In a
+    /// pre-queue: just after the opening (a second, by when the shuffle has run), spread over
+    /// [`Self::OPENING_SPREAD_MS`] by arrival `sequence` so the pre-queue does not all ask
+    /// in the same instant.
+    pub fn poll_after_ms(&self, now_ms: i64, sequence: u64) -> u64 {
         if self.status != TokenStatus::Waiting {
             return 0;
         }
+        if let Some(opens_at_ms) = self.opens_at_ms {
+            let until_open = opens_at_ms.saturating_sub(now_ms).max(0) as u64;
+            return until_open + Self::POLL_MS.0 + sequence % Self::OPENING_SPREAD_MS;
+        }
         (self.wait_ms / 4).clamp(Self::POLL_MS.0, Self::POLL_MS.1)
     }
+
+    /// How widely a pre-queue's first polls after the opening are spread.
+    pub const OPENING_SPREAD_MS: u64 = 2_000;
 }
 
 /// Milliseconds of expected wait for `position` at `rate` admissions a second (as the
@@ -101,6 +115,9 @@ pub fn wait_ms(position: u64, rate: f64) -> u64 {
 pub enum TokenEvent {
     /// WAITING at this place (sent when it changes, at most every few seconds).
     Position { position: u64, wait_ms: u64 },
+    /// WAITING in a pre-queue: no place until its shuffle when booking opens (then a
+    /// [`TokenEvent::Position`]).
+    PreQueue { opens_at_ms: i64, wait_ms: u64 },
     /// Admitted: ACTIVE until then.
     Active { until_ms: i64 },
     /// The token ended (EXPIRED, USED or LEFT); the stream closes after it.
@@ -112,10 +129,14 @@ pub enum TokenEvent {
 impl TokenEvent {
     /// The event a stream opens with: the token's state now.
     pub fn of(state: &TokenState) -> Self {
-        match state.expires_at_ms {
-            Some(until_ms) if state.status == TokenStatus::Active => {
+        match (state.expires_at_ms, state.opens_at_ms) {
+            (Some(until_ms), _) if state.status == TokenStatus::Active => {
                 TokenEvent::Active { until_ms }
             }
+            (_, Some(opens_at_ms)) => TokenEvent::PreQueue {
+                opens_at_ms,
+                wait_ms: state.wait_ms,
+            },
             _ => TokenEvent::Position {
                 position: state.position,
                 wait_ms: state.wait_ms,
@@ -221,15 +242,17 @@ mod tests {
             position,
             wait_ms: wait_ms(position, rate as f64),
             expires_at_ms: None,
+            opens_at_ms: None,
         };
+        let poll = |state: &TokenState| state.poll_after_ms(0, 7);
         // 100 000th at 2 000 a second: 50 s to wait, asked again after 12.5 s.
         let far = waiting(100_000, 2_000);
         assert_eq!(
-            (far.wait_ms, far.wait_minutes(), far.poll_after_ms()),
+            (far.wait_ms, far.wait_minutes(), poll(&far)),
             (50_000, 1, 12_500)
         );
-        assert_eq!(waiting(10, 2_000).poll_after_ms(), 1_000);
-        assert_eq!(waiting(1_000_000, 200).poll_after_ms(), 30_000);
+        assert_eq!(poll(&waiting(10, 2_000)), 1_000);
+        assert_eq!(poll(&waiting(1_000_000, 200)), 30_000);
         assert_eq!(waiting(1_000_000, 200).wait_minutes(), 84);
         assert_eq!(
             waiting(7, 0).wait_ms,
@@ -241,8 +264,22 @@ mod tests {
             position: 0,
             wait_ms: 0,
             expires_at_ms: Some(1),
+            opens_at_ms: None,
         };
-        assert_eq!((active.wait_minutes(), active.poll_after_ms()), (0, 0));
+        assert_eq!((active.wait_minutes(), poll(&active)), (0, 0));
+        // In a pre-queue opening in 10 minutes: asked again a second after the opening,
+        // spread by arrival sequence.
+        let pre_queued = TokenState {
+            opens_at_ms: Some(600_000),
+            ..waiting(0, 200)
+        };
+        assert_eq!(pre_queued.poll_after_ms(0, 3), 601_003);
+        assert_eq!(pre_queued.poll_after_ms(0, 2_003), 601_003);
+        assert_eq!(
+            pre_queued.poll_after_ms(700_000, 3),
+            1_003,
+            "opened already"
+        );
     }
 
     #[test]

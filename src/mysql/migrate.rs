@@ -32,6 +32,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0005_reservations_by_user.sql",
         include_str!("../../migrations/0005_reservations_by_user.sql"),
     ),
+    (
+        6,
+        "0006_fair_opening.sql",
+        include_str!("../../migrations/0006_fair_opening.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

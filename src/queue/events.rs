@@ -6,11 +6,16 @@
 //! every [`ROUND`] it asks Redis, in one `token_events` call, what changed for the tokens
 //! that need asking, and pushes each stream's events into that stream's channel. No client
 //! costs a Redis call of its own:
-//! - Admission is found from the head of the queue: WAITING tokens are in arrival order,
-//!   so a streamed token below the head has been admitted or has ended. Each round checks
-//!   the streamed tokens up to a window past the head (the head moves by at most the
-//!   admissions of a tick, plus the tokens that ended in between), so `active` follows an
-//!   admission by about one round.
+//! - Admission is found from the head of the queue: WAITING tokens are in order of their
+//!   place (the arrival sequence, or for a shuffled pre-queue the place its shuffle gave,
+//!   which the watcher derives from the shuffle's seed as every instance can), so a streamed
+//!   token placed below the head has been admitted or has ended. Each round checks the
+//!   streamed tokens up to a window past the head (the head moves by at most the admissions
+//!   of a tick, plus the tokens that ended in between), so `active` follows an admission by
+//!   about one round.
+//! - A token in a pre-queue not shuffled yet has no place: it is checked only for its end
+//!   until a round finds the queue shuffled, then asked for its place (those placed nearest
+//!   the head first).
 //! - A WAITING token's place is asked for every [`POSITION_EVERY`] (spread over the rounds,
 //!   at most [`MAX_PROBES`] tokens a round), and sent when it changed.
 //! - An ACTIVE token is checked every [`ACTIVE_EVERY`] for its end (expired, used by a
@@ -28,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::model::Shuffle;
 use crate::model::{Error, QueueToken, TokenEvent, TokenHolder, TokenStatus, wait_ms};
 use crate::redis::RedisConn;
-use crate::redis::scripts::{EventRound, Observed, Probe, Scripts};
+use crate::redis::scripts::{EventRound, Observed, Probe, QueueOrdering, Scripts};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 
 /// How often a watcher asks Redis what changed.
@@ -211,19 +217,33 @@ struct Stream {
 
 #[derive(Debug, Clone, Copy)]
 enum Seen {
-    Waiting { position: u64, asked: Instant },
-    Active { until_ms: i64, checked: Instant },
+    /// In a pre-queue not shuffled yet (last checked then).
+    PreQueue {
+        asked: Instant,
+    },
+    Waiting {
+        position: u64,
+        asked: Instant,
+    },
+    Active {
+        until_ms: i64,
+        checked: Instant,
+    },
 }
 
-/// One schedule's streamed tokens, by sequence (so by place in the queue), and what the
-/// last round found.
+/// One schedule's streamed tokens, by sequence, and what the last round found.
 #[derive(Default)]
 struct Watch {
     tokens: BTreeMap<u64, Watched>,
-    /// The sequence at the head of the queue (`None`: nobody waited, or not known yet).
+    /// The place at the head of the queue (`None`: nobody waited, or not known yet).
     head: Option<u64>,
-    /// How far past the head admission may reach within a round, in sequences.
+    /// How far past the head admission may reach within a round, in places.
     window: u64,
+    /// The queue's order as the last round found it (`None`: no round yet).
+    ordering: Option<QueueOrdering>,
+    /// The places of a shuffled pre-queue: its first sequence, and the place of each
+    /// sequence from it on.
+    places: Option<(u64, Vec<u64>)>,
 }
 
 impl Watch {
@@ -247,6 +267,7 @@ impl Watch {
                 position,
                 asked: now,
             },
+            TokenEvent::PreQueue { .. } => Seen::PreQueue { asked: now },
             _ => return,
         };
         if events.try_send(first).is_err() {
@@ -267,6 +288,14 @@ impl Watch {
         watched.streams.push(stream);
     }
 
+    /// The token's place in the queue (its sequence, unless a shuffle placed it).
+    fn place(&self, seq: u64) -> u64 {
+        match &self.places {
+            Some((first, places)) => Shuffle::place_of(places, *first, seq),
+            None => seq,
+        }
+    }
+
     /// What to ask Redis this round: the streamed tokens near (or past) the head, the
     /// ACTIVE ones due for a check (or past their time), then the WAITING ones whose place
     /// is due.
@@ -279,13 +308,27 @@ impl Watch {
             Some(head) => head.saturating_add(self.window),
             None => u64::MAX,
         };
+        let shuffled = !matches!(self.ordering, None | Some(QueueOrdering::Pending));
         let mut probes = Vec::new();
         let mut due = Vec::new();
         for (&seq, watched) in &self.tokens {
             match watched.state {
+                // Placed by the shuffle since: its place is asked for at once.
+                Seen::PreQueue { .. } if shuffled => {
+                    if self.place(seq) <= reach {
+                        probes.push(Probe::Rank(seq));
+                    } else {
+                        due.push(Probe::Rank(seq));
+                    }
+                }
+                Seen::PreQueue { asked } => {
+                    if now.duration_since(asked) >= POSITION_EVERY {
+                        due.push(Probe::Check(seq));
+                    }
+                }
                 Seen::Waiting { asked, .. } => {
                     let place_due = now.duration_since(asked) >= POSITION_EVERY;
-                    if seq <= reach {
+                    if self.place(seq) <= reach {
                         probes.push(if place_due {
                             Probe::Rank(seq)
                         } else {
@@ -314,6 +357,13 @@ impl Watch {
     fn apply(&mut self, round: &EventRound, now: Instant, now_ms: i64) {
         self.head = round.head;
         self.window = 3 * round.admission_per_second.div_ceil(10) + 256;
+        if self.ordering.as_ref() != Some(&round.ordering) {
+            self.places = match &round.ordering {
+                QueueOrdering::Shuffled(shuffle) => Some((shuffle.first, shuffle.places())),
+                _ => None,
+            };
+            self.ordering = Some(round.ordering.clone());
+        }
         for &(seq, observed) in &round.tokens {
             let Some(watched) = self.tokens.get_mut(&seq) else {
                 continue;
@@ -329,6 +379,20 @@ impl Watch {
                         wait_ms: wait_ms(position, round.rate),
                     })
                 }
+                (Observed::Waiting(Some(position)), Seen::PreQueue { .. }) => {
+                    watched.state = Seen::Waiting {
+                        position,
+                        asked: now,
+                    };
+                    Some(TokenEvent::Position {
+                        position,
+                        wait_ms: wait_ms(position, round.rate),
+                    })
+                }
+                (Observed::Waiting(None), Seen::PreQueue { .. }) => {
+                    watched.state = Seen::PreQueue { asked: now };
+                    None
+                }
                 (Observed::Waiting(_), _) => None,
                 (Observed::Active { expires_at_ms, .. }, _) if expires_at_ms <= now_ms => {
                     Some(TokenEvent::Ended(TokenStatus::Expired))
@@ -338,7 +402,7 @@ impl Watch {
                         expires_at_ms,
                         activated_at_ms,
                     },
-                    Seen::Waiting { .. },
+                    Seen::Waiting { .. } | Seen::PreQueue { .. },
                 ) => {
                     watched.state = Seen::Active {
                         until_ms: expires_at_ms,
@@ -403,7 +467,7 @@ fn send(watched: &mut Watched, event: TokenEvent, now: Instant) {
 
 fn count(event: TokenEvent) {
     let name = match event {
-        TokenEvent::Position { .. } => "position",
+        TokenEvent::Position { .. } | TokenEvent::PreQueue { .. } => "position",
         TokenEvent::Active { .. } => "active",
         TokenEvent::Ended(_) => "ended",
         TokenEvent::KeepAlive => "keep_alive",

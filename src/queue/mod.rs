@@ -1,10 +1,12 @@
 //! The waiting queue: token issuance and the Queue-Token check. Every race is decided in a
 //! Lua script (`issue_tokens`, `token_status`, and the admission tick's `admit_batch` in
-//! [`crate::housekeeping`]); concurrent calls for one schedule share a script call. A token
+//! [`crate::housekeeping`]); concurrent calls for one schedule share a script call. A
+//! `SHUFFLE_AT_OPEN` queue's pre-queue is ordered at the opening by [`shuffle`]. A token
 //! names its schedule and user (the edge has checked its MAC), so it is routed to its
 //! schedule without an index, and another user's token is refused without a Redis call.
 
 pub mod events;
+pub mod shuffle;
 
 use crate::fallback;
 use crate::identity::Caller;

@@ -14,11 +14,11 @@ use super::keys::{LIVE, RETIRING, SCHEDULES, ScheduleKeys, WalletKeys};
 use super::scripts::{
     AdmitOutcome, BeginOutcome, BeginRequest, ChargeMode, ChargeOutcome, CommitOutcome, Counted,
     DebitOutcome, DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Retirement,
-    Scripts, SeatViewOutcome, StatusOutcome,
+    Scripts, SeatViewOutcome, ShuffleStart, ShuffleStep, StatusOutcome,
 };
 use crate::model::{
     Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
-    ReservationId, ReservationRecord, SeatView, wallet_bucket,
+    ReservationId, ReservationRecord, SeatView, Shuffle, wallet_bucket,
 };
 
 /// A coalescer whose batches are calls of `Scripts::$script` (for the batch's slot: a
@@ -134,6 +134,31 @@ impl HotPath {
             .await
     }
 
+    /// `shuffle_begin`: the opening's shuffle of the schedule's pre-queue, started with
+    /// `seed` unless one is stored.
+    pub async fn shuffle_begin(
+        &self,
+        schedule_id: u64,
+        seed: &[u8; 32],
+    ) -> RedisResult<ShuffleStart> {
+        self.scripts
+            .shuffle_begin(&mut self.conn(), schedule_id, seed)
+            .await
+    }
+
+    /// `shuffle_apply`: one chunk of a shuffle, from sequence `cursor` on.
+    pub async fn shuffle_apply(
+        &self,
+        schedule_id: u64,
+        shuffle: &Shuffle,
+        cursor: u64,
+        places: &[u64],
+    ) -> RedisResult<ShuffleStep> {
+        self.scripts
+            .shuffle_apply(&mut self.conn(), schedule_id, shuffle, cursor, places)
+            .await
+    }
+
     /// `retire_schedule`: a schedule that nothing can happen to any more leaves the
     /// schedules the background loops serve (kept aside until it may be retired), and once
     /// its sale is a day over its records leave Redis.
@@ -187,13 +212,23 @@ impl HotPath {
         Ok((!cfg.is_empty()).then_some(cfg))
     }
 
-    /// Writes settings into the schedule's `cfg` hash (in force from the next tick).
+    /// Writes settings into the schedule's `cfg` hash (in force from the next tick); a
+    /// change of the queue's order (`order_changes`) only while nobody holds a live token.
+    /// `None`: no such schedule; `Some(false)`: the order is locked.
     pub async fn store_settings(
         &self,
         schedule_id: u64,
         settings: &QueueSettings,
-    ) -> RedisResult<()> {
-        super::schedules::store_settings(&mut self.conn(), schedule_id, settings).await
+        order_changes: bool,
+    ) -> RedisResult<Option<bool>> {
+        self.scripts
+            .store_settings(
+                &mut self.conn().with_replica_wait(),
+                schedule_id,
+                settings,
+                order_changes,
+            )
+            .await
     }
 
     /// (waiting, active, admitted, held seats, sold seats) of a schedule.

@@ -51,21 +51,9 @@ pub async fn load_seats(
     pipe.query_async(&mut conn.with_replica_wait()).await
 }
 
-/// Writes the settings into the schedule's `cfg` hash (in force from the next tick).
-pub async fn store_settings(
-    conn: &mut RedisConn,
-    schedule_id: u64,
-    settings: &QueueSettings,
-) -> redis::RedisResult<()> {
-    redis::cmd("HSET")
-        .arg(ScheduleKeys::new(schedule_id).cfg)
-        .arg(settings.fields())
-        .query_async(&mut conn.with_replica_wait())
-        .await
-}
-
 /// Makes a schedule known: the outbox's consumer group and the registry the background
-/// loops read first, then its settings and booking window in one `HSET` of the `cfg` hash.
+/// loops read first, then its settings, booking window and the `order` state of its queue
+/// (see `lua/issue_tokens.lua`; empty for a new schedule) in one `HSET` of the `cfg` hash.
 /// `cfg` is the mark of a complete schedule (it is written whole or not at all, and last), so
 /// a registration cut off anywhere leaves the schedule unknown, to be rebuilt from MySQL,
 /// never half-configured; a registered schedule without `cfg` is skipped by the loops.
@@ -74,6 +62,7 @@ pub async fn register(
     schedule_id: u64,
     settings: &QueueSettings,
     window: BookingWindow,
+    order: &[(&'static str, String)],
 ) -> redis::RedisResult<()> {
     let k = ScheduleKeys::new(schedule_id);
     super::streams::ensure_group(conn, &k.outbox).await?;
@@ -85,6 +74,7 @@ pub async fn register(
     let mut fields = settings.fields();
     fields.push(("bookingOpenAt", window.open_ms.to_string()));
     fields.push(("bookingCloseAt", window.close_ms.to_string()));
+    fields.extend_from_slice(order);
     redis::cmd("HSET")
         .arg(&k.cfg)
         .arg(fields)

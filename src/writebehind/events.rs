@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
+use mysql_async::prelude::*;
 use redis::Value;
 
 use super::{ledger, reservations, rows, tokens};
 use crate::model::{
-    BalanceUpdate, DecodeError, LedgerLine, ReservationId, ReservationRecord, TokenRecord,
+    BalanceUpdate, DecodeError, LedgerLine, ReservationId, ReservationRecord, Shuffle, TokenRecord,
 };
+use crate::mysql::{datetime_ms, timed};
 use crate::redis::keys::OutboxOwner;
 
 /// One decoded outbox entry.
@@ -23,6 +25,12 @@ pub enum Event {
     Ledger {
         lines: Vec<LedgerLine>,
         balances: Vec<BalanceUpdate>,
+    },
+    /// The opening's shuffle of the schedule's pre-queue, and when it ran (ms).
+    Shuffle {
+        schedule_id: u64,
+        shuffle: Shuffle,
+        at_ms: i64,
     },
 }
 
@@ -108,6 +116,24 @@ impl Event {
                 .map(|(id, record)| reservation(id, schedule_id, record))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Event::Reservations),
+            "shuffle" => {
+                let number = |name: &str| {
+                    let text = field(map, name)?;
+                    text.parse::<i64>()
+                        .map_err(|_| DecodeError(format!("shuffle {name} {text:?}")))
+                };
+                let seed = field(map, "seed")?;
+                Ok(Event::Shuffle {
+                    schedule_id,
+                    shuffle: Shuffle {
+                        seed: Shuffle::parse_seed(seed)
+                            .ok_or_else(|| DecodeError(format!("shuffle seed {seed:?}")))?,
+                        first: number("first")? as u64,
+                        last: number("last")? as u64,
+                    },
+                    at_ms: number("at")?,
+                })
+            }
             other => Err(DecodeError(format!("unknown event type {other:?}"))),
         }
     }
@@ -163,9 +189,34 @@ pub async fn apply(
             _ => &[],
         }),
     )?;
-    rows::write(tx, &ledger::BALANCES, &balances)
-        .await
-        .map(drop)
+    rows::write(tx, &ledger::BALANCES, &balances).await?;
+    for event in events {
+        if let Event::Shuffle {
+            schedule_id,
+            shuffle,
+            at_ms,
+        } = event
+        {
+            // A schedule shuffles once; a rebuild that lost the shuffle before it reached
+            // MySQL shuffles again, and that one is the order in force.
+            timed(tx.exec_drop(
+                "INSERT INTO queue_shuffles (schedule_id, seed, first_seq, last_seq, shuffled_at)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON DUPLICATE KEY UPDATE seed = VALUES(seed), first_seq = VALUES(first_seq),
+                   last_seq = VALUES(last_seq), shuffled_at = VALUES(shuffled_at)",
+                (
+                    schedule_id,
+                    shuffle.seed_hex(),
+                    shuffle.first,
+                    shuffle.last,
+                    datetime_ms(*at_ms),
+                ),
+            ))
+            .await
+            .map_err(rows::WriteError::Mysql)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -829,6 +829,21 @@ where
     out
 }
 
+/// Runs `seatrush rebuild-redis` against `config`'s Redis and MySQL; fails the test if it
+/// fails, and returns its report.
+pub async fn rebuild_redis(config: &Config) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_seatrush"))
+        .arg("rebuild-redis")
+        .env("SEATRUSH_REDIS_URL", &config.redis_url)
+        .env("SEATRUSH_MYSQL_PRIMARY_URL", &config.mysql_primary_url)
+        .env("SEATRUSH_MYSQL_REPLICA_URL", &config.mysql_replica_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where

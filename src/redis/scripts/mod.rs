@@ -22,8 +22,8 @@ pub use payment::{
     BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
 pub use queue::{
-    AdmitOutcome, Counted, EventRound, IssueOutcome, IssueRequest, Observed, Probe, Retirement,
-    StatusOutcome,
+    AdmitOutcome, Counted, EventRound, IssueOutcome, IssueRequest, Observed, Probe, QueueOrdering,
+    Retirement, ShuffleStart, ShuffleStep, StatusOutcome,
 };
 pub use wallet::{ChargeMode, ChargeOutcome};
 
@@ -101,6 +101,9 @@ pub struct Scripts {
     issue_tokens: Script,
     leave_queue: Script,
     seat_view: Script,
+    shuffle_begin: Script,
+    shuffle_apply: Script,
+    store_settings: Script,
     token_status: Script,
     token_events: Script,
     upgrade_free_seats: Script,
@@ -137,6 +140,9 @@ impl Scripts {
             issue_tokens: with_libs(include_str!("../../../lua/issue_tokens.lua")),
             leave_queue: with_libs(include_str!("../../../lua/leave_queue.lua")),
             seat_view: with_libs(include_str!("../../../lua/seat_view.lua")),
+            shuffle_begin: with_libs(include_str!("../../../lua/shuffle_begin.lua")),
+            shuffle_apply: with_libs(include_str!("../../../lua/shuffle_apply.lua")),
+            store_settings: with_libs(include_str!("../../../lua/store_settings.lua")),
             token_status: with_libs(include_str!("../../../lua/token_status.lua")),
             token_events: with_libs(include_str!("../../../lua/token_events.lua")),
             upgrade_free_seats: with_libs(include_str!("../../../lua/upgrade_free_seats.lua")),

@@ -3,7 +3,9 @@
 use redis::{RedisResult, ScriptInvocation};
 
 use super::{BatchKeys, Observe, PER_TICK, Reply, Scripts, bad_reply, refusal};
-use crate::model::{Idempotency, QueueToken, Refusal, TokenState, TokenStatus};
+use crate::model::{
+    Idempotency, QueueSettings, QueueToken, Refusal, Shuffle, TokenState, TokenStatus,
+};
 use crate::redis::RedisConn;
 use crate::redis::keys::ScheduleKeys;
 
@@ -68,15 +70,29 @@ pub enum Observed {
     Gone,
 }
 
+/// The order of a schedule's queue as a round of its event streams finds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum QueueOrdering {
+    /// Arrival order: a token's place is its sequence.
+    #[default]
+    Arrival,
+    /// A pre-queue not shuffled yet: its tokens have no place.
+    Pending,
+    /// The pre-queue was placed by this shuffle; everyone else's place is their sequence.
+    Shuffled(Shuffle),
+}
+
 /// What one round of the event streams learns of a schedule.
 #[derive(Debug, Clone, Default)]
 pub struct EventRound {
-    /// The sequence at the head of the queue (`None`: nobody waits).
+    /// The place (see `lua/token_events.lua`) at the head of the queue (`None`: nobody
+    /// waits).
     pub head: Option<u64>,
     pub waiting: u64,
     /// Admissions a second to estimate waits with.
     pub rate: f64,
     pub admission_per_second: u64,
+    pub ordering: QueueOrdering,
     /// Per probed token (by sequence), in probe order.
     pub tokens: Vec<(u64, Observed)>,
 }
@@ -99,6 +115,32 @@ pub struct AdmitOutcome {
     pub active: u64,
     /// Token records dropped (ended longer ago than the keep period).
     pub dropped: u64,
+    /// The opening's shuffle of the pre-queue is due (nobody is admitted before it ran).
+    pub shuffle_due: bool,
+}
+
+/// Where the opening's shuffle of a pre-queue stands (`lua/shuffle_begin.lua`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShuffleStart {
+    /// Nothing to shuffle now.
+    Nothing,
+    /// To be applied from sequence `cursor` on; `drawn` if this call stored the seed.
+    Run {
+        shuffle: Shuffle,
+        cursor: u64,
+        drawn: bool,
+    },
+}
+
+/// What one chunk of a shuffle did (`lua/shuffle_apply.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShuffleStep {
+    /// The next chunk starts at this sequence.
+    At(u64),
+    /// The queue is shuffled (at this time, ms).
+    Done(i64),
+    /// Another seed is in force, or the shuffle is done.
+    Stale,
 }
 
 impl Scripts {
@@ -201,7 +243,7 @@ impl Scripts {
     ) -> RedisResult<AdmitOutcome> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.admit_batch.key(&k.cfg);
-        let (admitted, expired, waiting, active, dropped): (u64, u64, u64, u64, u64) =
+        let (admitted, expired, waiting, active, dropped, due): (u64, u64, u64, u64, u64, u8) =
             queue_keys(&mut call, &k)
                 .key(&k.rates[0])
                 .key(&k.rates[1])
@@ -215,6 +257,95 @@ impl Scripts {
             waiting,
             active,
             dropped,
+            shuffle_due: due == 1,
+        })
+    }
+
+    /// Starts the opening's shuffle of the schedule's pre-queue with `seed` if none is
+    /// stored, or finds the stored one and where it stands.
+    pub async fn shuffle_begin(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        seed: &[u8; 32],
+    ) -> RedisResult<ShuffleStart> {
+        let k = ScheduleKeys::new(schedule_id);
+        let proposed = Shuffle {
+            seed: *seed,
+            first: 0,
+            last: 0,
+        };
+        let reply: Vec<String> = self
+            .shuffle_begin
+            .key(&k.cfg)
+            .arg(proposed.seed_hex())
+            .invoke_observed("shuffle_begin", conn)
+            .await?;
+        match &reply[..] {
+            [none] if none == "NONE" => Ok(ShuffleStart::Nothing),
+            [run, seed, first, last, cursor, drawn] if run == "RUN" => {
+                let number = |s: &str| s.parse::<u64>().map_err(|_| bad_reply(s));
+                Ok(ShuffleStart::Run {
+                    shuffle: Shuffle {
+                        seed: Shuffle::parse_seed(seed).ok_or_else(|| bad_reply(seed))?,
+                        first: number(first)?,
+                        last: number(last)?,
+                    },
+                    cursor: number(cursor)?,
+                    drawn: drawn == "1",
+                })
+            }
+            other => Err(bad_reply(&format!("{other:?}"))),
+        }
+    }
+
+    /// Gives the pre-queue tokens of sequences `cursor`, `cursor + 1`, … the `places`.
+    pub async fn shuffle_apply(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        shuffle: &Shuffle,
+        cursor: u64,
+        places: &[u64],
+    ) -> RedisResult<ShuffleStep> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.shuffle_apply.key(&k.cfg);
+        call.key(&k.waiting)
+            .key(&k.outbox)
+            .arg(shuffle.seed_hex())
+            .arg(cursor)
+            .arg(places);
+        let reply: Vec<String> = call.invoke_observed("shuffle_apply", conn).await?;
+        let number = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(s));
+        match &reply[..] {
+            [at, cursor] if at == "AT" => Ok(ShuffleStep::At(number(cursor)? as u64)),
+            [done, when] if done == "DONE" => Ok(ShuffleStep::Done(number(when)?)),
+            [stale] if stale == "STALE" => Ok(ShuffleStep::Stale),
+            other => Err(bad_reply(&format!("{other:?}"))),
+        }
+    }
+
+    /// Writes the schedule's settings into its `cfg` hash; with `order_changes`, only while
+    /// nobody holds a live token. `None`: no such schedule; `Some(false)`: locked.
+    pub async fn store_settings(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        settings: &QueueSettings,
+        order_changes: bool,
+    ) -> RedisResult<Option<bool>> {
+        let k = ScheduleKeys::new(schedule_id);
+        let mut call = self.store_settings.key(&k.cfg);
+        call.key(&k.waiting)
+            .key(&k.active)
+            .arg(u8::from(order_changes));
+        for (name, value) in settings.fields() {
+            call.arg(name).arg(value);
+        }
+        let stored: i64 = call.invoke_observed("store_settings", conn).await?;
+        Ok(match stored {
+            -1 => None,
+            n => Some(n == 1),
         })
     }
 }
@@ -273,16 +404,19 @@ fn queue_keys<'a, 'b>(
 }
 
 /// Decodes one item of `issue_tokens`' reply:
-/// `[REPLAY|]OK|status|position|waitMs|sequence|issuedAt|activatedAt|expiresAt` or a
-/// refusal code.
+/// `[REPLAY|]OK|status|position|waitMs|sequence|issuedAt|activatedAt|expiresAt[|opensAt]` or
+/// a refusal code (a reply stored for an Idempotency-Key before `opensAt` existed has none).
 fn issue_outcome(reply: &str) -> RedisResult<IssueOutcome> {
     let (text, replayed) = match reply.strip_prefix("REPLAY|") {
         Some(first) => (first, true),
         None => (reply, false),
     };
-    let fields: Vec<&str> = text.split('|').collect();
+    let mut fields: Vec<&str> = text.split('|').collect();
+    if fields.len() == 8 {
+        fields.push("");
+    }
     let [
-        code,
+        "OK",
         status,
         position,
         wait,
@@ -290,39 +424,27 @@ fn issue_outcome(reply: &str) -> RedisResult<IssueOutcome> {
         _issued,
         _activated,
         expires,
+        opens,
     ] = fields[..]
     else {
-        return Ok(IssueOutcome::Refused(refusal(text)?));
-    };
-    if code != "OK" {
-        return Err(bad_reply(text));
-    }
-    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(text));
-    let opt = |s: &str| {
-        if s.is_empty() {
-            Ok(None)
-        } else {
-            int(s).map(Some)
-        }
+        return match fields[..] {
+            [code] => Ok(IssueOutcome::Refused(refusal(code)?)),
+            _ => Err(bad_reply(text)),
+        };
     };
     Ok(IssueOutcome::Issued {
         replayed,
-        sequence: int(sequence)? as u64,
-        state: TokenState {
-            status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
-            position: int(position)? as u64,
-            wait_ms: int(wait)? as u64,
-            expires_at_ms: opt(expires)?,
-        },
+        sequence: Fields(text).int(sequence)? as u64,
+        state: Fields(text).state(status, position, wait, expires, opens)?,
     })
 }
 
 /// Decodes one item of `token_status`' reply:
-/// `OK|userId|status|position|waitMs|issuedAt|activatedAt|expiresAt` or a refusal.
+/// `OK|userId|status|position|waitMs|issuedAt|activatedAt|expiresAt|opensAt` or a refusal.
 fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
     let fields: Vec<&str> = text.split('|').collect();
     let [
-        code,
+        "OK",
         user,
         status,
         position,
@@ -330,39 +452,85 @@ fn status_outcome(text: &str) -> RedisResult<StatusOutcome> {
         _issued,
         _activated,
         expires,
+        opens,
     ] = fields[..]
     else {
-        return Ok(match text {
-            "RATE_LIMITED" => StatusOutcome::RateLimited,
-            _ => StatusOutcome::Invalid,
-        });
+        return match text {
+            "RATE_LIMITED" => Ok(StatusOutcome::RateLimited),
+            "QUEUE_TOKEN_INVALID" => Ok(StatusOutcome::Invalid),
+            _ => Err(bad_reply(text)),
+        };
     };
-    if code != "OK" {
-        return Err(bad_reply(text));
-    }
-    let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(text));
     Ok(StatusOutcome::Live {
-        user_id: int(user)? as u64,
-        state: TokenState {
-            status: TokenStatus::parse(status).map_err(|_| bad_reply(text))?,
-            position: int(position)? as u64,
-            wait_ms: int(wait)? as u64,
-            expires_at_ms: if expires.is_empty() {
-                None
-            } else {
-                Some(int(expires)?)
-            },
-        },
+        user_id: Fields(text).int(user)? as u64,
+        state: Fields(text).state(status, position, wait, expires, opens)?,
     })
+}
+
+/// The fields of one reply string, decoded with the whole reply named in errors.
+struct Fields<'a>(&'a str);
+
+impl Fields<'_> {
+    fn int(&self, s: &str) -> RedisResult<i64> {
+        s.parse::<i64>().map_err(|_| bad_reply(self.0))
+    }
+
+    fn opt(&self, s: &str) -> RedisResult<Option<i64>> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            self.int(s).map(Some)
+        }
+    }
+
+    /// A token's state from its status, position (empty in a pre-queue), wait, expiry and
+    /// opening (set in a pre-queue).
+    fn state(
+        &self,
+        status: &str,
+        position: &str,
+        wait: &str,
+        expires: &str,
+        opens: &str,
+    ) -> RedisResult<TokenState> {
+        let opens_at_ms = self.opt(opens)?;
+        Ok(TokenState {
+            status: TokenStatus::parse(status).map_err(|_| bad_reply(self.0))?,
+            position: match opens_at_ms {
+                Some(_) => 0,
+                None => self.int(position)? as u64,
+            },
+            wait_ms: self.int(wait)? as u64,
+            expires_at_ms: self.opt(expires)?,
+            opens_at_ms,
+        })
+    }
 }
 
 /// Decodes `token_events`' reply.
 fn event_round(reply: &[String]) -> RedisResult<EventRound> {
-    let [head, waiting, rate, configured, tokens @ ..] = reply else {
+    let [head, waiting, rate, configured, order, tokens @ ..] = reply else {
         return Err(bad_reply(&format!("{reply:?}")));
     };
     let int = |s: &str| s.parse::<i64>().map_err(|_| bad_reply(s));
     let head = int(head)?;
+    let ordering = match order.as_str() {
+        "" => QueueOrdering::Arrival,
+        "PENDING" => QueueOrdering::Pending,
+        shuffled => {
+            let mut parts = shuffled.split('|');
+            let (Some(seed), Some(first), Some(last), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad_reply(shuffled));
+            };
+            QueueOrdering::Shuffled(Shuffle {
+                seed: Shuffle::parse_seed(seed).ok_or_else(|| bad_reply(seed))?,
+                first: int(first)? as u64,
+                last: int(last)? as u64,
+            })
+        }
+    };
     let tokens = tokens
         .iter()
         .map(|item| {
@@ -390,6 +558,7 @@ fn event_round(reply: &[String]) -> RedisResult<EventRound> {
         waiting: int(waiting)? as u64,
         rate: rate.parse().map_err(|_| bad_reply(rate))?,
         admission_per_second: int(configured)? as u64,
+        ordering,
         tokens,
     })
 }
@@ -405,6 +574,7 @@ mod tests {
             "3",
             "12.5",
             "200",
+            "",
             "7|WAITING|1",
             "8|WAITING|",
             "5|ACTIVE|2000|1000",
@@ -433,8 +603,20 @@ mod tests {
                 (2, Observed::Gone),
             ]
         );
-        let empty = event_round(&["0", "0", "200", "200"].map(String::from)).unwrap();
-        assert_eq!(empty.head, None);
+        let empty = event_round(&["0", "0", "200", "200", "PENDING"].map(String::from)).unwrap();
+        assert_eq!((empty.head, empty.ordering), (None, QueueOrdering::Pending));
+        let seed = "ab".repeat(32);
+        let shuffled = format!("{seed}|3|9");
+        let round = event_round(&["4", "6", "200", "200", &shuffled].map(String::from)).unwrap();
+        assert_eq!(
+            round.ordering,
+            QueueOrdering::Shuffled(Shuffle {
+                seed: [0xab; 32],
+                first: 3,
+                last: 9
+            })
+        );
         assert!(event_round(&["1", "2|WAITING|"].map(String::from)).is_err());
+        assert!(event_round(&["1", "0", "1", "1", "x|1"].map(String::from)).is_err());
     }
 }
