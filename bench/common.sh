@@ -47,9 +47,9 @@ add_concert() {
   concert=$(admin POST /api/v1/admin/concerts '{"title":"Bench Live"}' | json concertId)
   now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z); close=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%S.000Z)
 }
-new_schedule() { # <seatCount> [price]: prints "scheduleId firstSeatId"
+new_schedule() { # <seatCount> [price] [bookingOpenAt]: prints "scheduleId firstSeatId"
   admin POST "/api/v1/admin/concerts/$concert/schedules" \
-    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"$now\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":${2:-50000}}" \
+    "{\"venueId\":$venue,\"performanceDate\":\"2026-12-25\",\"performanceTime\":\"19:00:00\",\"bookingOpenAt\":\"${3:-$now}\",\"bookingCloseAt\":\"$close\",\"seatCount\":$1,\"price\":${2:-50000}}" \
     | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print(d['scheduleId'], d['seatIds'][0])"
 }
 # sign <userId>: the user's identity (a day's), as the ticketing site's login would give it.
@@ -63,12 +63,18 @@ token() { # <userId> <scheduleId>
 
 # The flash sale's schedule: FLASH_SEATS seats, admitted FLASH_RATE a second (twice that may
 # be active at once); holds last 3 s, so seats whose buyer walks away come back within the
-# sale. Prints its id.
-flash_schedule() {
-  local schedule
-  read -r schedule _ <<<"$(new_schedule "$FLASH_SEATS")"
+# sale. Prints its id. With an argument: booking opens that many seconds from now, and the
+# queue is shuffled at the opening (a fair opening: everyone who arrives before it is in the
+# pre-queue).
+flash_schedule() { # [seconds until the opening]
+  local schedule order="" opens=$now
+  if [ -n "${1:-}" ]; then
+    opens=$(date -u -d "+$1 seconds" +%Y-%m-%dT%H:%M:%S.000Z)
+    order=',"queueOrder":"SHUFFLE_AT_OPEN"'
+  fi
+  read -r schedule _ <<<"$(new_schedule "$FLASH_SEATS" 50000 "$opens")"
   admin PUT "/api/v1/admin/schedules/$schedule/queue" \
-    "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$((2 * FLASH_RATE)),\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":3}" >/dev/null
+    "{\"maxWaitingUsers\":1000000,\"maxActiveUsers\":$((2 * FLASH_RATE)),\"admissionPerSecond\":$FLASH_RATE,\"holdTtlSeconds\":3$order}" >/dev/null
   echo "$schedule"
 }
 FLASH_USERS=${BENCH_FLASH_USERS:-100000}

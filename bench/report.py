@@ -14,6 +14,7 @@ and, per Redis `appendfsync` setting S that was measured:
            (% of one core during the run)
   S.drains one line per run: how long the write-behind took to drain after it
   S.flash.json   the flash sale's figures and timeline (bench/flashsale/)
+  S.fair.json    the same sale with a fair opening (everysec only)
 and `streams.json`, the open event streams' figures (bench/streams.rs),
 and the same files for S = ha, the `ha` run (holds, charges and payments with a replica
 attached, without and with `WAIT 1`), and S = history, the `history` run (token issuance and
@@ -193,6 +194,19 @@ def flash_text(f):
                 f"out of open files), **{per_stream:.2f}** status requests each; {polling} polling at "
                 f"`pollAfterMs`, {per_poll:.2f} each. Holds refused because another buyer held "
                 f"a seat first: {f['hold_conflicts']} of {f['holds']} (**{share:.2f} %**)."]
+    opening = f.get("opening")
+    if opening:
+        after = f.get("sold_out_after_opening_s")
+        sold = f"**{after:.1f} s** after the opening" if after is not None else "NOT sold out"
+        chunk = (f"{opening['longest_shuffle_chunk_us']} µs" if opening["longest_shuffle_chunk_us"]
+                 else "under 100 µs each")
+        out += ["", f"Fair opening (`SHUFFLE_AT_OPEN`): {opening['pre_queued']} users were "
+                f"pre-queued before booking opened ({opening['opens_after_s']:.1f} s into the "
+                f"run); the pre-queue was shuffled **{opening['shuffled_after_opening_s']:.3f} s** "
+                f"after the opening. From a second before the opening until then Redis ran "
+                f"{opening['slow_commands']} commands of 100 µs or more, the longest "
+                f"**{opening['longest_command_us']} µs** (`{opening['longest_command']}`); the "
+                f"shuffle's chunks (500 tokens each) took at most {chunk}. Sold out {sold}."]
     return "\n".join(out)
 
 
@@ -286,7 +300,7 @@ def chart(path, measured):
         ax.set_xticks([j + width * (len(measured) - 1) / 2 for j in range(len(names))])
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.legend(fontsize=8)
-    for setting, _, _, flash in measured:
+    for setting, _, _, flash, _ in measured:
         if not flash:
             continue
         t, n = zip(*flash["sold_timeline"]) if flash["sold_timeline"] else ((), ())
@@ -317,7 +331,9 @@ def main():
         cpu = read_cpu(os.path.join(run_dir, f"{setting}.cpu"))
         flash_path = os.path.join(run_dir, f"{setting}.flash.json")
         flash = json.load(open(flash_path)) if os.path.exists(flash_path) else None
-        measured.append((setting, rows, ceiling, flash))
+        fair_path = os.path.join(run_dir, f"{setting}.fair.json")
+        fair = json.load(open(fair_path)) if os.path.exists(fair_path) else None
+        measured.append((setting, rows, ceiling, flash, fair))
         print_wrk(setting, rows, half, ceiling, cpu)
         drains = os.path.join(run_dir, f"{setting}.drains")
         if os.path.exists(drains):
@@ -344,7 +360,7 @@ def main():
     png = f"{stamp}.png"
     md = [f"# Benchmark {stamp} UTC", "", machine, "",
           f"![requests/s, p99 and the flash sale]({png})", ""]
-    for setting, rows, ceiling, flash in measured:
+    for setting, rows, ceiling, flash, fair in measured:
         cpu = read_cpu(os.path.join(run_dir, f"{setting}.cpu"))
         _, half, _ = read_wrk(os.path.join(run_dir, f"{setting}.wrk"))
         md += [f"## {TITLES[setting]}", "", wrk_table(rows, ceiling, cpu), ""]
@@ -359,6 +375,8 @@ def main():
             md += [f"- {line}" for line in open(drains).read().splitlines()] + [""]
         if flash:
             md += ["### Flash sale", "", flash_text(flash), ""]
+        if fair:
+            md += ["### Flash sale with a fair opening", "", flash_text(fair), ""]
     if waiting:
         md += ["## One schedule with 1 000 000 waiting", "", waiting, ""]
     if listing:

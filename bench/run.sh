@@ -4,8 +4,10 @@
 # each endpoint at full speed and again at half the rate it reached (for latency under a
 # known load), with the GET /health ceiling measured first and last (the ratios are to
 # their mean, so drift during the run does not tilt them), then the flash sale
-# (bench/flashsale/). bench/report.py prints the tables and writes the dated report and
-# chart under bench/results/.
+# (bench/flashsale/), and with everysec the same sale again with a fair opening (the users
+# arrive in the pre-queue of a SHUFFLE_AT_OPEN queue, shuffled when booking opens).
+# bench/report.py prints the tables and writes the dated report and chart under
+# bench/results/.
 #
 # The full-speed runs are made in BENCH_ROUNDS rounds (5), each endpoint once a round between
 # two /health runs, and the tables give each endpoint's medians over the rounds, its ratio to
@@ -38,7 +40,8 @@
 # BENCH_ROUNDS, BENCH_FINISHED (finished schedules in the history run, 5000), BENCH_CROWD
 # (ACTIVE users in the crowd run, 500000),
 # BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
-# BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, and BENCH_PROFILE=1: a
+# BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, BENCH_OPENING_IN (seconds
+# from the fair-opening sale's start to its opening, 20), and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
 # a run writes bench/results/flamegraphs/*.svg, and the stacks as *.folded, and no report).
 set -euo pipefail
@@ -60,6 +63,7 @@ RUNS=${BENCH_RUNS:-$ALL_RUNS}
 ALL_FSYNCS="everysec always"
 FSYNCS=${BENCH_FSYNC:-$ALL_FSYNCS}
 FLASH=${BENCH_FLASH:-1}
+OPENING_IN=${BENCH_OPENING_IN:-20}
 PROFILE=${BENCH_PROFILE:-}
 INFERNO=$PWD/.dev/tools/bin
 # shellcheck source=bench/common.sh
@@ -466,6 +470,14 @@ print(round(statistics.median(rates) / 2))')
   echo "appendfsync $fsync: flash sale"
   FLASHSALE_JSON="$out/$fsync.flash.json" ./target/release/examples/flashsale "$base" \
     "$concert" "$flash_schedule" $((USERS / 2 + 1)) "$FLASH_USERS" "$FLASH_RATE"
+  settle >/dev/null
+  [ "$fsync" = everysec ] || return 0
+  # The same sale with a fair opening: the users (others again) arrive in the pre-queue of a
+  # queue whose booking opens OPENING_IN seconds later, and are shuffled at the opening.
+  flash_schedule=$(flash_schedule "$OPENING_IN")
+  echo "appendfsync $fsync: flash sale with a fair opening (booking opens in $OPENING_IN s)"
+  FLASHSALE_JSON="$out/$fsync.fair.json" ./target/release/examples/flashsale "$base" \
+    "$concert" "$flash_schedule" $((USERS / 2 + 1 + FLASH_USERS)) "$FLASH_USERS" "$FLASH_RATE"
   settle >/dev/null
 }
 

@@ -25,7 +25,7 @@ local head_place = tonumber(head[2]) or math.huge
 local cfg = redis.call('HMGET', KEYS[1], 'measuredRate', 'admissionPerSecond', 'queueOrder',
   'shuffledAt', 'shuffleSeed', 'shuffleFirst', 'shuffleLast')
 local order = ''
-if cfg[4] then
+if cfg[4] and cfg[5] then
   order = cfg[5] .. '|' .. cfg[6] .. '|' .. cfg[7]
 elseif cfg[3] == 'SHUFFLE_AT_OPEN' then
   order = 'PENDING'

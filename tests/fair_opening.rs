@@ -53,11 +53,12 @@ async fn positions(app: &TestApp, tokens: &[(u64, String)]) -> Vec<u64> {
 
 /// A schedule whose shuffled queue opens in `open_in_secs` (its pre-queue open now), paused
 /// so that nobody is admitted and places hold still, with the `extra` settings (JSON
-/// members) too.
+/// members) too. Its booking closes 40 s after it opens, so that once its tokens are gone the
+/// admission ticks of later tests no longer serve it.
 async fn shuffled_schedule(app: &TestApp, open_in_secs: i64, extra: &str) -> u64 {
     let window = Window {
         open_in_secs,
-        close_in_secs: 3600,
+        close_in_secs: open_in_secs + 40,
     };
     let (_, schedule) = app.create_schedule(window, 5).await;
     app.set_queue(
@@ -226,6 +227,19 @@ async fn every_arrival_is_equally_likely_to_land_in_either_half() {
         .iter()
         .map(|&c| (c as f64 - expected).powi(2) / variance)
         .sum();
+    // Everyone leaves: the schedules have nothing live left to serve.
+    spawn_all(
+        queues
+            .iter()
+            .flat_map(|(_, tokens)| tokens.clone())
+            .map(|(_, token)| {
+                let app = app.clone();
+                async move {
+                    app.leave(&token).await.assert_ok();
+                }
+            }),
+    )
+    .await;
     assert!(
         statistic < 24.3,
         "front-half counts by arrival {front:?}: statistic {statistic:.1}"

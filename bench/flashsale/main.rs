@@ -27,8 +27,13 @@
 //! With `FLASHSALE_JSON=<file>` it also writes the figures and the sale's timeline (seats
 //! sold and requests per step, second by second) there, for bench/report.py. The streams
 //! need an open-files limit above the number of users (`ulimit -n`).
+//!
+//! A schedule whose booking opens after the start is a sale with a fair opening (its queue
+//! order `SHUFFLE_AT_OPEN`): the users arrive in its pre-queue, and the run also measures
+//! the opening's shuffle (see [`opening`]) and the time to sell out from the opening.
 
 mod client;
+mod opening;
 mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -143,6 +148,8 @@ struct Sale {
     /// Issuances retried after a lost answer that then met `TOKEN_ALREADY_ISSUED`: the first
     /// try had issued a token its user never learnt (the Idempotency-Key should prevent it).
     tokens_lost: AtomicU64,
+    /// Users whose token was issued in the pre-queue of a fair opening.
+    pre_queued: AtomicU64,
     /// Users who had to wait (WAITING at issuance), on the stream and polling.
     waited: [AtomicU64; 2],
     /// Status requests those users sent, on the stream (after it broke) and polling.
@@ -298,6 +305,9 @@ async fn user(sale: Arc<Sale>, user_id: u64) {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    if data(&body, "preQueue").as_bool() == Some(true) {
+        sale.pre_queued.fetch_add(1, Ordering::Relaxed);
+    }
     if data(&body, "status").as_str() == Some("WAITING") {
         let poll_after = data(&body, "pollAfterMs").as_u64().unwrap_or(1000);
         drop(body);
@@ -627,6 +637,9 @@ struct Summary {
     holds: u64,
     /// Holds refused because someone else held one of the seats first.
     hold_conflicts: u64,
+    /// A fair opening's figures, and the time to sell out from the opening.
+    opening: Option<opening::Figures>,
+    sold_out_after_opening_s: Option<f64>,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -668,6 +681,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         retries: AtomicU64::new(0),
         tokens_lost: AtomicU64::new(0),
         charges: AtomicU64::new(0),
+        pre_queued: AtomicU64::new(0),
         waited: Default::default(),
         status_requests: Default::default(),
         streams_opened: AtomicU64::new(0),
@@ -697,7 +711,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?
         .unwrap_or(0);
+    let open_at_ms: i64 = conn
+        .exec_first(
+            "SELECT CAST(UNIX_TIMESTAMP(booking_open_at) * 1000 AS SIGNED)
+             FROM concert_schedules WHERE id = ?",
+            (sale.schedule,),
+        )
+        .await?
+        .unwrap_or(0);
     drop(conn);
+    // Booking opens after the start: a fair opening, watched on a connection of its own.
+    let fair_opening = (open_at_ms > chrono::Utc::now().timestamp_millis()).then(|| {
+        let (sale, queue_path) = (sale.clone(), queue_path.clone());
+        tokio::spawn(async move {
+            let client = Client::new(&sale.addr, 1).await;
+            let redis_url = std::env::var("SEATRUSH_REDIS_URL")?;
+            opening::watch(&client, &queue_path, &redis_url, sale.started, open_at_ms).await
+        })
+    });
 
     let watcher = tokio::spawn(watch(sale.clone(), seats, Duration::from_secs(600)));
     let tasks: Vec<_> = (first_user..first_user + users)
@@ -705,6 +736,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let sold_out_after = watcher.await?;
     let elapsed = sale.started.elapsed();
+    let opening = match fair_opening {
+        Some(task) => {
+            let mut figures = task.await?.map_err(|e| e.to_string())?;
+            figures.pre_queued = sale.pre_queued.load(Ordering::Relaxed);
+            Some(figures)
+        }
+        None => None,
+    };
     // Nothing is left to sell: the queue admits no one more, so its tokens settle.
     let (status, body, _) = sale
         .queue
@@ -864,6 +903,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         status_per_waiting_user[POLLING],
         100.0 * hold_conflicts as f64 / holds.max(1) as f64
     );
+    let sold_out_after_opening_s = opening
+        .as_ref()
+        .and_then(|o| sold_out_after.map(|t| t.as_secs_f64() - o.opens_after_s));
+    if let (Some(o), Some(after)) = (&opening, sold_out_after_opening_s) {
+        println!(
+            "fair opening: {} users pre-queued, booking opened {:.1} s into the run; the \
+             pre-queue was shuffled {:.3} s after the opening; {} Redis commands of {} µs or \
+             more meanwhile, the longest {} µs ({}), the longest shuffle chunk {} µs; sold out \
+             {after:.1} s after the opening",
+            o.pre_queued,
+            o.opens_after_s,
+            o.shuffled_after_opening_s,
+            o.slow_commands,
+            opening::THRESHOLD_US,
+            o.longest_command_us,
+            o.longest_command,
+            o.longest_shuffle_chunk_us
+        );
+    }
     if let Ok(path) = std::env::var("FLASHSALE_JSON") {
         let summary = Summary {
             users,
@@ -897,6 +955,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             streams_not_sent,
             holds,
             hold_conflicts,
+            opening,
+            sold_out_after_opening_s,
         };
         std::fs::write(path, simd_json::to_string(&summary)?)?;
     }

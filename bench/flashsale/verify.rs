@@ -152,7 +152,8 @@ pub async fn verify(
             reservations_differing += 1;
         }
     }
-    // Balances: one pipelined read from Redis, one query to MySQL.
+    // Balances: one pipelined read from Redis (none before MySQL has a reservation: the
+    // write-behind may still be holding back), one query to MySQL.
     let mut pipe = redis::pipe();
     for &user in &buyers {
         pipe.hget(
@@ -160,7 +161,11 @@ pub async fn verify(
             user,
         );
     }
-    let records: Vec<Option<String>> = pipe.query_async(redis).await?;
+    let records: Vec<Option<String>> = if buyers.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(redis).await?
+    };
     let rows: HashMap<u64, (u64, u64, u64)> = conn
         .exec::<(u64, u64, u64, u64), _, _>(
             "SELECT user_id, balance, total_charged, total_used FROM user_balances

@@ -12,7 +12,7 @@ use super::response::{self, Body};
 use crate::admin::{self, QueueCounts};
 use crate::app::App;
 use crate::catalogue::schedules::NewSchedule;
-use crate::model::{Error, MAX_SETTING, QueueOrder, QueueSettings, iso_ms};
+use crate::model::{Error, MAX_PRE_QUEUE_MINUTES, MAX_SETTING, QueueOrder, QueueSettings, iso_ms};
 
 const HEADER: &str = "x-admin-key";
 /// Most seats one schedule may have.
@@ -203,7 +203,11 @@ pub async fn queue_state(app: &App, schedule_id: u64) -> Result<Response<Body>, 
 fn apply_update(settings: &mut QueueSettings, body: &JsonObject) -> Result<(), Error> {
     let mut any = false;
     for (name, slot) in settings.numeric_mut() {
-        if let Some(v) = body.opt_positive(name, MAX_SETTING)? {
+        let max = match name {
+            "preQueueMinutes" => MAX_PRE_QUEUE_MINUTES,
+            _ => MAX_SETTING,
+        };
+        if let Some(v) = body.opt_positive(name, max)? {
             *slot = v;
             any = true;
         }
@@ -315,6 +319,7 @@ mod tests {
             (r#"{"queueOrder": "RANDOM"}"#, "queueOrder"),
             (r#"{"queueOrder": 1}"#, "queueOrder"),
             (r#"{"preQueueMinutes": 0}"#, "preQueueMinutes"),
+            (r#"{"preQueueMinutes": 1441}"#, "preQueueMinutes"),
             (r#"{"unknown": 1}"#, "body"),
         ] {
             match update(json) {

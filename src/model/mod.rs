@@ -31,7 +31,7 @@ pub use refusal::Refusal;
 pub use reservation::{
     Hold, Reservation, ReservationRecord, ReservationStatus, Seat, SeatChoice, reservation_number,
 };
-pub use settings::{BookingWindow, MAX_SETTING, QueueOrder, QueueSettings};
+pub use settings::{BookingWindow, MAX_PRE_QUEUE_MINUTES, MAX_SETTING, QueueOrder, QueueSettings};
 pub use shuffle::Shuffle;
 pub use time::iso_ms;
 pub use token::{

@@ -38,6 +38,10 @@ impl QueueOrder {
 /// Upper bound of every numeric setting.
 pub const MAX_SETTING: u64 = i32::MAX as u64;
 
+/// Upper bound of `preQueueMinutes`: a WAITING token lives a day, so a longer pre-queue would
+/// lose its first arrivals before the opening.
+pub const MAX_PRE_QUEUE_MINUTES: u64 = 24 * 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueSettings {

@@ -12,8 +12,10 @@ use crate::model::Shuffle;
 use crate::redis::HotPath;
 use crate::redis::scripts::{ShuffleStart, ShuffleStep};
 
-/// Pre-queue tokens placed per script call: a call stays well under a millisecond of Redis.
-pub const CHUNK: usize = 2_000;
+/// Pre-queue tokens placed per script call. Moving a token in a sorted set of 100 000 costs
+/// Redis 2–3 µs, so a call takes about 1.5 ms (2 000 a call measured up to 12.8 ms under a
+/// sale's load).
+pub const CHUNK: usize = 500;
 
 /// Runs (or carries on) the opening's shuffle of the schedule's pre-queue to its end.
 pub async fn open(hot: &HotPath, schedule_id: u64) -> redis::RedisResult<()> {
