@@ -4,9 +4,14 @@
 //! for `bench/hold_seats.lua` (`BENCH_CROWD_FILE`) to hold seats as a different user per
 //! request.
 //!
+//! Or, for the `opening` run, a crowd in a pre-queue: given the opening of a `SHUFFLE_AT_OPEN`
+//! schedule (ms since the epoch), every user must be pre-queued, and then the opening is
+//! watched (`bench/flashsale/opening.rs`): its figures are printed as one line of JSON after
+//! `opening `.
+//!
 //! `cargo run --release --example crowd -- <base url> <scheduleId> <first userId> <users>
-//! <file>`; `SEATRUSH_AUTH_SECRET` as the server's. Fails unless every user got an ACTIVE
-//! token.
+//! <file> [opening ms]`; `SEATRUSH_AUTH_SECRET` and `SEATRUSH_REDIS_URL` as the server's.
+//! Fails unless every user got an ACTIVE (or pre-queue) token.
 
 #[path = "flashsale/client.rs"]
 #[expect(
@@ -14,6 +19,8 @@
     reason = "the crowd only issues tokens; event streams are not opened"
 )]
 mod client;
+#[path = "flashsale/opening.rs"]
+mod opening;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -32,8 +39,30 @@ const IN_FLIGHT: usize = 256;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [base, schedule, first_user, users, file] = &args[..] else {
-        return Err("usage: crowd <base url> <scheduleId> <first userId> <users> <file>".into());
+    let (base, schedule, first_user, users, file, opens_at_ms) = match &args[..] {
+        [base, schedule, first_user, users, file] => {
+            (base, schedule, first_user, users, file, None)
+        }
+        [base, schedule, first_user, users, file, opens] => (
+            base,
+            schedule,
+            first_user,
+            users,
+            file,
+            Some(opens.parse::<i64>()?),
+        ),
+        _ => {
+            return Err(
+                "usage: crowd <base url> <scheduleId> <first userId> <users> <file> \
+                        [opening ms]"
+                    .into(),
+            );
+        }
+    };
+    let wanted = if opens_at_ms.is_some() {
+        "pre-queued"
+    } else {
+        "ACTIVE"
     };
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let (schedule, first_user, users): (u64, u64, u64) =
@@ -61,9 +90,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await;
             let data = json.get("data")?;
-            let active = data.get("status")?.as_str()? == "ACTIVE";
+            let got = match opens_at_ms {
+                Some(_) => data.get("preQueue")?.as_bool()?,
+                None => data.get("status")?.as_str()? == "ACTIVE",
+            };
             let token = data.get("token")?.as_str()?.to_string();
-            (status == 200 && active).then(|| format!("{user} {signed} {token}\n"))
+            (status == 200 && got).then(|| format!("{user} {signed} {token}\n"))
         }));
     }
     let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
@@ -76,11 +108,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     out.flush()?;
     println!(
-        "crowd: {active} of {users} users ACTIVE on schedule {schedule} after {:.1} s",
+        "crowd: {active} of {users} users {wanted} on schedule {schedule} after {:.1} s",
         started.elapsed().as_secs_f64()
     );
     if active < users {
-        return Err(format!("only {active} of {users} users got an ACTIVE token").into());
+        return Err(format!("only {active} of {users} users got a token {wanted}").into());
+    }
+    if let Some(opens_at_ms) = opens_at_ms {
+        let queue_path = format!("/api/v1/admin/schedules/{schedule}/queue");
+        let redis_url = std::env::var("SEATRUSH_REDIS_URL")?;
+        let mut figures = opening::watch(&client, &queue_path, &redis_url, started, opens_at_ms)
+            .await
+            .map_err(|e| e.to_string())?;
+        figures.pre_queued = active;
+        println!("opening {}", simd_json::to_string(&figures)?);
     }
     Ok(())
 }

@@ -29,14 +29,17 @@
 #
 # Once, after those: the queue of one schedule filled with 1 000 000 WAITING users (the
 # `waiting` run), measured for Redis bytes per waiting user (outbox drained), seatrush's RSS,
-# and the status of the user at the back of that queue. Then the `streams` run
+# and the status of the user at the back of that queue. Then the `opening` run: as many
+# users in the pre-queue of a SHUFFLE_AT_OPEN schedule, and its opening's shuffle timed, with
+# the longest Redis command meanwhile (Redis's slow log). Then the `streams` run
 # (bench/streams.rs): BENCH_STREAMS users (100 000, or as many as the open-files limit lets
 # seatrush and the client hold) join a paused queue and each opens its event stream;
 # seatrush's RSS per stream, /health with and without them open, and the delay of the
 # `active` events once the queue admits them.
 #
 # Settings (environment): BENCH_FSYNC (durability settings, "everysec always"), BENCH_RUNS
-# (endpoints, "tokens status seats holds charge payments ha history crowd waiting streams"),
+# (endpoints, "tokens status seats holds charge payments ha history crowd waiting opening
+# streams"),
 # BENCH_ROUNDS, BENCH_FINISHED (finished schedules in the history run, 5000), BENCH_CROWD
 # (ACTIVE users in the crowd run, 500000),
 # BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
@@ -53,7 +56,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
-ALL_RUNS="tokens status seats holds charge payments ha history crowd waiting streams"
+ALL_RUNS="tokens status seats holds charge payments ha history crowd waiting opening streams"
 ROUNDS=${BENCH_ROUNDS:-5}
 WAITING=${BENCH_WAITING:-1000000}
 STREAMS=${BENCH_STREAMS:-100000}
@@ -550,6 +553,24 @@ waiting() {
     | sed 's/^/back_status /' >>"$out/waiting"
 }
 
+# opening: WAITING users (1 000 000) join the pre-queue of a SHUFFLE_AT_OPEN schedule whose
+# booking opens once they all can have (a second per 10 000 users, and 30 s more), and the
+# opening's shuffle is measured (bench/crowd.rs, bench/flashsale/opening.rs): how long after
+# the opening it was done, and the longest Redis command meanwhile. Writes $out/opening.json.
+opening() {
+  [[ " $RUNS " == *" opening "* ]] || return 0
+  local schedule opens_s=$(($(date +%s) + WAITING / 10000 + 30))
+  echo "opening: $WAITING users join a pre-queue; booking opens in $((opens_s - $(date +%s))) s"
+  redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null
+  read -r schedule _ <<<"$(new_schedule 100 50000 "$(date -u -d "@$opens_s" +%Y-%m-%dT%H:%M:%S.000Z)")"
+  admin PUT "/api/v1/admin/schedules/$schedule/queue" \
+    "{\"maxWaitingUsers\":$((2 * WAITING)),\"queueOrder\":\"SHUFFLE_AT_OPEN\",\"paused\":true}" >/dev/null
+  ./target/release/examples/crowd "$base" "$schedule" 1 "$WAITING" /dev/null $((opens_s * 1000)) \
+    | tee "$out/opening.log"
+  grep '^opening ' "$out/opening.log" | cut -d' ' -f2- >"$out/opening.json"
+  echo "opening: drained to MySQL after $(settle) s"
+}
+
 hold_user=$((USERS - 1))
 charge_user=$((USERS - 2))
 settle >/dev/null
@@ -558,6 +579,7 @@ for fsync in $FSYNCS; do
   measure "$fsync"
 done
 waiting
+opening
 streams
 
 if [ -n "$PROFILE" ]; then

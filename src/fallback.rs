@@ -8,8 +8,8 @@ use std::future::Future;
 use mysql_async::prelude::Queryable;
 
 use crate::model::{
-    Balance, Error, QueueToken, ReservationId, ReservationRecord, TokenHolder, TokenState,
-    TokenStatus, wait_ms,
+    Balance, Error, QueueOrder, QueueToken, ReservationId, ReservationRecord, TokenHolder,
+    TokenState, TokenStatus, wait_ms,
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, timed};
@@ -35,18 +35,29 @@ where
 }
 
 /// The token's holder as MySQL has the token: WAITING (its position counted among the
-/// schedule's WAITING tokens) or ACTIVE before its expiry; anything else is invalid.
+/// schedule's WAITING tokens in arrival order, or in a pre-queue MySQL has no shuffle of yet,
+/// no position until the opening) or ACTIVE before its expiry; anything else is invalid.
+/// (A shuffled pre-queue's places are not derived here: its tokens are counted in arrival
+/// order, an estimate, which the answer's staleness mark covers.)
 pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Error> {
     let mut conn = db.primary_conn().await?;
-    let row: Option<(u64, String, Option<i64>, u32)> = timed(conn.exec_first(
+    type Row = (u64, String, Option<i64>, u32, String, i64, i64, u8);
+    let row: Option<Row> = timed(conn.exec_first(
         "SELECT t.user_id, t.status, CAST(UNIX_TIMESTAMP(t.expires_at) * 1000 AS SIGNED),
-           s.admission_per_second
+           s.admission_per_second, s.queue_order,
+           CAST(UNIX_TIMESTAMP(s.booking_open_at) * 1000 AS SIGNED),
+           CAST(UNIX_TIMESTAMP(t.issued_at) * 1000 AS SIGNED),
+           EXISTS (SELECT 1 FROM queue_shuffles q WHERE q.schedule_id = s.id)
          FROM queue_tokens t JOIN concert_schedules s ON s.id = t.schedule_id
          WHERE t.schedule_id = ? AND t.seq = ?",
         (token.schedule_id, token.sequence),
     ))
     .await?;
-    let (user_id, status, expires_at_ms, rate) = row.ok_or(Error::QueueTokenInvalid)?;
+    let (user_id, status, expires_at_ms, rate, order, opens_at_ms, issued_at_ms, shuffled) =
+        row.ok_or(Error::QueueTokenInvalid)?;
+    let pre_queued = QueueOrder::parse(&order) == Some(QueueOrder::ShuffleAtOpen)
+        && shuffled == 0
+        && issued_at_ms < opens_at_ms;
     if user_id != token.user_id {
         return Err(Error::QueueTokenInvalid);
     }
@@ -55,6 +66,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
     let now = chrono::Utc::now().timestamp_millis();
     let (position, wait_ms) = match status {
         TokenStatus::Active if expires_at_ms.is_some_and(|at| at > now) => (0, 0),
+        TokenStatus::Waiting if pre_queued => (0, (opens_at_ms - now).max(0) as u64),
         TokenStatus::Waiting => {
             let ahead: Option<u64> = timed(conn.exec_first(
                 "SELECT COUNT(*) FROM queue_tokens
@@ -74,7 +86,7 @@ pub async fn token_holder(db: &Db, token: QueueToken) -> Result<TokenHolder, Err
             position,
             wait_ms,
             expires_at_ms,
-            opens_at_ms: None,
+            opens_at_ms: (status == TokenStatus::Waiting && pre_queued).then_some(opens_at_ms),
         },
     })
 }

@@ -270,6 +270,15 @@ async fn the_pre_queue_opens_its_window_before_the_opening_and_not_earlier() {
         "the wait runs to the opening"
     );
     let token = rsp.str("token");
+    // While Redis is unreachable the status comes from MySQL: a pre-queue token there too.
+    let fallback = eventually(Duration::from_secs(20), "the token in MySQL", || async {
+        seatrush::fallback::token_holder(&app.app.db, common::opened(&token))
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(fallback.state.opens_at_ms.map(|at| at > 0), Some(true));
+    assert_eq!(fallback.state.position, 0);
     // Bad settings are refused by name; the order is locked now someone queues.
     for (json, field) in [
         (r#"{"queueOrder": "RANDOM"}"#, "queueOrder"),

@@ -910,8 +910,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "fair opening: {} users pre-queued, booking opened {:.1} s into the run; the \
              pre-queue was shuffled {:.3} s after the opening; {} Redis commands of {} µs or \
-             more meanwhile, the longest {} µs ({}), the longest shuffle chunk {} µs; sold out \
-             {after:.1} s after the opening",
+             more meanwhile, the longest {} µs ({}); {} shuffle chunks among them, median {} µs, \
+             longest {} µs; sold out {after:.1} s after the opening",
             o.pre_queued,
             o.opens_after_s,
             o.shuffled_after_opening_s,
@@ -919,6 +919,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             opening::THRESHOLD_US,
             o.longest_command_us,
             o.longest_command,
+            o.shuffle_chunks,
+            o.median_shuffle_chunk_us,
             o.longest_shuffle_chunk_us
         );
     }
