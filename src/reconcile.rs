@@ -7,8 +7,10 @@
 //! sold, and let users spend money MySQL has seen them spend. [`repair`] moves each record
 //! forwards, never back: sequences are raised above MySQL's largest ids; PAID reservations
 //! are PAID again with their seats sold, holds MySQL has are held again, holds MySQL has
-//! seen end are ended; live tokens Redis lost are back, ended ones have ended; balances whose
-//! sums MySQL has seen grow further are MySQL's. What Redis has that MySQL has not seen yet
+//! seen end are ended; live tokens Redis lost are back, ended ones have ended; a pre-queue's
+//! shuffle MySQL has and Redis lacks is put back in force (the admission tick applies its
+//! places again before it admits); balances whose sums MySQL has seen grow further are
+//! MySQL's. What Redis has that MySQL has not seen yet
 //! (its outbox) stays, so nothing acknowledged is lost either way.
 //!
 //! When it runs: the Redis a repair was made for is named by its run id in
@@ -67,6 +69,8 @@ pub struct Repair {
     pub tokens_restored: u64,
     pub tokens_admitted: u64,
     pub tokens_ended: u64,
+    /// Shuffles of pre-queues put back in force.
+    pub shuffles_restored: u64,
     pub balances: u64,
     /// Records Redis holds under an id MySQL has with other content (an id handed out
     /// twice): left as they are; the flusher dead-letters Redis's versions.
@@ -79,7 +83,7 @@ impl Repair {
         *self != Repair::default()
     }
 
-    /// Records moved forwards (reservations and tokens).
+    /// Records moved forwards (reservations, tokens and the queue's order).
     fn records_moved(&self) -> u64 {
         self.reservations_paid
             + self.holds_restored
@@ -87,10 +91,11 @@ impl Repair {
             + self.tokens_restored
             + self.tokens_admitted
             + self.tokens_ended
+            + self.shuffles_restored
     }
 
     /// Each count with its name, for the log and the metric.
-    fn counts(&self) -> [(&'static str, u64); 9] {
+    fn counts(&self) -> [(&'static str, u64); 10] {
         [
             ("sequences_raised", self.sequences_raised),
             ("reservations_paid", self.reservations_paid),
@@ -99,6 +104,7 @@ impl Repair {
             ("tokens_restored", self.tokens_restored),
             ("tokens_admitted", self.tokens_admitted),
             ("tokens_ended", self.tokens_ended),
+            ("shuffles_restored", self.shuffles_restored),
             ("balances", self.balances),
             ("conflicts", self.conflicts),
         ]
@@ -421,6 +427,12 @@ async fn repair_schedule(
         repair.tokens_admitted += admitted;
         repair.tokens_ended += ended;
         repair.conflicts += conflicts;
+    }
+    // After the tokens: a WAITING token brought back here is placed with the rest.
+    if let Some(shuffle) = records::shuffle(conn, schedule).await?
+        && scripts.restore_shuffle(redis, schedule, &shuffle).await?
+    {
+        repair.shuffles_restored += 1;
     }
     Ok(())
 }

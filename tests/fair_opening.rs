@@ -414,6 +414,29 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
     );
     assert_eq!(app.queue_state(*opened).await.str("shuffleSeed"), seed);
 
+    // Redis comes back older than MySQL: another order in force (here: another seed, the
+    // pre-queue back in arrival order). Reconciliation puts MySQL's shuffle back, and the
+    // tick applies its places again.
+    let k = seatrush::redis::keys::ScheduleKeys::new(*opened);
+    let mut older = redis::pipe();
+    older.hset(&k.cfg, "shuffleSeed", "00".repeat(32)).ignore();
+    for (sequence, _) in early {
+        older.zadd(&k.waiting, sequence, sequence).ignore();
+    }
+    older.query_async::<()>(&mut flush).await.unwrap();
+    let repaired = seatrush::reconcile::repair(
+        &app.app.db,
+        &mut app.app.hot.conn(),
+        app.app.hot.scripts(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(repaired.shuffles_restored, 1, "{repaired}");
+    shuffled(&app, *opened, Duration::from_secs(10)).await;
+    assert_eq!(positions(&app, early).await, before, "MySQL's order again");
+    assert_eq!(app.queue_state(*opened).await.str("shuffleSeed"), seed);
+
     // The second pre-queue is still one, and is shuffled whole when its booking opens.
     let (waiting, pre_queued) = &queues[1];
     let me = app.me(&pre_queued[0].1).await;

@@ -7,8 +7,8 @@ use mysql_async::prelude::*;
 
 use super::{Db, datetime_ms, timed};
 use crate::model::{
-    Balance, PaymentId, ReservationId, ReservationRecord, ReservationStatus, Seat, TokenRecord,
-    TokenStatus, ledger_floor,
+    Balance, PaymentId, ReservationId, ReservationRecord, ReservationStatus, Seat, Shuffle,
+    TokenRecord, TokenStatus, ledger_floor,
 };
 
 /// Which reservations [`reservations`] reads.
@@ -143,6 +143,25 @@ pub async fn reservations(
 
 /// The schedule's tokens as MySQL has them: the live ones and those ended at or after
 /// `ended_since_ms`.
+/// The opening's shuffle of the schedule's pre-queue, if MySQL has one.
+pub async fn shuffle(
+    conn: &mut mysql_async::Conn,
+    schedule_id: u64,
+) -> Result<Option<Shuffle>, mysql_async::Error> {
+    let row: Option<(String, u64, u64)> = timed(conn.exec_first(
+        "SELECT seed, first_seq, last_seq FROM queue_shuffles WHERE schedule_id = ?",
+        (schedule_id,),
+    ))
+    .await?;
+    row.map(|(seed, first, last)| {
+        let seed = Shuffle::parse_seed(&seed).ok_or_else(|| {
+            mysql_async::Error::Other(format!("schedule {schedule_id}: seed {seed:?}").into())
+        })?;
+        Ok(Shuffle { seed, first, last })
+    })
+    .transpose()
+}
+
 pub async fn tokens(
     conn: &mut mysql_async::Conn,
     schedule_id: u64,

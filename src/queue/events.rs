@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::model::Shuffle;
-use crate::model::{Error, QueueToken, TokenEvent, TokenHolder, TokenStatus, wait_ms};
+use crate::model::{Error, QueueToken, Shuffle, TokenEvent, TokenHolder, TokenStatus, wait_ms};
 use crate::redis::RedisConn;
 use crate::redis::scripts::{EventRound, Observed, Probe, QueueOrdering, Scripts};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};

@@ -116,6 +116,7 @@ pub struct Scripts {
     retire_schedule: Script,
     restore_reservations: Script,
     restore_tokens: Script,
+    restore_shuffle: Script,
     restore_balances: Script,
 }
 
@@ -155,6 +156,7 @@ impl Scripts {
             retire_schedule: with_libs(include_str!("../../../lua/retire_schedule.lua")),
             restore_reservations: with_libs(include_str!("../../../lua/restore_reservations.lua")),
             restore_tokens: with_libs(include_str!("../../../lua/restore_tokens.lua")),
+            restore_shuffle: with_libs(include_str!("../../../lua/restore_shuffle.lua")),
             restore_balances: with_libs(include_str!("../../../lua/restore_balances.lua")),
         }
     }

@@ -4,6 +4,7 @@
 use redis::RedisResult;
 
 use super::{Observe, Scripts};
+use crate::model::Shuffle;
 use crate::redis::RedisConn;
 use crate::redis::keys::{ScheduleKeys, WalletKeys};
 
@@ -62,6 +63,25 @@ impl Scripts {
             call.arg(token).arg(record);
         }
         call.invoke_observed("restore_tokens", conn).await
+    }
+
+    /// Puts MySQL's `shuffle` of the schedule's pre-queue back in force where Redis does not
+    /// have it (the admission tick then applies its places again); whether it had to.
+    pub async fn restore_shuffle(
+        &self,
+        conn: &mut RedisConn,
+        schedule_id: u64,
+        shuffle: &Shuffle,
+    ) -> RedisResult<bool> {
+        let restored: u8 = self
+            .restore_shuffle
+            .key(ScheduleKeys::new(schedule_id).cfg)
+            .arg(shuffle.seed_hex())
+            .arg(shuffle.first)
+            .arg(shuffle.last)
+            .invoke_observed("restore_shuffle", conn)
+            .await?;
+        Ok(restored == 1)
     }
 
     /// Puts MySQL's balance `records` (user, record) of one wallet bucket in where Redis has
