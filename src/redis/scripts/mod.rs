@@ -161,7 +161,8 @@ impl Scripts {
         }
     }
 
-    /// Loads every script so the first request already finds it cached.
+    /// Loads every script so the first request already finds it cached (a `NOSCRIPT` reply
+    /// is taken for another Redis, which closes the fence: see `crate::redis::fence`).
     pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
         for script in [
             &self.cancel_hold,
@@ -171,8 +172,14 @@ impl Scripts {
             &self.expire_holds,
             &self.hold_seats,
             &self.issue_tokens,
+            &self.leave_queue,
             &self.seat_view,
+            &self.shuffle_begin,
+            &self.shuffle_apply,
+            &self.store_settings,
             &self.token_status,
+            &self.token_events,
+            &self.upgrade_free_seats,
             &self.admit_batch,
             &self.pay_begin,
             &self.pay_commit,
@@ -182,6 +189,7 @@ impl Scripts {
             &self.retire_schedule,
             &self.restore_reservations,
             &self.restore_tokens,
+            &self.restore_shuffle,
             &self.restore_balances,
         ] {
             script.prepare_invoke().load_async(conn).await?;
