@@ -17,7 +17,7 @@ CLUSTER_TEST_ENV := $(TEST_ENV) \
 	SEATRUSH_TEST_REDIS_OWN_URL=redis://127.0.0.1:6394,redis://127.0.0.1:6395,redis://127.0.0.1:6396
 
 .PHONY: run test test-ha test-cluster stack stack-cluster stack-ha stack-down scale scale-down bench \
-	bench-scale check api-check check-observability check-nginx chaos
+	bench-scale check api-check check-observability check-nginx check-waiting-room chaos
 
 run: stack
 	cargo build --release
@@ -53,9 +53,10 @@ scale-down:
 # starts clean. After the Rust tests: the failure tests that stop the stack's own servers
 # (one at a time, with nothing else running), the two 100 000-request memory loops on a Redis
 # of their own (once: they do not depend on the cluster), the dashboards and alert rules
-# against a real Prometheus, schemathesis against /openapi.json (both start the debug binary the tests
-# built), and the compose file against the Compose Specification. Then the Redis failover
-# tests on Sentinel, and all of it again on Redis Cluster.
+# against a real Prometheus, the waiting-room page in a real browser, schemathesis against
+# /openapi.json (these start the debug binary the tests built), and the compose file against
+# the Compose Specification. Then the Redis failover tests on Sentinel, and all of it again on
+# Redis Cluster.
 test: stack
 	scripts/check-layers.py
 	@scripts/reset-test-data.sh
@@ -64,6 +65,7 @@ test: stack
 	$(TEST_ENV) cargo test --test bounded_redis -- --ignored --nocapture
 	$(TEST_ENV) scripts/check-observability.py
 	$(TEST_ENV) scripts/check-nginx.py
+	$(TEST_ENV) scripts/check-waiting-room.py
 	$(TEST_ENV) scripts/api-check.sh
 	scripts/check-deploy.sh
 	$(MAKE) --no-print-directory test-ha
@@ -94,6 +96,12 @@ check-observability: stack
 check-nginx: stack
 	cargo build
 	$(TEST_ENV) scripts/check-nginx.py
+
+# The waiting-room page in Debian's chromium driven by Playwright (screenshots under
+# target/waiting-room/).
+check-waiting-room: stack
+	cargo build
+	$(TEST_ENV) scripts/check-waiting-room.py
 
 api-check: stack
 	cargo build

@@ -32,6 +32,15 @@ pub async fn first_users(db: &Db) -> Result<Vec<(u64, String)>, Error> {
     .await?)
 }
 
+/// The first schedule and its concert, whose waiting room `make run` links to.
+pub async fn first_schedule(db: &Db) -> Result<Option<(u64, u64)>, Error> {
+    let mut conn = db.primary_conn().await?;
+    Ok(
+        timed(conn.query_first("SELECT concert_id, id FROM concert_schedules ORDER BY id LIMIT 1"))
+            .await?,
+    )
+}
+
 /// Loads the demo data if there are no users yet; returns whether it did.
 pub async fn load_if_empty(db: &Db, redis: &mut RedisConn) -> Result<bool, Error> {
     let mut conn = db.primary_conn().await?;

@@ -9,7 +9,8 @@
 //!
 //! - [`app`]: start-up: connections, the shared state, the background loops.
 //! - [`api`]: the edge: hyper server, router, request parsing, envelope, one file of endpoints
-//!   per capability. The only module that knows HTTP.
+//!   per capability, and the waiting-room page (`web/`, compiled in). The only module that
+//!   knows HTTP.
 //! - [`housekeeping`]: the admission tick, hold expiry and the payment sweeper.
 //! - [`demo`], [`rebuild`]: demo data for `make run`; Redis rebuilt from MySQL.
 //! - Services, one per capability, each returning domain values or an [`model::Error`]:

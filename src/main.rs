@@ -65,7 +65,7 @@ async fn run(demo_only: bool) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             tracing::info!("database already has data; demo data not loaded");
         }
-        print_identities(&app).await?;
+        print_identities(&app, addr).await?;
         return Ok(());
     }
     let listener = api::bind(addr)?;
@@ -134,19 +134,33 @@ fn raise_open_files_limit() -> Option<u64> {
 /// Open files a privileged process asks for: room for 200 000 streams and their peers.
 const OPEN_FILES_WANTED: libc::rlim_t = 1 << 19;
 
-/// A ready identity (for a day) for each demo user, for trying the API with curl.
-async fn print_identities(app: &App) -> Result<(), Box<dyn std::error::Error>> {
-    let mut lines = Vec::new();
+/// A ready identity (for a day) for each demo user, for trying the API with curl, and a link
+/// to the first schedule's waiting room as each of them.
+async fn print_identities(
+    app: &App,
+    addr: std::net::SocketAddr,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut identities = Vec::new();
     for (id, name) in demo::first_users(&app.db).await? {
         match app.identity.sign(id, 24 * 3600) {
-            Ok(token) => lines.push(format!("  user {id} ({name}): {token}")),
+            Ok(token) => identities.push((id, name, token)),
             // Verifying with a public key: the identity provider signs, not seatrush.
             Err(KeyError::CannotSign) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }
     println!("Identities of the demo users (valid 24 h), for `Authorization: Bearer …`:");
-    println!("{}", lines.join("\n"));
+    for (id, name, token) in &identities {
+        println!("  user {id} ({name}): {token}");
+    }
+    if let Some((concert, schedule)) = demo::first_schedule(&app.db).await? {
+        println!("The waiting room of schedule {schedule}, as each of them:");
+        for (id, name, token) in &identities {
+            println!(
+                "  user {id} ({name}): http://{addr}/waiting-room/{concert}/{schedule}#identity={token}"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -11,13 +11,56 @@ use simd_json::prelude::*;
 async fn unknown_routes_are_404_in_the_envelope() {
     let app = TestApp::spawn().await;
     for path in [
-        "/",
+        "/index.html",
+        "/waiting-room/1/2/3",
+        "/waiting-room/app.js",
         "/api/v1/nothing",
         "/api/v1/queue/tokens/me/extra",
         "/healthz",
     ] {
         app.get(path, &[]).await.assert_error(404, "NOT_FOUND");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_room_page_is_served_with_its_files() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/waiting-room", "/waiting-room/3/17"] {
+        let rsp = app.get(path, &[]).await;
+        assert_eq!(rsp.status.as_u16(), 200, "{path}");
+        assert_eq!(rsp.headers["content-type"], "text/html; charset=utf-8");
+        assert!(
+            rsp.headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("'self'")
+        );
+        assert!(String::from_utf8_lossy(&rsp.raw).contains("waiting-room.js"));
+    }
+    for (file, kind) in [
+        ("waiting-room.js", "javascript"),
+        ("waiting-room.css", "css"),
+    ] {
+        let rsp = app.get(&format!("/waiting-room/{file}"), &[]).await;
+        assert_eq!(rsp.status.as_u16(), 200, "{file}");
+        assert!(rsp.headers["content-type"].to_str().unwrap().contains(kind));
+        let etag = rsp.headers["etag"].to_str().unwrap().to_string();
+        let again = app
+            .get(
+                &format!("/waiting-room/{file}"),
+                &[("if-none-match", &etag)],
+            )
+            .await;
+        assert_eq!(again.status.as_u16(), 304, "{file}");
+    }
+    // Ids in the page's path are checked like the API's, in the JSON envelope.
+    app.get("/waiting-room/0/1", &[])
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    let rsp = app
+        .request(Method::POST, "/waiting-room/1/1", &[], Some(b"{}".to_vec()))
+        .await;
+    rsp.assert_error(405, "METHOD_NOT_ALLOWED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

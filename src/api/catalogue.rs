@@ -183,6 +183,7 @@ pub async fn list_seats(
     let rendered = app.listings.body(&listing, render);
     Ok(response::representation(
         headers,
+        response::JSON,
         rendered.tag,
         &rendered.json,
         || rendered.gzip().clone(),

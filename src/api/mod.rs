@@ -5,6 +5,7 @@
 
 mod admin;
 mod catalogue;
+mod pages;
 mod payments;
 mod queue;
 mod request;
@@ -301,6 +302,7 @@ async fn dispatch(
             app.metrics.render(),
         )),
         Route::OpenApi => Ok(response::text("application/json", OPENAPI.to_string())),
+        Route::Page(asset) => Ok(pages::serve(headers, asset)),
         Route::IssueToken => {
             let caller = caller()?;
             queue::issue_token(app, caller, headers, read_body().await?).await

@@ -65,7 +65,7 @@ impl hyper::body::Body for Body {
     }
 }
 
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Tells a proxy (nginx) not to hold the stream's events back in its buffers.
 const NO_PROXY_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
@@ -114,13 +114,14 @@ pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     with_body(status, JSON, body)
 }
 
-/// A JSON body kept with its gzip form and tagged by its content: gzip when the request
-/// accepts it, a strong `ETag` per content coding, and `304 Not Modified` (no body) when the
+/// A body kept with its gzip form and tagged by its content: gzip when the request accepts
+/// it, a strong `ETag` per content coding, and `304 Not Modified` (no body) when the
 /// request's `If-None-Match` names the current one.
 pub fn representation(
     headers: &HeaderMap,
+    content_type: HeaderValue,
     tag: u64,
-    json: &Bytes,
+    body: &Bytes,
     gzip: impl FnOnce() -> Bytes,
 ) -> Response<Body> {
     let gzipped = accepts_gzip(headers);
@@ -139,13 +140,13 @@ pub fn representation(
         rsp
     } else if gzipped {
         let mut rsp = Response::new(Body::Whole(Full::new(gzip())));
-        rsp.headers_mut().insert(CONTENT_TYPE, JSON);
+        rsp.headers_mut().insert(CONTENT_TYPE, content_type);
         rsp.headers_mut()
             .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         rsp
     } else {
-        let mut rsp = Response::new(Body::Whole(Full::new(json.clone())));
-        rsp.headers_mut().insert(CONTENT_TYPE, JSON);
+        let mut rsp = Response::new(Body::Whole(Full::new(body.clone())));
+        rsp.headers_mut().insert(CONTENT_TYPE, content_type);
         rsp
     };
     let headers = rsp.headers_mut();

@@ -4,6 +4,7 @@
 
 use hyper::Method;
 
+use super::pages::Asset;
 use super::request::path_id;
 use crate::model::{Error, ReservationId};
 
@@ -13,6 +14,7 @@ pub enum Route {
     Ready,
     Metrics,
     OpenApi,
+    Page(Asset),
     IssueToken,
     MyToken,
     LeaveQueue,
@@ -55,6 +57,15 @@ pub struct Matched {
     pub route: Result<Route, Error>,
 }
 
+/// The templates of the waiting-room page: served, but not in the JSON API's document.
+pub const PAGE_TEMPLATES: &[&str] = &[
+    "/",
+    "/waiting-room",
+    "/waiting-room/{concertId}/{scheduleId}",
+    "/waiting-room/waiting-room.js",
+    "/waiting-room/waiting-room.css",
+];
+
 /// Template label for requests that matched nothing, so raw paths never become labels.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -68,6 +79,24 @@ pub fn resolve(method: &Method, path: &str) -> Matched {
         ["ready"] => ("/ready", one(get, "GET", Route::Ready)),
         ["metrics"] => ("/metrics", one(get, "GET", Route::Metrics)),
         ["openapi.json"] => ("/openapi.json", one(get, "GET", Route::OpenApi)),
+        [""] => ("/", one(get, "GET", Route::Page(Asset::Html))),
+        ["waiting-room"] => ("/waiting-room", one(get, "GET", Route::Page(Asset::Html))),
+        ["waiting-room", "waiting-room.js"] => (
+            "/waiting-room/waiting-room.js",
+            one(get, "GET", Route::Page(Asset::Script)),
+        ),
+        ["waiting-room", "waiting-room.css"] => (
+            "/waiting-room/waiting-room.css",
+            one(get, "GET", Route::Page(Asset::Style)),
+        ),
+        ["waiting-room", concert, schedule] => (
+            "/waiting-room/{concertId}/{scheduleId}",
+            allow(get, "GET").and_then(|()| {
+                path_id(concert, "concertId")?;
+                path_id(schedule, "scheduleId")?;
+                Ok(Route::Page(Asset::Html))
+            }),
+        ),
         ["api", "v1", "queue", "tokens"] => {
             ("/api/v1/queue/tokens", one(post, "POST", Route::IssueToken))
         }
