@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::catalogue::{Catalogue, ListingCache};
 use crate::config::Config;
 use crate::health::{self, Health};
-use crate::housekeeping::{self, Timing};
+use crate::housekeeping::{Housekeeping, Timing};
 use crate::identity::{self, Identity, TokenKey};
 use crate::model::Error;
 use crate::mysql::{Db, migrate};
@@ -36,7 +36,7 @@ pub struct App {
     /// Signs and opens Queue-Tokens.
     pub tokens: TokenKey,
     /// Every Redis operation of the services, by name.
-    pub hot: HotPath,
+    pub hot: Arc<HotPath>,
     /// The queue's event streams open on this instance.
     pub events: Arc<TokenEvents>,
     pub db: Db,
@@ -127,7 +127,7 @@ impl App {
             config,
             identity,
             tokens,
-            hot: HotPath::new(redis, scripts),
+            hot: Arc::new(HotPath::new(redis, scripts)),
             events,
             catalogue: Catalogue::new(db.clone(), health.clone()),
             listings: ListingCache::default(),
@@ -149,14 +149,11 @@ impl App {
             self.backlog.clone(),
             self.config.outbox_claim_idle,
         );
-        let timing = self.housekeeping_timing();
-        let app = self.clone();
-        let housekeeping_shutdown = shutdown.clone();
-        let interval = self.config.admission_interval;
         vec![
-            tokio::spawn(async move {
-                housekeeping::run(&app.hot, timing, interval, housekeeping_shutdown).await
-            }),
+            tokio::spawn(
+                self.housekeeping()
+                    .run(self.config.admission_interval, shutdown.clone()),
+            ),
             tokio::spawn(flusher.run(
                 self.config.flush_interval,
                 Deferral::new(
@@ -184,12 +181,16 @@ impl App {
         ]
     }
 
-    /// What the housekeeping tick needs to know from the configuration.
-    pub fn housekeeping_timing(&self) -> Timing {
-        Timing {
-            keep_ended_records: self.config.ended_record_keep,
-            payment_saga_timeout: self.config.payment_saga_timeout,
-        }
+    /// The housekeeping (admission tick, expiry, openings' shuffles) on this instance's
+    /// Redis, timed by the configuration.
+    pub fn housekeeping(&self) -> Housekeeping {
+        Housekeeping::new(
+            self.hot.clone(),
+            Timing {
+                keep_ended_records: self.config.ended_record_keep,
+                payment_saga_timeout: self.config.payment_saga_timeout,
+            },
+        )
     }
 }
 

@@ -461,3 +461,59 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
         );
     }
 }
+
+/// A large pre-queue's shuffle takes seconds; it runs beside the admission ticks, so another
+/// schedule's queue is admitted while it runs (before, every tick waited for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_shuffle_holds_back_no_other_schedule() {
+    let app = TestApp::spawn().await;
+    let users = app.create_users(2).await;
+    let big = shuffled_schedule(&app, 3, "").await;
+    pre_queue(&app, big, &users[..1]).await;
+    // The pre-queue's range as a million arrivals would leave it (all but the first left
+    // since): each place is still drawn and applied, in 2 000 script calls.
+    let cfg = seatrush::redis::keys::ScheduleKeys::new(big).cfg;
+    redis::cmd("HSET")
+        .arg(&cfg)
+        .arg("preQueueLast")
+        .arg(1_000_000)
+        .query_async::<()>(&mut app.app.hot.conn())
+        .await
+        .unwrap();
+    // Created after it, so a tick reaches it after the big one.
+    let (_, other) = app.create_schedule(common::OPEN_NOW, 5).await;
+    app.set_queue(other, r#"{"paused": true}"#).await;
+    let waiting = app.issue(users[1], other).await;
+    assert_eq!(waiting.str("status"), "WAITING");
+    let token = waiting.str("token");
+
+    // It has begun once its seed is stored (the admin view shows the seed once it is done).
+    eventually(
+        Duration::from_secs(20),
+        "the opening's shuffle to begin",
+        || async {
+            let seed: Option<String> = redis::cmd("HGET")
+                .arg(&cfg)
+                .arg("shuffleSeed")
+                .query_async(&mut app.app.hot.conn())
+                .await
+                .unwrap();
+            seed.map(|_| ())
+        },
+    )
+    .await;
+    app.set_queue(other, r#"{"paused": false}"#).await;
+    eventually(
+        Duration::from_secs(5),
+        "the other queue's admission",
+        || async { (app.me(&token).await.str("status") == "ACTIVE").then_some(()) },
+    )
+    .await;
+    let state = app.queue_state(big).await;
+    assert!(
+        state.data().get("shuffledAt").is_none(),
+        "the other queue was admitted only once the shuffle was done: {:?}",
+        state.data()
+    );
+    shuffled(&app, big, Duration::from_secs(120)).await;
+}

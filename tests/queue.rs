@@ -308,9 +308,7 @@ async fn two_admission_loops_at_once_never_exceed_the_limits() {
     let hammer = |app: TestApp| {
         tokio::spawn(async move {
             for _ in 0..50 {
-                seatrush::housekeeping::tick(&app.app.hot, app.app.housekeeping_timing())
-                    .await
-                    .unwrap();
+                app.app.housekeeping().tick().await.unwrap();
             }
         })
     };
@@ -355,9 +353,7 @@ async fn the_admission_rate_holds_across_loops() {
     let hammer = |app: TestApp| {
         tokio::spawn(async move {
             while started.elapsed() < Duration::from_millis(1500) {
-                seatrush::housekeeping::tick(&app.app.hot, app.app.housekeeping_timing())
-                    .await
-                    .unwrap();
+                app.app.housekeeping().tick().await.unwrap();
             }
         })
     };
@@ -422,9 +418,7 @@ async fn a_token_lives_under_its_sequence_until_its_record_is_dropped() {
         Duration::from_secs(5),
         "the ended token to be dropped",
         || async {
-            let dropped = seatrush::housekeeping::tick(&quiet.hot, quiet.housekeeping_timing())
-                .await
-                .is_ok();
+            let dropped = quiet.housekeeping().tick().await.is_ok();
             let left: u64 = redis.clone().hlen(&keys.tokens).await.unwrap();
             (dropped && left == 0).then_some(())
         },
