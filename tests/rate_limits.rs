@@ -224,3 +224,35 @@ async fn a_quiet_schedule_keeps_no_request_rates() {
     })
     .await;
 }
+
+/// The caller's own reservations are read from MySQL and carry no Queue-Token: they count at
+/// the default rate (50 a second) in the caller's wallet bucket, so no caller can send the
+/// database more than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_reservations_list_counts_at_the_default_rate_on_every_instance() {
+    let (a, b) = (TestApp::spawn().await, TestApp::spawn().await);
+    let users = a.create_users(2).await;
+    let (flooder, other) = (users[0], users[1]);
+    let list = |app: &TestApp, user: u64| {
+        let app = app.clone();
+        async move {
+            app.get(&format!("/api/v1/users/{user}/reservations"), &[])
+                .await
+        }
+    };
+
+    let started = Instant::now();
+    let answers =
+        spawn_all((0..150).map(|i| list(if i % 2 == 0 { &a } else { &b }, flooder))).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = answers.iter().filter(|r| r.status == 200).count() as u64;
+    for limited in answers.iter().filter(|r| r.status != 200) {
+        assert_rate_limited(limited);
+    }
+    let most = 50 + (50.0 * elapsed).ceil() as u64;
+    println!("150 parallel lists over {elapsed:.3} s: {ok} answered");
+    assert!(ok >= 50, "{ok} answered");
+    assert!(ok <= most, "{ok} answered, at most {most} allowed");
+    // Another caller is not held back.
+    list(&a, other).await.assert_ok();
+}

@@ -9,8 +9,8 @@ use crate::catalogue::Catalogue;
 use crate::fallback;
 use crate::identity::Caller;
 use crate::model::{
-    Error, Hold, Idempotency, QueueToken, Refusal, Reservation, ReservationId, ReservationRecord,
-    ReservationStatus, Seat, SeatChoice,
+    Error, Hold, Idempotency, QueueSettings, QueueToken, Refusal, Reservation, ReservationId,
+    ReservationRecord, ReservationStatus, Seat, SeatChoice,
 };
 use crate::mysql::records::{self, Scope};
 use crate::mysql::{Db, conn, read_replica_first};
@@ -151,6 +151,19 @@ pub async fn of_user(
     before: Option<ReservationId>,
     limit: u32,
 ) -> Result<(Page, bool), Error> {
+    // Counted against the caller's rate (no schedule's: the default one) before MySQL is
+    // asked. With Redis unreachable the list is still read, uncounted.
+    let rate = QueueSettings::default().user_requests_per_second;
+    match hot.count_request(caller.user_id(), rate).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refusal)) => return Err(refusal.into()),
+        Err(e) => {
+            let e = Error::from(e);
+            if !e.is_redis_down() {
+                return Err(e);
+            }
+        }
+    }
     let scope = Scope::User {
         user_id: caller.user_id(),
         before,

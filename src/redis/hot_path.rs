@@ -375,6 +375,17 @@ impl HotPath {
 
     /// `load_balance`: puts the balance MySQL has into Redis unless Redis has one, raising the
     /// bucket's ledger sequence to `ledger_floor`; returns the balance Redis has.
+    /// `count_request`: a request of no schedule counted against the user's rate.
+    pub async fn count_request(
+        &self,
+        user_id: u64,
+        per_second: u64,
+    ) -> RedisResult<Result<(), Refusal>> {
+        self.scripts
+            .count_request(&mut self.conn(), user_id, per_second)
+            .await
+    }
+
     pub async fn load_balance(
         &self,
         user_id: u64,

@@ -133,6 +133,8 @@ pub struct WalletKeys {
     /// STREAM: ledger entries and balances for the write-behind flusher.
     pub outbox: String,
     pub dead_letters: String,
+    /// HASHes of per-user request rates for requests of no schedule (`lua/lib/rate.lua`).
+    pub rates: [String; 2],
 }
 
 impl WalletKeys {
@@ -158,6 +160,7 @@ impl WalletKeys {
             txseq: key("txseq"),
             outbox: key("outbox"),
             dead_letters: key("outbox:dead"),
+            rates: [key("rate:0"), key("rate:1")],
         }
     }
 }

@@ -94,6 +94,7 @@ fn with_libs(source: &'static str) -> Script {
 pub struct Scripts {
     cancel_hold: Script,
     charge: Script,
+    count_request: Script,
     debit: Script,
     load_balance: Script,
     expire_holds: Script,
@@ -134,6 +135,7 @@ impl Scripts {
         Self {
             cancel_hold: with_libs(include_str!("../../../lua/cancel_hold.lua")),
             charge: with_libs(include_str!("../../../lua/charge.lua")),
+            count_request: with_libs(include_str!("../../../lua/count_request.lua")),
             debit: with_libs(include_str!("../../../lua/debit.lua")),
             load_balance: with_libs(include_str!("../../../lua/load_balance.lua")),
             expire_holds: with_libs(include_str!("../../../lua/expire_holds.lua")),
@@ -167,6 +169,7 @@ impl Scripts {
         for script in [
             &self.cancel_hold,
             &self.charge,
+            &self.count_request,
             &self.debit,
             &self.load_balance,
             &self.expire_holds,

@@ -33,6 +33,26 @@ pub enum ChargeMode {
 }
 
 impl Scripts {
+    /// Counts a request of no schedule against the user's rate of `per_second`.
+    pub async fn count_request(
+        &self,
+        conn: &mut RedisConn,
+        user_id: u64,
+        per_second: u64,
+    ) -> RedisResult<Result<(), Refusal>> {
+        let k = WalletKeys::of_user(user_id);
+        let mut call = self.count_request.prepare_invoke();
+        call.key(&k.rates[0])
+            .key(&k.rates[1])
+            .arg(user_id)
+            .arg(per_second);
+        let reply = Reply::new(call.invoke_observed("count_request", conn).await?)?;
+        match reply.code()?.as_str() {
+            "OK" => Ok(Ok(())),
+            _ => Ok(Err(reply.refusal()?)),
+        }
+    }
+
     /// Charges `amount`; with an Idempotency-Key, a repeat gets the first outcome back
     /// (with [`ChargeMode::Replay`], only that).
     pub async fn charge(
