@@ -189,7 +189,7 @@ async fn rebuild_redis() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `dead-letters list`: each dead letter as a JSON line; `dead-letters replay [<stream> <id>]`:
-/// all of them, or the one named, back into their outboxes.
+/// all of them, or the one named (failing if it is not there), back into their outboxes.
 async fn dead_letters(args: &[String]) -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let only = match args.as_slice() {
@@ -210,6 +210,10 @@ async fn dead_letters(args: &[String]) -> ExitCode {
             }
         } else {
             let replayed = dead_letters::replay(&mut redis, only).await?;
+            if let (Some((stream, id)), 0) = (only, replayed) {
+                // A named letter that is not there (a typo, or replayed already).
+                return Err(format!("no dead letter {id} in {stream}").into());
+            }
             writeln!(out, "replayed {replayed} dead letters")?;
         }
         Ok::<_, Box<dyn std::error::Error>>(())

@@ -697,6 +697,13 @@ async fn dead_letters_are_listed_and_replayed_by_the_binary() {
     assert_eq!(fields.len(), 2, "only the entry's own fields: {fields:?}");
     assert!(fields.contains_key("type") && fields.contains_key("5"));
 
+    // Named again, it is not there any more: a failure that says so, not "replayed 0".
+    let (ok, _, stderr) = run_binary(
+        &["dead-letters", "replay", &keys.dead_letters, &letter],
+        &env,
+    );
+    assert!(!ok && stderr.contains("no dead letter"), "{stderr}");
+
     let (ok, _, stderr) = run_binary(&["dead-letters", "burn"], &env);
     assert!(!ok && stderr.contains("usage"), "{stderr}");
 }
