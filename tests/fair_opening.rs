@@ -387,15 +387,17 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
         let (pool, seed) = (pool.clone(), seed.clone());
         async move {
             let mut db = pool.get_conn().await.unwrap();
-            let stored: Option<(String, u64)> = mysql_async::prelude::Queryable::exec_first(
-                &mut db,
-                "SELECT (SELECT seed FROM queue_shuffles WHERE schedule_id = ?),
+            // The seed is NULL until the flusher has written the shuffle.
+            let stored: Option<(Option<String>, u64)> =
+                mysql_async::prelude::Queryable::exec_first(
+                    &mut db,
+                    "SELECT (SELECT seed FROM queue_shuffles WHERE schedule_id = ?),
                    (SELECT COUNT(*) FROM queue_tokens WHERE schedule_id = ?)",
-                (opened, opened),
-            )
-            .await
-            .unwrap();
-            (stored == Some((seed.clone(), 40))).then_some(())
+                    (opened, opened),
+                )
+                .await
+                .unwrap();
+            (stored == Some((Some(seed.clone()), 40))).then_some(())
         }
     })
     .await;

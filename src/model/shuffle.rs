@@ -35,7 +35,12 @@ impl Shuffle {
 
     /// The seed as stored and logged: 64 lowercase hex digits.
     pub fn seed_hex(&self) -> String {
-        self.seed.iter().map(|b| format!("{b:02x}")).collect()
+        Self::hex_of(&self.seed)
+    }
+
+    /// A seed's hex form (see [`Self::seed_hex`]).
+    pub fn hex_of(seed: &[u8; 32]) -> String {
+        seed.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The seed from its hex form.

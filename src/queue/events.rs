@@ -195,7 +195,10 @@ impl TokenEvents {
                 .token_events(&mut conn, schedule_id, &probes)
                 .await
             {
-                Ok(round) => watch.apply(&round, now, now_ms),
+                Ok(round) => {
+                    watch.reorder(&round.ordering).await;
+                    watch.apply(&round, now, now_ms)
+                }
                 Err(e) => tracing::debug!(schedule = schedule_id, error = %e, "event round failed"),
             }
             watch.keep_alive(now);
@@ -352,17 +355,31 @@ impl Watch {
         probes
     }
 
-    /// Applies what a round found: events to the streams it concerns.
+    /// Takes the queue's order a round found. A new shuffle's places are derived on a
+    /// blocking thread, not on the runtime's workers: a million of them take tens of
+    /// milliseconds. Should that fail, the order is taken again in the next round.
+    async fn reorder(&mut self, ordering: &QueueOrdering) {
+        if self.ordering.as_ref() == Some(ordering) {
+            return;
+        }
+        self.places = match ordering {
+            QueueOrdering::Shuffled(shuffle) => {
+                let (first, shuffle) = (shuffle.first, shuffle.clone());
+                match tokio::task::spawn_blocking(move || shuffle.places()).await {
+                    Ok(places) => Some((first, places)),
+                    Err(_) => return,
+                }
+            }
+            _ => None,
+        };
+        self.ordering = Some(ordering.clone());
+    }
+
+    /// Applies what a round found (its order taken by [`Self::reorder`]): events to the
+    /// streams it concerns.
     fn apply(&mut self, round: &EventRound, now: Instant, now_ms: i64) {
         self.head = round.head;
         self.window = 3 * round.admission_per_second.div_ceil(10) + 256;
-        if self.ordering.as_ref() != Some(&round.ordering) {
-            self.places = match &round.ordering {
-                QueueOrdering::Shuffled(shuffle) => Some((shuffle.first, shuffle.places())),
-                _ => None,
-            };
-            self.ordering = Some(round.ordering.clone());
-        }
         for &(seq, observed) in &round.tokens {
             let Some(watched) = self.tokens.get_mut(&seq) else {
                 continue;

@@ -270,15 +270,10 @@ impl Scripts {
         seed: &[u8; 32],
     ) -> RedisResult<ShuffleStart> {
         let k = ScheduleKeys::new(schedule_id);
-        let proposed = Shuffle {
-            seed: *seed,
-            first: 0,
-            last: 0,
-        };
         let reply: Vec<String> = self
             .shuffle_begin
             .key(&k.cfg)
-            .arg(proposed.seed_hex())
+            .arg(Shuffle::hex_of(seed))
             .invoke_observed("shuffle_begin", conn)
             .await?;
         match &reply[..] {
