@@ -10,7 +10,8 @@ with Playwright (into the virtualenv .dev/playwright; it uses that chromium, dow
     event stream taken (SEATRUSH_MAX_EVENT_STREAMS=1, a real 503) and polls its status;
   - the admin opens admission: A's page shows the seat map within a second, B's too;
   - A holds the best two seats (by keyboard); B sees them as held on its map (revalidated by
-    its ETag, mostly 304), and the page fits the phone's width;
+    its ETag, mostly 304), and the page fits the phone's width; B picks seat 5 by keyboard
+    (the map is one tab stop: arrows move, Space chooses, the next Tab is the hold button);
   - A pays without balance and is told so in words, charges the difference, pays, and sees
     the confirmation and the reservation in their list;
   - buyer C, on a schedule whose holds last 3 s, sees their hold shown as expired, and on
@@ -221,6 +222,22 @@ def run(browser, base, shots):
     expect(b.page.locator(f'#map button[data-seat="{seat_ids[2]}"]')).to_have_class("seat available")
     assert fits_width(b.page), "the seat map is wider than a phone"
     b.shot(shots, "5-held-on-another-map-phone.png")
+
+    # B picks seat 5 by keyboard: the map is one tab stop, arrows move, Space chooses, and
+    # the next Tab is the hold button, however many seats the map has.
+    b.page.focus("#hold-best")
+    b.page.keyboard.press("Tab")
+    assert b.page.evaluate("document.activeElement.parentElement.id") == "map"
+    b.page.keyboard.press("Home")
+    for _ in range(4):
+        b.page.keyboard.press("ArrowRight")
+    b.page.keyboard.press("Space")
+    expect(b.page.locator(f'#map button[data-seat="{seat_ids[4]}"]')).to_have_attribute(
+        "aria-pressed", "true")
+    b.page.keyboard.press("Tab")
+    assert b.page.evaluate("document.activeElement.id") == "hold-picked"
+    b.page.keyboard.press("Enter")
+    expect(b.page.locator("#hold-seats")).to_contain_text("seat 5 ·")
 
     # No balance yet: the refusal in words; the charge field offers what is missing.
     expect(a.page.locator("#balance")).to_have_text("₩0")

@@ -35,6 +35,7 @@
     map: { etag: null, seats: [] },
     selected: new Set(),
     stream: null,
+    cursor: 0,
   };
 
   // ----- Identity and where we are -----
@@ -494,7 +495,12 @@
     sold: 'sold',
   };
 
-  /** Draws the map, reusing the buttons when the seats are the same ones. */
+  /**
+   * Draws the map, reusing the buttons when the seats are the same ones. The map is one tab
+   * stop (a roving tabindex): arrow keys, Home and End move between seats, Enter or Space
+   * chooses one, so a keyboard reaches the hold button past 10 000 seats in one Tab. Seats
+   * that cannot be chosen stay focusable (`aria-disabled`), so their state can be read.
+   */
   function drawMap() {
     const map = $('map');
     const seats = S.map.seats;
@@ -503,20 +509,25 @@
       for (const seat of seats) {
         const button = document.createElement('button');
         button.type = 'button';
+        button.tabIndex = -1;
         button.dataset.seat = String(seat.seatId);
         button.textContent = String(seat.seatNumber);
         fragment.append(button);
       }
       map.replaceChildren(fragment);
+      S.cursor = Math.max(0, seats.findIndex((s) => s.status === 'AVAILABLE'));
+      if (map.children[S.cursor]) map.children[S.cursor].tabIndex = 0;
     }
     for (const available of [...S.selected]) {
       if (!seats.some((s) => s.seatId === available && s.status === 'AVAILABLE')) S.selected.delete(available);
     }
+    const holding = Boolean(S.hold && !S.hold.expired);
     seats.forEach((seat, i) => {
       const button = map.children[i];
       const state = seatState(seat);
       button.className = `seat ${state}`;
-      button.disabled = !(state === 'available' || state === 'selected') || Boolean(S.hold && !S.hold.expired);
+      const choosable = (state === 'available' || state === 'selected') && !holding;
+      button.setAttribute('aria-disabled', String(!choosable));
       button.setAttribute('aria-pressed', String(state === 'selected'));
       button.setAttribute('aria-label', `Seat ${seat.seatNumber}, ${krw(seat.price)}, ${STATE_WORDS[state]}`);
     });
@@ -528,11 +539,36 @@
 
   function pickSeat(event) {
     const button = event.target.closest('button[data-seat]');
-    if (!button || button.disabled) return;
+    if (!button) return;
+    moveCursor([...$('map').children].indexOf(button), false);
+    if (button.getAttribute('aria-disabled') === 'true') return;
     const id = Number(button.dataset.seat);
     if (S.selected.has(id)) S.selected.delete(id);
     else S.selected.add(id);
     drawMap();
+  }
+
+  /** Makes seat `index` the map's tab stop (and focuses it, when `focus`). */
+  function moveCursor(index, focus) {
+    const seats = $('map').children;
+    if (index < 0 || index >= seats.length) return;
+    if (seats[S.cursor]) seats[S.cursor].tabIndex = -1;
+    S.cursor = index;
+    seats[index].tabIndex = 0;
+    if (focus) seats[index].focus();
+  }
+
+  function mapKeys(event) {
+    const map = $('map');
+    const columns = getComputedStyle(map).gridTemplateColumns.split(' ').length || 1;
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns }[event.key];
+    let to = null;
+    if (step !== undefined) to = S.cursor + step;
+    else if (event.key === 'Home') to = 0;
+    else if (event.key === 'End') to = map.children.length - 1;
+    if (to === null) return;
+    event.preventDefault();
+    moveCursor(Math.min(Math.max(to, 0), map.children.length - 1), true);
   }
 
   async function hold(request, button) {
@@ -717,6 +753,7 @@
     }
     $('leave').addEventListener('click', leave);
     $('map').addEventListener('click', pickSeat);
+    $('map').addEventListener('keydown', mapKeys);
     $('hold-best').addEventListener('click', (e) => hold({ quantity: Number($('quantity').value) }, e.currentTarget));
     $('hold-picked').addEventListener('click', (e) => hold({ seatIds: [...S.selected] }, e.currentTarget));
     $('pay').addEventListener('click', pay);
