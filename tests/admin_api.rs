@@ -287,7 +287,7 @@ async fn a_schedule_beyond_the_exact_id_range_is_refused_and_leaves_nothing() {
     config.redis_url = common::own_redis_url();
     // What an earlier run left there (the same schedule ids) goes first.
     let mut own = seatrush::redis::connect(&config.redis_url).await.unwrap();
-    let () = redis::cmd("FLUSHDB").query_async(&mut own).await.unwrap();
+    common::flush_redis(&mut own).await;
     let app = TestApp::spawn_with(config).await;
     let (venue, concert) = (app.create_venue().await, app.create_concert().await);
     let path = format!("/api/v1/admin/concerts/{concert}/schedules");

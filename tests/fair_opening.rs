@@ -359,10 +359,7 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
     config.redis_url = common::own_redis_url();
     common::own_database(&mut config, "seatrush_fair_opening").await;
     let mut flush = seatrush::redis::connect(&config.redis_url).await.unwrap();
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut flush)
-        .await
-        .unwrap();
+    common::flush_redis(&mut flush).await;
     let app = TestApp::spawn_with(config.clone()).await;
     let users = app.create_users(40).await;
     let mut queues = Vec::new();
@@ -402,10 +399,7 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
     })
     .await;
 
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut flush)
-        .await
-        .unwrap();
+    common::flush_redis(&mut flush).await;
     common::rebuild_redis(&config).await;
 
     assert_eq!(positions(&app, early).await, before, "the shuffled order");

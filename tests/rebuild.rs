@@ -137,10 +137,7 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     // The resumed payment is left to the rebuild, not to a sweeper that finds it first.
     config.payment_saga_timeout = Duration::from_secs(60);
     let mut flush = seatrush::redis::connect(&config.redis_url).await.unwrap();
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut flush)
-        .await
-        .unwrap();
+    common::flush_redis(&mut flush).await;
     let app = TestApp::spawn_with(config.clone()).await;
 
     // Ten seats, five active users at most: eight users, three of them waiting.
@@ -219,10 +216,7 @@ async fn redis_data_lost_is_rebuilt_from_mysql_and_the_api_answers_as_before() {
     assert!(ledger_before > 0 && reservation_before >= dying && payment_before > 0);
 
     // Redis loses everything; the API no longer knows the tokens.
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut flush)
-        .await
-        .unwrap();
+    common::flush_redis(&mut flush).await;
     let lost = answers(&app, concert, schedule, &users, &reservations).await;
     assert_ne!(lost, before, "the loss shows");
 

@@ -79,6 +79,15 @@ pub fn own_redis_url() -> String {
         .unwrap_or_else(|_| "redis://127.0.0.1:6390/4".into())
 }
 
+/// Empties the Redis `redis` is connected to (every master of a cluster), as a Redis that
+/// lost its data.
+pub async fn flush_redis(redis: &mut seatrush::redis::RedisConn) {
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(redis)
+        .await
+        .unwrap();
+}
+
 /// Creates the test database if a plain `cargo test` runs before `make test` ever did.
 async fn ensure_database(config: &Config) {
     static ONCE: OnceCell<()> = OnceCell::const_new();
