@@ -144,15 +144,7 @@ fn stored_schedule(mut row: mysql_async::Row) -> Result<StoredSchedule, mysql_as
     let seed: Option<String> = take(&mut row, 13)?;
     let shuffle = match seed {
         Some(seed) => Some((
-            Shuffle {
-                seed: Shuffle::parse_seed(&seed).ok_or_else(|| {
-                    mysql_async::Error::Other(
-                        format!("schedule {id}: shuffle seed {seed:?}").into(),
-                    )
-                })?,
-                first: take(&mut row, 14)?,
-                last: take(&mut row, 15)?,
-            },
+            records::stored_shuffle(id, &seed, take(&mut row, 14)?, take(&mut row, 15)?)?,
             take(&mut row, 16)?,
         )),
         None => None,

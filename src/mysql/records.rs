@@ -153,13 +153,21 @@ pub async fn shuffle(
         (schedule_id,),
     ))
     .await?;
-    row.map(|(seed, first, last)| {
-        let seed = Shuffle::parse_seed(&seed).ok_or_else(|| {
-            mysql_async::Error::Other(format!("schedule {schedule_id}: seed {seed:?}").into())
-        })?;
-        Ok(Shuffle { seed, first, last })
-    })
-    .transpose()
+    row.map(|(seed, first, last)| stored_shuffle(schedule_id, &seed, first, last))
+        .transpose()
+}
+
+/// A shuffle from its row of `queue_shuffles`; a seed that is not 64 hex digits is an error.
+pub fn stored_shuffle(
+    schedule_id: u64,
+    seed: &str,
+    first: u64,
+    last: u64,
+) -> Result<Shuffle, mysql_async::Error> {
+    let seed = Shuffle::parse_seed(seed).ok_or_else(|| {
+        mysql_async::Error::Other(format!("schedule {schedule_id}: shuffle seed {seed:?}").into())
+    })?;
+    Ok(Shuffle { seed, first, last })
 }
 
 pub async fn tokens(
