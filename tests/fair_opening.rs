@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{TestApp, Window, eventually, spawn_all};
+use redis::AsyncCommands;
 use seatrush::model::Shuffle;
 use simd_json::prelude::*;
 
@@ -412,7 +413,20 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
 
     // Redis comes back older than MySQL: another order in force (here: another seed, the
     // pre-queue back in arrival order). Reconciliation puts MySQL's shuffle back, and the
-    // tick applies its places again.
+    // tick applies its places again; MySQL keeps when the shuffle first ran.
+    let shuffled_at = || async {
+        let mut db = pool.get_conn().await.unwrap();
+        let at: Option<i64> = mysql_async::prelude::Queryable::exec_first(
+            &mut db,
+            "SELECT CAST(UNIX_TIMESTAMP(shuffled_at) * 1000 AS SIGNED) FROM queue_shuffles
+             WHERE schedule_id = ?",
+            (opened,),
+        )
+        .await
+        .unwrap();
+        at.expect("MySQL has the shuffle")
+    };
+    let first_ran = shuffled_at().await;
     let k = seatrush::redis::keys::ScheduleKeys::new(*opened);
     let mut older = redis::pipe();
     older.hset(&k.cfg, "shuffleSeed", "00".repeat(32)).ignore();
@@ -432,6 +446,17 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
     shuffled(&app, *opened, Duration::from_secs(10)).await;
     assert_eq!(positions(&app, early).await, before, "MySQL's order again");
     assert_eq!(app.queue_state(*opened).await.str("shuffleSeed"), seed);
+    eventually(
+        Duration::from_secs(20),
+        "the re-applied shuffle flushed",
+        || {
+            let mut redis = flush.clone();
+            let outbox = k.outbox.clone();
+            async move { (redis.xlen::<_, u64>(&outbox).await.unwrap() == 0).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(shuffled_at().await, first_ran, "when the shuffle first ran");
 
     // The second pre-queue is still one, and is shuffled whole when its booking opens.
     let (waiting, pre_queued) = &queues[1];

@@ -198,12 +198,16 @@ pub async fn apply(
         } = event
         {
             // A schedule shuffles once; a rebuild that lost the shuffle before it reached
-            // MySQL shuffles again, and that one is the order in force.
+            // MySQL shuffles again, and that one is the order in force. The same shuffle
+            // applied again (reconciliation puts MySQL's back) keeps when it first ran:
+            // shuffled_at is assigned before seed, so it compares with the stored seed.
             timed(tx.exec_drop(
                 "INSERT INTO queue_shuffles (schedule_id, seed, first_seq, last_seq, shuffled_at)
                  VALUES (?, ?, ?, ?, ?)
-                 ON DUPLICATE KEY UPDATE seed = VALUES(seed), first_seq = VALUES(first_seq),
-                   last_seq = VALUES(last_seq), shuffled_at = VALUES(shuffled_at)",
+                 ON DUPLICATE KEY UPDATE
+                   shuffled_at = IF(seed = VALUES(seed), shuffled_at, VALUES(shuffled_at)),
+                   seed = VALUES(seed), first_seq = VALUES(first_seq),
+                   last_seq = VALUES(last_seq)",
                 (
                     schedule_id,
                     shuffle.seed_hex(),
