@@ -425,11 +425,7 @@ async fn a_late_entry_cannot_move_a_seat_backwards() {
         (vec![row(2, "PAID")], "SOLD"),
         (vec![row(1, "RESERVED"), row(2, "PAID")], "SOLD"),
     ] {
-        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
-        events::apply(&mut tx, &[Event::Reservations(batch)])
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        apply_batch(&app.app.db.primary, &[Event::Reservations(batch)]).await;
         let status: Option<String> = conn
             .exec_first("SELECT status FROM seats WHERE id = ?", (seat,))
             .await
