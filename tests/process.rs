@@ -707,3 +707,53 @@ async fn dead_letters_are_listed_and_replayed_by_the_binary() {
     let (ok, _, stderr) = run_binary(&["dead-letters", "burn"], &env);
     assert!(!ok && stderr.contains("usage"), "{stderr}");
 }
+
+/// `seatrush demo-data`, the first half of `make run`, loads the demo into an empty database
+/// and prints, for each demo user, an identity and a link to the first schedule's waiting
+/// room; the link opens the page, and the identity in its fragment is that user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_data_prints_an_identity_and_a_waiting_room_link_per_demo_user() {
+    let redis = common::own_redis::OwnRedis::start("everysec");
+    let mut config = TestApp::config();
+    common::own_database(&mut config, "seatrush_demo").await;
+    config.redis_url = redis.url();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (ok, stdout, stderr) = run_binary(
+        &["demo-data"],
+        &[
+            ("SEATRUSH_REDIS_URL", &config.redis_url),
+            ("SEATRUSH_MYSQL_PRIMARY_URL", &config.mysql_primary_url),
+            ("SEATRUSH_MYSQL_REPLICA_URL", &config.mysql_replica_url),
+            ("SEATRUSH_HTTP_ADDR", &addr),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let links: Vec<(u64, String)> = stdout
+        .lines()
+        .filter_map(|line| {
+            let (user, link) = line.trim().strip_prefix("user ")?.split_once(' ')?;
+            let link = link.split_once("): ")?.1;
+            link.starts_with("http://")
+                .then(|| (user.parse().unwrap(), link.to_string()))
+        })
+        .collect();
+    assert_eq!(links.len(), 5, "{stdout}");
+
+    let app = TestApp::spawn_with(config).await;
+    for (user, link) in links {
+        let rest = link.strip_prefix(&format!("http://{addr}")).unwrap();
+        let (path, identity) = rest.split_once("#identity=").expect("a fragment");
+        let page = app.get(path, &[]).await;
+        assert_eq!(page.status.as_u16(), 200, "{path}");
+        assert!(String::from_utf8_lossy(&page.raw).contains("waiting-room.js"));
+        let schedule = path.rsplit('/').next().unwrap();
+        let issued = app
+            .post(
+                "/api/v1/queue/tokens",
+                &[("authorization", &format!("Bearer {identity}"))],
+                &format!(r#"{{"userId":{user},"scheduleId":{schedule}}}"#),
+            )
+            .await;
+        issued.assert_ok();
+    }
+}

@@ -36,6 +36,7 @@
     selected: new Set(),
     stream: null,
     cursor: 0,
+    openingTicks: false,
   };
 
   // ----- Identity and where we are -----
@@ -258,7 +259,7 @@
       $('queue-title').textContent = 'You are in the pre-queue';
       $('estimate').textContent =
         'Places in line are drawn at random when booking opens: everyone who joins before then has the same chance.';
-      tickOpening();
+      if (!S.openingTicks) tickOpening();
       return;
     }
     S.opensAt = null;
@@ -281,8 +282,10 @@
     }
   }
 
+  /** The countdown to the opening, once a second while in the pre-queue (one at a time). */
   function tickOpening() {
-    if (S.opensAt === null || S.status !== 'WAITING') return;
+    S.openingTicks = S.opensAt !== null && S.status === 'WAITING';
+    if (!S.openingTicks) return;
     const left = S.opensAt - Date.now();
     $('position').textContent = left > 0 ? `Booking opens in ${clock(left)}` : 'Drawing places…';
     setTimeout(tickOpening, 1000);
