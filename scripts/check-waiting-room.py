@@ -15,7 +15,8 @@ with Playwright (into the virtualenv .dev/playwright; it uses that chromium, dow
   - A pays without balance and is told so in words, charges the difference, pays, and sees
     the confirmation and the reservation in their list;
   - buyer C, on a schedule whose holds last 3 s, sees their hold shown as expired, and on
-    a schedule opening in 10 minutes with a shuffle, the pre-queue and the time to go;
+    a schedule opening in 10 minutes with a shuffle, the pre-queue and the time to go, and
+    on one whose booking closed, that it closed, with no offer to join again;
   - no page logs an error (a script error or a Content-Security-Policy refusal);
   - A's page made exactly the hot-path requests a script client makes (one issuance, one
     event stream and no status poll while it was open, one hold, one charge, a payment per
@@ -62,10 +63,11 @@ TIME_LEFT = re.compile(r"^Time left to buy: [1-5]:[0-5][0-9]$")
 MAPS = "GET /api/v1/concerts/{id}/schedules/{id}/seats"
 
 
-def schedule(base, concert, venue, seats, settings, opens="2020-01-01T00:00:00.000Z"):
+def schedule(base, concert, venue, seats, settings, opens="2020-01-01T00:00:00.000Z",
+             closes="2030-01-01T00:00:00.000Z"):
     created = create(base, f"/api/v1/admin/concerts/{concert}/schedules", {
         "venueId": venue, "performanceDate": "2030-01-01", "performanceTime": "19:30:00",
-        "bookingOpenAt": opens, "bookingCloseAt": "2030-01-01T00:00:00.000Z",
+        "bookingOpenAt": opens, "bookingCloseAt": closes,
         "seatCount": seats, "price": SEAT_PRICE})
     queue(base, created["scheduleId"], settings)
     return created["scheduleId"], created["seatIds"]
@@ -277,6 +279,14 @@ def run(browser, base, shots):
     expect(c.page.locator("#position")).to_contain_text("Booking opens in ")
     expect(c.page.locator("#estimate")).to_contain_text("drawn at random")
     c.shot(shots, "9-pre-queue.png")
+
+    # A sale that is over: said so, and no offer to join again.
+    over, _ = schedule(base, concert, venue, 5, {"paused": False},
+                       closes="2021-01-01T00:00:00.000Z")
+    c.open(concert, over, buyer_c)
+    expect(c.page.locator("#done-text")).to_have_text(
+        "Booking for this performance has closed.", timeout=10_000)
+    expect(c.page.locator("#rejoin")).to_be_hidden()
 
     for page in (a, b, c):
         assert not page.errors, f"page {page.name}: {page.errors}"

@@ -37,6 +37,7 @@
     stream: null,
     cursor: 0,
     openingTicks: false,
+    turnTicks: false,
   };
 
   // ----- Identity and where we are -----
@@ -115,6 +116,17 @@
 
   const newKey = () =>
     'wr-' + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
+
+  // Refusals of a join that joining again cannot change.
+  const FINAL = new Set([
+    'AUTH_REQUIRED',
+    'AUTH_INVALID',
+    'TOKEN_ALREADY_ISSUED',
+    'BOOKING_CLOSED',
+    'CONCERT_NOT_FOUND',
+    'SCHEDULE_NOT_FOUND',
+    'USER_NOT_FOUND',
+  ]);
 
   const TRANSIENT = new Set(['NETWORK', 'SERVICE_UNAVAILABLE', 'RATE_LIMITED', 'REQUEST_IN_PROGRESS', 'INTERNAL']);
 
@@ -243,7 +255,7 @@
         localStorage.setItem(tokenKey(), S.token);
         place(data);
       } catch (e) {
-        return finish('You are not in line', sentence(e), !['AUTH_REQUIRED', 'AUTH_INVALID', 'TOKEN_ALREADY_ISSUED'].includes(e.code));
+        return finish('You are not in line', sentence(e), !FINAL.has(e.code));
       }
     }
     follow();
@@ -431,7 +443,7 @@
     document.title = 'Your turn · seatrush';
     announce('It is your turn: choose seats and pay.');
     $('sale-title').focus?.();
-    tickTurn();
+    if (!S.turnTicks) tickTurn();
     refreshMap();
     loadBalance();
     loadMine();
@@ -447,8 +459,10 @@
     }
   }
 
+  /** The turn's and the hold's countdowns, four times a second during the turn (one at a time). */
   function tickTurn() {
-    if (S.status !== 'ACTIVE' || S.ended) return;
+    S.turnTicks = S.status === 'ACTIVE' && !S.ended;
+    if (!S.turnTicks) return;
     $('turn-left').textContent =
       S.activeUntil === null ? 'Your turn has begun.' : `Time left to buy: ${clock(S.activeUntil - Date.now())}`;
     if (S.hold && !S.hold.expired) {
