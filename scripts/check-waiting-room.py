@@ -5,7 +5,8 @@ Starts the debug seatrush binary against the dev stack (the test database and Re
 the SEATRUSH_* environment) and drives Debian's chromium (installed with apt when missing)
 with Playwright (into the virtualenv .dev/playwright; it uses that chromium, downloads none):
   - buyer A opens the waiting room of a paused queue with two users ahead and sees position
-    3; one of them leaves and the page moves to 2 (progress bar, live region);
+    3 (the identity gone from the address bar); one of them leaves and the page moves to 2
+    (progress bar, live region);
   - buyer B, on a phone-sized screen in a second browser context, finds the instance's one
     event stream taken (SEATRUSH_MAX_EVENT_STREAMS=1, a real 503) and polls its status;
   - the admin opens admission: A's page shows the seat map within a second, B's too;
@@ -15,7 +16,8 @@ with Playwright (into the virtualenv .dev/playwright; it uses that chromium, dow
   - A pays without balance and is told so in words, charges the difference, pays, and sees
     the confirmation and the reservation in their list;
   - buyer C, on a schedule whose holds last 3 s, sees their hold shown as expired, and on
-    a schedule opening in 10 minutes with a shuffle, the pre-queue and the time to go, and
+    a schedule opening in 10 minutes with a shuffle, the pre-queue and the time to go; the
+    form at / opens a waiting room by hand; and
     on one whose booking closed, that it closed, with no offer to join again;
   - no page logs an error (a script error or a Content-Security-Policy refusal);
   - A's page made exactly the hot-path requests a script client makes (one issuance, one
@@ -171,6 +173,7 @@ def run(browser, base, shots):
     a.open(concert, sale, buyer_a)
     expect(a.page.locator("#position")).to_have_text("No. 3 in line", timeout=10_000)
     expect(a.page.locator("#estimate")).to_contain_text("minute")
+    assert "identity" not in a.page.url, f"the identity stayed in the address bar: {a.page.url}"
     a.shot(shots, "1-queue.png")
 
     # One ahead leaves: the place and the progress bar move on the stream's next update.
@@ -279,6 +282,15 @@ def run(browser, base, shots):
     expect(c.page.locator("#position")).to_contain_text("Booking opens in ")
     expect(c.page.locator("#estimate")).to_contain_text("drawn at random")
     c.shot(shots, "9-pre-queue.png")
+
+    # The form at / opens a waiting room by hand.
+    c.page.goto("/")
+    c.page.fill("input[name=concert]", str(concert))
+    c.page.fill("input[name=schedule]", str(short))
+    c.page.fill("input[name=identity]", jwt(buyer_c))
+    c.page.click("#choose-form button")
+    expect(c.page.locator("#sale")).to_be_visible(timeout=10_000)
+    assert c.page.url.endswith(f"/waiting-room/{concert}/{short}"), c.page.url
 
     # A sale that is over: said so, and no offer to join again.
     over, _ = schedule(base, concert, venue, 5, {"paused": False},
