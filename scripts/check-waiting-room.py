@@ -9,20 +9,22 @@ with Playwright (into the virtualenv .dev/playwright; it uses that chromium, dow
     (progress bar, live region);
   - buyer B, on a phone-sized screen in a second browser context, finds the instance's one
     event stream taken (SEATRUSH_MAX_EVENT_STREAMS=1, a real 503) and polls its status;
-  - the admin opens admission: A's page shows the seat map within a second, B's too;
+  - the admin opens admission: A's page shows the seat map within a second, B's on its next
+    poll;
   - A holds the best two seats (by keyboard); B sees them as held on its map (revalidated by
     its ETag, mostly 304), and the page fits the phone's width; B picks seat 5 by keyboard
     (the map is one tab stop: arrows move, Space chooses, the next Tab is the hold button);
   - A pays without balance and is told so in words, charges the difference, pays, and sees
     the confirmation and the reservation in their list;
-  - buyer C, on a schedule whose holds last 3 s, sees their hold shown as expired, and on
-    a schedule opening in 10 minutes with a shuffle, the pre-queue and the time to go; the
-    form at / opens a waiting room by hand; and
-    on one whose booking closed, that it closed, with no offer to join again;
+  - buyer C, on a schedule whose holds last 3 s, sees their hold shown as expired; on a
+    schedule opening in 10 minutes with a shuffle, the pre-queue and the time to go; through
+    the form at /, a waiting room opened by hand; on a sale whose booking closed, that it
+    closed, with no offer to join again;
   - no page logs an error (a script error or a Content-Security-Policy refusal);
   - A's page made exactly the hot-path requests a script client makes (one issuance, one
     event stream and no status poll while it was open, one hold, one charge, a payment per
-    click) besides seat-map reads, most of them 304.
+    click) besides reads of the seat map, the balance and the reservations; B's unchanged
+    map is answered 304.
 Screenshots of each step go to WAITING_ROOM_SHOTS (default target/waiting-room/).
 """
 
