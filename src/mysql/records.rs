@@ -141,8 +141,6 @@ pub async fn reservations(
         .collect()
 }
 
-/// The schedule's tokens as MySQL has them: the live ones and those ended at or after
-/// `ended_since_ms`.
 /// The opening's shuffle of the schedule's pre-queue, if MySQL has one.
 pub async fn shuffle(
     conn: &mut mysql_async::Conn,
@@ -170,6 +168,8 @@ pub fn stored_shuffle(
     Ok(Shuffle { seed, first, last })
 }
 
+/// The schedule's tokens as MySQL has them: the live ones and those ended at or after
+/// `ended_since_ms`.
 pub async fn tokens(
     conn: &mut mysql_async::Conn,
     schedule_id: u64,
