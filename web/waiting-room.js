@@ -130,6 +130,14 @@
 
   const TRANSIENT = new Set(['NETWORK', 'SERVICE_UNAVAILABLE', 'RATE_LIMITED', 'REQUEST_IN_PROGRESS', 'INTERNAL']);
 
+  /** Says a refusal will be tried again, and in how long: its Retry-After, else about
+   * `backoffMs`. Returns that wait. */
+  function sayRetrying(e, backoffMs) {
+    const wait = e.retryAfter ? e.retryAfter * 1000 : jitter(backoffMs);
+    showAlert(`${sentence(e)} Trying again in ${Math.ceil(wait / 1000)} s.`);
+    return wait;
+  }
+
   /** `call` again after a transient refusal (Retry-After, else backing off), saying so. */
   async function retrying(call) {
     for (let attempt = 0; ; attempt++) {
@@ -139,9 +147,7 @@
         return result;
       } catch (e) {
         if (!(e instanceof ApiError) || !TRANSIENT.has(e.code)) throw e;
-        const wait = e.retryAfter ? e.retryAfter * 1000 : jitter(Math.min(30000, 1000 * 2 ** attempt));
-        showAlert(`${sentence(e)} Trying again in ${Math.ceil(wait / 1000)} s.`);
-        await sleep(wait);
+        await sleep(sayRetrying(e, Math.min(30000, 1000 * 2 ** attempt)));
       }
     }
   }
@@ -351,9 +357,7 @@
         ended(e.code === 'QUEUE_TOKEN_INVALID' ? 'EXPIRED' : null, e.code);
         return 0;
       }
-      const wait = e.retryAfter ? e.retryAfter * 1000 : jitter(3000);
-      showAlert(`${sentence(e)} Trying again in ${Math.ceil(wait / 1000)} s.`);
-      return wait;
+      return sayRetrying(e, 3000);
     }
   }
 
@@ -549,9 +553,9 @@
       button.setAttribute('aria-label', `Seat ${seat.seatNumber}, ${krw(seat.price)}, ${STATE_WORDS[state]}`);
     });
     const picked = S.selected.size;
-    $('hold-picked').disabled = picked === 0 || Boolean(S.hold && !S.hold.expired);
+    $('hold-picked').disabled = picked === 0 || holding;
     $('hold-picked').textContent = picked === 0 ? 'Hold the chosen seats' : `Hold the ${picked} chosen seat${picked === 1 ? '' : 's'}`;
-    $('hold-best').disabled = Boolean(S.hold && !S.hold.expired);
+    $('hold-best').disabled = holding;
   }
 
   function pickSeat(event) {
