@@ -91,35 +91,63 @@ fn with_libs(source: &'static str) -> Script {
     Script::new(&full)
 }
 
-pub struct Scripts {
-    cancel_hold: Script,
-    charge: Script,
-    count_request: Script,
-    debit: Script,
-    load_balance: Script,
-    expire_holds: Script,
-    hold_seats: Script,
-    issue_tokens: Script,
-    leave_queue: Script,
-    seat_view: Script,
-    shuffle_begin: Script,
-    shuffle_apply: Script,
-    store_settings: Script,
-    token_status: Script,
-    token_events: Script,
-    upgrade_free_seats: Script,
-    admit_batch: Script,
-    pay_begin: Script,
-    pay_commit: Script,
-    pay_rollback: Script,
-    void_debit: Script,
-    raise_sequences: Script,
-    retire_schedule: Script,
-    restore_reservations: Script,
-    restore_tokens: Script,
-    restore_shuffle: Script,
-    restore_balances: Script,
+/// Declares [`Scripts`], one field per script of `lua/` (the field is the file's name), with
+/// the constructor and the loader: a script is added by naming it here once.
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        pub struct Scripts {
+            $($name: Script,)*
+        }
+
+        impl Scripts {
+            pub fn new() -> Self {
+                Self {
+                    $($name: with_libs(include_str!(concat!(
+                        "../../../lua/", stringify!($name), ".lua"
+                    ))),)*
+                }
+            }
+
+            /// The `lua/` file names of the scripts, in the order they are declared.
+            #[cfg(test)]
+            const NAMES: &[&str] = &[$(stringify!($name)),*];
+
+            fn all(&self) -> impl Iterator<Item = &Script> {
+                [$(&self.$name),*].into_iter()
+            }
+        }
+    };
 }
+
+scripts!(
+    admit_batch,
+    cancel_hold,
+    charge,
+    count_request,
+    debit,
+    expire_holds,
+    hold_seats,
+    issue_tokens,
+    leave_queue,
+    load_balance,
+    pay_begin,
+    pay_commit,
+    pay_rollback,
+    raise_sequences,
+    restore_balances,
+    restore_reservations,
+    restore_shuffle,
+    restore_tokens,
+    retire_schedule,
+    seat_view,
+    shuffle_apply,
+    shuffle_begin,
+    store_settings,
+    token_events,
+    token_status,
+    upgrade_free_seats,
+    void_debit,
+);
 
 /// Most records one background call expires, drops or ends (the rest wait for the next).
 const PER_TICK: u64 = 1000;
@@ -131,70 +159,10 @@ impl Default for Scripts {
 }
 
 impl Scripts {
-    pub fn new() -> Self {
-        Self {
-            cancel_hold: with_libs(include_str!("../../../lua/cancel_hold.lua")),
-            charge: with_libs(include_str!("../../../lua/charge.lua")),
-            count_request: with_libs(include_str!("../../../lua/count_request.lua")),
-            debit: with_libs(include_str!("../../../lua/debit.lua")),
-            load_balance: with_libs(include_str!("../../../lua/load_balance.lua")),
-            expire_holds: with_libs(include_str!("../../../lua/expire_holds.lua")),
-            hold_seats: with_libs(include_str!("../../../lua/hold_seats.lua")),
-            issue_tokens: with_libs(include_str!("../../../lua/issue_tokens.lua")),
-            leave_queue: with_libs(include_str!("../../../lua/leave_queue.lua")),
-            seat_view: with_libs(include_str!("../../../lua/seat_view.lua")),
-            shuffle_begin: with_libs(include_str!("../../../lua/shuffle_begin.lua")),
-            shuffle_apply: with_libs(include_str!("../../../lua/shuffle_apply.lua")),
-            store_settings: with_libs(include_str!("../../../lua/store_settings.lua")),
-            token_status: with_libs(include_str!("../../../lua/token_status.lua")),
-            token_events: with_libs(include_str!("../../../lua/token_events.lua")),
-            upgrade_free_seats: with_libs(include_str!("../../../lua/upgrade_free_seats.lua")),
-            admit_batch: with_libs(include_str!("../../../lua/admit_batch.lua")),
-            pay_begin: with_libs(include_str!("../../../lua/pay_begin.lua")),
-            pay_commit: with_libs(include_str!("../../../lua/pay_commit.lua")),
-            pay_rollback: with_libs(include_str!("../../../lua/pay_rollback.lua")),
-            void_debit: with_libs(include_str!("../../../lua/void_debit.lua")),
-            raise_sequences: with_libs(include_str!("../../../lua/raise_sequences.lua")),
-            retire_schedule: with_libs(include_str!("../../../lua/retire_schedule.lua")),
-            restore_reservations: with_libs(include_str!("../../../lua/restore_reservations.lua")),
-            restore_tokens: with_libs(include_str!("../../../lua/restore_tokens.lua")),
-            restore_shuffle: with_libs(include_str!("../../../lua/restore_shuffle.lua")),
-            restore_balances: with_libs(include_str!("../../../lua/restore_balances.lua")),
-        }
-    }
-
     /// Loads every script so the first request already finds it cached (a `NOSCRIPT` reply
     /// is taken for another Redis, which closes the fence: see `crate::redis::fence`).
     pub async fn load_all(&self, conn: &mut RedisConn) -> RedisResult<()> {
-        for script in [
-            &self.cancel_hold,
-            &self.charge,
-            &self.count_request,
-            &self.debit,
-            &self.load_balance,
-            &self.expire_holds,
-            &self.hold_seats,
-            &self.issue_tokens,
-            &self.leave_queue,
-            &self.seat_view,
-            &self.shuffle_begin,
-            &self.shuffle_apply,
-            &self.store_settings,
-            &self.token_status,
-            &self.token_events,
-            &self.upgrade_free_seats,
-            &self.admit_batch,
-            &self.pay_begin,
-            &self.pay_commit,
-            &self.pay_rollback,
-            &self.void_debit,
-            &self.raise_sequences,
-            &self.retire_schedule,
-            &self.restore_reservations,
-            &self.restore_tokens,
-            &self.restore_shuffle,
-            &self.restore_balances,
-        ] {
+        for script in self.all() {
             script.prepare_invoke().load_async(conn).await?;
         }
         Ok(())
@@ -336,5 +304,24 @@ mod tests {
             );
         }
         assert!(counting >= 5, "the scripts that count requests were found");
+    }
+
+    /// Every script in `lua/` is one of [`Scripts`] (and so loaded at start-up), and every
+    /// one of them names only helpers that exist.
+    #[test]
+    fn every_script_of_lua_is_declared_and_builds() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/lua");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".lua").map(str::to_string)
+            })
+            .collect();
+        files.sort();
+        let mut declared: Vec<&str> = super::Scripts::NAMES.to_vec();
+        declared.sort();
+        assert_eq!(files, declared);
+        assert_eq!(super::Scripts::new().all().count(), declared.len());
     }
 }
