@@ -157,11 +157,27 @@ async fn print_identities(
         println!("The waiting room of schedule {schedule}, as each of them:");
         for (id, name, token) in &identities {
             println!(
-                "  user {id} ({name}): http://{addr}/waiting-room/{concert}/{schedule}#identity={token}"
+                "  user {id} ({name}): http://{}/waiting-room/{concert}/{schedule}#identity={token}",
+                browsable(addr)
             );
         }
     }
     Ok(())
+}
+
+/// The address a browser on this machine opens to reach a server listening on `addr`: a
+/// wildcard (`0.0.0.0`, `::`) is where the server listens, not an address a browser may
+/// open, so it becomes the loopback address of its family.
+fn browsable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, addr.port()).into()
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, addr.port()).into()
+        }
+        _ => addr,
+    }
 }
 
 /// Rebuilds what Redis lacks from MySQL, balances included, and prints what it did.
@@ -289,5 +305,28 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browsable;
+
+    #[test]
+    fn a_wildcard_listen_address_is_linked_as_loopback() {
+        let cases = [
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "[::1]:8080"),
+            ("127.0.0.1:8089", "127.0.0.1:8089"),
+            ("192.0.2.7:80", "192.0.2.7:80"),
+            ("[2001:db8::1]:443", "[2001:db8::1]:443"),
+        ];
+        for (listen, link) in cases {
+            assert_eq!(
+                browsable(listen.parse().unwrap()).to_string(),
+                link,
+                "{listen}"
+            );
+        }
     }
 }
