@@ -42,7 +42,8 @@
 # streams"),
 # BENCH_ROUNDS, BENCH_FINISHED (finished schedules in the history run, 5000), BENCH_CROWD
 # (ACTIVE users in the crowd run, 500000),
-# BENCH_WAITING (users in the waiting run, 1000000), BENCH_FLASH=0 (no flash sale),
+# BENCH_WAITING (users in the waiting run, 1000000), BENCH_REDIS_MAXMEMORY (Redis's memory
+# limit during the bench, 8gb), BENCH_FLASH=0 (no flash sale),
 # BENCH_DURATION (8s), BENCH_USERS, BENCH_FLASH_USERS/SEATS/RATE, BENCH_OPENING_IN (seconds
 # from the fair-opening sale's start to its opening, 20), and BENCH_PROFILE=1: a
 # flamegraph of seatrush per full-speed run (perf at 199 Hz, which costs throughput, so such
@@ -83,6 +84,11 @@ fi
 
 "${SQL[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB;"
 redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
+# The runs leave their schedules' queues behind (every token run issues a few hundred
+# thousand tokens on a schedule of its own; the crowd, waiting and opening runs add 2.5
+# million more): together past the dev stack's 2 GB, whose `OOM` would fail the later runs.
+# Redis gets BENCH_REDIS_MAXMEMORY (8gb) for the bench and its own limit back afterwards.
+stack_maxmemory=$(redis-cli -p 6390 CONFIG GET maxmemory | sed -n 2p)
 # compact_aof: rewrites Redis's AOF now (and before each round), so Redis does not fork to
 # rewrite it in the middle of a run: a fork of a Redis holding a gigabyte, and its child
 # writing it out, take CPU the runs are measured with. A run it happens in anyway is marked.
@@ -104,10 +110,16 @@ server=$!
 ha_server="" # the server of an `ha` run's variant, while it runs
 history_server="" # the second server of the `history` run, while it runs
 out=$(mktemp -d)
-# Whatever happens, the server stops and the dev Redis goes back to fsyncing every second.
-trap 'kill $server $ha_server $history_server 2>/dev/null; kill -CONT $server 2>/dev/null
+# Whatever happens, the server stops and the dev Redis goes back to fsyncing every second
+# and to its own memory limit. The raw results of a run that failed are kept.
+trap 'status=$?; kill $server $ha_server $history_server 2>/dev/null; kill -CONT $server 2>/dev/null
   wait $server 2>/dev/null || true
-  redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null; rm -rf "$out"' EXIT
+  redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null
+  redis-cli -p 6390 CONFIG SET maxmemory "$stack_maxmemory" >/dev/null
+  if [ "$status" = 0 ]; then rm -rf "$out"; else echo "bench: raw results kept in $out" >&2; fi' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+redis-cli -p 6390 CONFIG SET maxmemory "${BENCH_REDIS_MAXMEMORY:-8gb}" >/dev/null
 base=http://127.0.0.1:$PORT
 for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
 
