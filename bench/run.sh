@@ -112,11 +112,11 @@ history_server="" # the second server of the `history` run, while it runs
 out=$(mktemp -d)
 # Whatever happens, the server stops and the dev Redis goes back to fsyncing every second
 # and to its own memory limit. The raw results of a run that failed are kept.
-trap 'status=$?; kill $server $ha_server $history_server 2>/dev/null; kill -CONT $server 2>/dev/null
+trap 'exit_status=$?; kill $server $ha_server $history_server 2>/dev/null; kill -CONT $server 2>/dev/null
   wait $server 2>/dev/null || true
   redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null
   redis-cli -p 6390 CONFIG SET maxmemory "$stack_maxmemory" >/dev/null
-  if [ "$status" = 0 ]; then rm -rf "$out"; else echo "bench: raw results kept in $out" >&2; fi' EXIT
+  if [ "$exit_status" = 0 ]; then rm -rf "$out"; else echo "bench: raw results kept in $out" >&2; fi' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 redis-cli -p 6390 CONFIG SET maxmemory "${BENCH_REDIS_MAXMEMORY:-8gb}" >/dev/null
