@@ -11,6 +11,11 @@ use redis::AsyncCommands;
 use seatrush::model::Shuffle;
 use simd_json::prelude::*;
 
+/// The million-place shuffle of `a_long_shuffle_holds_back_no_other_schedule` keeps Redis
+/// and both cores busy for seconds: it runs alone (write), the others beside each other
+/// (read), so none of them sees its 1 s Redis timeout for that test's load.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Issues a token to each user, all at once; returns (arrival sequence, token) in arrival
 /// order, checking each answer is a pre-queue one.
 async fn pre_queue(app: &TestApp, schedule: u64, users: &[u64]) -> Vec<(u64, String)> {
@@ -92,6 +97,7 @@ fn spearman(a: &[u64], b: &[u64]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_pre_queued_users_are_shuffled_at_the_opening_and_later_arrivals_queue_behind() {
+    let _beside = ALONE.read().await;
     let app = TestApp::spawn().await;
     let users = app.create_users(1_050).await;
     // (The opening leaves room for a slow machine to queue everyone before it. Paused: the
@@ -192,6 +198,7 @@ async fn a_thousand_pre_queued_users_are_shuffled_at_the_opening_and_later_arriv
 /// order scores 1 280, and a shuffle that only swaps neighbours scores in the hundreds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_arrival_is_equally_likely_to_land_in_either_half() {
+    let _beside = ALONE.read().await;
     const TRIALS: usize = 160;
     const SIZE: usize = 8;
     let app = TestApp::spawn().await;
@@ -249,6 +256,7 @@ async fn every_arrival_is_equally_likely_to_land_in_either_half() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pre_queue_opens_its_window_before_the_opening_and_not_earlier() {
+    let _beside = ALONE.read().await;
     let app = TestApp::spawn().await;
     let later = Window {
         open_in_secs: 3_600,
@@ -314,6 +322,7 @@ async fn the_pre_queue_opens_its_window_before_the_opening_and_not_earlier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pre_queue_stream_is_told_its_place_when_the_queue_is_shuffled() {
+    let _beside = ALONE.read().await;
     let app = TestApp::spawn().await;
     let users = app.create_users(3).await;
     let schedule = shuffled_schedule(&app, 8, "").await;
@@ -356,6 +365,7 @@ async fn a_pre_queue_stream_is_told_its_place_when_the_queue_is_shuffled() {
 /// opens with its whole pre-queue shuffled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle() {
+    let _beside = ALONE.read().await;
     let mut config = TestApp::config();
     config.redis_url = common::own_redis_url();
     common::own_database(&mut config, "seatrush_fair_opening").await;
@@ -487,6 +497,7 @@ async fn a_rebuild_keeps_the_shuffled_order_and_the_pre_queue_still_to_shuffle()
 /// schedule's queue is admitted while it runs (before, every tick waited for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_shuffle_holds_back_no_other_schedule() {
+    let _alone = ALONE.write().await;
     let app = TestApp::spawn().await;
     let users = app.create_users(2).await;
     let big = shuffled_schedule(&app, 3, "").await;
