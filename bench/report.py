@@ -310,7 +310,7 @@ def chart(path, measured):
     (rps_ax, p99_ax), (sold_ax, steps_ax) = axes
     names = [r["name"] for r in measured[0][1]]
     width = 0.8 / len(measured)
-    for i, (setting, rows, _, _) in enumerate(measured):
+    for i, (setting, rows, *_) in enumerate(measured):
         xs = [j + i * width for j in range(len(rows))]
         rps_ax.bar(xs, [r["rps"] for r in rows], width, label=f"appendfsync {setting}")
         p99_ax.bar(xs, [r["p99"] for r in rows], width, label=f"appendfsync {setting}")
@@ -319,7 +319,7 @@ def chart(path, measured):
         ax.set_xticks([j + width * (len(measured) - 1) / 2 for j in range(len(names))])
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.legend(fontsize=8)
-    for setting, _, _, flash, _ in measured:
+    for setting, _, _, flash, *_ in measured:
         if not flash:
             continue
         t, n = zip(*flash["sold_timeline"]) if flash["sold_timeline"] else ((), ())

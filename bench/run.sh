@@ -57,6 +57,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-1000000}
 DB=seatrush_bench
 REDIS_DB=3
+HISTORY_REDIS_DB=5 # the history run's second server (the tests use 1, 2 and 4)
 ALL_RUNS="tokens status seats holds charge payments ha history crowd waiting opening streams"
 ROUNDS=${BENCH_ROUNDS:-5}
 WAITING=${BENCH_WAITING:-1000000}
@@ -111,10 +112,14 @@ ha_server="" # the server of an `ha` run's variant, while it runs
 history_server="" # the second server of the `history` run, while it runs
 out=$(mktemp -d)
 # Whatever happens, the server stops and the dev Redis goes back to fsyncing every second
-# and to its own memory limit. The raw results of a run that failed are kept.
+# and to its own memory limit, once the runs' data is gone (a whole bench leaves gigabytes,
+# past that limit: the dev stack would refuse every write with `OOM`). The raw results of
+# a run that failed are kept.
 trap 'exit_status=$?; kill $server $ha_server $history_server 2>/dev/null; kill -CONT $server 2>/dev/null
   wait $server 2>/dev/null || true
   redis-cli -p 6390 CONFIG SET appendfsync everysec >/dev/null
+  redis-cli -p 6390 -n "$REDIS_DB" FLUSHDB >/dev/null
+  redis-cli -p 6390 -n "$HISTORY_REDIS_DB" FLUSHDB >/dev/null
   redis-cli -p 6390 CONFIG SET maxmemory "$stack_maxmemory" >/dev/null
   if [ "$exit_status" = 0 ]; then rm -rf "$out"; else echo "bench: raw results kept in $out" >&2; fi' EXIT
 trap 'exit 130' INT
@@ -336,8 +341,7 @@ print(round(statistics.median(rates) / 2))')
   # other runs.
   history_rounds() {
     [[ " $RUNS " == *" history "* ]] || return 0
-    # (Redis db 5: the tests use 1, 2 and 4, the bench 3.)
-    local fsync=history round variant db=${DB}_history history_redis=5
+    local fsync=history round variant db=${DB}_history history_redis=$HISTORY_REDIS_DB
     local history_base=http://127.0.0.1:$((PORT + 2)) history_concert history_venue
     "${SQL[@]}" -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;"
     redis-cli -p 6390 -n "$history_redis" FLUSHDB >/dev/null
