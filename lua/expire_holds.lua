@@ -28,6 +28,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holds, '-inf', now, 'LIMIT', 0
   local r = raw and decode_reservation(raw)
   if not r or r.status ~= 'RESERVED' and r.status ~= 'PAYING' then
     redis.call('ZREM', k.holds, id) -- ended some other way
+    seats_changed(k) -- the seat map showed its seats held
   elseif r.status == 'RESERVED' then
     release_hold(k, id, r, now, 'EXPIRED')
     expired = expired + 1
@@ -45,6 +46,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', cutoff, 'LIMIT'
     stale[#stale + 1] = table.concat({ id, r.user, r.pay, r.total }, '|')
   else
     redis.call('ZREM', KEYS[9], id) -- settled already
+    seats_changed(k)
   end
 end
 publish_reservations(k)

@@ -14,7 +14,7 @@
 -- Returns one reply per commit, in order: the PAID reply of lib/holds.lua
 --       | {'NOT_PAYING', status} (the reservation is not being paid by that attempt: nothing
 --         changed)
-local k = { res = KEYS[1], holds = KEYS[2], outbox = KEYS[6], tokens = KEYS[9],
+local k = { res = KEYS[1], holds = KEYS[2], stats = KEYS[5], outbox = KEYS[6], tokens = KEYS[9],
             users = KEYS[12], active = KEYS[13], waiting = KEYS[14], ended = KEYS[15] }
 local now = now_ms()
 local paid_ids, sold = {}, 0

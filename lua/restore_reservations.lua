@@ -62,6 +62,7 @@ for i = 3, #ARGV, 2 do
     close_hold(id, m.user, n)
     redis.call('HINCRBY', k.stats, 'soldSeats', n)
     redis.call('HSET', k.res, id, stored)
+    seats_changed(k) -- held seats SOLD: the seat map changed
     paid = paid + 1
   elseif (m.status == 'PAID' or m.status == 'RESERVED') and lost then
     if not all_free(seats) then

@@ -4,6 +4,9 @@
 -- caller's ACTIVE token of this schedule, counts the request against the caller's request
 -- rate, and reads the schedule's AVAILABLE seat ids once for all; and, when a request of the
 -- batch asks for the seat map, the seats of the open holds (RESERVED or PAYING) once too.
+-- Neither is read when the caller already has the seats of the schedule's current seat-state
+-- version (lib/holds.lua's seats_changed): the listing of a schedule nobody changed since
+-- costs no more than its token check, however many seats it has.
 --
 -- KEYS[1] {s:S}:tokens   HASH token -> record
 -- KEYS[2] {s:S}:avail    ZSET AVAILABLE seatId -> seatNumber
@@ -12,27 +15,33 @@
 -- KEYS[6] {s:S}:res      HASH reservationId -> record (lib/holds.lua)
 -- KEYS[7] {s:S}:holds    ZSET RESERVED reservationId -> expiresAt
 -- KEYS[8] {s:S}:sagas    ZSET PAYING reservationId -> when its payment began
--- ARGV    token1, userId1 (the caller), view1 ('L' the listing, 'M' the map), token2, …
+-- KEYS[9] {s:S}:stats    HASH counters and `seatVersion`
+-- ARGV[1] the seat-state version whose seats the caller has (the AVAILABLE ones, and the held
+--         ones too if a request of the batch asks for the map; '' none: read them), then
+--         token1, userId1 (the caller), view1 ('L' the listing, 'M' the map), token2, …
 --
--- Returns {'seatId,seatId,…' AVAILABLE (empty when no token is ACTIVE), 'seatId,…' held
---          (empty unless an ACTIVE token asked for the map), then per token: 'OK'
+-- Returns {the seats' version ('' when no token is ACTIVE), 'seatId,seatId,…' AVAILABLE
+--          (empty when no token is ACTIVE), 'seatId,…' held (empty unless an ACTIVE token
+--          asked for the map), then per token: 'OK'
 --          | 'TOKEN_NOT_HERE' (not a token of this schedule) | 'QUEUE_TOKEN_INVALID'
 --          | 'QUEUE_TOKEN_NOT_ACTIVE' | 'FORBIDDEN' (another user's token) | 'RATE_LIMITED'}
+--          or, when ARGV[1] is the current version and a token is ACTIVE, '=' in place of
+--          both seat lists: the caller's seats are current.
 local now = now_ms()
 local seen = {}
-local out = { '', '' }
+local out = { '', '', '' }
 local any, map = false, false
 local per_user = redis.call('HGET', KEYS[3], 'userRequestsPerSecond')
 local rate_keys = { KEYS[4], KEYS[5] }
-for i = 1, #ARGV / 3 do
-  local user = ARGV[3 * i - 1]
-  local code = token_refusal(seen, KEYS[1], ARGV[3 * i - 2], user, now)
+for i = 1, (#ARGV - 1) / 3 do
+  local user = ARGV[3 * i]
+  local code = token_refusal(seen, KEYS[1], ARGV[3 * i - 1], user, now)
     or rate_refusal(rate_keys, user, now, per_user) or 'OK'
   if code == 'OK' then
     any = true
-    map = map or ARGV[3 * i] == 'M'
+    map = map or ARGV[3 * i + 1] == 'M'
   end
-  out[i + 2] = code
+  out[i + 3] = code
 end
 
 -- The seat ids of the open holds, from their records' `seatId:price,…` field.
@@ -50,8 +59,23 @@ local function held_seats()
   return table.concat(parts, ',')
 end
 
--- One string rather than one reply element per seat: far cheaper to encode and decode.
-if any then out[1] = table.concat(redis.call('ZRANGE', KEYS[2], 0, -1), ',') end
-if map then out[2] = held_seats() end
+if any then
+  local version = redis.call('HGET', KEYS[9], 'seatVersion')
+  if version and version == ARGV[1] then
+    out[1], out[2], out[3] = version, '=', '='
+  else
+    if not version then
+      -- Seats loaded outside the scripts: a version names them from now on (its first value
+      -- as in lib/holds.lua's seats_changed, with no previous one).
+      local t = redis.call('TIME')
+      version = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+      redis.call('HSET', KEYS[9], 'seatVersion', version)
+    end
+    out[1] = version
+    -- One string rather than one reply element per seat: far cheaper to encode and decode.
+    out[2] = table.concat(redis.call('ZRANGE', KEYS[2], 0, -1), ',')
+    if map then out[3] = held_seats() end
+  end
+end
 rate_commit()
 return out

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{OPEN_NOW, TestApp, Window, bearer, eventually, spawn_all};
@@ -31,14 +32,37 @@ async fn concert_with_three_schedules(app: &TestApp) -> (u64, [u64; 3]) {
     (concert, [a, b, c])
 }
 
-/// Takes one of the schedule's AVAILABLE seats in Redis (as a hold would); returns its id.
+/// Takes one of the schedule's AVAILABLE seats in Redis (as a hold would), deleting its
+/// seat-state version as every write outside the scripts does; returns its id.
 async fn take_a_seat(app: &TestApp, schedule: u64) -> u64 {
-    let taken: Vec<(u64, f64)> = app
-        .redis()
-        .zpopmin(ScheduleKeys::new(schedule).avail, 1)
-        .await
-        .unwrap();
+    let k = ScheduleKeys::new(schedule);
+    let taken: Vec<(u64, f64)> = app.redis().zpopmin(&k.avail, 1).await.unwrap();
+    let _: () = app.redis().hdel(&k.stats, "seatVersion").await.unwrap();
     taken[0].0
+}
+
+/// The schedule's seat-state version (`lua/lib/holds.lua`), if it has one.
+async fn seat_version(app: &TestApp, schedule: u64) -> Option<u64> {
+    let k = ScheduleKeys::new(schedule);
+    app.redis().hget(&k.stats, "seatVersion").await.unwrap()
+}
+
+/// Lists the schedule's seats with `tag` in If-None-Match, asserts that the listing changed
+/// and shows exactly the seats Redis has AVAILABLE, and returns its tag.
+async fn listing_changed(
+    app: &TestApp,
+    (path, token): (&str, &str),
+    schedule: u64,
+    tag: &str,
+    what: &str,
+) -> String {
+    let rsp = app
+        .get(path, &[("queue-token", token), ("if-none-match", tag)])
+        .await;
+    assert_eq!(rsp.status, 200, "{what}: a new listing");
+    let listed: HashSet<u64> = rsp.seat_ids().into_iter().collect();
+    assert_eq!(listed, app.available_seats(schedule).await, "{what}");
+    rsp.headers["etag"].to_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,6 +382,166 @@ async fn the_listing_is_gzipped_when_asked_and_tagged_for_304s() {
     assert_eq!(changed.status, 200);
     assert_ne!(changed.headers["etag"].to_str().unwrap(), plain_tag);
     assert_eq!(changed.data()["seats"].as_array().unwrap().len(), 199);
+}
+
+/// A listing read right after any change of the seats shows it: holds by seat and by
+/// quantity, a cancel, a user leaving the queue with a hold, an expiry. (Payments, which
+/// change the seat map only, are in the map's test above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_follows_every_change_of_the_seats() {
+    let app = TestApp::spawn().await;
+    let (concert, schedule) = app.create_schedule(OPEN_NOW, 8).await;
+    let seats = app.seats_of(schedule).await;
+    let (user, token) = app.active_user(schedule).await;
+    let (leaver, leaver_token) = app.active_user(schedule).await;
+    let path = format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats");
+    let reader = (path.as_str(), token.as_str());
+    let first = app.get(&path, &[("queue-token", &token)]).await;
+    assert_eq!(first.seat_ids().len(), 8);
+    let tag = first.headers["etag"].to_str().unwrap().to_string();
+
+    let by_seat = app.hold(&token, schedule, user, &seats[..1]).await;
+    let tag = listing_changed(&app, reader, schedule, &tag, "a hold by seat").await;
+    let body = format!(r#"{{"scheduleId":{schedule},"quantity":2,"userId":{user}}}"#);
+    app.post("/api/v1/reservations", &[("queue-token", &token)], &body)
+        .await
+        .assert_created();
+    let tag = listing_changed(&app, reader, schedule, &tag, "a hold by quantity").await;
+    let cancel = format!("/api/v1/reservations/{}", by_seat.u64("reservationId"));
+    app.request(
+        hyper::Method::DELETE,
+        &cancel,
+        &[("queue-token", &token)],
+        None,
+    )
+    .await
+    .assert_ok();
+    let tag = listing_changed(&app, reader, schedule, &tag, "a cancel").await;
+    app.hold(&leaver_token, schedule, leaver, &seats[6..7])
+        .await
+        .assert_created();
+    let tag = listing_changed(&app, reader, schedule, &tag, "the leaver's hold").await;
+    app.leave(&leaver_token).await.assert_ok();
+    let tag = listing_changed(&app, reader, schedule, &tag, "leaving the queue").await;
+
+    app.set_queue(schedule, r#"{"holdTtlSeconds": 1}"#).await;
+    app.hold(&token, schedule, user, &seats[7..])
+        .await
+        .assert_created();
+    let tag = listing_changed(&app, reader, schedule, &tag, "a hold of 1 s").await;
+    eventually(Duration::from_secs(5), "the hold to expire", || async {
+        app.is_available(schedule, seats[7]).await.then_some(())
+    })
+    .await;
+    listing_changed(&app, reader, schedule, &tag, "an expiry").await;
+}
+
+/// A listing answers from the seats it last read while the schedule's seat-state version
+/// stands (Redis then checks the token only), and reads them again once it moves: so a
+/// change made outside the scripts, which do not move it, shows only once the version is
+/// deleted, as every such writer does. Seats loaded outside the scripts get a version at
+/// their first listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_seats_answer_until_the_seat_state_version_moves() {
+    let app = TestApp::spawn().await;
+    let (concert, schedule) = app.create_schedule(OPEN_NOW, 5).await;
+    assert_eq!(
+        seat_version(&app, schedule).await,
+        None,
+        "loaded outside a script"
+    );
+    let token = app.active_token(schedule).await;
+    let path = format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats");
+    let kept = app.get(&path, &[("queue-token", &token)]).await;
+    assert_eq!(kept.seat_ids().len(), 5);
+    assert!(
+        seat_version(&app, schedule).await.is_some(),
+        "named by the listing"
+    );
+    let tag = kept.headers["etag"].to_str().unwrap().to_string();
+
+    let k = ScheduleKeys::new(schedule);
+    let _: Vec<(u64, f64)> = app.redis().zpopmin(&k.avail, 1).await.unwrap();
+    let headers = [
+        ("queue-token", token.as_str()),
+        ("if-none-match", tag.as_str()),
+    ];
+    let unread = app.get(&path, &headers).await;
+    assert_eq!(unread.status, 304, "the kept seats answered");
+    let _: () = app.redis().hdel(&k.stats, "seatVersion").await.unwrap();
+    let read = app.get(&path, &headers).await;
+    assert_eq!(read.status, 200, "read again");
+    assert_eq!(read.seat_ids().len(), 4);
+}
+
+/// The seat-state version never repeats: a Redis that comes back older (its seats and version
+/// as they were before a hold) is listed as it is, not as the instance last read it; and a
+/// version ahead of Redis's clock still moves forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_back_older_is_listed_as_it_is() {
+    let app = TestApp::spawn().await;
+    let (concert, schedule) = app.create_schedule(OPEN_NOW, 4).await;
+    let seats = app.seats_of(schedule).await;
+    let (user, token) = app.active_user(schedule).await;
+    let path = format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats");
+    let reader = (path.as_str(), token.as_str());
+    app.hold(&token, schedule, user, &seats[..1])
+        .await
+        .assert_created();
+    let before = app.get(&path, &[("queue-token", &token)]).await;
+    let before_tag = before.headers["etag"].to_str().unwrap().to_string();
+    let k = ScheduleKeys::new(schedule);
+    let keys = [
+        &k.avail,
+        &k.stats,
+        &k.res,
+        &k.holds,
+        &k.userseats,
+        &k.userholds,
+    ];
+    let mut snapshot = Vec::new();
+    for key in keys {
+        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut app.redis())
+            .await
+            .unwrap();
+        snapshot.push(dump.expect("every key exists after a hold"));
+    }
+    let version_before = seat_version(&app, schedule).await.unwrap();
+
+    app.hold(&token, schedule, user, &seats[1..2])
+        .await
+        .assert_created();
+    let tag = listing_changed(&app, reader, schedule, &before_tag, "a second hold").await;
+    assert!(seat_version(&app, schedule).await.unwrap() > version_before);
+    for (key, dump) in keys.iter().zip(&snapshot) {
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(dump)
+            .arg("REPLACE")
+            .query_async(&mut app.redis())
+            .await
+            .unwrap();
+    }
+    let older = listing_changed(&app, reader, schedule, &tag, "Redis back older").await;
+    assert_eq!(
+        older, before_tag,
+        "the seats as they were before the second hold"
+    );
+
+    let ahead = 4_000_000_000_000_000u64; // µs since the epoch: in 2096
+    let _: () = app
+        .redis()
+        .hset(&k.stats, "seatVersion", ahead)
+        .await
+        .unwrap();
+    app.hold(&token, schedule, user, &seats[2..3])
+        .await
+        .assert_created();
+    assert_eq!(seat_version(&app, schedule).await, Some(ahead + 1));
+    listing_changed(&app, reader, schedule, &older, "a hold after the clock").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

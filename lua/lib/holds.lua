@@ -32,6 +32,25 @@ local function seat_list(r)
   return ids
 end
 
+-- The schedule's seat-state version, `seatVersion` in k.stats: a new value whenever a script
+-- changes which seats are AVAILABLE, held or SOLD, so a reader that kept the seats it read
+-- at a version knows they are current while the version is (lua/seat_view.lua). Each value
+-- is max(previous + 1, Redis's clock in µs): it moves forwards even if the clock does not,
+-- and a Redis that came back older moves on from the clock, past the values it lost (the
+-- instances also forget the seats they kept whenever Redis may have been replaced). A write
+-- outside the scripts (loading a schedule's seats) deletes it; the next listing names the
+-- seats anew. Bumped once per script run, wherever in the run: no reader sees a run half
+-- done.
+local seat_version_bumped = false
+local function seats_changed(k)
+  if seat_version_bumped then return end
+  seat_version_bumped = true
+  local t = redis.call('TIME')
+  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local previous = tonumber(redis.call('HGET', k.stats, 'seatVersion')) or 0
+  redis.call('HSET', k.stats, 'seatVersion', string.format('%.0f', math.max(previous + 1, clock)))
+end
+
 -- Reservations this run changed, as id, record, id, record, …: every script that saves one
 -- calls publish_reservations before it returns, which stores them in `res` and appends them
 -- to the outbox together. Until then `res` still holds their previous records, so a script
@@ -65,9 +84,11 @@ local function load_reservation(k, id)
 end
 
 -- Stores the staged records in k.res and appends them to k.outbox, 500 per command (far
--- below Lua's unpack limit). A CANCELLED or EXPIRED record is indexed in k.rended by the time
+-- below Lua's unpack limit); a changed record may change what the seat map shows (a hold
+-- PAID sells its seats), so the seat-state version moves. A CANCELLED or EXPIRED record is indexed in k.rended by the time
 -- of its outbox entry, so it leaves Redis once that entry is flushed and old enough.
 local function publish_reservations(k)
+  if #staged > 0 then seats_changed(k) end
   for i = 1, #staged, 1000 do
     local last = math.min(i + 999, #staged)
     redis.call('HSET', k.res, unpack(staged, i, last))
@@ -112,6 +133,7 @@ end
 
 -- Makes the seats `ids` AVAILABLE (500 per command).
 local function make_available(k, ids)
+  seats_changed(k)
   for i = 1, #ids, 500 do
     local last = math.min(i + 499, #ids)
     local infos = redis.call('HMGET', k.seat, unpack(ids, i, last))
@@ -126,6 +148,7 @@ end
 
 -- Takes the seats `ids` out of the AVAILABLE ones.
 local function take_available(k, ids)
+  seats_changed(k)
   for i = 1, #ids, 1000 do
     redis.call('ZREM', k.avail, unpack(ids, i, math.min(i + 999, #ids)))
   end

@@ -115,9 +115,18 @@ impl ListingCache {
             ]),
         ]);
         let mut kept = self.kept.lock().expect("listing cache lock");
-        if let Some(k) = kept.get(&key)
+        if let Some(k) = kept.get_mut(&key)
             && k.rendered.tag == tag
         {
+            // The same content from another read (the seats read again for a seat map, the
+            // catalogue's seats reloaded): kept from now on, so that the next request with
+            // them is told by pointer, not by digesting thousands of seats again.
+            k.seats = listing.seats.clone();
+            k.seats_digest = seats_digest;
+            k.available = listing.available.clone();
+            k.available_digest = available_digest;
+            k.held = listing.held.clone();
+            k.held_digest = held_digest;
             return k.rendered.clone();
         }
         drop(kept);
@@ -212,6 +221,20 @@ mod tests {
         assert_eq!(renders, 2);
         assert_ne!(one_held.tag, first.tag);
         assert_eq!(&one_held.json[..], b"one");
+    }
+
+    #[test]
+    fn equal_content_read_again_is_kept_so_the_next_request_is_not_digested() {
+        let cache = ListingCache::default();
+        cache.body(&listing(vec![1, 2]), || b"both".to_vec());
+        let again = listing(vec![1, 2]); // new Arcs, the same content
+        cache.body(&again, || {
+            unreachable!("the same content is not rendered again")
+        });
+        let kept = cache.kept.lock().unwrap();
+        let k = &kept[&(7, SeatView::Available)];
+        assert!(Arc::ptr_eq(&k.available, &again.available));
+        assert!(Arc::ptr_eq(&k.seats, &again.seats));
     }
 
     #[test]

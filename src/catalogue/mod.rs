@@ -93,7 +93,7 @@ pub async fn seats_of(
             // Another request of the batch may have asked for the map: the listing does
             // not show the held seats, so its content (and tag) must not follow them.
             Ok(state) => Ok(match view {
-                SeatView::Map => (state.available, state.held),
+                SeatView::Map => (state.available, state.held.unwrap_or_default()),
                 SeatView::Available => (state.available, Arc::default()),
             }),
             Err(refusal) => Err(refusal.into()),

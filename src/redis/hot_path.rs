@@ -16,14 +16,15 @@ use super::scripts::{
     DebitOutcome, DebitRequest, HoldOutcome, HoldRequest, IssueOutcome, IssueRequest, Retirement,
     Scripts, SeatViewOutcome, ShuffleStart, ShuffleStep, StatusOutcome,
 };
+use super::seat_reads::SeatReads;
 use crate::model::{
     Balance, Idempotency, PaymentAttempt, PaymentId, QueueSettings, QueueToken, Refusal,
     ReservationId, ReservationRecord, SeatView, Shuffle, wallet_bucket,
 };
 
-/// A coalescer whose batches are calls of `Scripts::$script` (for the batch's slot: a
-/// schedule, or a wallet bucket for debits), recording each batch's size under the script's
-/// name.
+/// A coalescer whose batches are calls of `Scripts::$script` (or of the same method of
+/// another caller of the script, such as [`SeatReads`]) for the batch's slot (a schedule,
+/// or a wallet bucket for debits), recording each batch's size under the script's name.
 macro_rules! coalesced {
     ($scripts:ident, $conn:expr, $script:ident) => {{
         let (scripts, conn) = ($scripts.clone(), $conn.clone());
@@ -62,12 +63,13 @@ pub struct HotPath {
 
 impl HotPath {
     pub fn new(conn: RedisConn, scripts: Arc<Scripts>) -> Self {
+        let seat_reads = Arc::new(SeatReads::new(scripts.clone()));
         Self {
             token_issuer: coalesced!(scripts, conn, issue_tokens),
             // These two change only request counts, which no client is told of: they need
             // no replica's confirmation (see `RedisConn::without_replica_wait`).
             token_checker: coalesced!(scripts, conn.without_replica_wait(), token_status),
-            seat_viewer: coalesced!(scripts, conn.without_replica_wait(), seat_view),
+            seat_viewer: coalesced!(seat_reads, conn.without_replica_wait(), seat_view),
             seat_holder: coalesced!(scripts, conn, hold_seats),
             payment_begins: coalesced!(scripts, conn, pay_begin),
             debits: coalesced!(scripts, conn, debit),

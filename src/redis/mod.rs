@@ -14,6 +14,7 @@ mod hot_path;
 pub mod keys;
 pub mod schedules;
 pub mod scripts;
+mod seat_reads;
 pub mod sentinel;
 pub mod streams;
 

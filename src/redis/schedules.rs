@@ -14,7 +14,9 @@ use crate::model::{BookingWindow, QueueSettings, Seat};
 pub const CHUNK: usize = 5_000;
 
 /// Adds the schedule's seats (numbers and prices) and the AVAILABLE ones (ordered by seat
-/// number) to `pipe`.
+/// number) to `pipe`, and then deletes the schedule's seat-state version: it names the seats
+/// as the scripts left them (`lua/lib/holds.lua`), and a seat listing must not take these
+/// for the ones it read at that version.
 pub fn stage_seats(
     pipe: &mut redis::Pipeline,
     schedule_id: u64,
@@ -37,6 +39,7 @@ pub fn stage_seats(
             .collect();
         pipe.zadd_multiple(&k.avail, &members).ignore();
     }
+    pipe.hdel(&k.stats, "seatVersion").ignore();
 }
 
 /// Puts a new schedule's seats, all AVAILABLE, into Redis.

@@ -36,11 +36,24 @@ pub type SeatViewOutcome = Result<SeatState, Refusal>;
 /// The seats of a schedule as one `seat_view` call read them.
 #[derive(Debug, Clone)]
 pub struct SeatState {
+    /// The schedule's seat-state version they were read at (`lua/lib/holds.lua`); `None`
+    /// when no token of the batch was ACTIVE (then nothing was read).
+    pub version: Option<String>,
     /// The AVAILABLE seat ids, sorted.
     pub available: Arc<Vec<u64>>,
     /// The seat ids of open holds (RESERVED or PAYING), sorted; read only when a request
-    /// of the batch asked for the seat map (else empty).
-    pub held: Arc<Vec<u64>>,
+    /// of the batch asked for the seat map (else `None`).
+    pub held: Option<Arc<Vec<u64>>>,
+}
+
+/// What one `seat_view` call answers: the seats, and per request of the batch whether its
+/// token may see them.
+pub struct SeatViewReply {
+    /// The seats read, or the caller's `known` ones when they are still current.
+    pub state: SeatState,
+    /// Whether `state` was read by this call (else it is the caller's, still current).
+    pub read: bool,
+    pub tokens: Vec<Result<(), Refusal>>,
 }
 
 impl Scripts {
@@ -106,14 +119,17 @@ impl Scripts {
             .map_err(|e| bad_reply(&e.to_string()))
     }
 
-    /// For each (token, user, view) of a batch, the schedule's seats (shared by the batch)
-    /// if it is the user's ACTIVE token of the schedule, else the refusal.
+    /// For each (token, user, view) of a batch, whether it is the user's ACTIVE token of the
+    /// schedule, and the schedule's seats (shared by the batch): read, unless `known` are
+    /// the seats of the schedule's current seat-state version (with the held ones if the
+    /// batch asks for the map).
     pub async fn seat_view(
         &self,
         conn: &mut RedisConn,
         schedule_id: u64,
         tokens: &[(u64, u64, SeatView)],
-    ) -> RedisResult<Vec<SeatViewOutcome>> {
+        known: Option<&SeatState>,
+    ) -> RedisResult<SeatViewReply> {
         let k = ScheduleKeys::new(schedule_id);
         let mut call = self.seat_view.key(&k.tokens);
         call.key(&k.avail)
@@ -122,7 +138,9 @@ impl Scripts {
             .key(&k.rates[1])
             .key(&k.res)
             .key(&k.holds)
-            .key(&k.sagas);
+            .key(&k.sagas)
+            .key(&k.stats)
+            .arg(known.and_then(|s| s.version.as_deref()).unwrap_or(""));
         for (token, user_id, view) in tokens {
             let view = match view {
                 SeatView::Available => "L",
@@ -131,20 +149,44 @@ impl Scripts {
             call.arg(token).arg(user_id).arg(view);
         }
         let reply = Reply::new(call.invoke_observed("seat_view", conn).await?)?;
-        let state = SeatState {
-            available: Arc::new(sorted_ids(&reply.string(0)?)?),
-            held: Arc::new(sorted_ids(&reply.string(1)?)?),
-        };
-        (2..tokens.len() + 2)
+        let codes = (3..tokens.len() + 3)
             .map(|i| {
                 let code = reply.string(i)?;
                 Ok(if code == "OK" {
-                    Ok(state.clone())
+                    Ok(())
                 } else {
                     Err(refusal(&code)?)
                 })
             })
-            .collect()
+            .collect::<RedisResult<Vec<_>>>()?;
+        let (version, available) = (reply.string(0)?, reply.string(1)?);
+        let (state, read) = match known {
+            Some(known) if available == "=" => (known.clone(), false),
+            _ if available == "=" => return Err(bad_reply("seats unchanged, but none known")),
+            _ => {
+                // The script reads the held seats only for a map its token may see.
+                let map = tokens
+                    .iter()
+                    .zip(&codes)
+                    .any(|((_, _, view), code)| *view == SeatView::Map && code.is_ok());
+                let held = if map {
+                    Some(Arc::new(sorted_ids(&reply.string(2)?)?))
+                } else {
+                    None
+                };
+                let state = SeatState {
+                    version: (!version.is_empty()).then_some(version),
+                    available: Arc::new(sorted_ids(&available)?),
+                    held,
+                };
+                (state, true)
+            }
+        };
+        Ok(SeatViewReply {
+            state,
+            read,
+            tokens: codes,
+        })
     }
 
     /// Moves the schedule's AVAILABLE seats from the unordered set seatrush kept before into
@@ -159,6 +201,7 @@ impl Scripts {
             .key(k.unordered_available())
             .key(&k.avail)
             .key(&k.seat)
+            .key(&k.stats)
             .invoke_observed("upgrade_free_seats", conn)
             .await
     }

@@ -17,7 +17,7 @@ mod queue;
 mod restore;
 mod wallet;
 
-pub use holds::{HoldOutcome, HoldRequest, SeatState, SeatViewOutcome};
+pub use holds::{HoldOutcome, HoldRequest, SeatState, SeatViewOutcome, SeatViewReply};
 pub use payment::{
     BeginOutcome, BeginRequest, CommitOutcome, DEBIT_KEEP, DebitOutcome, DebitRequest,
 };
