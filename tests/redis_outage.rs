@@ -673,11 +673,39 @@ const PAID: &str = "SELECT COUNT(*) FROM reservations WHERE schedule_id = ? AND 
 const LINES: &str = "SELECT COUNT(*) FROM balance_transactions b
      JOIN queue_tokens t ON t.user_id = b.user_id WHERE t.schedule_id = ?";
 
+/// Each seat's status on the schedule's seat map (`?view=map`), read with `token`.
+async fn seat_map(app: &TestApp, schedule: u64, token: &str) -> Vec<(u64, String)> {
+    let mut db = app.app.db.primary.get_conn().await.unwrap();
+    let concert: Option<u64> = db
+        .exec_first(
+            "SELECT concert_id FROM concert_schedules WHERE id = ?",
+            (schedule,),
+        )
+        .await
+        .unwrap();
+    let path = format!(
+        "/api/v1/concerts/{}/schedules/{schedule}/seats?view=map",
+        concert.unwrap()
+    );
+    let rsp = app.get(&path, &[("queue-token", token)]).await;
+    rsp.assert_ok();
+    rsp.data()["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let status = s["status"].as_str().unwrap().to_string();
+            (s["seatId"].as_u64().unwrap(), status)
+        })
+        .collect()
+}
+
 /// Redis comes back older than MySQL: restarted from a copy of its directory taken before
 /// five buyers held, charged and paid, all of which reached MySQL. Before it hands out
 /// another id the reconciler brings it forwards, so five other buyers who then try the same
 /// seats are refused and buy five others: no seat is sold twice, no id is reused, no ledger
-/// line is lost, money is conserved, and Redis equals MySQL after the drain.
+/// line is lost, money is conserved, and Redis equals MySQL after the drain. The seat map
+/// shows the seats as MySQL has them, not as the copy had them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restored_from_an_older_copy_sells_no_seat_twice_and_reuses_no_id() {
     let mut redis = OwnRedis::start("always");
@@ -721,6 +749,9 @@ async fn redis_restored_from_an_older_copy_sells_no_seat_twice_and_reuses_no_id(
     )
     .await;
     let behind = counter(&app, "seatrush_reconcile_behind_total");
+    let map = seat_map(&app, schedule, &late_token).await;
+    assert_eq!(map.iter().filter(|(_, s)| s == "SOLD").count(), 5);
+    assert_eq!(map[10], (seats[10], "HELD".to_string()));
 
     redis.restart_from(&copy);
     let restarted = Instant::now();
@@ -739,6 +770,7 @@ async fn redis_restored_from_an_older_copy_sells_no_seat_twice_and_reuses_no_id(
         .await;
     rsp.assert_ok();
     assert_eq!(rsp.str("status"), "RESERVED");
+    assert_eq!(seat_map(&app, schedule, &late_token).await, map);
     let (user, token) = &second[0];
     let rsp = app.hold(token, schedule, *user, &[seats[10]]).await;
     rsp.assert_error(409, "SEAT_ALREADY_RESERVED");
