@@ -4,8 +4,8 @@
 -- Runs at start-up for every schedule Redis has; a schedule already moved costs one EXISTS.
 --
 -- KEYS[1] {s:S}:avail  SET of AVAILABLE seat ids (removed), KEYS[2] {s:S}:free  the ZSET,
--- KEYS[3] {s:S}:seat   HASH seatId -> "seatNumber|price", KEYS[4] {s:S}:stats  (its seat-state
--- version moves)
+-- KEYS[3] {s:S}:seat   HASH seatId -> "seatNumber|price"
+-- KEYS[4] {s:S}:stats  (the seat-state version moves)
 --
 -- Returns the number of seats moved (0: nothing to move).
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

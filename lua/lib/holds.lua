@@ -85,8 +85,9 @@ end
 
 -- Stores the staged records in k.res and appends them to k.outbox, 500 per command (far
 -- below Lua's unpack limit); a changed record may change what the seat map shows (a hold
--- PAID sells its seats), so the seat-state version moves. A CANCELLED or EXPIRED record is indexed in k.rended by the time
--- of its outbox entry, so it leaves Redis once that entry is flushed and old enough.
+-- PAID sells its seats), so the seat-state version moves. A CANCELLED or EXPIRED record is
+-- indexed in k.rended by the time of its outbox entry, so it leaves Redis once that entry
+-- is flushed and old enough.
 local function publish_reservations(k)
   if #staged > 0 then seats_changed(k) end
   for i = 1, #staged, 1000 do
