@@ -66,8 +66,10 @@ impl HotPath {
         let seat_reads = Arc::new(SeatReads::new(scripts.clone()));
         Self {
             token_issuer: coalesced!(scripts, conn, issue_tokens),
-            // These two change only request counts, which no client is told of: they need
-            // no replica's confirmation (see `RedisConn::without_replica_wait`).
+            // These two change only request counts, which no client is told of (and the
+            // listing may name seats with a first seat-state version, which a lost write
+            // only makes the next listing name again): they need no replica's confirmation
+            // (see `RedisConn::without_replica_wait`).
             token_checker: coalesced!(scripts, conn.without_replica_wait(), token_status),
             seat_viewer: coalesced!(seat_reads, conn.without_replica_wait(), seat_view),
             seat_holder: coalesced!(scripts, conn, hold_seats),
