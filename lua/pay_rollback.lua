@@ -1,4 +1,4 @@
--- uses: lib/holds.lua
+-- uses: lib/clock.lua lib/holds.lua
 -- Payment saga rollback, in the schedule's slot, once the attempt is known not to have
 -- debited anything (too little money, or fenced off by void_debit.lua): the PAYING
 -- reservation is RESERVED again, as it was, and expires on time if it is due (MySQL never

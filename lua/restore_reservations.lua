@@ -1,4 +1,4 @@
--- uses: lib/holds.lua
+-- uses: lib/clock.lua lib/holds.lua
 -- Moves a schedule's reservations in Redis forwards to what MySQL already holds, when Redis
 -- came back older than MySQL (src/reconcile.rs): a PAID reservation is PAID again and its
 -- seats are sold, a hold MySQL has that Redis lost holds its seats again, a hold MySQL has

@@ -67,8 +67,7 @@ if any then
     if not version then
       -- Seats loaded outside the scripts: a version names them from now on (its first value
       -- as in lib/holds.lua's seats_changed, with no previous one).
-      local t = redis.call('TIME')
-      version = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+      version = string.format('%.0f', now_us())
       redis.call('HSET', KEYS[9], 'seatVersion', version)
     end
     out[1] = version

@@ -1,4 +1,4 @@
--- uses: lib/holds.lua
+-- uses: lib/clock.lua lib/holds.lua
 -- Moves a schedule's AVAILABLE seats from the unordered SET seatrush kept before into the
 -- ZSET ordered by seat number (lib/holds.lua), in one step, so no hold sees half of them.
 -- Runs at start-up for every schedule Redis has; a schedule already moved costs one EXISTS.

@@ -1,5 +1,5 @@
--- Helpers shared by the seat-hold and payment scripts. A reservation's record lives in the
--- schedule's `res` hash as
+-- Helpers shared by the seat-hold and payment scripts (after lib/clock.lua, whose now_us
+-- they use). A reservation's record lives in the schedule's `res` hash as
 --   "userId|status|totalAmount|reservedAt|expiresAt|seatId:price,…|paidAt|endedAt|paymentId"
 -- (times in ms, empty when unset; paymentId is the payment attempt while PAYING and the
 -- payment once PAID); every change MySQL records is appended, whole, to the outbox as
@@ -45,10 +45,9 @@ local seat_version_bumped = false
 local function seats_changed(k)
   if seat_version_bumped then return end
   seat_version_bumped = true
-  local t = redis.call('TIME')
-  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local previous = tonumber(redis.call('HGET', k.stats, 'seatVersion')) or 0
-  redis.call('HSET', k.stats, 'seatVersion', string.format('%.0f', math.max(previous + 1, clock)))
+  local version = math.max(previous + 1, now_us())
+  redis.call('HSET', k.stats, 'seatVersion', string.format('%.0f', version))
 end
 
 -- Reservations this run changed, as id, record, id, record, …: every script that saves one

@@ -114,6 +114,7 @@ impl ListingCache {
                 &schedule.venue_name,
             ]),
         ]);
+        let digests = (seats_digest, available_digest, held_digest);
         let mut kept = self.kept.lock().expect("listing cache lock");
         if let Some(k) = kept.get_mut(&key)
             && k.rendered.tag == tag
@@ -121,13 +122,9 @@ impl ListingCache {
             // The same content from another read (the seats read again for a seat map, the
             // catalogue's seats reloaded): kept from now on, so that the next request with
             // them is told by pointer, not by digesting thousands of seats again.
-            k.seats = listing.seats.clone();
-            k.seats_digest = seats_digest;
-            k.available = listing.available.clone();
-            k.available_digest = available_digest;
-            k.held = listing.held.clone();
-            k.held_digest = held_digest;
-            return k.rendered.clone();
+            let rendered = k.rendered.clone();
+            *k = Kept::of(listing, digests, rendered.clone());
+            return rendered;
         }
         drop(kept);
         let rendered = Arc::new(RenderedListing {
@@ -136,19 +133,27 @@ impl ListingCache {
             gzip: OnceLock::new(),
         });
         kept = self.kept.lock().expect("listing cache lock");
-        kept.insert(
-            key,
-            Kept {
-                seats: listing.seats.clone(),
-                seats_digest,
-                available: listing.available.clone(),
-                available_digest,
-                held: listing.held.clone(),
-                held_digest,
-                rendered: rendered.clone(),
-            },
-        );
+        kept.insert(key, Kept::of(listing, digests, rendered.clone()));
         rendered
+    }
+}
+
+impl Kept {
+    /// `listing`'s parts with their digests (seats, AVAILABLE, held), and its rendering.
+    fn of(
+        listing: &SeatListing,
+        (seats_digest, available_digest, held_digest): (u64, u64, u64),
+        rendered: Arc<RenderedListing>,
+    ) -> Self {
+        Self {
+            seats: listing.seats.clone(),
+            seats_digest,
+            available: listing.available.clone(),
+            available_digest,
+            held: listing.held.clone(),
+            held_digest,
+            rendered,
+        }
     }
 }
 

@@ -324,4 +324,28 @@ mod tests {
         assert_eq!(files, declared);
         assert_eq!(super::Scripts::new().all().count(), declared.len());
     }
+
+    /// lib/holds.lua calls lib/clock.lua's `now_us`: every script that names it names the
+    /// clock first (a helper missing at run time is a nil call only the script's own run
+    /// would find).
+    #[test]
+    fn scripts_that_use_the_holds_helpers_name_the_clock_before_them() {
+        for name in super::Scripts::NAMES {
+            let path = format!("{}/lua/{name}.lua", env!("CARGO_MANIFEST_DIR"));
+            let source = std::fs::read_to_string(path).unwrap();
+            let uses: Vec<&str> = source
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("-- uses: "))
+                .map(|l| l.split_whitespace().collect())
+                .unwrap_or_default();
+            let at = |lib| uses.iter().position(|u| *u == lib);
+            if let Some(holds) = at("lib/holds.lua") {
+                assert!(
+                    at("lib/clock.lua").is_some_and(|c| c < holds),
+                    "{name}: {uses:?}"
+                );
+            }
+        }
+    }
 }
