@@ -62,7 +62,7 @@ async fn listing_changed(
     assert_eq!(rsp.status, 200, "{what}: a new listing");
     let listed: HashSet<u64> = rsp.seat_ids().into_iter().collect();
     assert_eq!(listed, app.available_seats(schedule).await, "{what}");
-    rsp.headers["etag"].to_str().unwrap().to_string()
+    rsp.etag()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,19 +230,6 @@ async fn the_seat_map_shows_every_seat_held_sold_or_available() {
         .u64("reservationId");
     let path = format!("/api/v1/concerts/{concert}/schedules/{schedule}/seats");
     let map_path = format!("{path}?view=map");
-    let statuses = |rsp: &common::Rsp| -> Vec<(u64, String)> {
-        rsp.data()["seats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["seatId"].as_u64().unwrap(),
-                    s["status"].as_str().unwrap().into(),
-                )
-            })
-            .collect()
-    };
     let map = app.get(&map_path, &[("queue-token", &buyer_token)]).await;
     map.assert_ok();
     let expect = |second: &str| {
@@ -253,16 +240,16 @@ async fn the_seat_map_shows_every_seat_held_sold_or_available() {
             (seats[3], "AVAILABLE".to_string()),
         ]
     };
-    assert_eq!(statuses(&map), expect("HELD"));
+    assert_eq!(map.seat_statuses(), expect("HELD"));
     assert_eq!(map.data()["seats"][0]["price"].as_u64(), Some(50_000));
-    let map_tag = map.headers["etag"].to_str().unwrap().to_string();
+    let map_tag = map.etag();
     let listing = app.get(&path, &[("queue-token", &buyer_token)]).await;
     assert_eq!(
-        statuses(&listing).len(),
+        listing.seat_statuses().len(),
         2,
         "the listing keeps the AVAILABLE seats only"
     );
-    let listing_tag = listing.headers["etag"].to_str().unwrap().to_string();
+    let listing_tag = listing.etag();
     assert_ne!(listing_tag, map_tag);
     let unchanged = app
         .get(
@@ -284,7 +271,7 @@ async fn the_seat_map_shows_every_seat_held_sold_or_available() {
     .await;
     for (is_listing, rsp) in mixed {
         let expected = if is_listing { &listing_tag } else { &map_tag };
-        assert_eq!(rsp.headers["etag"].to_str().unwrap(), expected.as_str());
+        assert_eq!(rsp.etag(), expected.as_str());
     }
 
     app.charge(&buyer_token, buyer, 50_000).await.assert_ok();
@@ -297,7 +284,7 @@ async fn the_seat_map_shows_every_seat_held_sold_or_available() {
         )
         .await;
     assert_eq!(sold.status, 200, "the map changed");
-    assert_eq!(statuses(&sold), expect("SOLD"));
+    assert_eq!(sold.seat_statuses(), expect("SOLD"));
     let same_listing = app
         .get(
             &path,
@@ -342,14 +329,14 @@ async fn the_listing_is_gzipped_when_asked_and_tagged_for_304s() {
     };
     let plain = get(vec![]).await;
     plain.assert_ok();
-    let plain_tag = plain.headers["etag"].to_str().unwrap().to_string();
+    let plain_tag = plain.etag();
     assert_eq!(plain.headers["vary"], "Accept-Encoding");
     assert!(!plain.headers.contains_key("content-encoding"));
 
     let zipped = get(vec![("accept-encoding", "gzip, br".into())]).await;
     assert_eq!(zipped.status, 200);
     assert_eq!(zipped.headers["content-encoding"], "gzip");
-    let zipped_tag = zipped.headers["etag"].to_str().unwrap().to_string();
+    let zipped_tag = zipped.etag();
     assert_ne!(zipped_tag, plain_tag, "one tag per content coding");
     let mut inflated = Vec::new();
     flate2::read::GzDecoder::new(&zipped.raw[..])
@@ -367,7 +354,7 @@ async fn the_listing_is_gzipped_when_asked_and_tagged_for_304s() {
     let again = get(vec![("if-none-match", plain_tag.clone())]).await;
     assert_eq!(again.status, 304);
     assert!(again.raw.is_empty());
-    assert_eq!(again.headers["etag"].to_str().unwrap(), plain_tag);
+    assert_eq!(again.etag(), plain_tag);
     let again = get(vec![
         ("accept-encoding", "gzip".into()),
         ("if-none-match", format!("\"other\", {zipped_tag}")),
@@ -380,7 +367,7 @@ async fn the_listing_is_gzipped_when_asked_and_tagged_for_304s() {
         .assert_created();
     let changed = get(vec![("if-none-match", plain_tag.clone())]).await;
     assert_eq!(changed.status, 200);
-    assert_ne!(changed.headers["etag"].to_str().unwrap(), plain_tag);
+    assert_ne!(changed.etag(), plain_tag);
     assert_eq!(changed.data()["seats"].as_array().unwrap().len(), 199);
 }
 
@@ -398,7 +385,7 @@ async fn the_listing_follows_every_change_of_the_seats() {
     let reader = (path.as_str(), token.as_str());
     let first = app.get(&path, &[("queue-token", &token)]).await;
     assert_eq!(first.seat_ids().len(), 8);
-    let tag = first.headers["etag"].to_str().unwrap().to_string();
+    let tag = first.etag();
 
     let by_seat = app.hold(&token, schedule, user, &seats[..1]).await;
     let tag = listing_changed(&app, reader, schedule, &tag, "a hold by seat").await;
@@ -458,7 +445,7 @@ async fn kept_seats_answer_until_the_seat_state_version_moves() {
         seat_version(&app, schedule).await.is_some(),
         "named by the listing"
     );
-    let tag = kept.headers["etag"].to_str().unwrap().to_string();
+    let tag = kept.etag();
 
     let k = ScheduleKeys::new(schedule);
     let _: Vec<(u64, f64)> = app.redis().zpopmin(&k.avail, 1).await.unwrap();
@@ -489,7 +476,7 @@ async fn a_redis_back_older_is_listed_as_it_is() {
         .await
         .assert_created();
     let before = app.get(&path, &[("queue-token", &token)]).await;
-    let before_tag = before.headers["etag"].to_str().unwrap().to_string();
+    let before_tag = before.etag();
     let k = ScheduleKeys::new(schedule);
     let keys = [
         &k.avail,

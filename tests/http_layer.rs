@@ -44,7 +44,7 @@ async fn the_waiting_room_page_is_served_with_its_files() {
         let rsp = app.get(&format!("/waiting-room/{file}"), &[]).await;
         assert_eq!(rsp.status.as_u16(), 200, "{file}");
         assert!(rsp.headers["content-type"].to_str().unwrap().contains(kind));
-        let etag = rsp.headers["etag"].to_str().unwrap().to_string();
+        let etag = rsp.etag();
         let again = app
             .get(
                 &format!("/waiting-room/{file}"),

@@ -689,15 +689,7 @@ async fn seat_map(app: &TestApp, schedule: u64, token: &str) -> Vec<(u64, String
     );
     let rsp = app.get(&path, &[("queue-token", token)]).await;
     rsp.assert_ok();
-    rsp.data()["seats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let status = s["status"].as_str().unwrap().to_string();
-            (s["seatId"].as_u64().unwrap(), status)
-        })
-        .collect()
+    rsp.seat_statuses()
 }
 
 /// Redis comes back older than MySQL: restarted from a copy of its directory taken before

@@ -216,6 +216,24 @@ impl Rsp {
             .map(|s| s["seatId"].as_u64().unwrap())
             .collect()
     }
+    /// A seat listing's seats with their status (the seat map's), in the order it lists them.
+    pub fn seat_statuses(&self) -> Vec<(u64, String)> {
+        self.data()["seats"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no seats in {:?}", self.body))
+            .iter()
+            .map(|s| {
+                (
+                    s["seatId"].as_u64().unwrap(),
+                    s["status"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+    /// The response's `ETag`.
+    pub fn etag(&self) -> String {
+        self.headers["etag"].to_str().unwrap().to_string()
+    }
     /// Asserts an error response's status, code and the envelope around it.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "{:?}", self.body);
